@@ -1,0 +1,13 @@
+"""The NumPy core: layers, activations, initializers, losses, optimizers and the model.
+
+Nothing here knows about files, configs on disk or the command line.
+"""
+
+from nnlab.nn.activations import ACTIVATIONS
+from nnlab.nn.initializers import INITIALIZERS
+from nnlab.nn.layers import LAYERS
+from nnlab.nn.losses import LOSSES
+from nnlab.nn.model import Model
+from nnlab.nn.optimizers import OPTIMIZERS, SCHEDULES
+
+__all__ = ["ACTIVATIONS", "INITIALIZERS", "LAYERS", "LOSSES", "OPTIMIZERS", "SCHEDULES", "Model"]

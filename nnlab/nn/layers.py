@@ -1,0 +1,180 @@
+"""Layers: each a dataclass whose fields are its config keys, built into arrays by ``build``.
+
+A layer's ``forward`` caches what its ``backward`` needs and returns an array it owns (reused on
+the next call with the same shape: copy it to keep it). ``backward(dY)`` writes the parameter
+gradients into ``self.grads`` (views into the model's flat gradient vector) and returns dL/dX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import numpy as np
+
+from nnlab.errors import ConfigError
+from nnlab.nn.activations import ACTIVATIONS, Activation
+from nnlab.nn.initializers import INITIALIZERS
+from nnlab.registry import Registry
+from nnlab.schema import Doc, Interval, Ref
+
+Array = np.ndarray
+Spec = Any  # a component spec: a name or a mapping
+LAYERS = Registry("layer", key="type")
+
+
+@dataclass(eq=False)
+class Layer:
+    """Base class. Subclasses set ``params`` in ``build``; the model replaces them by views."""
+
+    params: dict[str, Array] = field(default_factory=dict, init=False, repr=False)
+    grads: dict[str, Array] = field(default_factory=dict, init=False, repr=False)
+    #: names of parameters that weight decay and L2 leave alone
+    no_decay: tuple[str, ...] = field(default=(), init=False, repr=False)
+    rng: np.random.Generator | None = field(default=None, init=False, repr=False)
+    _bufs: dict = field(default_factory=dict, init=False, repr=False)
+
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype) -> tuple:
+        """Create the parameters for inputs of ``input_shape`` (no batch axis); return the
+        output shape."""
+        return input_shape
+
+    def forward(self, X: Array, training: bool = False) -> Array:
+        raise NotImplementedError
+
+    def backward(self, dY: Array, need_dx: bool = True) -> Array | None:
+        raise NotImplementedError
+
+    # A layer that ends in an activation can hand out its pre-activation (the logits), so that
+    # a loss can fuse with the activation (softmax + cross-entropy).
+    activation_fn: Activation | None = field(default=None, init=False, repr=False)
+
+    def forward_logits(self, X: Array, training: bool = False) -> Array:
+        raise NotImplementedError
+
+    def backward_logits(self, dZ: Array, need_dx: bool = True) -> Array | None:
+        raise NotImplementedError
+
+    def _buf(self, key: str, shape: tuple[int, ...], dtype) -> Array:
+        """A scratch array owned by the layer, one per (key, shape)."""
+        k = (key, shape, np.dtype(dtype).char)
+        b = self._bufs.get(k)
+        if b is None:
+            b = self._bufs[k] = np.empty(shape, dtype)
+        return b
+
+
+def _check_2d(layer: str, input_shape: tuple[int, ...]) -> int:
+    if len(input_shape) != 1:
+        raise ConfigError(
+            f"a {layer} layer takes flat feature vectors, but its input has shape {input_shape}"
+        )
+    return input_shape[0]
+
+
+@LAYERS.register("dense", aliases=("fully_connected",))
+@dataclass(eq=False)
+class Dense(Layer):
+    """Fully connected layer: ``activation(x @ W + b)``, W of shape (inputs, units)."""
+
+    units: Annotated[int, Interval(ge=1), Doc("number of outputs")]
+    activation: Annotated[Spec, Ref(ACTIVATIONS), Doc("activation function")] = "linear"
+    initializer: Annotated[Spec, Ref(INITIALIZERS), Doc("initializer of W")] = "glorot_uniform"
+    bias_initializer: Annotated[Spec, Ref(INITIALIZERS), Doc("initializer of b")] = "zeros"
+    use_bias: Annotated[bool, Doc("add the bias b")] = True
+
+    def __post_init__(self):
+        self.no_decay = ("b",)
+        self.activation_fn = ACTIVATIONS.build(self.activation)
+
+    def build(self, input_shape, rng, dtype):
+        n_in = _check_2d("dense", input_shape)
+        self.params["W"] = INITIALIZERS.build(self.initializer)((n_in, self.units), rng, dtype)
+        if self.use_bias:
+            self.params["b"] = INITIALIZERS.build(self.bias_initializer)((self.units,), rng, dtype)
+        return (self.units,)
+
+    def forward_logits(self, X, training=False):
+        self._X = X
+        Z = self._buf("Z", (X.shape[0], self.units), X.dtype)  # (batch, units)
+        np.matmul(X, self.params["W"], out=Z)
+        if self.use_bias:
+            Z += self.params["b"]
+        self._Z = Z
+        return Z
+
+    def forward(self, X, training=False):
+        Z = self.forward_logits(X, training)
+        self._A = self.activation_fn.forward(Z, self._buf("A", Z.shape, Z.dtype))
+        return self._A
+
+    def backward(self, dY, need_dx=True):
+        return self.backward_logits(self.activation_fn.backward(dY, self._Z, self._A), need_dx)
+
+    def backward_logits(self, dZ, need_dx=True):
+        X = self._X
+        np.matmul(X.T, dZ, out=self.grads["W"])
+        if self.use_bias:
+            np.sum(dZ, axis=0, out=self.grads["b"])
+        if not need_dx:
+            return None
+        dX = self._buf("dX", X.shape, dZ.dtype)  # (batch, inputs)
+        return np.matmul(dZ, self.params["W"].T, out=dX)
+
+
+@LAYERS.register("dropout")
+@dataclass(eq=False)
+class Dropout(Layer):
+    """Inverted dropout: in training each unit is zeroed with probability ``rate`` and the kept
+    ones are scaled by 1 / (1 - rate), so the expected activation equals the evaluation-time
+    activation, where the layer is the identity."""
+
+    rate: Annotated[float, Interval(ge=0, lt=1), Doc("probability of dropping a unit")] = 0.5
+    scale: Annotated[
+        bool, Doc("scale kept units by 1/(1-rate) (false: plain dropout, for demonstration)")
+    ] = True
+
+    def forward(self, X, training=False):
+        if not training or self.rate == 0.0:
+            self._keep = None
+            return X
+        u = self._buf("u", X.shape, X.dtype)
+        self.rng.random(out=u, dtype=X.dtype)
+        self._keep = keep = np.greater_equal(u, self.rate, out=self._buf("k", X.shape, bool))
+        out = np.multiply(X, keep, out=self._buf("out", X.shape, X.dtype))
+        if self.scale:
+            out *= 1.0 / (1.0 - self.rate)
+        return out
+
+    def backward(self, dY, need_dx=True):
+        if self._keep is None:
+            return dY
+        np.multiply(dY, self._keep, out=dY)
+        if self.scale:
+            dY *= 1.0 / (1.0 - self.rate)
+        return dY
+
+
+@LAYERS.register("activation")
+@dataclass(eq=False)
+class ActivationLayer(Layer):
+    """An activation function on its own, applied elementwise (softmax: over the last axis)."""
+
+    activation: Annotated[Spec, Ref(ACTIVATIONS), Doc("activation function")] = "relu"
+
+    def __post_init__(self):
+        self.activation_fn = ACTIVATIONS.build(self.activation)
+
+    def forward_logits(self, X, training=False):
+        return X
+
+    def forward(self, X, training=False):
+        self._X = X
+        self._A = self.activation_fn.forward(X, self._buf("A", X.shape, X.dtype))
+        return self._A
+
+    def backward(self, dY, need_dx=True):
+        return self.activation_fn.backward(dY, self._X, self._A)
+
+    def backward_logits(self, dZ, need_dx=True):
+        return dZ

@@ -1,0 +1,334 @@
+"""Optimizers and learning-rate schedules.
+
+An optimizer updates the model's flat parameter vector ``theta`` in place from the flat gradient
+``grad`` (which it may overwrite), in a handful of NumPy calls whatever the number of layers.
+The first ``n_decay`` entries of ``theta`` are kernels: weight decay and the L2 penalty apply to
+them and not to biases. The update rules follow PyTorch's documentation (``torch.optim``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import numpy as np
+
+from nnlab.errors import ConfigError
+from nnlab.registry import Registry
+from nnlab.schema import Doc, Interval, Ref
+
+Array = np.ndarray
+OPTIMIZERS = Registry("optimizer")
+SCHEDULES = Registry("schedule")
+
+
+# ---------------------------------------------------------------- schedules
+
+
+class Schedule:
+    """``lr(epoch, base_lr, epochs)``: the learning rate for a (0-based) epoch."""
+
+    def __call__(self, epoch: int, base_lr: float, epochs: int) -> float:
+        raise NotImplementedError
+
+
+@SCHEDULES.register("constant")
+@dataclass
+class Constant(Schedule):
+    """The same learning rate every epoch."""
+
+    def __call__(self, epoch, base_lr, epochs):
+        return base_lr
+
+
+@SCHEDULES.register("step")
+@dataclass
+class Step(Schedule):
+    """Multiply the learning rate by ``gamma`` every ``step_size`` epochs."""
+
+    step_size: Annotated[int, Interval(ge=1), Doc("epochs between decays")] = 10
+    gamma: Annotated[float, Interval(gt=0), Doc("decay factor")] = 0.1
+
+    def __call__(self, epoch, base_lr, epochs):
+        return base_lr * self.gamma ** (epoch // self.step_size)
+
+
+@SCHEDULES.register("multistep")
+@dataclass
+class MultiStep(Schedule):
+    """Multiply the learning rate by ``gamma`` at each of the given epochs."""
+
+    milestones: Annotated[list[int], Doc("epochs (0-based) at which to decay")] = field(
+        default_factory=list
+    )
+    gamma: Annotated[float, Interval(gt=0), Doc("decay factor")] = 0.1
+
+    def __call__(self, epoch, base_lr, epochs):
+        return base_lr * self.gamma ** sum(1 for m in self.milestones if epoch >= m)
+
+
+@SCHEDULES.register("exponential")
+@dataclass
+class Exponential(Schedule):
+    """Multiply the learning rate by ``gamma`` every epoch."""
+
+    gamma: Annotated[float, Interval(gt=0), Doc("decay factor per epoch")] = 0.95
+
+    def __call__(self, epoch, base_lr, epochs):
+        return base_lr * self.gamma**epoch
+
+
+@SCHEDULES.register("cosine")
+@dataclass
+class Cosine(Schedule):
+    """Cosine annealing from the base rate to ``eta_min`` over ``t_max`` epochs."""
+
+    t_max: Annotated[int | None, Interval(ge=1), Doc("length of the decay (null: all epochs)")] = (
+        None
+    )
+    eta_min: Annotated[float, Interval(ge=0), Doc("final learning rate")] = 0.0
+
+    def __call__(self, epoch, base_lr, epochs):
+        t_max = self.t_max or epochs
+        e = min(epoch, t_max)
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * e / t_max)) / 2
+
+
+# ---------------------------------------------------------------- optimizers
+
+
+@dataclass
+class Optimizer:
+    lr: Annotated[float, Interval(gt=0), Doc("learning rate")] = 0.01
+    weight_decay: Annotated[
+        float,
+        Interval(ge=0),
+        Doc("weight decay: adds weight_decay * w to the kernels' gradient (adamw: decoupled)"),
+    ] = 0.0
+    l2: Annotated[
+        float, Interval(ge=0), Doc("L2 penalty: adds l2 * sum(w^2) over the kernels to the loss")
+    ] = 0.0
+    clipnorm: Annotated[
+        float | None, Interval(gt=0), Doc("clip the gradient's global norm to this (null: off)")
+    ] = None
+    clipvalue: Annotated[
+        float | None, Interval(gt=0), Doc("clip each gradient entry to [-v, v] (null: off)")
+    ] = None
+    schedule: Annotated[Any, Ref(SCHEDULES), Doc("learning-rate schedule, stepped per epoch")] = (
+        "constant"
+    )
+
+    def __post_init__(self):
+        self.base_lr = self.lr
+        self.t = 0
+        self._n_decay = 0
+
+    def setup(self, theta: Array, n_decay: int) -> None:
+        """Allocate the state for a parameter vector whose first ``n_decay`` entries decay."""
+        self._n_decay = n_decay
+        self._schedule = SCHEDULES.build(self.schedule)
+        self._init_state(theta)
+
+    def _init_state(self, theta: Array) -> None:
+        pass
+
+    def set_epoch(self, epoch: int, epochs: int) -> float:
+        """Set ``lr`` from the schedule for a 0-based epoch; returns it."""
+        self.lr = self._schedule(epoch, self.base_lr, epochs)
+        return self.lr
+
+    def penalty(self, theta: Array) -> float:
+        """The L2 term to add to the loss."""
+        if not self.l2:
+            return 0.0
+        k = theta[: self._n_decay]
+        return self.l2 * float(np.dot(k, k))
+
+    def step(self, theta: Array, grad: Array) -> None:
+        """One update of ``theta`` from ``grad`` (``grad`` is used as scratch space)."""
+        self.t += 1
+        if self.clipvalue is not None:
+            np.clip(grad, -self.clipvalue, self.clipvalue, out=grad)
+        if self.clipnorm is not None:
+            norm = math.sqrt(float(np.dot(grad, grad)))
+            if norm > self.clipnorm:
+                grad *= self.clipnorm / (norm + 1e-12)
+        coupled = 2.0 * self.l2 + (0.0 if self.decoupled else self.weight_decay)
+        if coupled:
+            k = self._n_decay
+            grad[:k] += coupled * theta[:k]
+        if self.decoupled and self.weight_decay:
+            k = self._n_decay
+            theta[:k] *= 1.0 - self.lr * self.weight_decay
+        self._update(theta, grad)
+
+    decoupled = False
+
+    def _update(self, theta: Array, g: Array) -> None:
+        raise NotImplementedError
+
+    # state for checkpoints: every array and counter an update reads
+    def state_dict(self) -> dict[str, Any]:
+        state = {"t": self.t, "lr": self.lr}
+        state.update(
+            {k: v.copy() for k, v in vars(self).items() if isinstance(v, np.ndarray) and k != "tmp"}
+        )
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.t = int(state["t"])
+        self.lr = float(state["lr"])
+        for k, v in state.items():
+            if k not in ("t", "lr"):
+                getattr(self, k)[...] = v
+
+
+@OPTIMIZERS.register("sgd")
+@dataclass
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum:
+    ``buf = momentum * buf + g; w -= lr * (g + momentum * buf if nesterov else buf)``."""
+
+    momentum: Annotated[float, Interval(ge=0, lt=1), Doc("momentum factor (0: plain SGD)")] = 0.0
+    nesterov: Annotated[bool, Doc("Nesterov momentum")] = False
+
+    @staticmethod
+    def __post_check__(p: dict, path: str) -> None:
+        if p["nesterov"] and p["momentum"] == 0:
+            raise ConfigError("nesterov needs momentum > 0", f"{path}.nesterov" if path else "")
+
+    def _init_state(self, theta):
+        if self.momentum:
+            self.buf = np.zeros_like(theta)
+
+    def _update(self, theta, g):
+        if self.momentum:
+            self.buf *= self.momentum
+            self.buf += g
+            if self.nesterov:
+                g += self.momentum * self.buf
+            else:
+                g[...] = self.buf
+        g *= self.lr
+        theta -= g
+
+
+@OPTIMIZERS.register("rmsprop")
+@dataclass
+class RMSprop(Optimizer):
+    """RMSprop (Hinton): ``v = rho v + (1 - rho) g^2; w -= lr g / (sqrt(v) + eps)``, with
+    optional momentum and centering (as torch.optim.RMSprop, whose ``alpha`` is ``rho``)."""
+
+    lr: Annotated[float, Interval(gt=0), Doc("learning rate")] = 0.001
+    rho: Annotated[float, Interval(ge=0, lt=1), Doc("decay of the squared-gradient average")] = 0.9
+    eps: Annotated[float, Interval(gt=0), Doc("added to the denominator")] = 1e-8
+    momentum: Annotated[float, Interval(ge=0, lt=1), Doc("momentum factor")] = 0.0
+    centered: Annotated[bool, Doc("divide by the gradient's estimated variance")] = False
+
+    def _init_state(self, theta):
+        self.v = np.zeros_like(theta)
+        self.tmp = np.empty_like(theta)
+        if self.centered:
+            self.gavg = np.zeros_like(theta)
+        if self.momentum:
+            self.buf = np.zeros_like(theta)
+
+    def _update(self, theta, g):
+        tmp, v = self.tmp, self.v
+        np.multiply(g, g, out=tmp)
+        v *= self.rho
+        tmp *= 1.0 - self.rho
+        v += tmp
+        if self.centered:
+            self.gavg *= self.rho
+            self.gavg += (1.0 - self.rho) * g
+            np.multiply(self.gavg, self.gavg, out=tmp)
+            np.subtract(v, tmp, out=tmp)
+            np.sqrt(tmp, out=tmp)
+        else:
+            np.sqrt(v, out=tmp)
+        tmp += self.eps
+        np.divide(g, tmp, out=tmp)
+        if self.momentum:
+            self.buf *= self.momentum
+            self.buf += tmp
+            theta -= self.lr * self.buf
+        else:
+            tmp *= self.lr
+            theta -= tmp
+
+
+@OPTIMIZERS.register("adagrad")
+@dataclass
+class Adagrad(Optimizer):
+    """Adagrad: ``s += g^2; w -= lr g / (sqrt(s) + eps)``."""
+
+    initial_accumulator: Annotated[
+        float, Interval(ge=0), Doc("starting value of the squared-gradient sum")
+    ] = 0.0
+    eps: Annotated[float, Interval(gt=0), Doc("added to the denominator")] = 1e-10
+
+    def _init_state(self, theta):
+        self.s = np.full_like(theta, self.initial_accumulator)
+        self.tmp = np.empty_like(theta)
+
+    def _update(self, theta, g):
+        tmp = self.tmp
+        np.multiply(g, g, out=tmp)
+        self.s += tmp
+        np.sqrt(self.s, out=tmp)
+        tmp += self.eps
+        np.divide(g, tmp, out=tmp)
+        tmp *= self.lr
+        theta -= tmp
+
+
+@OPTIMIZERS.register("adam")
+@dataclass
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), as torch.optim.Adam: ``m = b1 m + (1-b1) g;
+    v = b2 v + (1-b2) g^2; w -= lr / (1-b1^t) * m / (sqrt(v / (1-b2^t)) + eps)``."""
+
+    lr: Annotated[float, Interval(gt=0), Doc("learning rate")] = 0.001
+    beta1: Annotated[float, Interval(ge=0, lt=1), Doc("decay of the gradient average")] = 0.9
+    beta2: Annotated[float, Interval(ge=0, lt=1), Doc("decay of the squared average")] = 0.999
+    eps: Annotated[float, Interval(gt=0), Doc("added to the denominator")] = 1e-8
+
+    def _init_state(self, theta):
+        self.m = np.zeros_like(theta)
+        self.v = np.zeros_like(theta)
+        self.tmp = np.empty_like(theta)
+
+    def _update(self, theta, g):
+        m, v, tmp = self.m, self.v, self.tmp
+        b1, b2 = self.beta1, self.beta2
+        bc1 = 1.0 - b1**self.t
+        bc2 = 1.0 - b2**self.t
+        # m += (1 - b1) (g - m);  v += (1 - b2) (g^2 - v)
+        np.subtract(g, m, out=tmp)
+        tmp *= 1.0 - b1
+        m += tmp
+        np.multiply(g, g, out=g)
+        g -= v
+        g *= 1.0 - b2
+        v += g
+        # w -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
+        np.sqrt(v, out=tmp)
+        tmp *= 1.0 / math.sqrt(bc2)
+        tmp += self.eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= self.lr / bc1
+        theta -= tmp
+
+
+@OPTIMIZERS.register("adamw")
+@dataclass
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): ``w -= lr * weight_decay * w``
+    before the Adam step, as torch.optim.AdamW."""
+
+    weight_decay: Annotated[float, Interval(ge=0), Doc("decoupled weight decay of the kernels")] = (
+        0.01
+    )
+    decoupled = True
