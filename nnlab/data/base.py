@@ -1,0 +1,233 @@
+"""Data sets by name, and the options every data set takes (splits, subset, scaling, labels).
+
+A data set function returns a ``Raw`` (features, targets, and an official test set if it has
+one); ``load`` turns it into train/validation/test ``Split``s, fixed by the seed, scaled with
+statistics of the training split only, in the wanted dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+import numpy as np
+
+from nnlab.errors import ConfigError, DataError
+from nnlab.registry import Registry
+from nnlab.schema import Doc, Interval
+
+Array = np.ndarray
+
+
+@dataclass
+class DataOptions:
+    """Keys every data set accepts besides its own."""
+
+    validation_split: Annotated[
+        float, Interval(ge=0, lt=1), Doc("fraction of the training data held out for validation")
+    ] = 0.0
+    test_split: Annotated[
+        float, Interval(ge=0, lt=1), Doc("fraction held out as a test set (data without one)")
+    ] = 0.0
+    subset: Annotated[
+        int | None, Interval(ge=1), Doc("train on this many samples only (null: all)")
+    ] = None
+    scale: Annotated[
+        Literal["none", "unit", "standard", "minmax"],
+        Doc(
+            "input scaling: unit = divide by the data's range (16 for digits, 255 for MNIST), "
+            "standard = zero mean and unit variance, minmax = [0, 1] per feature; statistics "
+            "come from the training split"
+        ),
+    ] = "none"
+    labels: Annotated[
+        Literal["integer", "one_hot"], Doc("class labels as integers or one-hot rows")
+    ] = "integer"
+    shuffle_labels: Annotated[
+        bool, Doc("permute the training labels (a noise baseline: can the net fit random labels?)")
+    ] = False
+    split_seed: Annotated[
+        int | None, Doc("seed of the splits, subset and label shuffle (null: training.seed)")
+    ] = None
+
+    @staticmethod
+    def __post_check__(p: dict, path: str) -> None:
+        if p["validation_split"] + p["test_split"] >= 1.0:
+            raise ConfigError(
+                f"validation_split + test_split must be below 1, got "
+                f"{p['validation_split']:g} + {p['test_split']:g}",
+                f"{path}.validation_split",
+            )
+
+
+DATASETS = Registry("data set", key="name", common=DataOptions)
+
+
+@dataclass
+class Raw:
+    """What a data set function returns."""
+
+    X: Array  # (samples, features...) any numeric dtype
+    y: Array  # (samples,) int labels for classification, float values for regression
+    X_test: Array | None = None
+    y_test: Array | None = None
+    task: Literal["classification", "regression"] = "classification"
+    n_classes: int | None = None
+    unit_scale: float | None = None  # the data's natural range, for scale: unit
+    class_names: list[str] | None = None
+    description: str = ""
+
+
+@dataclass
+class Split:
+    X: Array
+    y: Array  # int labels (classification, integer), one-hot rows, or float targets
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+@dataclass
+class Data:
+    name: str
+    train: Split
+    val: Split | None
+    test: Split | None
+    task: str
+    n_classes: int | None
+    input_shape: tuple[int, ...]
+    shift: Array | float = 0.0  # inputs are scaled as (x - shift) / scale
+    scale: Array | float = 1.0
+    class_names: list[str] | None = None
+    description: str = ""
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def labels(self, split: Split) -> Array | None:
+        """Integer class labels of a split (for accuracy), or None for regression."""
+        if self.task != "classification":
+            return None
+        return split.y if split.y.ndim == 1 else split.y.argmax(axis=1)
+
+
+def _check_labels(y: Array, n_classes: int, what: str) -> None:
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise DataError(f"{what}: class labels must be a 1-d array of integers, got {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise DataError(
+            f"{what}: labels must lie in 0..{n_classes - 1}, found {int(y.min())}..{int(y.max())}"
+        )
+
+
+def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
+    """Load the data set of a resolved ``data`` section, split and scaled."""
+    entry, params, opts = DATASETS.split(spec)
+    raw: Raw = entry.factory(**params)
+    X, y = np.asarray(raw.X), np.asarray(raw.y)
+    name = entry.name
+    if X.shape[0] != y.shape[0]:
+        raise DataError(f"data '{name}': {X.shape[0]} samples but {y.shape[0]} targets")
+    if X.shape[0] == 0:
+        raise DataError(f"data '{name}' is empty")
+    if raw.task == "classification":
+        n_classes = raw.n_classes or int(y.max()) + 1
+        _check_labels(y, n_classes, f"data '{name}'")
+    else:
+        n_classes = None
+    if not np.isfinite(X).all():
+        bad = int((~np.isfinite(X)).any(axis=tuple(range(1, X.ndim))).sum())
+        raise DataError(
+            f"data '{name}': {bad} samples have NaN or infinite inputs; remove or fill them"
+        )
+
+    n = X.shape[0]
+    if raw.X_test is not None and opts["test_split"]:
+        raise ConfigError(
+            f"data '{name}' has its own test set; test_split is for data without one",
+            "data.test_split",
+        )
+    n_test = round(opts["test_split"] * n)
+    n_val = round(opts["validation_split"] * n)
+    if (opts["test_split"] and n_test == 0) or (opts["validation_split"] and n_val == 0):
+        raise ConfigError(
+            f"data '{name}' has {n} samples: the split would be empty", "data.validation_split"
+        )
+    order = rng.permutation(n) if (n_test or n_val or opts["subset"]) else np.arange(n)
+    test_idx, val_idx, train_idx = np.split(order, [n_test, n_test + n_val])
+    if opts["subset"] is not None:
+        if opts["subset"] > train_idx.size:
+            raise ConfigError(
+                f"subset {opts['subset']} is larger than the {train_idx.size} training samples",
+                "data.subset",
+            )
+        train_idx = train_idx[: opts["subset"]]
+    if train_idx.size == 0:
+        raise ConfigError(f"no training samples left of {n}", "data.validation_split")
+
+    train = Split(X[train_idx], y[train_idx])
+    val = Split(X[val_idx], y[val_idx]) if n_val else None
+    if raw.X_test is not None:
+        test = Split(np.asarray(raw.X_test), np.asarray(raw.y_test))
+        if raw.task == "classification":
+            _check_labels(test.y, n_classes, f"data '{name}' (test set)")
+    else:
+        test = Split(X[test_idx], y[test_idx]) if n_test else None
+    if opts["shuffle_labels"]:
+        train.y = rng.permutation(train.y)
+
+    shift, scale = _scaler(opts["scale"], train.X, raw.unit_scale)
+    splits = [s for s in (train, val, test) if s is not None]
+    for s in splits:
+        Xs = s.X.astype(dtype, copy=True)
+        if not (np.isscalar(shift) and shift == 0.0):
+            Xs -= np.asarray(shift, dtype)
+        if not (np.isscalar(scale) and scale == 1.0):
+            Xs /= np.asarray(scale, dtype)
+        s.X = Xs
+        if raw.task == "classification":
+            s.y = s.y.astype(np.int64)
+            if opts["labels"] == "one_hot":
+                s.y = np.eye(n_classes, dtype=dtype)[s.y]
+        else:
+            s.y = s.y.astype(dtype)
+    return Data(
+        name=name,
+        train=train,
+        val=val,
+        test=test,
+        task=raw.task,
+        n_classes=n_classes,
+        input_shape=tuple(X.shape[1:]),
+        shift=shift,
+        scale=scale,
+        class_names=raw.class_names,
+        description=raw.description,
+        sizes={k: len(s) for k, s in (("train", train), ("val", val), ("test", test)) if s},
+    )
+
+
+def _scaler(kind: str, X: Array, unit_scale: float | None) -> tuple[Array | float, Array | float]:
+    """(shift, scale) such that (x - shift) / scale is the scaled input."""
+    if kind == "none":
+        return 0.0, 1.0
+    if kind == "unit":
+        top = unit_scale if unit_scale is not None else float(np.abs(X).max())
+        return 0.0, (top if top > 0 else 1.0)
+    if kind == "standard":
+        mean, std = _mean_std(X)
+        return mean, np.where(std > 0, std, 1.0)
+    lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)  # minmax
+    return lo, np.where(hi > lo, hi - lo, 1.0)
+
+
+def _mean_std(X: Array, rows: int = 4096) -> tuple[Array, Array]:
+    """Per-feature mean and standard deviation in float64, in chunks (no full float64 copy)."""
+    n = X.shape[0]
+    mean = np.zeros(X.shape[1:])
+    for i in range(0, n, rows):
+        mean += X[i : i + rows].sum(axis=0, dtype=np.float64)
+    mean /= n
+    var = np.zeros(X.shape[1:])
+    for i in range(0, n, rows):
+        d = X[i : i + rows] - mean
+        var += np.einsum("i...,i...->...", d, d)
+    return mean, np.sqrt(var / n)
