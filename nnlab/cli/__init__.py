@@ -1,0 +1,77 @@
+"""The command line: a thin layer over the library. Each command lives in its own module, imports
+the heavy parts (NumPy, pandas) only when it runs, and turns an ``NnlabError`` into one message
+on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from nnlab import __version__
+
+
+class Group(click.Group):
+    """Lists commands in the order they were added, and reports nnlab errors without traceback."""
+
+    def list_commands(self, ctx):
+        return list(self.commands)
+
+    def invoke(self, ctx):
+        from nnlab.errors import NnlabError
+
+        try:
+            return super().invoke(ctx)
+        except NnlabError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as e:
+            if os.environ.get("NNLAB_DEBUG"):
+                raise
+            import traceback
+
+            frame = traceback.extract_tb(e.__traceback__)[-1]
+            click.echo(
+                f"internal error (a bug in nnlab): {type(e).__name__}: {e}\n"
+                f"  at {frame.filename}:{frame.lineno}; NNLAB_DEBUG=1 shows the traceback",
+                err=True,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nnlab")
+def cli():
+    """nnlab: neural-network experiments, one command each.
+
+    \b
+    Examples:
+      nnlab train configs/xor.yaml
+      nnlab train configs/digits.yaml --set optimizer.lr=0.01 --set training.seed=3
+      nnlab config configs/digits.yaml          # the config with every default filled in
+      nnlab list initializers                   # what a key accepts
+
+    Exit status: 0 success, 1 failed, 2 bad config or input, 3 training diverged,
+    130/143 interrupted (Ctrl-C / SIGTERM).
+    """
+
+
+def _register() -> None:
+    from nnlab.cli import config_cmd, list_cmd, train_cmd
+
+    for module in (train_cmd, config_cmd, list_cmd):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="nnlab")

@@ -1,0 +1,48 @@
+"""Text a user reads after a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _num(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.4f}" if abs(x) < 1e4 else f"{x:.4g}"
+    return str(x)
+
+
+def format_result(summary: dict) -> str:
+    """The result of a run, as a few lines."""
+    s = summary
+    status = s["status"]
+    head = f"{s['name']}: {status}, {s['epochs_completed']}/{s['epochs_planned']} epochs"
+    head += f" in {s.get('train_seconds', 0):.2f} s ({s.get('parameters', 0):,d} parameters)"
+    lines = [head]
+    if status == "diverged":
+        at = s.get("diverged_at") or {}
+        where = f"epoch {at.get('epoch')}" + (f", batch {at['batch']}" if at.get("batch") else "")
+        lines.append(
+            f"  the loss became NaN or infinite at {where}: try a smaller optimizer.lr, "
+            "scaled inputs (data.scale) or gradient clipping (optimizer.clipnorm)"
+        )
+    if s.get("stopped_early"):
+        es = s.get("early_stopping", {})
+        lines.append(
+            f"  stopped early: {es.get('monitor')} best at epoch {es.get('best_epoch')}"
+            + (" (weights restored)" if es.get("restored") else "")
+        )
+    rows = [(split, s[split]) for split in ("train", "val", "test") if split in s]
+    if rows:
+        metrics = [k for k in ("loss", "accuracy") if any(k in m for _, m in rows)]
+        lines.append("  " + " " * 8 + "".join(f"{m:>12}" for m in metrics))
+        for split, m in rows:
+            lines.append(f"  {split:<8}" + "".join(f"{_num(m.get(k)):>12}" for k in metrics))
+    if s.get("baselines"):
+        from nnlab.baselines import describe
+
+        lines += ["  " + line for line in describe(s["baselines"])]
+    if status == "failed" and s.get("error"):
+        lines.append(f"  error: {s['error']}")
+    return "\n".join(lines)
