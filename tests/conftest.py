@@ -1,0 +1,53 @@
+"""Shared fixtures: isolated run folders and a way to run the real command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+def nnlab_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess that imports this checkout's nnlab."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("NNLAB_DEBUG", None)
+    env.update(extra)
+    return env
+
+
+def run_nnlab(*args: str, cwd: Path | None = None, timeout: float = 300, **env: str):
+    """Run ``python -m nnlab ARGS`` as a real process; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "nnlab", *map(str, args)],
+        cwd=cwd or ROOT,
+        env=nnlab_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    d = tmp_path / "runs"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def write_config(tmp_path: Path):
+    """Write YAML text to a config file and return its path."""
+
+    def write(text: str, name: str = "exp.yaml") -> Path:
+        p = tmp_path / name
+        p.write_text(text)
+        return p
+
+    return write

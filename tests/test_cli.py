@@ -1,0 +1,126 @@
+"""The command line, run as a real process: messages, exit statuses, help, outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CONFIGS, run_nnlab
+
+GOOD = (CONFIGS / "threshold.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (GOOD.replace("optimizer:", "optimiser:"), ["optimiser", "Did you mean 'optimizer'?"]),
+        (GOOD.replace("epochs: 10000", "epochs: many"), ["training.epochs", "'many'", "integer"]),
+        (
+            GOOD.replace("initializer: glorot_uniform", "initializer: he_norml"),
+            ["model.layers[0].initializer", "'he_norml'", "Did you mean 'he_normal'?"],
+        ),
+        (
+            GOOD.replace("name: sgd", "name: sgdd"),
+            ["optimizer.name", "Did you mean 'sgd'?", "adam"],
+        ),
+        (GOOD.replace("name: threshold", "name: treshold"), ["data.name", "'threshold'"]),
+        ("data: {name: xor\nmodel: [\n", ["YAML syntax error", "line", "column"]),
+    ],
+)
+def test_bad_config_exits_2_with_the_key_path_and_no_traceback(write_config, text, words, runs):
+    path = write_config(text)
+    proc = run_nnlab("train", path, "--runs-dir", runs)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    for w in words:
+        assert w in proc.stderr
+    assert not any(runs.iterdir())  # nothing written
+
+
+def test_missing_config_file(runs):
+    proc = run_nnlab("train", "no/such.yaml", "--runs-dir", runs)
+    assert proc.returncode == 2 and "no such config file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_set_value_is_attributed_to_set(runs):
+    proc = run_nnlab(
+        "train", CONFIGS / "xor.yaml", "--runs-dir", runs, "--set", "optimizer.lr=fast"
+    )
+    assert proc.returncode == 2
+    assert "optimizer.lr (from --set)" in proc.stderr and "'fast'" in proc.stderr
+
+
+def test_train_prints_the_result_and_the_run_path_last(runs):
+    proc = run_nnlab("train", CONFIGS / "xor.yaml", "--runs-dir", runs)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    run_dir = Path(lines[-1])
+    assert run_dir.parent == runs and (run_dir / "summary.json").is_file()
+    assert "completed" in lines[0] and "accuracy" in proc.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+
+
+def test_train_name_and_seed_options(runs):
+    proc = run_nnlab(
+        "train", CONFIGS / "xor.yaml", "--runs-dir", runs, "--name", "../evil/x", "--seed", "5"
+    )
+    assert proc.returncode == 0, proc.stderr
+    run_dir = Path(proc.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == runs and run_dir.name.startswith("evil-x-")
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["training"]["seed"] == 5 and cfg["name"] == "../evil/x"
+
+
+def test_validate(write_config):
+    proc = run_nnlab("validate", CONFIGS / "digits.yaml")
+    assert (
+        proc.returncode == 0
+        and "OK" in proc.stdout
+        and "1258 train, 180 val, 359 test" in proc.stdout
+    )
+    proc = run_nnlab("validate", CONFIGS / "digits.yaml", "--set", "model.layers.1.units=4")
+    assert proc.returncode == 2 and "model.layers[1].units" in proc.stderr
+
+
+def test_config_prints_the_resolved_config():
+    proc = run_nnlab(
+        "config",
+        CONFIGS / "xor.yaml",
+        "--set",
+        "optimizer.name=adam",
+        "--set",
+        "optimizer.momentum=null",
+    )
+    assert proc.returncode == 2  # adam has no momentum
+    proc = run_nnlab("config", CONFIGS / "threshold.yaml", "--set", "optimizer.lr=0.5")
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["optimizer"]["lr"] == 0.5 and cfg["optimizer"]["nesterov"] is False
+    assert cfg["model"]["layers"][0]["use_bias"] is True
+    proc = run_nnlab("config", CONFIGS / "threshold.yaml", "--format", "json")
+    assert json.loads(proc.stdout)["training"]["epochs"] == 10000
+
+
+def test_config_schema_is_json_schema():
+    proc = run_nnlab("config", "--schema")
+    schema = json.loads(proc.stdout)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert "training" in schema["properties"]
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["validate"], ["config"], ["list"]])
+def test_help_shows_an_example(command):
+    proc = run_nnlab(*command, "--help")
+    assert proc.returncode == 0
+    assert "Example" in proc.stdout and "nnlab " in proc.stdout
+
+
+def test_list_shows_components_with_options():
+    proc = run_nnlab("list", "initializers")
+    assert proc.returncode == 0
+    assert "he_normal (also: kaiming_normal)" in proc.stdout
+    assert "stddev = 0.05" in proc.stdout

@@ -1,0 +1,135 @@
+"""Data sets: the toy points, digits, splits fixed by the seed, scaling, subsets, CSV files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnlab.data import DATASETS, load
+from nnlab.errors import ConfigError, DataError
+
+
+def get(spec, seed=0, dtype=np.float32):
+    return load(DATASETS.resolve(spec, "data"), np.random.default_rng(seed), dtype)
+
+
+def test_xor_and_threshold_are_the_seed_points():
+    d = get("xor")
+    np.testing.assert_array_equal(d.train.X, [[0, 0], [0, 1], [1, 0], [1, 1]])
+    np.testing.assert_array_equal(d.train.y, [0, 1, 1, 0])
+    d = get("threshold")
+    np.testing.assert_array_equal(d.train.X[:, 0], [0, 0, 2, 2, 9])
+    np.testing.assert_array_equal(d.train.y, [0, 0, 1, 1, 0])
+    assert d.train.X.dtype == np.float32 and d.n_classes == 2
+
+
+def test_digits_as_scikit_learn_ships_them():
+    d = get({"name": "digits", "test_split": 0.0, "scale": "none"})
+    assert d.train.X.shape == (1797, 64) and d.input_shape == (64,)
+    assert d.train.X.min() == 0 and d.train.X.max() == 16
+    assert np.bincount(d.train.y).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+
+
+def test_digits_default_split_and_unit_scale():
+    d = get("digits")
+    assert d.sizes == {"train": 1438, "test": 359}
+    assert d.train.X.max() == 1.0 and d.scale == 16.0
+
+
+def test_splits_are_disjoint_complete_and_fixed_by_the_seed():
+    spec = {"name": "digits", "validation_split": 0.1, "test_split": 0.2, "scale": "none"}
+    a, b, c = get(spec, 1), get(spec, 1), get(spec, 2)
+    np.testing.assert_array_equal(a.val.X, b.val.X)
+    np.testing.assert_array_equal(a.test.X, b.test.X)
+    assert not np.array_equal(a.test.X, c.test.X)
+    rows = lambda s: {r.tobytes() for r in s.X.astype(np.uint8)}  # noqa: E731
+    train, val, test = rows(a.train), rows(a.val), rows(a.test)
+    assert len(a.train) + len(a.val) + len(a.test) == 1797
+    # (a few digits images are duplicates, so compare sizes rather than exact disjointness)
+    assert len(train & test) < 5 and len(val & test) < 5
+
+
+def test_changing_the_validation_split_keeps_the_test_set():
+    a = get({"name": "digits", "validation_split": 0.1}, 3)
+    b = get({"name": "digits", "validation_split": 0.3}, 3)
+    np.testing.assert_array_equal(a.test.X, b.test.X)
+
+
+def test_standard_scaling_uses_training_statistics_only():
+    d = get({"name": "digits", "scale": "standard"}, dtype=np.float64)
+    m, s = d.train.X.mean(axis=0), d.train.X.std(axis=0)
+    np.testing.assert_allclose(m, 0, atol=1e-9)
+    np.testing.assert_allclose(s[s > 0], 1, atol=1e-9)
+    assert not np.allclose(d.test.X.mean(axis=0), 0, atol=1e-3)
+
+
+def test_minmax_scaling():
+    d = get({"name": "threshold", "scale": "minmax"})
+    np.testing.assert_allclose(d.train.X[:, 0], [0, 0, 2 / 9, 2 / 9, 1], rtol=1e-6)
+
+
+def test_subset_and_one_hot_labels():
+    d = get({"name": "digits", "subset": 64, "labels": "one_hot"})
+    assert len(d.train) == 64 and d.train.y.shape == (64, 10)
+    np.testing.assert_array_equal(d.train.y.sum(axis=1), 1)
+    assert d.labels(d.train).shape == (64,)
+
+
+def test_subset_larger_than_the_data_is_an_error():
+    with pytest.raises(ConfigError, match="larger than"):
+        get({"name": "xor", "subset": 10})
+
+
+def test_shuffle_labels_permutes_training_labels_only():
+    a = get({"name": "digits"}, 4)
+    b = get({"name": "digits", "shuffle_labels": True}, 4)
+    np.testing.assert_array_equal(np.sort(a.train.y), np.sort(b.train.y))
+    assert np.mean(a.train.y == b.train.y) < 0.3
+    np.testing.assert_array_equal(a.test.y, b.test.y)
+
+
+def test_csv_classification_with_text_labels(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("a,b,kind\n1,2,cat\n3,4,dog\n5,6,cat\n")
+    d = get({"name": "csv", "path": str(p), "target": "kind"}, dtype=np.float64)
+    np.testing.assert_array_equal(d.train.X, [[1, 2], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(d.train.y, [0, 1, 0])
+    assert d.class_names == ["cat", "dog"]
+
+
+def test_csv_regression_without_header(tmp_path):
+    p = tmp_path / "r.csv"
+    p.write_text("".join(f"{i},{i * 0.5 + 0.25}\n" for i in range(20)))
+    d = get({"name": "csv", "path": str(p)})
+    assert d.task == "regression" and d.n_classes is None
+    assert d.train.y[3] == pytest.approx(1.75)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("", "no data rows"),
+        ("a,b\n", "no data rows"),
+        ("1,2\n3\n", "row 2 has 1 fields"),
+        ("1,1\nx,0\n", "not a number"),
+        ("1,nan\n2,0\n", None),
+    ],
+)
+def test_csv_errors_name_the_file(tmp_path, text, words):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    spec = (
+        {"name": "csv", "path": str(p), "target": 0}
+        if words is None
+        else {"name": "csv", "path": str(p)}
+    )
+    with pytest.raises(DataError) as info:
+        get(spec)
+    assert "bad.csv" in str(info.value) or "NaN" in str(info.value)
+    if words:
+        assert words in str(info.value)
+
+
+def test_csv_missing_file(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        get({"name": "csv", "path": str(tmp_path / "none.csv")})

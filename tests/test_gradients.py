@@ -1,0 +1,150 @@
+"""Central-difference gradient checks in float64 for every registered activation, layer and loss.
+
+The tests are parameterised over the registries: a component added to a registry is checked the
+day it is added (a layer without an example below fails ``test_every_layer_has_an_example``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnlab.gradcheck import check_model, compare, numerical_gradient
+from nnlab.nn import ACTIVATIONS, LAYERS, LOSSES, Model
+from nnlab.nn.layers import Dense
+
+RNG = np.random.default_rng(1234)
+
+# A small config for each layer type, placed between two dense layers in the check.
+LAYER_EXAMPLES = {
+    "dense": [{"type": "dense", "units": 4, "activation": "tanh"}],
+    "dropout": [{"type": "dropout", "rate": 0.3}, {"type": "dropout", "rate": 0.3, "scale": False}],
+    "activation": [{"type": "activation", "activation": a} for a in ("tanh", "softmax", "elu")],
+}
+
+
+def _away_from_kinks(shape) -> np.ndarray:
+    """Inputs in (-3, 3) at least 0.05 from 0, where relu-like functions have a kink."""
+    z = RNG.uniform(-3, 3, shape)
+    return np.where(np.abs(z) < 0.05, 0.5, z)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS.names())
+def test_activation_derivative_matches_central_differences(name):
+    act = ACTIVATIONS.create(name)
+    Z = _away_from_kinks((5, 4))
+    dA = RNG.normal(size=(5, 4))
+    A = act(Z)
+    analytic = act.backward(dA.copy(), Z, A.copy())
+    numeric = numerical_gradient(lambda: float(np.sum(dA * act(Z))), Z)
+    check = compare(name, analytic, numeric)
+    assert check.passed, check
+
+
+def test_every_layer_has_an_example():
+    assert set(LAYERS.names()) <= set(LAYER_EXAMPLES), "add a gradient-check example"
+
+
+@pytest.mark.parametrize(
+    "spec", [s for specs in LAYER_EXAMPLES.values() for s in specs], ids=lambda s: str(s)
+)
+def test_layer_gradients_match_central_differences(spec):
+    layers = [
+        Dense(units=4, activation="sigmoid", bias_initializer={"name": "random_normal"}),
+        LAYERS.create(spec),
+        Dense(units=3, activation="linear"),
+    ]
+    model = Model(layers, (5,), np.random.default_rng(0), np.float64)
+    model.set_rng(np.random.default_rng(7))
+    X = RNG.normal(size=(6, 5))
+    T = RNG.normal(size=(6, 3))
+    checks = check_model(model, LOSSES.create("mse"), X, T, fused=False)
+    assert all(c.passed for c in checks), checks
+    assert {c.name for c in checks} == set(model.param_names)
+
+
+def _loss_case(name: str):
+    """(loss, outputs or logits, targets) suitable for a loss."""
+    loss = LOSSES.create(name)
+    out = RNG.normal(size=(6, 3))
+    labels = RNG.integers(0, 3, 6)
+    if name == "binary_crossentropy":
+        return loss, out, RNG.uniform(0, 1, (6, 3)).round()
+    if name == "hinge":
+        return loss, out, loss.targets(labels, 3, np.float64)
+    return loss, out, loss.targets(labels, 3, np.float64)
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_loss_gradient_matches_central_differences(name):
+    loss, out, t = _loss_case(name)
+    if name == "mae":
+        out = np.where(np.abs(out - t) < 0.05, out + 0.2, out)  # away from the kink
+    if name == "hinge":
+        margin = 1 - t * out
+        out = np.where(np.abs(margin) < 0.05, out + 0.2 * t, out)
+    _, grad = loss(out.copy(), t)
+    numeric = numerical_gradient(lambda: loss(out, t)[0], out)
+    check = compare(name, grad, numeric)
+    assert check.passed, check
+
+
+def test_categorical_crossentropy_one_hot_and_integer_targets_agree():
+    loss = LOSSES.create("categorical_crossentropy")
+    z = RNG.normal(size=(5, 4))
+    labels = RNG.integers(0, 4, 5)
+    v1, g1 = loss(z.copy(), labels)
+    v2, g2 = loss(z.copy(), np.eye(4)[labels])
+    assert v1 == pytest.approx(v2, rel=1e-12)
+    np.testing.assert_allclose(g1, g2, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "loss_name, act, n_out",
+    [
+        ("categorical_crossentropy", "softmax", 3),
+        ("binary_crossentropy", "sigmoid", 1),
+        ("mse", "sigmoid", 3),
+        ("hinge", "linear", 3),
+    ],
+)
+def test_whole_network_gradient_with_each_loss(loss_name, act, n_out):
+    """A 4-5-5-n network end to end, through the fused output where the loss has one."""
+    layers = [
+        Dense(
+            units=5,
+            activation="relu",
+            initializer="he_normal",
+            bias_initializer={"name": "random_uniform", "minval": 0.1, "maxval": 0.5},
+        ),
+        Dense(units=5, activation="tanh"),
+        Dense(units=n_out, activation=act),
+    ]
+    model = Model(layers, (4,), np.random.default_rng(3), np.float64)
+    loss = LOSSES.create(loss_name)
+    X = RNG.normal(size=(8, 4))
+    labels = RNG.integers(0, max(n_out, 2), 8)
+    T = loss.targets(labels, n_out, np.float64)
+    checks = check_model(model, loss, X, T, fused=loss.fused_activation is not None)
+    assert all(c.passed for c in checks), checks
+
+
+def test_gradient_check_catches_a_wrong_backward():
+    """The check is not vacuous: a layer whose backward drops a term fails it."""
+
+    class Broken(Dense):
+        def backward_logits(self, dZ, need_dx=True):
+            dX = super().backward_logits(dZ, need_dx)
+            self.grads["W"] *= -1.0  # wrong sign
+            return dX
+
+    model = Model(
+        [Broken(units=3, activation="tanh"), Dense(units=2)],
+        (4,),
+        np.random.default_rng(0),
+        np.float64,
+    )
+    X, T = RNG.normal(size=(5, 4)), RNG.normal(size=(5, 2))
+    checks = {c.name: c.passed for c in check_model(model, LOSSES.create("mse"), X, T, False)}
+    assert checks["layers.0.W"] is False
+    assert checks["layers.1.W"] is True
