@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both create .venv as needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-slow lint format bench gallery clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## set up, then train configs/xor.yaml and print the result
+	$(VENV)/bin/nnlab train configs/xor.yaml
+
+test: $(STAMP)  ## set up, then run the test suite (slow experiments skipped)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)  ## the long experiments too (full MNIST trainings)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check nnlab tests
+	$(VENV)/bin/ruff format --check nnlab tests
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format nnlab tests
+	$(VENV)/bin/ruff check --fix nnlab tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
