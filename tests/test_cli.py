@@ -124,3 +124,47 @@ def test_list_shows_components_with_options():
     assert proc.returncode == 0
     assert "he_normal (also: kaiming_normal)" in proc.stdout
     assert "stddev = 0.05" in proc.stdout
+
+
+def test_sigterm_stops_at_a_safe_point_and_keeps_the_files(runs):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT, nnlab_env
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nnlab",
+            "train",
+            str(CONFIGS / "digits.yaml"),
+            "--runs-dir",
+            str(runs),
+            "-q",
+            "--set",
+            "training.epochs=100000",
+        ],
+        cwd=ROOT,
+        env=nnlab_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until a few epochs are on disk
+        logs = list(runs.glob("*/metrics.csv"))
+        if logs and len(logs[0].read_text().splitlines()) > 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    run_dir = Path(out.strip().splitlines()[-1])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM"
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert len(rows) - 1 == summary["epochs_completed"] >= 3
+    assert (run_dir / "model.npz").is_file()
