@@ -22,12 +22,12 @@ test-slow: $(STAMP)  ## the long experiments too (full MNIST trainings)
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check nnlab tests
-	$(VENV)/bin/ruff format --check nnlab tests
+	$(VENV)/bin/ruff check nnlab tests bench
+	$(VENV)/bin/ruff format --check nnlab tests bench
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format nnlab tests
-	$(VENV)/bin/ruff check --fix nnlab tests
+	$(VENV)/bin/ruff format nnlab tests bench
+	$(VENV)/bin/ruff check --fix nnlab tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

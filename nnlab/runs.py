@@ -71,18 +71,29 @@ def fmt_number(x: Any) -> str:
 
 
 class MetricsLog:
-    """metrics.csv: a header, then one row per epoch, each flushed as it is written."""
+    """metrics.csv: a header, then one row per epoch. A row is flushed to the file as it is
+    written, except that epochs shorter than ``flush_every`` seconds (toy problems doing
+    thousands of epochs a second) are flushed together at that interval."""
 
-    def __init__(self, path: Path, columns: list[str]):
+    def __init__(self, path: Path, columns: list[str], flush_every: float = 0.02):
         self.path = path
         self.columns = columns
+        self.flush_every = flush_every
         self._f = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
         self._f.write(",".join(columns) + "\n")
         self._f.flush()
+        self._flushed = time.monotonic()
 
     def append(self, row: dict[str, Any]) -> None:
         self._f.write(",".join(fmt_number(row.get(c)) for c in self.columns) + "\n")
+        now = time.monotonic()
+        if now - self._flushed >= self.flush_every:
+            self._f.flush()
+            self._flushed = now
+
+    def flush(self) -> None:
         self._f.flush()
+        self._flushed = time.monotonic()
 
     def close(self) -> None:
         self._f.close()

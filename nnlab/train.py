@@ -66,12 +66,14 @@ class Experiment:
         return getattr(self.data, name)
 
 
-def build(config: dict) -> Experiment:
-    """Load data and build the model, loss and optimizer of a resolved config."""
+def build(config: dict, data: Data | None = None) -> Experiment:
+    """Load data and build the model, loss and optimizer of a resolved config. ``data``, when
+    given, replaces the data set the config names (arrays already split and scaled)."""
     tr = config["training"]
     dtype = np.dtype(tr["dtype"])
     rngs = seed_streams(tr["seed"], config["data"].get("split_seed"))
-    data = load(config["data"], rngs["data"], dtype)
+    if data is None:
+        data = load(config["data"], rngs["data"], dtype)
     model = Model.from_spec(config["model"], data.input_shape, rngs["init"], dtype)
     model.set_rng(rngs["train"])
     loss = LOSSES.build(config["loss"])
@@ -169,27 +171,22 @@ class StopRequested(Exception):
         super().__init__(signal.Signals(signum).name)
 
 
-@dataclass
-class History:
-    """What the loop has seen: rows, best values per metric, early-stopping state."""
+def higher_is_better(metric: str) -> bool:
+    return "accuracy" in metric
 
-    columns: list[str]
-    rows: list[dict] = field(default_factory=list)
-    best: dict[str, dict] = field(default_factory=dict)
 
-    @staticmethod
-    def higher_is_better(metric: str) -> bool:
-        return "accuracy" in metric
-
-    def add(self, row: dict) -> None:
-        self.rows.append(row)
+def best_of(rows: list[dict]) -> dict[str, dict]:
+    """The best value of each metric over the rows and the epoch it came in (the first on ties):
+    the highest accuracy, the lowest loss."""
+    best: dict[str, dict] = {}
+    for row in rows:
         for k, v in row.items():
             if k in ("epoch", "lr", "seconds") or v is None or not math.isfinite(v):
                 continue
-            b = self.best.get(k)
-            better = b is None or (v > b["value"] if self.higher_is_better(k) else v < b["value"])
-            if better:
-                self.best[k] = {"value": v, "epoch": row["epoch"]}
+            b = best.get(k)
+            if b is None or (v > b["value"] if higher_is_better(k) else v < b["value"]):
+                best[k] = {"value": v, "epoch": row["epoch"]}
+    return best
 
 
 class Trainer:
@@ -204,7 +201,7 @@ class Trainer:
         self.diverged_at: dict | None = None
         self.stopped_early = False
         self.columns = metric_columns(exp)
-        self.history = History(self.columns)
+        self.rows: list[dict] = []  # one per finished epoch, as written to metrics.csv
         es = exp.config["training"]["early_stopping"]
         if es is not None and es["monitor"] not in self.columns:
             metrics = [c for c in self.columns if c not in ("epoch", "lr", "seconds")]
@@ -214,7 +211,9 @@ class Trainer:
                 "training.early_stopping.monitor",
             )
         self.early_stopping = es
-        self._best_theta: Array | None = None
+        self._best_theta: Array | None = None  # weights at the best epoch (restore_best)
+        self._es_best: float | None = None
+        self._es_epoch: int | None = None
 
     def request_stop(self, signum: int) -> None:
         self.stop_signal = signum
@@ -237,9 +236,12 @@ class Trainer:
             lbuf = np.empty(bs, L.dtype) if L is not None else None
         model, loss, opt, fused = exp.model, exp.loss, exp.optimizer, exp.fused
         theta, grad = model.theta, model.grad
+        has_val = exp.data.val is not None
+        rows, log = self.rows, self.log
         progress = Progress(epochs, n_batches, enabled=not self.quiet)
         wait = 0
         self.status = "running"
+        xb, tb, lb = X, T, L
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for epoch in range(epochs):
@@ -248,18 +250,17 @@ class Trainer:
                     perm = exp.rng.permutation(n) if shuffle else None
                     loss_sum, correct = 0.0, 0
                     for b in range(n_batches):
-                        start = b * bs
-                        if full:
-                            xb, tb, lb = X, T, L
-                        elif shuffle:
-                            idx = perm[start : start + bs]
+                        if shuffle:
+                            idx = perm[b * bs : (b + 1) * bs]
                             m = idx.shape[0]
                             xb = np.take(X, idx, axis=0, out=xbuf[:m])
                             tb = np.take(T, idx, axis=0, out=tbuf[:m])
-                            lb = np.take(L, idx, out=lbuf[:m]) if L is not None else None
-                        else:
-                            xb, tb = X[start : start + bs], T[start : start + bs]
-                            lb = L[start : start + bs] if L is not None else None
+                            if L is not None:
+                                lb = np.take(L, idx, out=lbuf[:m])
+                        elif not full:
+                            sl = slice(b * bs, (b + 1) * bs)
+                            xb, tb = X[sl], T[sl]
+                            lb = L[sl] if L is not None else None
                         out = model.forward(xb, training=True, logits=fused)
                         value, dout = loss(out, tb)
                         if not math.isfinite(value):
@@ -281,16 +282,16 @@ class Trainer:
                     row = {"epoch": epoch + 1, "loss": loss_sum / n}
                     if L is not None:
                         row["accuracy"] = correct / n
-                    if exp.data.val is not None:
+                    if has_val:
                         for k, v in evaluate(exp, "val").items():
                             row[f"val_{k}"] = v
                     row["lr"] = lr
                     row["seconds"] = time.perf_counter() - t0
-                    self.history.add(row)
-                    if self.log is not None:
-                        self.log.append(row)
+                    rows.append(row)
+                    if log is not None:
+                        log.append(row)
                     progress.epoch(epoch, row)
-                    if not all(math.isfinite(v) for v in row.values()):
+                    if has_val and not math.isfinite(row["val_loss"]):
                         self.status = "diverged"
                         self.diverged_at = {"epoch": epoch + 1, "batch": None}
                         break
@@ -314,9 +315,9 @@ class Trainer:
         key = es["monitor"]
         mode = es["mode"]
         if mode == "auto":
-            mode = "max" if History.higher_is_better(key) else "min"
+            mode = "max" if higher_is_better(key) else "min"
         value = row[key]
-        best = getattr(self, "_es_best", None)
+        best = self._es_best
         improved = best is None or (
             value > best + es["min_delta"] if mode == "max" else value < best - es["min_delta"]
         )
@@ -442,17 +443,17 @@ def train(
 
 
 def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: float) -> None:
-    h = trainer.history
-    summary["epochs_completed"] = len(h.rows)
+    rows = trainer.rows
+    summary["epochs_completed"] = len(rows)
     summary["stopped_early"] = trainer.stopped_early
-    if trainer.early_stopping is not None and getattr(trainer, "_es_epoch", None):
+    if trainer.early_stopping is not None and trainer._es_epoch is not None:
         summary["early_stopping"] = {
             "monitor": trainer.early_stopping["monitor"],
             "best_epoch": trainer._es_epoch,
             "restored": trainer._best_theta is not None,
         }
-    summary["last"] = {k: v for k, v in h.rows[-1].items() if k != "seconds"} if h.rows else {}
-    summary["best"] = h.best
+    summary["last"] = {k: v for k, v in rows[-1].items() if k != "seconds"} if rows else {}
+    summary["best"] = best_of(rows)
     summary["finished"] = _now()
     summary["train_seconds"] = round(train_seconds, 4)
     summary["wall_seconds"] = round(time.time() - started, 4)

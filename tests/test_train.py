@@ -51,7 +51,7 @@ def test_linear_output_with_mse_ends_at_three_fifths_whatever_the_start(w, b):
 def test_sigmoid_output_with_mse_from_the_seed_start_reaches_four_fifths():
     exp, trainer = threshold_run("sigmoid", SEED_W, SEED_B)
     assert evaluate(exp, "train")["accuracy"] == pytest.approx(0.8)
-    rows = trainer.history.rows
+    rows = trainer.rows
     # the same trajectory the user printed: loss before the first and the last update
     assert rows[0]["loss"] == pytest.approx(TF_FIRST_LOSS, rel=1e-6)
     assert rows[-1]["loss"] == pytest.approx(TF_LAST_LOSS, rel=1e-6)

@@ -17,6 +17,7 @@ from nnlab.schema import Doc, Interval
 
 Array = np.ndarray
 ACTIVATIONS = Registry("activation")
+_EXP_MAX = {"f": 88.0, "d": 709.0}  # largest x with exp(x) finite, per dtype
 
 
 class Activation:
@@ -64,9 +65,9 @@ class Sigmoid(Activation):
     invertible_range = (0.0, 1.0)
 
     def forward(self, Z, out):
-        with np.errstate(over="ignore"):  # exp(-z) = inf for very negative z gives f = 0: right
-            np.negative(Z, out=out)
-            np.exp(out, out=out)
+        np.negative(Z, out=out)
+        np.minimum(out, _EXP_MAX[out.dtype.char], out=out)  # f(z) < 1e-38 there: exp can't overflow
+        np.exp(out, out=out)
         out += 1.0
         return np.reciprocal(out, out=out)
 

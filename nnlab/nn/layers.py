@@ -56,11 +56,11 @@ class Layer:
         raise NotImplementedError
 
     def _buf(self, key: str, shape: tuple[int, ...], dtype) -> Array:
-        """A scratch array owned by the layer, one per (key, shape)."""
-        k = (key, shape, np.dtype(dtype).char)
-        b = self._bufs.get(k)
-        if b is None:
-            b = self._bufs[k] = np.empty(shape, dtype)
+        """A scratch array owned by the layer, one per (key, shape): batches of a size seen
+        before reuse their arrays instead of allocating."""
+        b = self._bufs.get((key, shape))
+        if b is None or b.dtype != dtype:
+            b = self._bufs[(key, shape)] = np.empty(shape, dtype)
         return b
 
 
@@ -114,8 +114,11 @@ class Dense(Layer):
     def backward_logits(self, dZ, need_dx=True):
         X = self._X
         np.matmul(X.T, dZ, out=self.grads["W"])
-        if self.use_bias:
-            np.sum(dZ, axis=0, out=self.grads["b"])
+        if self.use_bias:  # a matrix-vector product sums the rows faster than np.sum(axis=0)
+            ones = self._bufs.get(("ones", X.shape[0]))
+            if ones is None:
+                ones = self._bufs[("ones", X.shape[0])] = np.ones(X.shape[0], dZ.dtype)
+            np.matmul(ones, dZ, out=self.grads["b"])
         if not need_dx:
             return None
         dX = self._buf("dX", X.shape, dZ.dtype)  # (batch, inputs)

@@ -150,28 +150,25 @@ class CategoricalCrossentropy(Loss):
     ] = 0.0
 
     def targets(self, y, n_out, dtype):
-        if y.ndim == 1 and y.dtype.kind in "iu" and self.label_smoothing == 0.0:
-            return y.astype(np.intp)
+        # one-hot rows (not label indices): the loss is then a few dense operations, cheaper
+        # than fancy indexing on a batch
         t = super().targets(y, n_out, dtype)
         if self.label_smoothing:
             t = t * (1.0 - self.label_smoothing) + self.label_smoothing / n_out
-        return t.astype(dtype)
+        return t.astype(dtype, copy=False)
 
     def __call__(self, z, t):
+        if t.ndim == 1:  # integer labels given directly
+            t = one_hot(t, z.shape[1], z.dtype)
         n = z.shape[0]
-        shifted = z - z.max(axis=1, keepdims=True)  # (batch, classes)
-        p = np.exp(shifted)
+        p = z - z.max(axis=1, keepdims=True)  # (batch, classes) shifted logits
+        true_logit = float(np.vdot(t, p))  # sum over the batch of the targets' shifted logits
+        np.exp(p, out=p)
         total = p.sum(axis=1, keepdims=True)
+        mass = t.sum(axis=1, keepdims=True)  # 1 per labelled row, 0 for a row without a label
+        value = (float(np.vdot(mass, np.log(total))) - true_logit) / n
         p /= total  # softmax
-        log_total = np.log(total)
-        if t.ndim == 1:  # integer labels
-            rows = np.arange(n)
-            value = float(log_total.sum() - shifted[rows, t].sum()) / n
-            p[rows, t] -= 1.0
-        else:  # one-hot or soft rows; a row of zeros (no label) contributes nothing
-            mass = t.sum(axis=1, keepdims=True)
-            value = float((mass * log_total).sum() - np.vdot(t, shifted)) / n
-            p *= mass
-            p -= t
+        p *= mass
+        p -= t  # (softmax - t) on labelled rows, 0 on unlabelled ones
         p *= 1.0 / n
         return value, p

@@ -206,10 +206,11 @@ class SGD(Optimizer):
         if self.momentum:
             self.buf *= self.momentum
             self.buf += g
-            if self.nesterov:
-                g += self.momentum * self.buf
-            else:
-                g[...] = self.buf
+            if not self.nesterov:
+                np.multiply(self.buf, self.lr, out=g)
+                theta -= g
+                return
+            g += self.momentum * self.buf
         g *= self.lr
         theta -= g
 
@@ -227,6 +228,7 @@ class RMSprop(Optimizer):
     centered: Annotated[bool, Doc("divide by the gradient's estimated variance")] = False
 
     def _init_state(self, theta):
+        # v is kept as v / (1 - rho): its update is then `v = rho v + g^2`, one pass fewer
         self.v = np.zeros_like(theta)
         self.tmp = np.empty_like(theta)
         if self.centered:
@@ -236,18 +238,20 @@ class RMSprop(Optimizer):
 
     def _update(self, theta, g):
         tmp, v = self.tmp, self.v
+        c = math.sqrt(1.0 - self.rho)  # sqrt(v_true) = c * sqrt(v)
         np.multiply(g, g, out=tmp)
         v *= self.rho
-        tmp *= 1.0 - self.rho
         v += tmp
         if self.centered:
             self.gavg *= self.rho
             self.gavg += (1.0 - self.rho) * g
             np.multiply(self.gavg, self.gavg, out=tmp)
-            np.subtract(v, tmp, out=tmp)
+            tmp *= -1.0 / (1.0 - self.rho)
+            tmp += v  # (v_true - gavg^2) / (1 - rho)
             np.sqrt(tmp, out=tmp)
         else:
             np.sqrt(v, out=tmp)
+        tmp *= c
         tmp += self.eps
         np.divide(g, tmp, out=tmp)
         if self.momentum:
@@ -296,6 +300,9 @@ class Adam(Optimizer):
     eps: Annotated[float, Interval(gt=0), Doc("added to the denominator")] = 1e-8
 
     def _init_state(self, theta):
+        # The moments are kept as m / (1 - beta1) and v / (1 - beta2): their updates are then
+        # `m = beta1 m + g` and `v = beta2 v + g^2`, and the constants fold into two scalars:
+        # ten passes over the parameters per step instead of thirteen.
         self.m = np.zeros_like(theta)
         self.v = np.zeros_like(theta)
         self.tmp = np.empty_like(theta)
@@ -305,20 +312,17 @@ class Adam(Optimizer):
         b1, b2 = self.beta1, self.beta2
         bc1 = 1.0 - b1**self.t
         bc2 = 1.0 - b2**self.t
-        # m += (1 - b1) (g - m);  v += (1 - b2) (g^2 - v)
-        np.subtract(g, m, out=tmp)
-        tmp *= 1.0 - b1
-        m += tmp
+        m *= b1
+        m += g
         np.multiply(g, g, out=g)
-        g -= v
-        g *= 1.0 - b2
+        v *= b2
         v += g
-        # w -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
+        # w -= lr/bc1 * (1-b1) m / (sqrt((1-b2) v / bc2) + eps) = step * m / (sqrt(v) + eps2)
+        c = math.sqrt((1.0 - b2) / bc2)
         np.sqrt(v, out=tmp)
-        tmp *= 1.0 / math.sqrt(bc2)
-        tmp += self.eps
+        tmp += self.eps / c
         np.divide(m, tmp, out=tmp)
-        tmp *= self.lr / bc1
+        tmp *= self.lr * (1.0 - b1) / (bc1 * c)
         theta -= tmp
 
 
