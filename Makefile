@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow lint format bench gallery clean
+.PHONY: run test test-slow lint format docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format nnlab tests bench
 	$(VENV)/bin/ruff check --fix nnlab tests bench
+
+docs: $(STAMP)  ## regenerate the README's key reference from the schema
+	$(PY) -m nnlab.docs README.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

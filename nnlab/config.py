@@ -23,16 +23,42 @@ from nnlab.schema import Doc, Interval, Ref, check, fields_of, json_schema, mapp
 
 
 @dataclass
+class OutputSpec:
+    layer: Annotated[str, Doc("the name of the layer whose output this is")]
+    loss: Annotated[Any, Ref(LOSSES), Doc("the loss of this output")]
+    weight: Annotated[float, Interval(ge=0), Doc("its weight in the total loss")] = 1.0
+    target: Annotated[
+        Literal["labels", "inputs"],
+        Doc("what it is trained to give: the data's labels, or its inputs (reconstruction)"),
+    ] = "labels"
+
+
+@dataclass
 class ModelSpec:
     layers: Annotated[
         list[Annotated[Any, Ref(LAYERS)]],
         Doc("the layers from input to output; the input size comes from the data"),
     ]
+    outputs: Annotated[
+        list[OutputSpec] | None,
+        Doc("several outputs (heads), each with its loss (null: the last layer, with `loss`)"),
+    ] = None
 
     @staticmethod
     def __post_check__(p: dict, path: str) -> None:
         if not p["layers"]:
             raise ConfigError("a model needs at least one layer", f"{path}.layers")
+        outs = p["outputs"]
+        if outs is not None:
+            if not outs:
+                raise ConfigError("give at least one output, or null", f"{path}.outputs")
+            seen = set()
+            for k, o in enumerate(outs):
+                if o["layer"] in seen:
+                    raise ConfigError(
+                        f"{o['layer']!r} is listed twice", f"{path}.outputs[{k}].layer"
+                    )
+                seen.add(o["layer"])
 
 
 @dataclass
@@ -64,11 +90,28 @@ class TrainingSpec:
 class Config:
     data: Annotated[Any, Ref(DATASETS), Doc("the data set and its options")]
     model: Annotated[ModelSpec, Doc("the network")]
-    loss: Annotated[Any, Ref(LOSSES), Doc("the loss to minimise")]
+    loss: Annotated[
+        Any | None,
+        Ref(LOSSES),
+        Doc("the loss to minimise (a model with model.outputs gives one per output instead)"),
+    ] = None
     optimizer: Annotated[Any, Ref(OPTIMIZERS), Doc("the optimizer and its options")] = "adam"
     training: Annotated[TrainingSpec, Doc("the training loop")] = field(default_factory=lambda: {})
     name: Annotated[str | None, Doc("the run's name (null: the config file's name)")] = None
     description: Annotated[str, Doc("free text: what this experiment asks")] = ""
+
+    @staticmethod
+    def __post_check__(p: dict, path: str) -> None:
+        if p["model"]["outputs"] is None and p["loss"] is None:
+            raise ConfigError(
+                "required key is missing (a loss name, or a mapping with 'name')", "loss"
+            )
+        if p["model"]["outputs"] is not None and p["loss"] is not None:
+            raise ConfigError(
+                "a model with several outputs gives each its loss in model.outputs[i].loss; "
+                "remove the top-level loss",
+                "loss",
+            )
 
 
 # ---------------------------------------------------------------- YAML

@@ -126,3 +126,26 @@ def reference_markdown() -> str:
                 f"- `{entry.name}`{alias}: {entry.doc}" + (f" Options: {opts}." if opts else "")
             )
     return "\n".join(out) + "\n"
+
+
+def update_readme(path: str) -> bool:
+    """Rewrite the generated key reference in a README between its markers; True if changed."""
+    import re
+    from pathlib import Path
+
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    pattern = re.compile(r"(<!-- keys:start[^>]*-->\n).*?(<!-- keys:end -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{path}: no <!-- keys:start --> ... <!-- keys:end --> markers")
+    new = pattern.sub(lambda m: m.group(1) + reference_markdown() + m.group(2), text)
+    if new != text:
+        p.write_text(new, encoding="utf-8")
+    return new != text
+
+
+if __name__ == "__main__":
+    import sys
+
+    changed = update_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    print("README key reference " + ("updated" if changed else "already up to date"))

@@ -61,31 +61,29 @@ class FrozenRandomness:
 
 def check_model(
     model,
-    loss,
+    objective: Callable,
     X: Array,
-    T: Array,
-    fused: bool,
+    logits: bool | list[bool] = False,
     training: bool = True,
     eps: float = EPS,
     atol: float = ATOL,
     rtol: float = RTOL,
 ) -> list[Check]:
-    """Check every parameter tensor's gradient of ``loss(model(X), T)``. The model should be
-    float64; with ``training`` dropout is on (with frozen masks)."""
+    """Check every parameter tensor's gradient of ``objective(model(X))``, where
+    ``objective(outputs) -> (value, d value / d outputs)`` (per output for several outputs).
+    The model should be float64; with ``training`` dropout is on (with frozen masks)."""
     rng = next((layer.rng for layer in model.layers if layer.rng is not None), None)
     frozen = FrozenRandomness(rng) if rng is not None else None
 
     def value() -> float:
         if frozen:
             frozen.reset()
-        out = model.forward(X, training=training, logits=fused)
-        return loss(out, T)[0]
+        return objective(model.forward(X, training=training, logits=logits))[0]
 
     if frozen:
         frozen.reset()
-    out = model.forward(X, training=training, logits=fused)
-    _, dout = loss(out, T)
-    model.backward(dout, logits=fused)
+    _, dout = objective(model.forward(X, training=training, logits=logits))
+    model.backward(dout, logits=logits)
     analytic = model.grad.copy()
     numeric = numerical_gradient(value, model.theta, eps)
     if frozen:
@@ -94,3 +92,8 @@ def check_model(
         compare(name, analytic[sl], numeric[sl], atol, rtol)
         for name, sl in zip(model.param_names, model.param_slices, strict=True)
     ]
+
+
+def loss_objective(loss, T: Array, W: Array | None = None) -> Callable:
+    """The objective of a single-output model trained with ``loss`` on targets ``T``."""
+    return lambda out: loss(out, T, W)

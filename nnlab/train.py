@@ -50,24 +50,64 @@ def seed_streams(seed: int, split_seed: int | None = None) -> dict[str, np.rando
 
 
 @dataclass
+class Head:
+    """One output of the model with its loss: what it is trained on and how it is reported."""
+
+    name: str  # the output layer's name; "" for the single output of a plain model
+    layer: int  # index of the output layer
+    loss: Loss
+    weight: float
+    target: str  # "labels" or "inputs"
+    fused: bool  # the loss takes the logits (fused with the output activation)
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}_" if self.name else ""
+
+
+@dataclass
+class Targets:
+    """A split's targets for one head: as the loss wants them (T), as class labels for accuracy
+    (L, -1 where a sample has no label), and the 0/1 mask of labelled samples (W, None when
+    every sample is labelled)."""
+
+    T: Array
+    L: Array | None
+    W: Array | None
+
+
+@dataclass
 class Experiment:
     """Everything a config describes, built and checked, ready to train."""
 
     config: dict
     data: Data
     model: Model
-    loss: Loss
+    heads: list[Head]
     optimizer: Optimizer
     rng: np.random.Generator  # training-time randomness
-    fused: bool  # the loss takes the logits (fused with the output activation)
-    targets: dict[str, tuple[Array, Array | None]] = field(default_factory=dict)
+    targets: dict[str, list[Targets]] = field(default_factory=dict)
 
     def split(self, name: str):
         return getattr(self.data, name)
 
+    @property
+    def loss(self) -> Loss:  # the loss of a single-output model
+        return self.heads[0].loss
+
+    @property
+    def fused(self) -> bool:
+        return self.heads[0].fused
+
+    @property
+    def logit_flags(self) -> bool | list[bool]:
+        if len(self.heads) == 1:
+            return self.heads[0].fused
+        return [h.fused for h in self.heads]
+
 
 def build(config: dict, data: Data | None = None) -> Experiment:
-    """Load data and build the model, loss and optimizer of a resolved config. ``data``, when
+    """Load data and build the model, losses and optimizer of a resolved config. ``data``, when
     given, replaces the data set the config names (arrays already split and scaled)."""
     tr = config["training"]
     dtype = np.dtype(tr["dtype"])
@@ -76,99 +116,194 @@ def build(config: dict, data: Data | None = None) -> Experiment:
         data = load(config["data"], rngs["data"], dtype)
     model = Model.from_spec(config["model"], data.input_shape, rngs["init"], dtype)
     model.set_rng(rngs["train"])
-    loss = LOSSES.build(config["loss"])
-    fused = check_compatible(config, data, model, loss)
+    heads = make_heads(config, data, model)
     optimizer = OPTIMIZERS.build(config["optimizer"])
     optimizer.setup(model.theta, model.n_decay)
-    exp = Experiment(config, data, model, loss, optimizer, rngs["train"], fused)
-    n_out = model.output_shape[-1]
+    exp = Experiment(config, data, model, heads, optimizer, rngs["train"])
     for name in ("train", "val", "test"):
         split = getattr(data, name)
         if split is not None:
-            exp.targets[name] = (loss.targets(split.y, n_out, dtype), data.labels(split))
+            exp.targets[name] = [head_targets(h, split, data, model, dtype) for h in heads]
     return exp
 
 
-def check_compatible(config: dict, data: Data, model: Model, loss: Loss) -> bool:
-    """Check that the model's output fits the data and the loss; True if the loss is fused."""
-    last = len(config["model"]["layers"]) - 1
-    where = f"model.layers[{last}]"
-    if len(model.output_shape) != 1:
-        raise ConfigError(
-            f"the model's output has shape {model.output_shape}; "
-            "the last layer must give a flat vector per sample",
-            where,
+def head_targets(head: Head, split, data: Data, model: Model, dtype) -> Targets:
+    n_out = model.shapes[head.layer][-1]
+    if head.target == "inputs":
+        X = split.X.reshape(len(split), -1)
+        return Targets(head.loss.targets(X, n_out, dtype), None, None)
+    L = data.labels(split)
+    y = split.y
+    W = None
+    if L is not None and (L < 0).any():  # samples without a label: masked out of the loss
+        W = (L >= 0).astype(dtype)
+        y = np.where(L >= 0, L, 0) if y.ndim == 1 else y
+    T = head.loss.targets(y, n_out, dtype)
+    if W is not None and T.ndim == 2 and T.shape[1] > 1:
+        T = T * W[:, None]  # rows of zeros: categorical cross-entropy then ignores them exactly
+    return Targets(T, L, W)
+
+
+def make_heads(config: dict, data: Data, model: Model) -> list[Head]:
+    """The model's outputs with their losses, each checked against the data."""
+    outputs = config["model"]["outputs"]
+    if outputs is None:
+        specs = [{"layer": None, "loss": config["loss"], "weight": 1.0, "target": "labels"}]
+    else:
+        specs = outputs
+    heads = []
+    for k, (spec, j) in enumerate(zip(specs, model.outputs, strict=True)):
+        loss = LOSSES.build(spec["loss"])
+        where = "loss" if outputs is None else f"model.outputs[{k}]"
+        head = Head(
+            spec["layer"] or "",
+            j,
+            loss,
+            spec["weight"],
+            spec["target"],
+            loss.fused_activation is not None,
         )
-    n_out = model.output_shape[0]
-    act = model.output_activation
+        check_head(head, where, data, model)
+        heads.append(head)
+    return heads
+
+
+def check_head(head: Head, where: str, data: Data, model: Model) -> None:
+    """Check that an output fits its loss and its target."""
+    j = head.layer
+    layer_at = f"model.layers[{j}]"
+    shape = model.shapes[j]
+    loss = head.loss
+    if len(shape) != 1:
+        raise ConfigError(
+            f"the output has shape {shape} per sample; an output layer must give a flat vector "
+            "(add a flatten layer, or return_sequences: false)",
+            layer_at,
+        )
+    n_out = shape[0]
+    act = model.output_activations[model.outputs.index(j)]
     if loss.fused_activation is not None and act != loss.fused_activation:
         raise ConfigError(
-            f"{loss.name} needs a {loss.fused_activation} output, but the last layer's "
-            f"activation is {act or 'none'}; set {where}.activation: "
+            f"{loss.name} needs a {loss.fused_activation} output, but the activation of "
+            f"{layer_at} is {act or 'none'}; set {layer_at}.activation: "
             f"{loss.fused_activation} (the loss is computed from the logits, fused with the "
             f"{loss.fused_activation}, which is exact and numerically stable)",
-            "loss",
+            where,
+        )
+    if head.fused and model.consumers[j]:
+        raise ConfigError(
+            f"{layer_at} is an output whose loss is fused with its {act}, so it cannot also "
+            "feed other layers; give them the layer before it",
+            layer_at,
         )
     if act == "softmax" and n_out == 1:
         raise ConfigError(
             "a softmax over one unit is always 1; use sigmoid for one output, "
             "or as many units as classes",
-            f"{where}.activation",
+            f"{layer_at}.activation",
         )
+    if head.target == "inputs":
+        want = int(np.prod(data.input_shape))
+        if n_out != want:
+            raise ConfigError(
+                f"this output reconstructs the inputs, {want} values per sample, but has "
+                f"{n_out} units: use units: {want}",
+                f"{layer_at}.units",
+            )
+        return
     if data.task == "classification":
         k = data.n_classes
-        if loss.name == "categorical_crossentropy":
-            allowed = [k]
-        elif k == 2:
-            allowed = [1, 2]
-        else:
-            allowed = [k]
+        allowed = [k] if loss.name == "categorical_crossentropy" or k != 2 else [1, 2]
         if n_out not in allowed:
             hint = " or ".join(str(a) for a in allowed)
             raise ConfigError(
-                f"the last layer has {n_out} units, but data '{data.name}' has {k} classes: "
+                f"the layer has {n_out} units, but data '{data.name}' has {k} classes: "
                 f"use units: {hint}",
-                f"{where}.units",
+                f"{layer_at}.units",
             )
     else:
         if loss.fused_activation is not None:
             raise ConfigError(
                 f"{loss.name} is for classification; data '{data.name}' is a "
                 "regression task (use mse or mae)",
-                "loss",
+                where,
             )
         want = 1 if data.train.y.ndim == 1 else data.train.y.shape[1]
         if n_out != want:
             raise ConfigError(
-                f"the last layer has {n_out} units, but the targets have {want} values per sample",
-                f"{where}.units",
+                f"the layer has {n_out} units, but the targets have {want} values per sample",
+                f"{layer_at}.units",
             )
-    return loss.fused_activation is not None
 
 
-def evaluate(exp: Experiment, split: str, batch: int = EVAL_BATCH) -> dict[str, float]:
-    """Loss (and accuracy) of the current weights on a split, in evaluation mode."""
-    X = exp.split(split).X
-    T, L = exp.targets[split]
-    total, correct = 0.0, 0
-    for start in range(0, X.shape[0], batch):
-        stop = start + batch
-        out = exp.model.forward(X[start:stop], training=False, logits=exp.fused)
-        value, _ = exp.loss(out, T[start:stop])
-        total += value * out.shape[0]
+class HeadMeter:
+    """Sums a head's loss and correct predictions over batches, weighted by labelled samples."""
+
+    __slots__ = ("correct", "count", "labelled", "loss_sum")
+
+    def __init__(self):
+        self.loss_sum, self.count, self.correct, self.labelled = 0.0, 0.0, 0, 0
+
+    def add(
+        self, head: Head, value: float, out: Array, L: Array | None, W: Array | None, n: int
+    ) -> None:
+        count = n if W is None else float(W.sum())
+        self.loss_sum += value * count
+        self.count += count
         if L is not None:
-            correct += int(np.count_nonzero(exp.loss.decide(out) == L[start:stop]))
-    n = X.shape[0]
-    metrics = {"loss": total / n}
-    if L is not None:
-        metrics["accuracy"] = correct / n
+            self.correct += int(np.count_nonzero(head.loss.decide(out) == L))
+            self.labelled += n if W is None else int(count)
+
+    def metrics(self, head: Head, into: dict, prefix: str = "") -> float:
+        loss = self.loss_sum / self.count if self.count else 0.0
+        into[f"{prefix}{head.prefix}loss"] = loss
+        if head.target == "labels" and self.labelled:
+            into[f"{prefix}{head.prefix}accuracy"] = self.correct / self.labelled
+        return loss
+
+
+def evaluate(
+    exp: Experiment, split: str, rows: Array | None = None, batch: int = EVAL_BATCH
+) -> dict[str, float]:
+    """Loss (and accuracy) of the current weights on a split (or some of its ``rows``), in
+    evaluation mode. With several outputs: the weighted total ``loss`` and per-output metrics."""
+    X = exp.split(split).X
+    tgs = exp.targets[split]
+    if rows is not None:
+        X = X[rows]
+        tgs = [
+            Targets(
+                t.T[rows], None if t.L is None else t.L[rows], None if t.W is None else t.W[rows]
+            )
+            for t in tgs
+        ]
+    meters = [HeadMeter() for _ in exp.heads]
+    single = len(exp.heads) == 1
+    for start in range(0, X.shape[0], batch):
+        sl = slice(start, start + batch)
+        outs = exp.model.forward(X[sl], training=False, logits=exp.logit_flags)
+        for head, meter, out, tg in zip(
+            exp.heads, meters, [outs] if single else outs, tgs, strict=True
+        ):
+            L = None if tg.L is None else tg.L[sl]
+            W = None if tg.W is None else tg.W[sl]
+            value, _ = head.loss(out, tg.T[sl], W)
+            meter.add(head, value, out, L, W, out.shape[0])
+    metrics: dict[str, float] = {}
+    total = sum(h.weight * m.metrics(h, metrics) for h, m in zip(exp.heads, meters, strict=True))
+    if not single:
+        metrics = {"loss": total, **metrics}
     return metrics
 
 
-class StopRequested(Exception):
-    def __init__(self, signum: int):
-        self.signum = signum
-        super().__init__(signal.Signals(signum).name)
+def evaluate_groups(exp: Experiment, split: str) -> dict[str, dict[str, float]]:
+    """Metrics on the named groups of a split's samples (e.g. the sin steps of ``sequence``)."""
+    groups = getattr(exp.split(split), "groups", None) or {}
+    return {
+        g: evaluate(exp, split, rows=np.flatnonzero(mask))
+        for g, mask in groups.items()
+        if mask.any()
+    }
 
 
 def higher_is_better(metric: str) -> bool:
@@ -224,53 +359,65 @@ class Trainer:
         cfg = exp.config["training"]
         epochs = cfg["epochs"]
         X = exp.data.train.X
-        T, L = exp.targets["train"]
+        heads = exp.heads
+        single = len(heads) == 1
         n = X.shape[0]
         bs = min(cfg["batch_size"] or n, n)
         n_batches = math.ceil(n / bs)
         full = bs >= n
         shuffle = cfg["shuffle"] and not full  # the order of a full batch changes nothing
+        # what a batch is made of: the inputs, then each head's (T, L, W)
+        arrays = [X] + [a for t in exp.targets["train"] for a in (t.T, t.L, t.W)]
         if shuffle:  # batch buffers, filled by np.take
-            xbuf = np.empty((bs, *X.shape[1:]), X.dtype)
-            tbuf = np.empty((bs, *T.shape[1:]), T.dtype)
-            lbuf = np.empty(bs, L.dtype) if L is not None else None
-        model, loss, opt, fused = exp.model, exp.loss, exp.optimizer, exp.fused
+            bufs = [None if a is None else np.empty((bs, *a.shape[1:]), a.dtype) for a in arrays]
+        model, opt = exp.model, exp.optimizer
+        flags = exp.logit_flags
         theta, grad = model.theta, model.grad
         has_val = exp.data.val is not None
         rows, log = self.rows, self.log
         progress = Progress(epochs, n_batches, enabled=not self.quiet)
         wait = 0
         self.status = "running"
-        xb, tb, lb = X, T, L
+        batch = arrays
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for epoch in range(epochs):
                     t0 = time.perf_counter()
                     lr = opt.set_epoch(epoch, epochs)
                     perm = exp.rng.permutation(n) if shuffle else None
-                    loss_sum, correct = 0.0, 0
+                    meters = [HeadMeter() for _ in heads]
                     for b in range(n_batches):
                         if shuffle:
                             idx = perm[b * bs : (b + 1) * bs]
                             m = idx.shape[0]
-                            xb = np.take(X, idx, axis=0, out=xbuf[:m])
-                            tb = np.take(T, idx, axis=0, out=tbuf[:m])
-                            if L is not None:
-                                lb = np.take(L, idx, out=lbuf[:m])
+                            batch = [
+                                None if a is None else np.take(a, idx, axis=0, out=buf[:m])
+                                for a, buf in zip(arrays, bufs, strict=True)
+                            ]
                         elif not full:
                             sl = slice(b * bs, (b + 1) * bs)
-                            xb, tb = X[sl], T[sl]
-                            lb = L[sl] if L is not None else None
-                        out = model.forward(xb, training=True, logits=fused)
-                        value, dout = loss(out, tb)
+                            batch = [None if a is None else a[sl] for a in arrays]
+                        xb = batch[0]
+                        outs = model.forward(xb, training=True, logits=flags)
+                        if single:
+                            tb, lb, wb = batch[1], batch[2], batch[3]
+                            value, dout = heads[0].loss(outs, tb, wb)
+                            meters[0].add(heads[0], value, outs, lb, wb, xb.shape[0])
+                        else:
+                            value, dout = 0.0, []
+                            for k, head in enumerate(heads):
+                                tb, lb, wb = batch[1 + 3 * k : 4 + 3 * k]
+                                v, d = head.loss(outs[k], tb, wb)
+                                meters[k].add(head, v, outs[k], lb, wb, xb.shape[0])
+                                if head.weight != 1.0:
+                                    d *= head.weight
+                                value += head.weight * v
+                                dout.append(d)
                         if not math.isfinite(value):
                             self.status = "diverged"
                             self.diverged_at = {"epoch": epoch + 1, "batch": b + 1}
                             break
-                        loss_sum += value * xb.shape[0]
-                        if lb is not None:
-                            correct += int(np.count_nonzero(loss.decide(out) == lb))
-                        model.backward(dout, logits=fused)
+                        model.backward(dout, logits=flags)
                         opt.step(theta, grad)
                         if self.stop_signal is not None:
                             break
@@ -279,9 +426,14 @@ class Trainer:
                         break
                     if self.stop_signal is not None and b + 1 < n_batches:
                         break  # a partial epoch is not recorded
-                    row = {"epoch": epoch + 1, "loss": loss_sum / n}
-                    if L is not None:
-                        row["accuracy"] = correct / n
+                    row: dict = {"epoch": epoch + 1}
+                    if single:
+                        meters[0].metrics(heads[0], row)
+                    else:
+                        row["loss"] = 0.0
+                        row["loss"] = sum(
+                            h.weight * m.metrics(h, row) for h, m in zip(heads, meters, strict=True)
+                        )
                     if has_val:
                         for k, v in evaluate(exp, "val").items():
                             row[f"val_{k}"] = v
@@ -334,10 +486,17 @@ class Trainer:
 
 
 def metric_columns(exp: Experiment) -> list[str]:
-    cls = exp.data.task == "classification"
-    cols = ["epoch", "loss"] + (["accuracy"] if cls else [])
+    """metrics.csv's columns: epoch, the loss (the weighted total first when there are several
+    outputs, then each output's), accuracies of classification outputs, the same on the
+    validation split, lr, seconds."""
+    names = ["loss"] if len(exp.heads) > 1 else []
+    for h in exp.heads:
+        names.append(f"{h.prefix}loss")
+        if h.target == "labels" and exp.data.task == "classification":
+            names.append(f"{h.prefix}accuracy")
+    cols = ["epoch", *names]
     if exp.data.val is not None:
-        cols += ["val_loss"] + (["val_accuracy"] if cls else [])
+        cols += [f"val_{c}" for c in names]
     return [*cols, "lr", "seconds"]
 
 
@@ -397,7 +556,7 @@ def train(
         "epochs_completed": 0,
         "data": {"name": exp.data.name, **exp.data.sizes},
         "parameters": exp.model.n_params,
-        "baselines": baselines.compute(exp.data),
+        "baselines": baselines.compute(exp.data) if _one_label_head(exp) else {},
         "started": _now(),
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -432,6 +591,9 @@ def train(
         for split in ("train", "val", "test"):
             if split in exp.targets:
                 summary[split] = evaluate(exp, split)
+                groups = evaluate_groups(exp, split)
+                if groups:
+                    summary[f"{split}_groups"] = groups
         save_model(path / "model.npz", exp.model, model_meta(exp))
     else:
         summary["diverged_at"] = trainer.diverged_at
@@ -440,6 +602,10 @@ def train(
     _finish(summary, trainer, started, train_seconds)
     write_json(path / "summary.json", summary)
     return RunResult(path, summary, exp)
+
+
+def _one_label_head(exp: Experiment) -> bool:
+    return len(exp.heads) == 1 and exp.heads[0].target == "labels"
 
 
 def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: float) -> None:

@@ -44,6 +44,9 @@ def test_resolved_config_fills_every_default(write_config):
         "initializer": {"name": "glorot_uniform", "gain": 1.0},
         "bias_initializer": "zeros",
         "use_bias": True,
+        "name": None,
+        "inputs": None,
+        "join": "concat",
     }
     assert cfg["optimizer"]["momentum"] == 0.0 and cfg["optimizer"]["schedule"] == "constant"
     assert cfg["training"]["dtype"] == "float32" and cfg["training"]["shuffle"] is True
@@ -201,7 +204,7 @@ def test_json_schema_describes_every_section_and_component():
     json.dumps(schema)  # serialisable
     props = schema["properties"]
     assert set(props) >= {"data", "model", "loss", "optimizer", "training"}
-    assert schema["required"] == ["data", "model", "loss"]
+    assert schema["required"] == ["data", "model"]
     assert props["training"]["properties"]["epochs"]["default"] == 10
     opt_names = {n for o in props["optimizer"]["anyOf"] for n in o.get("enum", [])}
     assert {"sgd", "adam", "adamw", "rmsprop", "adagrad"} <= opt_names

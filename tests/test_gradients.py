@@ -9,17 +9,34 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnlab.gradcheck import check_model, compare, numerical_gradient
+from nnlab.gradcheck import check_model, compare, loss_objective, numerical_gradient
 from nnlab.nn import ACTIVATIONS, LAYERS, LOSSES, Model
 from nnlab.nn.layers import Dense
 
 RNG = np.random.default_rng(1234)
 
-# A small config for each layer type, placed between two dense layers in the check.
+# Examples for each layer type: (spec, input kind). A "flat" example sits between two dense
+# layers on (5,) inputs; a "seq" example reads sequences (4 steps, 3 features) after an LSTM
+# (so its input gradient is checked too) and is followed by a dense layer.
 LAYER_EXAMPLES = {
-    "dense": [{"type": "dense", "units": 4, "activation": "tanh"}],
-    "dropout": [{"type": "dropout", "rate": 0.3}, {"type": "dropout", "rate": 0.3, "scale": False}],
-    "activation": [{"type": "activation", "activation": a} for a in ("tanh", "softmax", "elu")],
+    "dense": [({"type": "dense", "units": 4, "activation": "tanh"}, "flat")],
+    "dropout": [
+        ({"type": "dropout", "rate": 0.3}, "flat"),
+        ({"type": "dropout", "rate": 0.3, "scale": False}, "flat"),
+    ],
+    "activation": [
+        ({"type": "activation", "activation": a}, "flat") for a in ("tanh", "softmax", "elu")
+    ],
+    "flatten": [({"type": "flatten"}, "seq")],
+    "rnn": [
+        ({"type": "rnn", "units": 3}, "seq"),
+        ({"type": "rnn", "units": 3, "return_sequences": True}, "seq"),
+        ({"type": "rnn", "units": 2, "activation": "relu"}, "seq"),
+    ],
+    "lstm": [
+        ({"type": "lstm", "units": 3}, "seq"),
+        ({"type": "lstm", "units": 2, "return_sequences": True}, "seq"),
+    ],
 }
 
 
@@ -46,19 +63,25 @@ def test_every_layer_has_an_example():
 
 
 @pytest.mark.parametrize(
-    "spec", [s for specs in LAYER_EXAMPLES.values() for s in specs], ids=lambda s: str(s)
+    "spec, kind",
+    [case for cases in LAYER_EXAMPLES.values() for case in cases],
+    ids=lambda c: str(c),
 )
-def test_layer_gradients_match_central_differences(spec):
-    layers = [
-        Dense(units=4, activation="sigmoid", bias_initializer={"name": "random_normal"}),
-        LAYERS.create(spec),
-        Dense(units=3, activation="linear"),
-    ]
-    model = Model(layers, (5,), np.random.default_rng(0), np.float64)
+def test_layer_gradients_match_central_differences(spec, kind):
+    layer = LAYERS.create(spec)
+    if kind == "flat":
+        before = [Dense(units=4, activation="sigmoid", bias_initializer={"name": "random_normal"})]
+        shape, X = (5,), RNG.normal(size=(6, 5))
+    else:
+        before = [LAYERS.create({"type": "lstm", "units": 3, "return_sequences": True})]
+        shape, X = (4, 3), RNG.normal(size=(6, 4, 3))
+    after = [Dense(units=3, activation="linear")]
+    if spec.get("return_sequences"):
+        after.insert(0, LAYERS.create("flatten"))
+    model = Model([*before, layer, *after], shape, np.random.default_rng(0), np.float64)
     model.set_rng(np.random.default_rng(7))
-    X = RNG.normal(size=(6, 5))
     T = RNG.normal(size=(6, 3))
-    checks = check_model(model, LOSSES.create("mse"), X, T, fused=False)
+    checks = check_model(model, loss_objective(LOSSES.create("mse"), T), X)
     assert all(c.passed for c in checks), checks
     assert {c.name for c in checks} == set(model.param_names)
 
@@ -125,7 +148,9 @@ def test_whole_network_gradient_with_each_loss(loss_name, act, n_out):
     X = RNG.normal(size=(8, 4))
     labels = RNG.integers(0, max(n_out, 2), 8)
     T = loss.targets(labels, n_out, np.float64)
-    checks = check_model(model, loss, X, T, fused=loss.fused_activation is not None)
+    checks = check_model(
+        model, loss_objective(loss, T), X, logits=loss.fused_activation is not None
+    )
     assert all(c.passed for c in checks), checks
 
 
@@ -145,6 +170,101 @@ def test_gradient_check_catches_a_wrong_backward():
         np.float64,
     )
     X, T = RNG.normal(size=(5, 4)), RNG.normal(size=(5, 2))
-    checks = {c.name: c.passed for c in check_model(model, LOSSES.create("mse"), X, T, False)}
+    mse = loss_objective(LOSSES.create("mse"), T)
+    checks = {c.name: c.passed for c in check_model(model, mse, X)}
     assert checks["layers.0.W"] is False
     assert checks["layers.1.W"] is True
+
+
+@pytest.mark.parametrize("join", ["concat", "sum"])
+def test_graph_join_gradients(join):
+    """input -> h1 -> h2; the output reads [input, h1, h2] joined: skip connections."""
+    layers = [
+        Dense(units=3, activation="tanh"),
+        Dense(units=3, activation="sigmoid"),
+        Dense(units=2, activation="linear"),
+    ]
+    model = Model(
+        layers,
+        (3,),
+        np.random.default_rng(1),
+        np.float64,
+        names=["h1", "h2", "out"],
+        inputs=[None, ["h1"], ["input", "h1", "h2"]],
+        joins=["concat", "concat", join],
+    )
+    assert not model.chain and model.shapes[2] == (2,)
+    X, T = RNG.normal(size=(5, 3)), RNG.normal(size=(5, 2))
+    checks = check_model(model, loss_objective(LOSSES.create("mse"), T), X)
+    assert all(c.passed for c in checks), checks
+
+
+def _two_headed_model():
+    layers = [
+        Dense(units=4, activation="tanh"),
+        Dense(units=3, activation="softmax"),
+        Dense(units=5, activation="linear"),
+    ]
+    return Model(
+        layers,
+        (5,),
+        np.random.default_rng(2),
+        np.float64,
+        names=["trunk", "cls", "recon"],
+        inputs=[None, ["trunk"], ["trunk"]],
+        outputs=["cls", "recon"],
+    )
+
+
+def _masked_objective(T_cls, w, X, weight=0.5):
+    ce, mse = LOSSES.create("categorical_crossentropy"), LOSSES.create("mse")
+
+    def objective(outs):
+        v1, d1 = ce(outs[0], T_cls, w)
+        v2, d2 = mse(outs[1], X)
+        return v1 + weight * v2, [d1, weight * d2]
+
+    return objective
+
+
+def test_masked_two_headed_gradients():
+    model = _two_headed_model()
+    X = RNG.normal(size=(6, 5))
+    labels = np.array([0, 2, -1, 1, -1, 2])  # two samples without a label
+    w = (labels >= 0).astype(float)
+    T = LOSSES.create("categorical_crossentropy").targets(np.maximum(labels, 0), 3, np.float64)
+    T *= w[:, None]
+    checks = check_model(model, _masked_objective(T, w, X), X, logits=[True, False])
+    assert all(c.passed for c in checks), checks
+
+
+def test_unlabelled_samples_contribute_exactly_nothing():
+    ce = LOSSES.create("categorical_crossentropy")
+    z = RNG.normal(size=(6, 3))
+    labels = np.array([0, 2, -1, 1, -1, 2])
+    w = (labels >= 0).astype(float)
+    T = ce.targets(np.maximum(labels, 0), 3, np.float64) * w[:, None]
+    v, g = ce(z.copy(), T, w)
+    z2 = z.copy()
+    z2[[2, 4]] = RNG.normal(size=(2, 3)) * 10  # change the unlabelled samples' logits
+    v2, g2 = ce(z2, T, w)
+    assert v == v2
+    np.testing.assert_array_equal(g[[0, 1, 3, 5]], g2[[0, 1, 3, 5]])
+    np.testing.assert_array_equal(g[[2, 4]], 0.0)
+    # and the mean is over the labelled samples: the same as the loss of those alone
+    v3, _ = ce(z[[0, 1, 3, 5]].copy(), T[[0, 1, 3, 5]])
+    assert v == pytest.approx(v3, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_every_loss_ignores_masked_samples(name):
+    loss, out, t = _loss_case(name)
+    w = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    if name == "categorical_crossentropy":
+        t = t * w[:, None]
+    v, g = loss(out.copy(), t, w)
+    keep = w > 0
+    v_alone, g_alone = loss(out[keep].copy(), t[keep])
+    assert v == pytest.approx(v_alone, rel=1e-12)
+    np.testing.assert_allclose(g[keep], g_alone, rtol=1e-12)
+    np.testing.assert_array_equal(g[~keep], 0.0)

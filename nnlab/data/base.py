@@ -7,6 +7,7 @@ statistics of the training split only, in the wanted dtype.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -46,6 +47,15 @@ class DataOptions:
     shuffle_labels: Annotated[
         bool, Doc("permute the training labels (a noise baseline: can the net fit random labels?)")
     ] = False
+    label_fraction: Annotated[
+        float,
+        Interval(gt=0, le=1),
+        Doc("keep the labels of this fraction of the training samples (semi-supervised)"),
+    ] = 1.0
+    unlabelled: Annotated[
+        Literal["keep", "drop"],
+        Doc("training samples without a label: keep them (losses on labels ignore them) or drop"),
+    ] = "keep"
     split_seed: Annotated[
         int | None, Doc("seed of the splits, subset and label shuffle (null: training.seed)")
     ] = None
@@ -60,7 +70,7 @@ class DataOptions:
             )
 
 
-DATASETS = Registry("data set", key="name", common=DataOptions)
+DATASETS = Registry("data set", key="name", common=DataOptions, runtime=("rng",))
 
 
 @dataclass
@@ -76,12 +86,16 @@ class Raw:
     unit_scale: float | None = None  # the data's natural range, for scale: unit
     class_names: list[str] | None = None
     description: str = ""
+    # named subsets of the samples (boolean masks), reported separately: e.g. the sin steps
+    groups: dict[str, Array] | None = None
+    groups_test: dict[str, Array] | None = None
 
 
 @dataclass
 class Split:
     X: Array
-    y: Array  # int labels (classification, integer), one-hot rows, or float targets
+    y: Array  # int labels (classification, integer; -1: no label), one-hot rows, or values
+    groups: dict[str, Array] | None = None
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
@@ -103,10 +117,13 @@ class Data:
     sizes: dict[str, int] = field(default_factory=dict)
 
     def labels(self, split: Split) -> Array | None:
-        """Integer class labels of a split (for accuracy), or None for regression."""
+        """Integer class labels of a split (for accuracy; -1 where a sample has none), or None
+        for regression."""
         if self.task != "classification":
             return None
-        return split.y if split.y.ndim == 1 else split.y.argmax(axis=1)
+        if split.y.ndim == 1:
+            return split.y
+        return np.where(split.y.any(axis=1), split.y.argmax(axis=1), -1)
 
 
 def _check_labels(y: Array, n_classes: int, what: str) -> None:
@@ -121,6 +138,8 @@ def _check_labels(y: Array, n_classes: int, what: str) -> None:
 def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
     """Load the data set of a resolved ``data`` section, split and scaled."""
     entry, params, opts = DATASETS.split(spec)
+    if "rng" in inspect.signature(entry.factory).parameters:  # generated data sets
+        params = {**params, "rng": rng}
     raw: Raw = entry.factory(**params)
     X, y = np.asarray(raw.X), np.asarray(raw.y)
     name = entry.name
@@ -163,16 +182,35 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
     if train_idx.size == 0:
         raise ConfigError(f"no training samples left of {n}", "data.validation_split")
 
-    train = Split(X[train_idx], y[train_idx])
-    val = Split(X[val_idx], y[val_idx]) if n_val else None
+    def part(idx: Array) -> Split:
+        groups = {g: m[idx] for g, m in raw.groups.items()} if raw.groups else None
+        return Split(X[idx], y[idx], groups)
+
+    val = part(val_idx) if n_val else None
     if raw.X_test is not None:
-        test = Split(np.asarray(raw.X_test), np.asarray(raw.y_test))
+        test = Split(np.asarray(raw.X_test), np.asarray(raw.y_test), raw.groups_test)
         if raw.task == "classification":
             _check_labels(test.y, n_classes, f"data '{name}' (test set)")
     else:
-        test = Split(X[test_idx], y[test_idx]) if n_test else None
+        test = part(test_idx) if n_test else None
+    if (opts["label_fraction"] < 1.0 or opts["shuffle_labels"]) and raw.task != "classification":
+        key = "label_fraction" if opts["label_fraction"] < 1.0 else "shuffle_labels"
+        raise ConfigError(
+            f"data '{name}' is a regression task: it has no labels to hide or shuffle",
+            f"data.{key}",
+        )
+    if opts["label_fraction"] < 1.0:
+        keep = max(1, round(opts["label_fraction"] * train_idx.size))
+        labelled = np.zeros(train_idx.size, bool)
+        labelled[rng.permutation(train_idx.size)[:keep]] = True
+        if opts["unlabelled"] == "drop":
+            train_idx = train_idx[labelled]
+            labelled = labelled[labelled]
+    train = part(train_idx)
     if opts["shuffle_labels"]:
         train.y = rng.permutation(train.y)
+    if opts["label_fraction"] < 1.0:
+        train.y = np.where(labelled, train.y, -1)
 
     shift, scale = _scaler(opts["scale"], train.X, raw.unit_scale)
     splits = [s for s in (train, val, test) if s is not None]
@@ -186,7 +224,7 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
         if raw.task == "classification":
             s.y = s.y.astype(np.int64)
             if opts["labels"] == "one_hot":
-                s.y = np.eye(n_classes, dtype=dtype)[s.y]
+                s.y = np.eye(n_classes, dtype=dtype)[s.y] * (s.y >= 0)[:, None]
         else:
             s.y = s.y.astype(dtype)
     return Data(

@@ -9,5 +9,6 @@ from nnlab.nn.layers import LAYERS
 from nnlab.nn.losses import LOSSES
 from nnlab.nn.model import Model
 from nnlab.nn.optimizers import OPTIMIZERS, SCHEDULES
+from nnlab.nn.recurrent import LSTM, RNN  # noqa: F401  (registers rnn and lstm)
 
 __all__ = ["ACTIVATIONS", "INITIALIZERS", "LAYERS", "LOSSES", "OPTIMIZERS", "SCHEDULES", "Model"]

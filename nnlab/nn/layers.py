@@ -8,7 +8,7 @@ gradients into ``self.grads`` (views into the model's flat gradient vector) and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
@@ -20,7 +20,26 @@ from nnlab.schema import Doc, Interval, Ref
 
 Array = np.ndarray
 Spec = Any  # a component spec: a name or a mapping
-LAYERS = Registry("layer", key="type")
+INPUT = "input"  # the name of the model's input in ``inputs:``
+
+
+@dataclass
+class LayerOptions:
+    """Keys every layer takes: they place it in the network."""
+
+    name: Annotated[
+        str | None, Doc("the layer's name, for other layers' inputs and the outputs (null: none)")
+    ] = None
+    inputs: Annotated[
+        str | list[str] | None,
+        Doc("what the layer reads: names of earlier layers or 'input' (null: the previous layer)"),
+    ] = None
+    join: Annotated[
+        Literal["concat", "sum"], Doc("how several inputs are combined (last axis, or added)")
+    ] = "concat"
+
+
+LAYERS = Registry("layer", key="type", common=LayerOptions)
 
 
 @dataclass(eq=False)
@@ -67,7 +86,9 @@ class Layer:
 def _check_2d(layer: str, input_shape: tuple[int, ...]) -> int:
     if len(input_shape) != 1:
         raise ConfigError(
-            f"a {layer} layer takes flat feature vectors, but its input has shape {input_shape}"
+            f"a {layer} layer takes flat feature vectors, but its input has shape {input_shape} "
+            "per sample: put a flatten layer before it (or return_sequences: false on a "
+            "recurrent layer)"
         )
     return input_shape[0]
 
@@ -181,3 +202,19 @@ class ActivationLayer(Layer):
 
     def backward_logits(self, dZ, need_dx=True):
         return dZ
+
+
+@LAYERS.register("flatten")
+@dataclass(eq=False)
+class Flatten(Layer):
+    """Flattens each sample to a vector: (batch, a, b, ...) -> (batch, a * b * ...)."""
+
+    def build(self, input_shape, rng, dtype):
+        self._shape = input_shape
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, X, training=False):
+        return X.reshape(X.shape[0], -1)
+
+    def backward(self, dY, need_dx=True):
+        return dY.reshape(dY.shape[0], *self._shape)

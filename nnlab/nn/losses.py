@@ -25,9 +25,20 @@ LOSSES = Registry("loss")
 
 
 def one_hot(labels: Array, n: int, dtype) -> Array:
+    """One-hot rows of integer labels; a negative label (no label) gives a row of zeros."""
     out = np.zeros((labels.shape[0], n), dtype)
-    out[np.arange(labels.shape[0]), labels] = 1
+    rows = np.flatnonzero(labels >= 0)
+    out[rows, labels[rows]] = 1
     return out
+
+
+def _scale(d: Array, w: Array | None) -> float:
+    """Mask the rows of an elementwise difference ``d`` (batch, k) with ``w`` (batch,) and
+    return the normaliser: the number of entries the loss averages over."""
+    if w is None:
+        return float(d.size)
+    d *= w[:, None]
+    return max(float(w.sum()), 1.0) * d.shape[1]
 
 
 class Loss:
@@ -46,11 +57,13 @@ class Loss:
         y = y.astype(dtype, copy=False)
         return y.reshape(-1, 1) if y.ndim == 1 else y
 
-    def __call__(self, out: Array, t: Array) -> tuple[float, Array]:
+    def __call__(self, out: Array, t: Array, w: Array | None = None) -> tuple[float, Array]:
+        """(loss, dloss/dout), averaged over the samples; ``w`` (batch,) is an optional 0/1
+        mask: masked samples contribute nothing, and the mean is over the others."""
         raise NotImplementedError
 
-    def value(self, out: Array, t: Array) -> float:
-        return self(out, t)[0]
+    def value(self, out: Array, t: Array, w: Array | None = None) -> float:
+        return self(out, t, w)[0]
 
     def decide(self, out: Array) -> Array:
         """Predicted class labels from outputs (logits when fused)."""
@@ -67,10 +80,11 @@ class MSE(Loss):
 
     name = "mse"
 
-    def __call__(self, out, t):
+    def __call__(self, out, t, w=None):
         d = out - t
-        value = float(np.vdot(d, d)) / d.size
-        d *= 2.0 / d.size
+        size = _scale(d, w)
+        value = float(np.vdot(d, d)) / size
+        d *= 2.0 / size
         return value, d
 
 
@@ -81,11 +95,12 @@ class MAE(Loss):
 
     name = "mae"
 
-    def __call__(self, out, t):
+    def __call__(self, out, t, w=None):
         d = out - t
-        value = float(np.abs(d).sum()) / d.size
+        size = _scale(d, w)
+        value = float(np.abs(d).sum()) / size
         np.sign(d, out=d)
-        d *= 1.0 / d.size
+        d *= 1.0 / size
         return value, d
 
 
@@ -104,12 +119,13 @@ class Hinge(Loss):
             t = 2 * t - 1
         return t
 
-    def __call__(self, out, t):
+    def __call__(self, out, t, w=None):
         margin = 1.0 - t * out
-        active = margin > 0
-        value = float(np.sum(margin, where=active)) / out.size
-        grad = np.multiply(t, active, dtype=out.dtype)
-        grad *= -1.0 / out.size
+        np.maximum(margin, 0.0, out=margin)
+        size = _scale(margin, w)
+        value = float(margin.sum()) / size
+        grad = np.multiply(t, margin > 0, dtype=out.dtype)
+        grad *= -1.0 / size
         return value, grad
 
 
@@ -122,14 +138,17 @@ class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
     fused_activation = "sigmoid"
 
-    def __call__(self, z, t):
+    def __call__(self, z, t, w=None):
         e = np.exp(-np.abs(z))  # in (0, 1]: no overflow
         value = np.maximum(z, 0) - z * t + np.log1p(e)
         # sigmoid(z) from e: 1/(1+e) for z >= 0, e/(1+e) for z < 0
         p = np.where(z >= 0, 1.0, e) / (1.0 + e)
         grad = np.subtract(p, t, out=p)
-        grad *= 1.0 / z.size
-        return float(value.sum()) / z.size, grad.astype(z.dtype, copy=False)
+        size = _scale(value, w)
+        if w is not None:
+            grad *= w[:, None]
+        grad *= 1.0 / size
+        return float(value.sum()) / size, grad.astype(z.dtype, copy=False)
 
 
 @LOSSES.register(
@@ -157,15 +176,18 @@ class CategoricalCrossentropy(Loss):
             t = t * (1.0 - self.label_smoothing) + self.label_smoothing / n_out
         return t.astype(dtype, copy=False)
 
-    def __call__(self, z, t):
+    def __call__(self, z, t, w=None):
+        # a target row of zeros (no label) contributes nothing; the mean is over labelled rows
         if t.ndim == 1:  # integer labels given directly
             t = one_hot(t, z.shape[1], z.dtype)
-        n = z.shape[0]
         p = z - z.max(axis=1, keepdims=True)  # (batch, classes) shifted logits
         true_logit = float(np.vdot(t, p))  # sum over the batch of the targets' shifted logits
         np.exp(p, out=p)
         total = p.sum(axis=1, keepdims=True)
         mass = t.sum(axis=1, keepdims=True)  # 1 per labelled row, 0 for a row without a label
+        if w is not None:
+            mass *= w[:, None]
+        n = max(float(mass.sum()), 1e-12) if w is not None else z.shape[0]
         value = (float(np.vdot(mass, np.log(total))) - true_logit) / n
         p /= total  # softmax
         p *= mass

@@ -1,5 +1,10 @@
 """A network built from the ``model`` section of a config: forward, backward, parameters.
 
+Layers run in the order they are listed. Each reads the previous layer's output, or with
+``inputs:`` one or several earlier layers (or ``input``, the model's input) joined by
+concatenation or sum: skip connections and shared trunks with several heads. A plain list of
+layers is a chain and takes a straight path.
+
 All parameters live in one flat vector ``theta`` (and their gradients in ``grad``); each layer's
 ``params``/``grads`` are views into them. Optimizers update the flat vectors in a few NumPy calls
 whatever the number of layers, and a gradient check perturbs one vector. Parameters that weight
@@ -8,20 +13,23 @@ decay applies to (kernels) come first: ``theta[:n_decay]``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from nnlab.errors import ConfigError
-from nnlab.nn.layers import LAYERS, Layer
+from nnlab.nn.layers import INPUT, LAYERS, Layer
 
 Array = np.ndarray
 
 
 class Model:
-    """A stack of layers with its parameters in one flat vector."""
+    """Layers wired into a graph, with their parameters in one flat vector.
+
+    ``inputs[i]`` lists the names layer i reads (None: the previous layer), ``joins[i]`` how
+    several are combined, ``outputs`` the names of the output layers (None: the last layer).
+    """
 
     def __init__(
         self,
@@ -30,20 +38,32 @@ class Model:
         rng: np.random.Generator,
         dtype: Any = np.float32,
         spec: dict | None = None,
+        names: list[str | None] | None = None,
+        inputs: list[list[str] | None] | None = None,
+        joins: list[str] | None = None,
+        outputs: list[str] | None = None,
     ):
         if not layers:
             raise ConfigError("a model needs at least one layer", "model.layers")
+        n = len(layers)
         self.layers = layers
         self.input_shape = tuple(input_shape)
         self.dtype = np.dtype(dtype)
         self.spec = spec
-        shape = self.input_shape
+        self.names = [nm or f"layers[{i}]" for i, nm in enumerate(names or [None] * n)]
+        self.joins = joins or ["concat"] * n
+        self._wire(names or [None] * n, inputs or [None] * n, outputs)
+        shapes: list[tuple[int, ...]] = []
         for i, layer in enumerate(layers):
+            in_shape = self._joined_shape(i, shapes)
             try:
-                shape = tuple(layer.build(shape, rng, self.dtype))
+                shapes.append(tuple(layer.build(in_shape, rng, self.dtype)))
             except ConfigError as e:
                 raise ConfigError(e.detail, e.path or f"model.layers[{i}]") from None
-        self.output_shape = shape
+        self.shapes = shapes
+        self.output_shapes = [shapes[j] for j in self.outputs]
+        self.output_shape = self.output_shapes[0]
+        self._join_bufs: dict = {}
         self._flatten()
 
     @classmethod
@@ -51,8 +71,89 @@ class Model:
         cls, spec: dict, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any
     ) -> Model:
         """Build from a resolved ``model`` section (see ``nnlab.config``)."""
-        layers = [LAYERS.build(s) for s in spec["layers"]]
-        return cls(layers, input_shape, rng, dtype, spec=spec)
+        layers, names, inputs, joins = [], [], [], []
+        for s in spec["layers"]:
+            _, _, opts = LAYERS.split(s)
+            layers.append(LAYERS.build(s))
+            names.append(opts.get("name"))
+            ins = opts.get("inputs")
+            inputs.append([ins] if isinstance(ins, str) else ins)
+            joins.append(opts.get("join", "concat"))
+        outputs = [o["layer"] for o in spec["outputs"]] if spec.get("outputs") else None
+        return cls(layers, input_shape, rng, dtype, spec, names, inputs, joins, outputs)
+
+    # ------------------------------------------------------------------ wiring
+
+    def _wire(self, names: list, inputs: list, outputs: list[str] | None) -> None:
+        index: dict[str, int] = {}
+        self.sources: list[list[int]] = []  # -1 is the model input
+        for i, (name, ins) in enumerate(zip(names, inputs, strict=True)):
+            if ins is None:
+                self.sources.append([i - 1])
+            else:
+                if not ins:
+                    raise ConfigError("inputs: is an empty list", f"model.layers[{i}].inputs")
+                srcs = []
+                for src in ins:
+                    if src == INPUT:
+                        srcs.append(-1)
+                    elif src in index:
+                        srcs.append(index[src])
+                    else:
+                        what = (
+                            "a later layer: a layer reads only earlier ones"
+                            if src in names[i:]
+                            else "not the name of a layer"
+                        )
+                        raise ConfigError(
+                            f"{src!r} is {what} (it can read: {', '.join([INPUT, *index])})",
+                            f"model.layers[{i}].inputs",
+                        )
+                self.sources.append(srcs)
+            if name is not None:
+                if name == INPUT or name in index:
+                    what = "is reserved for the model's input" if name == INPUT else "is taken"
+                    raise ConfigError(f"the name {name!r} {what}", f"model.layers[{i}].name")
+                index[name] = i
+        n = len(names)
+        if outputs is None:
+            self.outputs = [n - 1]
+        else:
+            self.outputs = []
+            for k, out in enumerate(outputs):
+                if out not in index:
+                    raise ConfigError(
+                        f"{out!r} is not the name of a layer (names: {', '.join(index) or 'none'})",
+                        f"model.outputs[{k}].layer",
+                    )
+                self.outputs.append(index[out])
+        used = {s for srcs in self.sources for s in srcs} | set(self.outputs)
+        for i in range(n):
+            if i not in used:
+                raise ConfigError(
+                    f"the output of layer {self.names[i]} goes nowhere: no layer reads it and it "
+                    "is not an output (list it in model.outputs, or in a later layer's inputs)",
+                    f"model.layers[{i}]",
+                )
+        self.consumers = [[j for j in range(n) if i in self.sources[j]] for i in range(n)]
+        self.chain = outputs is None and all(s == [i - 1] for i, s in enumerate(self.sources))
+
+    def _joined_shape(self, i: int, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        ins = [self.input_shape if s < 0 else shapes[s] for s in self.sources[i]]
+        if len(ins) == 1:
+            return ins[0]
+        where = f"model.layers[{i}].inputs"
+        if self.joins[i] == "sum":
+            if any(s != ins[0] for s in ins):
+                raise ConfigError(f"join: sum needs inputs of one shape, got {ins}", where)
+            return ins[0]
+        if any(s[:-1] != ins[0][:-1] for s in ins):
+            raise ConfigError(
+                f"join: concat needs inputs that differ only in the last axis, got {ins}", where
+            )
+        return (*ins[0][:-1], sum(s[-1] for s in ins))
+
+    # ------------------------------------------------------------------ parameters
 
     def _flatten(self) -> None:
         entries = []  # (decay?, layer index, key, array)
@@ -78,50 +179,6 @@ class Model:
             self.param_slices.append(slice(offset, offset + n))
             offset += n
 
-    # ------------------------------------------------------------------ running
-
-    def set_rng(self, rng: np.random.Generator) -> None:
-        """The generator that dropout and other training-time randomness draw from."""
-        for layer in self.layers:
-            layer.rng = rng
-
-    @property
-    def output_activation(self) -> str | None:
-        """The name of the final activation, if the last layer ends in one."""
-        fn = self.layers[-1].activation_fn
-        return fn.name if fn is not None else None
-
-    def forward(self, X: Array, training: bool = False, logits: bool = False) -> Array:
-        """Outputs for a batch (an array the model owns: copy it to keep it). With
-        ``logits=True`` the last layer's activation is left out (for fused losses)."""
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            if logits and i == last:
-                return layer.forward_logits(X, training)
-            X = layer.forward(X, training)
-        return X
-
-    def backward(self, dY: Array, logits: bool = False) -> None:
-        """Backpropagate dL/d(output) (dL/d(logits) with ``logits=True``) into ``self.grad``."""
-        last = len(self.layers) - 1
-        for i in range(last, -1, -1):
-            layer = self.layers[i]
-            if logits and i == last:
-                dY = layer.backward_logits(dY, need_dx=i > 0)
-            else:
-                dY = layer.backward(dY, need_dx=i > 0)
-
-    def predict(self, X: Array, batch_size: int = 1024) -> Array:
-        """Evaluation-mode outputs for any number of samples, as a new array."""
-        X = np.asarray(X, dtype=self.dtype)
-        out = np.empty((X.shape[0], *self.output_shape), self.dtype)
-        for start in range(0, X.shape[0], batch_size):
-            stop = start + batch_size
-            out[start:stop] = self.forward(X[start:stop])
-        return out
-
-    # ------------------------------------------------------------------ parameters
-
     @property
     def n_params(self) -> int:
         return int(self.theta.size)
@@ -146,17 +203,148 @@ class Model:
                 raise ValueError(f"{name}: shape {state[name].shape}, expected {value.shape}")
             value[...] = state[name]
 
+    # ------------------------------------------------------------------ running
+
+    def set_rng(self, rng: np.random.Generator) -> None:
+        """The generator that dropout and other training-time randomness draw from."""
+        for layer in self.layers:
+            layer.rng = rng
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.outputs)
+
+    @property
+    def output_activations(self) -> list[str | None]:
+        """The final activation of each output layer (None if it ends in none)."""
+        fns = [self.layers[j].activation_fn for j in self.outputs]
+        return [fn.name if fn is not None else None for fn in fns]
+
+    @property
+    def output_activation(self) -> str | None:
+        return self.output_activations[0]
+
+    def forward(self, X: Array, training: bool = False, logits: bool | list[bool] = False):
+        """Outputs for a batch: an array, or a list of arrays for several outputs (arrays the
+        model owns: copy them to keep them). With ``logits`` (for every output, or a list with
+        a flag per output) an output layer's final activation is left out, for fused losses."""
+        if self.chain:
+            if isinstance(logits, list):
+                (logits,) = logits
+            last = len(self.layers) - 1
+            for i, layer in enumerate(self.layers):
+                if logits and i == last:
+                    return layer.forward_logits(X, training)
+                X = layer.forward(X, training)
+            return X
+        flags = self._logit_flags(logits)
+        values: list[Array | None] = [None] * len(self.layers)
+        for i, layer in enumerate(self.layers):
+            x = self._gather(i, X, values)
+            values[i] = (
+                layer.forward_logits(x, training) if flags[i] else layer.forward(x, training)
+            )
+        outs = [values[j] for j in self.outputs]
+        return outs[0] if len(outs) == 1 else outs
+
+    def backward(self, dY, logits: bool | list[bool] = False) -> None:
+        """Backpropagate dL/d(output) (per output for several; None for an output without a
+        loss) into ``self.grad``; with ``logits``, dL/d(logits) as in ``forward``."""
+        if self.chain:
+            if isinstance(logits, list):
+                (logits,) = logits
+            last = len(self.layers) - 1
+            for i in range(last, -1, -1):
+                layer = self.layers[i]
+                if logits and i == last:
+                    dY = layer.backward_logits(dY, need_dx=i > 0)
+                else:
+                    dY = layer.backward(dY, need_dx=i > 0)
+            return
+        flags = self._logit_flags(logits)
+        grads: list[Array | None] = [None] * len(self.layers)
+        for j, g in zip(self.outputs, dY if self.n_outputs > 1 else [dY], strict=True):
+            if g is not None:
+                self._accumulate(grads, j, g)
+        self.grad[...] = 0.0  # layers no loss reaches keep a zero gradient
+        for i in range(len(self.layers) - 1, -1, -1):
+            g = grads[i]
+            if g is None:
+                continue
+            srcs = self.sources[i]
+            need_dx = any(s >= 0 for s in srcs)
+            layer = self.layers[i]
+            back = layer.backward_logits if flags[i] else layer.backward
+            dx = back(g, need_dx)
+            if not need_dx:
+                continue
+            if len(srcs) == 1:
+                self._accumulate(grads, srcs[0], dx)
+            elif self.joins[i] == "sum":
+                for s in srcs:  # each input gets its own copy: backward works in place
+                    if s >= 0:
+                        self._accumulate(grads, s, dx.copy())
+            else:
+                start = 0
+                for s in srcs:
+                    width = (self.input_shape if s < 0 else self.shapes[s])[-1]
+                    if s >= 0:
+                        self._accumulate(grads, s, dx[..., start : start + width].copy())
+                    start += width
+
+    def _logit_flags(self, logits: bool | list[bool]) -> list[bool]:
+        flags = [False] * len(self.layers)
+        per_output = logits if isinstance(logits, list) else [bool(logits)] * self.n_outputs
+        for j, flag in zip(self.outputs, per_output, strict=True):
+            flags[j] = flag
+        return flags
+
+    def _gather(self, i: int, X: Array, values: list) -> Array:
+        srcs = self.sources[i]
+        if len(srcs) == 1:
+            return X if srcs[0] < 0 else values[srcs[0]]
+        parts = [X if s < 0 else values[s] for s in srcs]
+        if self.joins[i] == "sum":
+            shape = parts[0].shape
+        else:
+            shape = (*parts[0].shape[:-1], sum(p.shape[-1] for p in parts))
+        key = (i, shape)
+        out = self._join_bufs.get(key)
+        if out is None:
+            out = self._join_bufs[key] = np.empty(shape, self.dtype)
+        if self.joins[i] == "sum":
+            np.add(parts[0], parts[1], out=out)
+            for p in parts[2:]:
+                out += p
+        else:
+            np.concatenate(parts, axis=-1, out=out)
+        return out
+
+    @staticmethod
+    def _accumulate(grads: list, i: int, g: Array) -> None:
+        if i < 0:
+            return
+        grads[i] = g if grads[i] is None else grads[i] + g
+
+    def predict(self, X: Array, batch_size: int = 1024):
+        """Evaluation-mode outputs for any number of samples, as new arrays (a list of arrays
+        for a model with several outputs)."""
+        X = np.asarray(X, dtype=self.dtype)
+        outs = [np.empty((X.shape[0], *s), self.dtype) for s in self.output_shapes]
+        for start in range(0, X.shape[0], batch_size):
+            stop = start + batch_size
+            got = self.forward(X[start:stop])
+            for out, g in zip(outs, got if self.n_outputs > 1 else [got], strict=True):
+                out[start:stop] = g
+        return outs[0] if self.n_outputs == 1 else outs
+
     def summary(self) -> str:
         lines = []
-        shape = self.input_shape
         for i, layer in enumerate(self.layers):
             n = sum(p.size for p in layer.params.values())
             kind = type(layer).__name__
             act = layer.activation_fn.name if layer.activation_fn is not None else ""
-            lines.append(f"  [{i}] {kind:<10} {act:<10} params {n:>9,d}")
-        lines.append(f"  input {shape}, output {self.output_shape}, {self.n_params:,d} parameters")
+            lines.append(f"  [{i}] {self.names[i]:<12} {kind:<10} {act:<10} params {n:>9,d}")
+        shapes = f"input {self.input_shape}, outputs {self.output_shapes}"
+        lines.append(f"  {shapes}, {self.n_params:,d} parameters")
         return "\n".join(lines)
-
-
-def param_norm(x: Array) -> float:
-    return math.sqrt(float(np.dot(x, x)))
