@@ -76,6 +76,7 @@ class Raw:
     unit_scale: float | None = None  # the data's natural range, for scale: unit
     class_names: list[str] | None = None
     description: str = ""
+    image_shape: tuple[int, ...] | None = None  # (height, width) of flat image rows, e.g. (28, 28)
 
 
 @dataclass
@@ -101,6 +102,7 @@ class Data:
     class_names: list[str] | None = None
     description: str = ""
     sizes: dict[str, int] = field(default_factory=dict)
+    image_shape: tuple[int, ...] | None = None  # what one input row is as an image
 
     def labels(self, split: Split) -> Array | None:
         """Integer class labels of a split (for accuracy), or None for regression."""
@@ -133,7 +135,7 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
         _check_labels(y, n_classes, f"data '{name}'")
     else:
         n_classes = None
-    if not np.isfinite(X).all():
+    if X.dtype.kind in "fc" and not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).any(axis=tuple(range(1, X.ndim))).sum())
         raise DataError(
             f"data '{name}': {bad} samples have NaN or infinite inputs; remove or fill them"
@@ -202,6 +204,7 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
         class_names=raw.class_names,
         description=raw.description,
         sizes={k: len(s) for k, s in (("train", train), ("val", val), ("test", test)) if s},
+        image_shape=raw.image_shape,
     )
 
 
