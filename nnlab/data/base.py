@@ -89,6 +89,7 @@ class Raw:
     # named subsets of the samples (boolean masks), reported separately: e.g. the sin steps
     groups: dict[str, Array] | None = None
     groups_test: dict[str, Array] | None = None
+    image_shape: tuple[int, ...] | None = None  # (height, width) of flat image rows, e.g. (28, 28)
 
 
 @dataclass
@@ -115,6 +116,7 @@ class Data:
     class_names: list[str] | None = None
     description: str = ""
     sizes: dict[str, int] = field(default_factory=dict)
+    image_shape: tuple[int, ...] | None = None  # what one input row is as an image
 
     def labels(self, split: Split) -> Array | None:
         """Integer class labels of a split (for accuracy; -1 where a sample has none), or None
@@ -152,7 +154,7 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
         _check_labels(y, n_classes, f"data '{name}'")
     else:
         n_classes = None
-    if not np.isfinite(X).all():
+    if X.dtype.kind in "fc" and not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).any(axis=tuple(range(1, X.ndim))).sum())
         raise DataError(
             f"data '{name}': {bad} samples have NaN or infinite inputs; remove or fill them"
@@ -240,6 +242,7 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
         class_names=raw.class_names,
         description=raw.description,
         sizes={k: len(s) for k, s in (("train", train), ("val", val), ("test", test)) if s},
+        image_shape=raw.image_shape,
     )
 
 

@@ -19,4 +19,11 @@ def digits() -> Raw:
     with gzip.open(DIGITS_FILE, "rb") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)
     X, y = table[:, :-1].astype(np.uint8), table[:, -1]
-    return Raw(X, y, n_classes=10, unit_scale=16.0, description="8x8 digits, 1797 samples")
+    return Raw(
+        X,
+        y,
+        n_classes=10,
+        unit_scale=16.0,
+        description="8x8 digits, 1797 samples",
+        image_shape=(8, 8),
+    )

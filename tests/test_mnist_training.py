@@ -1,0 +1,46 @@
+"""The accuracy goals of issue 3, by full trainings of the shipped configs through the real
+command line. Slow (minutes to tens of minutes): skipped by ``make test``, run by
+``make test-slow``. They read the MNIST files from ``$NNLAB_DATA_DIR`` or ``../shared``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIGS, ROOT, run_nnlab
+
+SHARED = ROOT.parent / "shared" / "data" / "mnist"
+DATA_DIR = os.environ.get("NNLAB_DATA_DIR") or (str(SHARED) if SHARED.is_dir() else None)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        DATA_DIR is None, reason=f"no MNIST files: set NNLAB_DATA_DIR or provide {SHARED}"
+    ),
+]
+
+
+def _train(config: Path, runs: Path, timeout: float) -> dict:
+    proc = run_nnlab("train", config, "--runs-dir", runs, timeout=timeout, NNLAB_DATA_DIR=DATA_DIR)
+    assert proc.returncode == 0, proc.stderr
+    run = Path(proc.stdout.strip().splitlines()[-1])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["data"] == {"name": "mnist", "train": 60000, "test": 10000}
+    return summary
+
+
+def test_mnist_mlp_reaches_at_most_2_percent_test_error_in_10_epochs(runs):
+    summary = _train(CONFIGS / "mnist_mlp.yaml", runs, timeout=1800)
+    assert summary["epochs_completed"] <= 10
+    error = 1 - summary["test"]["accuracy"]
+    assert error <= 0.020, f"test error {error:.2%}"
+
+
+def test_mnist_best_reaches_at_most_1_3_percent_test_error(runs):
+    summary = _train(CONFIGS / "mnist_best.yaml", runs, timeout=4 * 3600)
+    error = 1 - summary["test"]["accuracy"]
+    assert error <= 0.013, f"test error {error:.2%}"
