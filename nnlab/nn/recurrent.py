@@ -122,12 +122,22 @@ class RNN(_Recurrent):
         return self._input_grads(Xt, dZ, need_dx)
 
 
+def _sigmoid_tanh(x: Array, out: Array) -> Array:
+    """sigmoid(x) = (1 + tanh(x / 2)) / 2: no overflow for any x, four passes."""
+    np.multiply(x, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
 @LAYERS.register("lstm")
 @dataclass(eq=False)
 class LSTM(_Recurrent):
-    """Long short-term memory (Hochreiter & Schmidhuber), gates in Keras' order i, f, g, o:
-    ``c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t)``, with sigmoid gates i, f, o and
-    tanh candidate g computed from ``x_t W + h_{t-1} U + b``; h_0 = c_0 = 0."""
+    """Long short-term memory (Hochreiter & Schmidhuber): ``c_t = f * c_{t-1} + i * g;
+    h_t = o * tanh(c_t)`` with sigmoid gates i, f, o and tanh candidate g computed from
+    ``x_t W + h_{t-1} U + b``; h_0 = c_0 = 0. W, U and b hold the four gates side by side in
+    the order i, f, o, g (units columns each)."""
 
     units: Annotated[int, Interval(ge=1), Doc("size of the state h (and the cell c)")]
     initializer: Annotated[Spec, Ref(INITIALIZERS), Doc("initializer of W")] = "glorot_uniform"
@@ -161,45 +171,51 @@ class LSTM(_Recurrent):
         T, N, F = Xt.shape
         u = self.units
         W, U, b = self.params["W"], self.params["U"], self.params["b"]
-        G = (Xt.reshape(T * N, F) @ W).reshape(T, N, 4 * u)  # gate pre-activations
-        G += b
+        A = (Xt.reshape(T * N, F) @ W).reshape(T, N, 4 * u)  # gates: i, f, o (sigmoid), g (tanh)
+        A += b
+        D = np.empty_like(A)  # each gate's derivative: s (1 - s), or 1 - g^2
         H = np.zeros((T + 1, N, u), X.dtype)
         C = np.zeros((T + 1, N, u), X.dtype)
         TC = np.empty((T, N, u), X.dtype)  # tanh(c_t)
         for t in range(T):
-            g = G[t]
-            g += H[t] @ U
-            _sigmoid.forward(g[:, : 2 * u], g[:, : 2 * u])  # i, f (in place)
-            np.tanh(g[:, 2 * u : 3 * u], out=g[:, 2 * u : 3 * u])  # candidate
-            _sigmoid.forward(g[:, 3 * u :], g[:, 3 * u :])  # o
-            i, f, cand, o = g[:, :u], g[:, u : 2 * u], g[:, 2 * u : 3 * u], g[:, 3 * u :]
-            np.multiply(f, C[t], out=C[t + 1])
-            C[t + 1] += i * cand
+            a, d = A[t], D[t]
+            a += H[t] @ U
+            _sigmoid_tanh(a[:, : 3 * u], a[:, : 3 * u])
+            np.tanh(a[:, 3 * u :], out=a[:, 3 * u :])
+            np.multiply(a, a, out=d)
+            np.subtract(a[:, : 3 * u], d[:, : 3 * u], out=d[:, : 3 * u])  # s - s^2
+            np.subtract(1.0, d[:, 3 * u :], out=d[:, 3 * u :])  # 1 - g^2
+            np.multiply(a[:, u : 2 * u], C[t], out=C[t + 1])
+            C[t + 1] += a[:, :u] * a[:, 3 * u :]
             np.tanh(C[t + 1], out=TC[t])
-            np.multiply(o, TC[t], out=H[t + 1])
-        self._Xt, self._G, self._H, self._C, self._TC = Xt, G, H, C, TC
+            np.multiply(a[:, 2 * u : 3 * u], TC[t], out=H[t + 1])
+        self._Xt, self._A, self._D, self._H, self._C, self._TC = Xt, A, D, H, C, TC
         return self._output(H)
 
     def backward(self, dY, need_dx=True):
-        Xt, G, H, C, TC = self._Xt, self._G, self._H, self._C, self._TC
-        T = Xt.shape[0]
+        Xt, A, D, H, C, TC = self._Xt, self._A, self._D, self._H, self._C, self._TC
+        T, N = Xt.shape[:2]
         u = self.units
         U = self.params["U"]
         dH = self._dH(dY, T)
-        dG = np.empty_like(G)
-        dh_next = np.zeros_like(H[0])
-        dc_next = np.zeros_like(C[0])
+        dA = np.empty_like(A)
+        dh_next = np.zeros((N, u), A.dtype)
+        carry = np.zeros((N, u), A.dtype)  # dL/dc_{t+1} * f_{t+1}: what c_t gets from c_{t+1}
+        dc = np.empty((N, u), A.dtype)
         for t in range(T - 1, -1, -1):
-            g = G[t]
-            i, f, cand, o = g[:, :u], g[:, u : 2 * u], g[:, 2 * u : 3 * u], g[:, 3 * u :]
+            a, da = A[t], dA[t]
             dh = dH[t] + dh_next
-            dc = dh * o * (1.0 - TC[t] ** 2) + dc_next
-            d = dG[t]
-            np.multiply(dh * TC[t], o * (1.0 - o), out=d[:, 3 * u :])  # o
-            np.multiply(dc * cand, i * (1.0 - i), out=d[:, :u])  # i
-            np.multiply(dc * C[t], f * (1.0 - f), out=d[:, u : 2 * u])  # f
-            np.multiply(dc * i, 1.0 - cand**2, out=d[:, 2 * u : 3 * u])  # candidate
-            dc_next = dc * f
-            dh_next = d @ U.T
-        np.matmul(H[:-1].reshape(-1, u).T, dG.reshape(-1, 4 * u), out=self.grads["U"])
-        return self._input_grads(Xt, dG, need_dx)
+            np.multiply(TC[t], TC[t], out=dc)
+            np.subtract(1.0, dc, out=dc)
+            dc *= a[:, 2 * u : 3 * u]
+            dc *= dh
+            dc += carry  # dL/dc_t
+            np.multiply(dc, a[:, 3 * u :], out=da[:, :u])  # i: dc * g
+            np.multiply(dc, C[t], out=da[:, u : 2 * u])  # f: dc * c_{t-1}
+            np.multiply(dh, TC[t], out=da[:, 2 * u : 3 * u])  # o: dh * tanh(c_t)
+            np.multiply(dc, a[:, :u], out=da[:, 3 * u :])  # g: dc * i
+            da *= D[t]
+            np.multiply(dc, a[:, u : 2 * u], out=carry)
+            dh_next = da @ U.T
+        np.matmul(H[:-1].reshape(-1, u).T, dA.reshape(-1, 4 * u), out=self.grads["U"])
+        return self._input_grads(Xt, dA, need_dx)
