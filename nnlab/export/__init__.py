@@ -1,0 +1,1 @@
+"""Export a trained model as a program that runs without nnlab."""
