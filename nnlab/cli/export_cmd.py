@@ -1,4 +1,4 @@
-"""nnlab predict: use a trained model on new inputs."""
+"""nnlab predict, nnlab invert: use a trained model on new data."""
 
 from __future__ import annotations
 
@@ -39,4 +39,35 @@ def predict(run, input, output):
         sys.stdout.write(text)
 
 
-COMMANDS = [predict]
+@click.command("invert")
+@run_arg
+@click.argument("outputs", type=click.Path())
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="A .csv or .npy file for the recovered inputs (default: CSV on standard output).",
+)
+def invert(run, outputs, output):
+    """Recover the inputs that give the rows of OUTPUTS, for an invertible network.
+
+    A network is invertible when every dense layer has a square, non-singular weight matrix
+    and every activation is invertible (tanh, sigmoid, leaky_relu, elu, selu, softplus,
+    linear). nnlab solves layer by layer from the output back and undoes the input scaling,
+    so the recovered inputs are raw, like the training data. For another network the error
+    names the first layer that is not invertible, and why.
+
+    \b
+    Examples:
+      nnlab train configs/invertible.yaml
+      nnlab predict runs/invertible-20250101-120000 points.csv -o y.csv
+      nnlab invert runs/invertible-20250101-120000 y.csv     # gives points.csv back
+    """
+    from nnlab.invert import invert_file
+
+    text = invert_file(run, outputs, output)
+    if text is not None:
+        sys.stdout.write(text)
+
+
+COMMANDS = [predict, invert]
