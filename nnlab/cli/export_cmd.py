@@ -1,10 +1,12 @@
-"""nnlab predict, nnlab invert: use a trained model on new data."""
+"""nnlab predict, nnlab export, nnlab invert: use a trained model elsewhere."""
 
 from __future__ import annotations
 
 import sys
 
 import click
+
+from nnlab.export import FORMATS
 
 run_arg = click.argument("run", type=click.Path())
 output_opt = click.option(
@@ -39,6 +41,46 @@ def predict(run, input, output):
         sys.stdout.write(text)
 
 
+@click.command("export")
+@run_arg
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(FORMATS)),
+    help="numpy: one Python file needing only NumPy; onnx: an ONNX model (pip install "
+    "nnlab[onnx]); c: a dependency-free C header. Default: from the -o suffix "
+    "(.py, .onnx, .h), else numpy.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="The file to write (default: predict.py, model.onnx or model.h).",
+)
+@click.option(
+    "--weights",
+    type=click.Choice(["inline", "npz"]),
+    help="numpy format: weights inlined in the file (default) or in a .npz beside it.",
+)
+def export(run, fmt, output, weights):
+    """Export the model of RUN as a program that runs without nnlab.
+
+    The exported model takes raw inputs, like the training data (the input scaling is part of
+    it), and gives the same outputs as `nnlab predict`.
+
+    \b
+    Examples:
+      nnlab export runs/digits-20250101-120000 --format numpy -o predict.py
+      python predict.py samples.csv                   # needs only NumPy
+      nnlab export runs/digits-20250101-120000 -o model.onnx
+      nnlab export runs/digits-20250101-120000 --format c -o model.h
+    """
+    from nnlab.export import export as run_export
+
+    for path in run_export(run, fmt, output, weights=weights):
+        click.echo(str(path))
+
+
 @click.command("invert")
 @run_arg
 @click.argument("outputs", type=click.Path())
@@ -70,4 +112,4 @@ def invert(run, outputs, output):
         sys.stdout.write(text)
 
 
-COMMANDS = [predict, invert]
+COMMANDS = [predict, export, invert]
