@@ -340,6 +340,9 @@ def test_export_refuses_bad_requests_with_clear_messages(models, tmp_path):
         export(run, "c", tmp_path / "nowhere" / "m.h")
     with pytest.raises(ExportError, match="is a folder"):
         export(run, "c", tmp_path)
+    with pytest.raises(ExportError, match=r"m\.npz: the program and its weights would be one"):
+        export(run, "numpy", tmp_path / "m.npz", weights="npz")
+    assert list(tmp_path.iterdir()) == []  # no refusal wrote a file
 
 
 def test_export_refuses_weights_that_are_not_finite(models, tmp_path):

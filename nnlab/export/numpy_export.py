@@ -252,13 +252,15 @@ def write(
     """The Python program (and, with ``weights="npz"``, its weights file)."""
     if weights not in WEIGHTS:
         raise ExportError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    npz = output.with_suffix(".npz")
+    if weights == "npz" and npz == output:
+        raise ExportError(f"{output}: the program and its weights would be one file; name it .py")
     w = NumpyWriter(model, meta, info)
     out = w.walk()
     imports, io_code = _standalone_code()
     if weights == "inline":
         imports.append("import base64")
     numpy = [i for i in imports if "numpy" in i]
-    npz = output.with_suffix(".npz")
     program = PROGRAM.format(
         usage=_usage(info, output, network_text(model)),
         imports="\n".join([*sorted(set(imports) - set(numpy)), "", *numpy]),
