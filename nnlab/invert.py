@@ -1,0 +1,144 @@
+"""Recover inputs from outputs: ``nnlab invert RUN OUTPUTS``.
+
+A dense layer ``y = f(x W + b)`` can be undone when ``f`` is invertible and W is square and
+non-singular: ``x = solve(W^T, f^-1(y) - b)``. ``check_invertible`` checks every layer first
+and names the first one that cannot be undone, and why; ``invert`` then solves layer by layer
+from the output back (in float64), checking that each activation's values lie in its range, and
+undoes the input scaling, so the recovered inputs are raw, like the training data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnlab.errors import NnlabError
+from nnlab.export.base import Node, activation_text, nodes
+from nnlab.predict import load_run, output_kind, read_input, write_table
+
+Array = np.ndarray
+
+# Why an activation without an inverse has none.
+NOT_ONE_TO_ONE = {
+    "relu": "relu maps every negative input to 0",
+    "softmax": (
+        "softmax gives the same output when a constant is added to all its inputs "
+        "(its outputs sum to 1)"
+    ),
+    "gelu": (
+        "gelu is not one-to-one: it falls to about -0.17 at z = -0.75 and rises again, "
+        "so two inputs give each output between -0.17 and 0"
+    ),
+    "silu": (
+        "silu is not one-to-one: it falls to about -0.28 at z = -1.28 and rises again, "
+        "so two inputs give each output between -0.28 and 0"
+    ),
+    "leaky_relu": "leaky_relu with alpha 0 is relu: it maps every negative input to 0",
+}
+INVERTIBLE_LAYERS = ("activation", "dense", "dropout")
+
+
+class NotInvertibleError(NnlabError):
+    """A network that cannot be inverted, or outputs that no input gives; the message names
+    the layer."""
+
+
+def _activation_problem(fn: Any) -> str | None:
+    if fn is None or fn.invertible_range is not None:
+        return None
+    return NOT_ONE_TO_ONE.get(fn.name, f"{fn.name} has no inverse")
+
+
+def why_not_invertible(node: Node, dtype: Any) -> str | None:
+    """Why a layer cannot be undone, or None if it can."""
+    layer = node.layer
+    if node.kind not in INVERTIBLE_LAYERS:
+        return f"nnlab cannot invert a {node.kind} layer"
+    if node.kind == "dense":
+        n_in, n_out = layer.params["W"].shape
+        if n_in > n_out:
+            return f"maps {n_in} inputs to {n_out} outputs, so many inputs give the same output"
+        if n_in < n_out:
+            return f"maps {n_in} inputs to {n_out} outputs, so most outputs are given by no input"
+        cond = np.linalg.cond(layer.params["W"].astype(np.float64))
+        if not np.isfinite(cond) or cond * np.finfo(dtype).eps >= 1:
+            return (
+                f"has a singular weight matrix W (condition number {cond:.3g}): "
+                "different inputs give the same output"
+            )
+    return _activation_problem(layer.activation_fn)
+
+
+def check_invertible(model: Any) -> None:
+    """Raise ``NotInvertibleError`` naming the first layer that cannot be undone, and why."""
+    for node in nodes(model):
+        why = why_not_invertible(node, model.dtype)
+        if why is not None:
+            hint = (
+                " (an invertible network has dense layers with as many units as inputs and "
+                "invertible activations: tanh, sigmoid, leaky_relu, elu, selu, softplus, linear)"
+            )
+            raise NotInvertibleError(f"{node.where}: not invertible: {why}{hint}")
+
+
+def _undo_activation(node: Node, z: Array) -> Array:
+    fn = node.layer.activation_fn
+    lo, hi = fn.invertible_range
+    outside = ~((z > lo) & (z < hi))
+    if outside.any():
+        rows = np.flatnonzero(outside.any(axis=1))
+        value = z[outside][0]
+        count = int(outside.sum())
+        raise NotInvertibleError(
+            f"{node.where}: {count} value{'s' if count > 1 else ''} outside ({lo:g}, {hi:g}), "
+            f"the range of {activation_text(fn)}, in {rows.size} of {z.shape[0]} rows (the "
+            f"first: row {rows[0] + 1}, {value:.6g}): no input gives them"
+        )
+    return fn.inverse(z)
+
+
+def invert(model: Any, meta: dict, Y: Array) -> Array:
+    """The raw inputs that give the outputs ``Y``.
+
+    Parameters
+    ----------
+    Y : (n, n_outputs) outputs of the model.
+
+    Returns
+    -------
+    (n, n_inputs) inputs in the model's dtype (solved in float64), with the input scaling
+    undone: ``predict(model, meta, invert(model, meta, Y))`` is ``Y`` to rounding.
+    """
+    check_invertible(model)
+    z = np.array(Y, dtype=np.float64).reshape(Y.shape[0], -1)
+    with np.errstate(divide="ignore", over="ignore"):
+        for node in reversed(nodes(model)):
+            layer = node.layer
+            if layer.activation_fn is not None:
+                z = _undo_activation(node, z)
+            if node.kind == "dense":
+                if layer.use_bias:
+                    z -= layer.params["b"]
+                z = np.linalg.solve(layer.params["W"].T.astype(np.float64), z.T).T
+    z *= np.asarray(meta["scale"], np.float64)
+    z += np.asarray(meta["shift"], np.float64)
+    return z.astype(model.dtype).reshape(-1, *model.input_shape)
+
+
+def invert_file(
+    run: str | Path, outputs_path: str | Path, output: str | Path | None = None
+) -> str | None:
+    """Invert the rows of a CSV or .npy file of outputs; write the inputs to ``output`` (.csv
+    or .npy), or return the CSV text when ``output`` is None."""
+    output_kind(output)  # a bad output name fails before any work
+    model, meta = load_run(run)
+    check_invertible(model)
+    Y = read_input(outputs_path, int(np.prod(model.output_shape)), model.dtype, "outputs")
+    X = invert(model, meta, Y).reshape(Y.shape[0], -1)
+    names = [f"x{j}" for j in range(X.shape[1])]
+    return write_table(output, X, names, [X[:, j] for j in range(X.shape[1])])
+
+
+__all__ = ["NotInvertibleError", "check_invertible", "invert", "invert_file"]
