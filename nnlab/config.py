@@ -84,6 +84,14 @@ class TrainingSpec:
     early_stopping: Annotated[
         EarlyStopping | None, Doc("stop when a metric stops improving (null: off)")
     ] = None
+    checkpoint_seconds: Annotated[
+        float,
+        Interval(ge=0),
+        Doc(
+            "a checkpoint (for --resume) after each epoch that ends this long after the last "
+            "one (0: after every epoch)"
+        ),
+    ] = 1.0
 
 
 @dataclass

@@ -75,13 +75,22 @@ class MetricsLog:
     written, except that epochs shorter than ``flush_every`` seconds (toy problems doing
     thousands of epochs a second) are flushed together at that interval."""
 
-    def __init__(self, path: Path, columns: list[str], flush_every: float = 0.02):
+    def __init__(
+        self, path: Path, columns: list[str], flush_every: float = 0.02, keep_rows: int = 0
+    ):
+        """Start a new log, or with ``keep_rows`` continue an existing one after its first
+        ``keep_rows`` rows (the rest, written after the last checkpoint, are dropped)."""
         self.path = path
         self.columns = columns
         self.flush_every = flush_every
-        self._f = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
-        self._f.write(",".join(columns) + "\n")
-        self._f.flush()
+        kept = ""
+        if keep_rows:
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if lines[0].strip().split(",") != columns or len(lines) - 1 < keep_rows:
+                raise RunError(f"{path}: does not match the checkpoint; cannot resume")
+            kept = "".join(lines[1 : keep_rows + 1])
+        atomic_write(path, ",".join(columns) + "\n" + kept)
+        self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
         self._flushed = time.monotonic()
 
     def append(self, row: dict[str, Any]) -> None:
@@ -161,6 +170,30 @@ def load_model(run: str | Path) -> tuple[Any, dict]:
     )
     model.load_state_dict(params)
     return model, meta
+
+
+CHECKPOINT = "checkpoint.npz"
+CHECKPOINT_FORMAT = "nnlab-checkpoint/1"
+
+
+def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """The training state at an epoch's end, written atomically (see ``Trainer.state``)."""
+    header = {"format": CHECKPOINT_FORMAT, **meta}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays, meta=np.frombuffer(json.dumps(_jsonable(header)).encode(), np.uint8))
+    atomic_write(path, buf.getvalue())
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            arrays = {k: z[k] for k in z.files if k != "meta"}
+    except (OSError, ValueError, KeyError) as e:
+        raise RunError(f"{path}: not a readable checkpoint ({e})") from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+    return arrays, meta
 
 
 def read_summary(run: str | Path) -> dict:

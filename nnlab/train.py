@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,23 @@ import numpy as np
 from nnlab import __version__, baselines
 from nnlab.config import config_hash, dump_yaml
 from nnlab.data import Data, load
-from nnlab.errors import ConfigError, NnlabError, did_you_mean
+from nnlab.errors import ConfigError, NnlabError, RunError, did_you_mean
 from nnlab.nn import LOSSES, OPTIMIZERS, Model
 from nnlab.nn.losses import Loss
 from nnlab.nn.optimizers import Optimizer
 from nnlab.progress import Progress
-from nnlab.runs import MetricsLog, atomic_write, new_run_dir, save_model, write_json
+from nnlab.runs import (
+    CHECKPOINT,
+    MetricsLog,
+    atomic_write,
+    new_run_dir,
+    read_checkpoint,
+    read_metrics,
+    read_summary,
+    save_checkpoint,
+    save_model,
+    write_json,
+)
 
 Array = np.ndarray
 EVAL_BATCH = 1024
@@ -327,10 +339,18 @@ def best_of(rows: list[dict]) -> dict[str, dict]:
 class Trainer:
     """Runs the epochs of an experiment, writing rows to a metrics log as it goes."""
 
-    def __init__(self, exp: Experiment, log: MetricsLog | None = None, quiet: bool = True):
+    def __init__(
+        self,
+        exp: Experiment,
+        log: MetricsLog | None = None,
+        quiet: bool = True,
+        checkpoint: Callable[[Trainer], None] | None = None,
+    ):
         self.exp = exp
         self.log = log
         self.quiet = quiet
+        self.checkpoint = checkpoint  # called after an epoch when a checkpoint is due
+        self.epoch = 0  # epochs completed
         self.stop_signal: int | None = None
         self.status = "running"
         self.diverged_at: dict | None = None
@@ -349,6 +369,7 @@ class Trainer:
         self._best_theta: Array | None = None  # weights at the best epoch (restore_best)
         self._es_best: float | None = None
         self._es_epoch: int | None = None
+        self._es_wait = 0
 
     def request_stop(self, signum: int) -> None:
         self.stop_signal = signum
@@ -376,12 +397,14 @@ class Trainer:
         has_val = exp.data.val is not None
         rows, log = self.rows, self.log
         progress = Progress(epochs, n_batches, enabled=not self.quiet)
-        wait = 0
+        progress.first_epoch = self.epoch
+        every = cfg["checkpoint_seconds"]
+        last_checkpoint = time.monotonic()
         self.status = "running"
         batch = arrays
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                for epoch in range(epochs):
+                for epoch in range(self.epoch, epochs):
                     t0 = time.perf_counter()
                     lr = opt.set_epoch(epoch, epochs)
                     perm = exp.rng.permutation(n) if shuffle else None
@@ -447,13 +470,19 @@ class Trainer:
                         self.status = "diverged"
                         self.diverged_at = {"epoch": epoch + 1, "batch": None}
                         break
+                    self.epoch = epoch + 1
                     if self.early_stopping is not None:
-                        wait = self._early_stop_step(row, wait)
-                        if wait >= self.early_stopping["patience"]:
+                        self._es_wait = self._early_stop_step(row, self._es_wait)
+                        if self._es_wait >= self.early_stopping["patience"]:
                             self.stopped_early = True
                             break
                     if self.stop_signal is not None:
                         break
+                    if self.checkpoint is not None and epoch + 1 < epochs:
+                        now = time.monotonic()
+                        if now - last_checkpoint >= every:
+                            self.checkpoint(self)
+                            last_checkpoint = time.monotonic()
         finally:
             progress.close()
         if self.status == "running":
@@ -461,6 +490,46 @@ class Trainer:
         if self._best_theta is not None and self.status in ("completed", "interrupted"):
             theta[...] = self._best_theta
         return self.status
+
+    def state(self) -> tuple[dict[str, Array], dict]:
+        """Everything the loop needs to continue exactly where it is (at an epoch's end): the
+        arrays (weights, optimizer state, best weights) and the rest (JSON-able)."""
+        arrays = {"theta": self.exp.model.theta.copy()}
+        opt_state = self.exp.optimizer.state_dict()
+        for k, v in opt_state.items():
+            if isinstance(v, np.ndarray):
+                arrays[f"optimizer/{k}"] = v
+        if self._best_theta is not None:
+            arrays["best_theta"] = self._best_theta.copy()
+        meta = {
+            "epoch": self.epoch,
+            "optimizer": {k: v for k, v in opt_state.items() if not isinstance(v, np.ndarray)},
+            "rng": self.exp.rng.bit_generator.state,
+            "early_stopping": {
+                "wait": self._es_wait,
+                "best": self._es_best,
+                "epoch": self._es_epoch,
+            },
+        }
+        return arrays, meta
+
+    def load_state(self, arrays: dict[str, Array], meta: dict, rows: list[dict]) -> None:
+        """Continue from a ``state()``; ``rows`` are the metrics rows of the epochs before."""
+        exp = self.exp
+        if arrays["theta"].shape != exp.model.theta.shape:
+            raise ValueError("the checkpoint's weights do not fit the model")
+        exp.model.theta[...] = arrays["theta"]
+        opt_state = dict(meta["optimizer"])
+        opt_state.update(
+            {k[len("optimizer/") :]: v for k, v in arrays.items() if k.startswith("optimizer/")}
+        )
+        exp.optimizer.load_state_dict(opt_state)
+        exp.rng.bit_generator.state = meta["rng"]
+        es = meta["early_stopping"]
+        self._es_wait, self._es_best, self._es_epoch = es["wait"], es["best"], es["epoch"]
+        self._best_theta = arrays["best_theta"].copy() if "best_theta" in arrays else None
+        self.epoch = meta["epoch"]
+        self.rows = rows
 
     def _early_stop_step(self, row: dict, wait: int) -> int:
         es = self.early_stopping
@@ -543,7 +612,6 @@ def train(
     """Build, train and record a resolved config in a new run folder (or ``run_dir``)."""
     exp = build(config)  # config and data errors surface before any folder is made
     trainer = Trainer(exp, quiet=quiet)
-    started = time.time()
     path = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, config["name"])
     path.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {
@@ -564,9 +632,81 @@ def train(
     }
     atomic_write(path / "config.yaml", dump_yaml(config))
     write_json(path / "summary.json", summary)
-    log = MetricsLog(path / "metrics.csv", trainer.columns)
-    trainer.log = log
+    trainer.log = MetricsLog(path / "metrics.csv", trainer.columns)
+    return _execute(exp, trainer, path, summary, handle_signals)
 
+
+def resume(run_dir: str | Path, quiet: bool = True, handle_signals: bool = True) -> RunResult:
+    """Continue a killed or interrupted run from its last checkpoint. The metrics it writes are
+    those of an uninterrupted run, bit for bit (timing apart)."""
+    from nnlab.config import load_config
+
+    path = Path(run_dir)
+    summary = read_summary(path)
+    status = summary.get("status")
+    if status in ("completed", "diverged"):
+        raise RunError(f"{path}: the run is {status}; there is nothing to resume")
+    if status == "running" and _alive(summary):
+        raise RunError(f"{path}: the run is still running (pid {summary['pid']})")
+    config = load_config(path / "config.yaml")
+    config["name"] = summary.get("name", config["name"])
+    exp = build(config)
+    trainer = Trainer(exp, quiet=quiet)
+    checkpoint = path / CHECKPOINT
+    rows: list[dict] = []
+    if checkpoint.is_file():
+        arrays, meta = read_checkpoint(checkpoint)
+        rows = [_row(r) for r in read_metrics(path)[: meta["epoch"]]]
+        if len(rows) < meta["epoch"]:
+            raise RunError(f"{path}: metrics.csv has fewer rows than the checkpoint's epochs")
+        try:
+            trainer.load_state(arrays, meta, rows)
+        except (KeyError, ValueError) as e:
+            raise RunError(f"{checkpoint}: does not fit this run's model ({e})") from None
+    trainer.log = MetricsLog(path / "metrics.csv", trainer.columns, keep_rows=len(rows))
+    summary.update(status="running", pid=os.getpid(), host=socket.gethostname())
+    for key in ("error", "traceback", "signal", "finished"):
+        summary.pop(key, None)
+    summary.setdefault("resumed", []).append({"at_epoch": trainer.epoch, "time": _now()})
+    write_json(path / "summary.json", summary)
+    return _execute(exp, trainer, path, summary, handle_signals)
+
+
+def _row(raw: dict[str, float]) -> dict:
+    return {k: (int(v) if k == "epoch" else v) for k, v in raw.items()}
+
+
+def _alive(summary: dict) -> bool:
+    """Whether the process a summary names is running on this host."""
+    if summary.get("host") != socket.gethostname() or not summary.get("pid"):
+        return False
+    try:
+        os.kill(int(summary["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return int(summary["pid"]) != os.getpid()
+
+
+def _execute(
+    exp: Experiment,
+    trainer: Trainer,
+    path: Path,
+    summary: dict,
+    handle_signals: bool,
+) -> RunResult:
+    """Run the loop with checkpoints and signal handling, then record the result. Times add
+    up over the sessions of a resumed run."""
+    started = time.time() - float(summary.get("wall_seconds", 0.0))
+    train_seconds = float(summary.get("train_seconds", 0.0))
+    checkpoint = path / CHECKPOINT
+
+    def save(tr: Trainer) -> None:
+        tr.log.flush()  # the rows a checkpoint counts are on disk before it is
+        save_checkpoint(checkpoint, *tr.state())
+
+    trainer.checkpoint = save
     previous = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -578,14 +718,14 @@ def train(
         summary.update(
             status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()
         )
-        _finish(summary, trainer, started, time.perf_counter() - t0)
+        _finish(summary, trainer, started, train_seconds + time.perf_counter() - t0)
         write_json(path / "summary.json", summary)
         raise
     finally:
-        log.close()
+        trainer.log.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    train_seconds = time.perf_counter() - t0
+    train_seconds += time.perf_counter() - t0
     summary["status"] = status
     if status != "diverged":
         for split in ("train", "val", "test"):
@@ -599,6 +739,8 @@ def train(
         summary["diverged_at"] = trainer.diverged_at
     if trainer.stop_signal is not None:
         summary["signal"] = signal.Signals(trainer.stop_signal).name
+    if status in ("completed", "diverged"):
+        checkpoint.unlink(missing_ok=True)  # nothing left to resume
     _finish(summary, trainer, started, train_seconds)
     write_json(path / "summary.json", summary)
     return RunResult(path, summary, exp)
@@ -609,6 +751,7 @@ def _one_label_head(exp: Experiment) -> bool:
 
 
 def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: float) -> None:
+    """Fill in what the loop saw."""
     rows = trainer.rows
     summary["epochs_completed"] = len(rows)
     summary["stopped_early"] = trainer.stopped_early

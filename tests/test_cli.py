@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -168,3 +169,83 @@ def test_sigterm_stops_at_a_safe_point_and_keeps_the_files(runs):
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     assert len(rows) - 1 == summary["epochs_completed"] >= 3
     assert (run_dir / "model.npz").is_file()
+
+
+def _metrics_rows_without_seconds(run_dir: Path) -> list[list[str]]:
+    rows = [line.split(",") for line in (run_dir / "metrics.csv").read_text().splitlines()]
+    col = rows[0].index("seconds")
+    return [r[:col] + r[col + 1 :] for r in rows]
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_metrics(runs):
+    """A real process killed with SIGKILL in the middle of an epoch, then --resume: the
+    resumed metrics.csv equals an uninterrupted run's, bit for bit apart from timing."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT, nnlab_env
+
+    args = [
+        str(CONFIGS / "digits.yaml"),
+        "-q",
+        "--set",
+        "training.epochs=40",
+        "--set",
+        "training.checkpoint_seconds=0",
+        "--set",
+        "model.layers.1={type: dropout, rate: 0.2}",
+        "--set",
+        "model.layers.2={type: dense, units: 10, activation: softmax}",
+        "--set",
+        "training.early_stopping={monitor: val_loss, patience: 1000}",
+    ]
+    full = run_nnlab("train", *args, "--runs-dir", runs / "full")
+    assert full.returncode == 0, full.stderr
+    full_dir = Path(full.stdout.strip().splitlines()[-1])
+
+    killed_root = runs / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nnlab", "train", *args, "--runs-dir", str(killed_root)],
+        cwd=ROOT,
+        env=nnlab_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:  # kill once some epochs and a checkpoint are on disk
+        ckpt = list(killed_root.glob("*/checkpoint.npz"))
+        logs = list(killed_root.glob("*/metrics.csv"))
+        if ckpt and logs and len(logs[0].read_text().splitlines()) > 8:
+            break
+        time.sleep(0.01)
+    time.sleep(0.004)  # somewhere inside the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    run_dir = logs[0].parent
+    partial = json.loads((run_dir / "summary.json").read_text())
+    assert partial["status"] == "running"  # what a killed run leaves
+    n_before = len((run_dir / "metrics.csv").read_text().splitlines()) - 1
+    assert 8 <= n_before < 40
+
+    resumed = run_nnlab("train", "--resume", run_dir, "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["resumed"][0]["at_epoch"] >= 1
+    assert _metrics_rows_without_seconds(run_dir) == _metrics_rows_without_seconds(full_dir)
+    assert not (run_dir / "checkpoint.npz").exists()
+    a, b = np.load(run_dir / "model.npz"), np.load(full_dir / "model.npz")
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_resume_refuses_a_completed_run_and_a_non_run(runs, tmp_path):
+    proc = run_nnlab("train", CONFIGS / "xor.yaml", "--runs-dir", runs, "-q")
+    run_dir = proc.stdout.strip().splitlines()[-1]
+    again = run_nnlab("train", "--resume", run_dir)
+    assert again.returncode == 2 and "completed" in again.stderr
+    nothing = run_nnlab("train", "--resume", tmp_path)
+    assert nothing.returncode == 2 and "not a run folder" in nothing.stderr
+    both = run_nnlab("train", CONFIGS / "xor.yaml", "--resume", run_dir)
+    assert both.returncode == 2 and "--resume" in both.stderr
