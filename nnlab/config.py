@@ -84,6 +84,13 @@ class TrainingSpec:
     early_stopping: Annotated[
         EarlyStopping | None, Doc("stop when a metric stops improving (null: off)")
     ] = None
+    log_layers: Annotated[
+        bool,
+        Doc(
+            "write layers.csv: per layer and epoch (0 = at initialization) the mean and std of "
+            "pre-activations and activations, saturated and dead units, weight and gradient norms"
+        ),
+    ] = False
     checkpoint_seconds: Annotated[
         float,
         Interval(ge=0),

@@ -97,6 +97,14 @@ class Registry:
             path,
         )
 
+    def name_of(self, component: Any) -> str:
+        """The registered name of a component built by this registry (its class name if it was
+        not built from one)."""
+        for entry in self._entries.values():
+            if entry.factory is type(component):
+                return entry.name
+        return type(component).__name__
+
     def fields(self, name: str) -> list[Field]:
         return self._fields(self.get(name))
 

@@ -108,6 +108,20 @@ class MetricsLog:
         self._f.close()
 
 
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """The complete rows of a CSV file (an unfinished last line is left out), as text."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    return list(csv.DictReader(lines))
+
+
+def rewrite_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    """Write a CSV file atomically: a header and rows (values as they are)."""
+    body = "".join(",".join(r.get(c, "") or "" for c in columns) + "\n" for r in rows)
+    atomic_write(path, ",".join(columns) + "\n" + body)
+
+
 def write_json(path: Path, data: dict) -> None:
     atomic_write(path, json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
 

@@ -29,6 +29,7 @@ from nnlab import __version__, baselines
 from nnlab.config import config_hash, dump_yaml
 from nnlab.data import Data, load
 from nnlab.errors import ConfigError, NnlabError, RunError, did_you_mean
+from nnlab.layerstats import LayerStats
 from nnlab.nn import LOSSES, OPTIMIZERS, Model
 from nnlab.nn.losses import Loss
 from nnlab.nn.optimizers import Optimizer
@@ -350,6 +351,7 @@ class Trainer:
         self.log = log
         self.quiet = quiet
         self.checkpoint = checkpoint  # called after an epoch when a checkpoint is due
+        self.on_epoch: Callable[[int], None] | None = None  # called with each epoch's number
         self.epoch = 0  # epochs completed
         self.stop_signal: int | None = None
         self.status = "running"
@@ -465,6 +467,8 @@ class Trainer:
                     rows.append(row)
                     if log is not None:
                         log.append(row)
+                    if self.on_epoch is not None:
+                        self.on_epoch(epoch + 1)
                     progress.epoch(epoch, row)
                     if has_val and not math.isfinite(row["val_loss"]):
                         self.status = "diverged"
@@ -707,6 +711,13 @@ def _execute(
         save_checkpoint(checkpoint, *tr.state())
 
     trainer.checkpoint = save
+    stats = None
+    if exp.config["training"]["log_layers"]:
+        resumed = bool(summary.get("resumed"))
+        stats = LayerStats(exp, path / "layers.csv", keep_epochs=trainer.epoch if resumed else None)
+        if trainer.epoch == 0:
+            stats.record(0)
+        trainer.on_epoch = stats.record
     previous = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -723,6 +734,8 @@ def _execute(
         raise
     finally:
         trainer.log.close()
+        if stats is not None:
+            stats.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     train_seconds += time.perf_counter() - t0

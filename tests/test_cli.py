@@ -200,6 +200,8 @@ def test_resume_after_sigkill_gives_the_uninterrupted_metrics(runs):
         "model.layers.2={type: dense, units: 10, activation: softmax}",
         "--set",
         "training.early_stopping={monitor: val_loss, patience: 1000}",
+        "--set",
+        "training.log_layers=true",
     ]
     full = run_nnlab("train", *args, "--runs-dir", runs / "full")
     assert full.returncode == 0, full.stderr
@@ -234,6 +236,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_metrics(runs):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["resumed"][0]["at_epoch"] >= 1
     assert _metrics_rows_without_seconds(run_dir) == _metrics_rows_without_seconds(full_dir)
+    assert (run_dir / "layers.csv").read_text() == (full_dir / "layers.csv").read_text()
     assert not (run_dir / "checkpoint.npz").exists()
     a, b = np.load(run_dir / "model.npz"), np.load(full_dir / "model.npz")
     for k in a.files:

@@ -1,0 +1,141 @@
+"""Per-layer statistics for ``training.log_layers: true``: what each layer's pre-activations and
+activations look like, how many units are saturated or dead, and the size of its weights and
+gradients, at initialization (epoch 0) and after every epoch. Written to ``layers.csv``.
+
+The statistics come from a fixed probe batch (the first ``PROBE`` training samples) run through
+the network in evaluation mode after the epoch, and one backward pass on it for the gradients:
+they describe the network as it is, and cost one forward and backward pass per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnlab.nn.layers import LAYERS
+from nnlab.runs import fmt_number, read_csv_rows, rewrite_csv
+
+Array = np.ndarray
+PROBE = 512
+COLUMNS = [
+    "epoch", "layer", "name", "type", "activation", "z_mean", "z_std", "a_mean", "a_std",
+    "saturated", "dead", "unit_spread", "w_norm", "grad_norm",
+]  # fmt: skip
+SATURATING = ("sigmoid", "tanh")
+DEAD = ("relu",)
+
+
+def _moments(x: Array | None) -> tuple[float, float]:
+    if x is None:
+        return math.nan, math.nan
+    x = np.asarray(x, np.float64)
+    return float(x.mean()), float(x.std())
+
+
+def saturated_fraction(name: str, A: Array) -> float:
+    """Share of (sample, unit) values where a sigmoid or tanh is flat: its slope below 5% of
+    the maximum (|z| > 4.4 for sigmoid, |z| > 2.2 for tanh). NaN for other activations."""
+    if name == "sigmoid":
+        return float(np.mean(A * (1 - A) < 0.05 * 0.25))
+    if name == "tanh":
+        return float(np.mean(1 - A * A < 0.05))
+    return math.nan
+
+
+def dead_fraction(name: str, A: Array) -> float:
+    """Share of ReLU units that output 0 for every probe sample. NaN for other activations."""
+    if name not in DEAD:
+        return math.nan
+    flat = A.reshape(-1, A.shape[-1])
+    return float(np.mean(~(flat > 0).any(axis=0)))
+
+
+def unit_spread(A: Array) -> float:
+    """Mean over samples of the standard deviation across a layer's units: 0 when every unit
+    computes the same thing (the symmetry that zero initialization never breaks)."""
+    flat = np.asarray(A, np.float64).reshape(-1, A.shape[-1])
+    return float(flat.std(axis=1).mean())
+
+
+class LayerStats:
+    """Writes layers.csv rows for an experiment, from a fixed probe batch."""
+
+    def __init__(self, exp: Any, path: Path, keep_epochs: int | None = None):
+        from nnlab.train import Targets
+
+        self.exp = exp
+        self.path = path
+        n = min(PROBE, len(exp.data.train))
+        self.X = exp.data.train.X[:n]
+        self.targets = [
+            Targets(t.T[:n], None if t.L is None else t.L[:n], None if t.W is None else t.W[:n])
+            for t in exp.targets["train"]
+        ]
+        kept = []
+        if keep_epochs is not None and path.exists():
+            kept = [r for r in read_csv_rows(path) if int(r["epoch"]) <= keep_epochs]
+        rewrite_csv(path, COLUMNS, kept)
+        self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
+
+    def record(self, epoch: int) -> None:
+        exp = self.exp
+        model = exp.model
+        single = len(exp.heads) == 1
+        outs = model.forward(self.X, training=False, logits=exp.logit_flags)
+        douts = []
+        for head, out, t in zip(exp.heads, [outs] if single else outs, self.targets, strict=True):
+            _, d = head.loss(out, t.T, t.W)
+            douts.append(d * head.weight if head.weight != 1.0 else d)
+        model.backward(douts[0] if single else douts, logits=exp.logit_flags)
+        for i, layer in enumerate(model.layers):
+            fn = layer.activation_fn
+            act = fn.name if fn is not None else ""
+            Z, A = self._arrays(layer, i)
+            if Z is None and A is None and not layer.params:
+                continue  # dropout, flatten: nothing of their own to report
+            W = layer.params.get("W")
+            dW = layer.grads.get("W")
+            z_mean, z_std = _moments(Z)
+            a_mean, a_std = _moments(A)
+            row = {
+                "epoch": epoch, "layer": i, "name": model.names[i], "type": LAYERS.name_of(layer),
+                "activation": act, "z_mean": z_mean, "z_std": z_std, "a_mean": a_mean,
+                "a_std": a_std,
+                "saturated": saturated_fraction(act, A) if A is not None else math.nan,
+                "dead": dead_fraction(act, A) if A is not None else math.nan,
+                "unit_spread": unit_spread(A) if A is not None else math.nan,
+                "w_norm": float(np.linalg.norm(W)) if W is not None else math.nan,
+                "grad_norm": float(np.linalg.norm(dW)) if dW is not None else math.nan,
+            }  # fmt: skip
+            self._f.write(",".join(_text(row[c]) for c in COLUMNS) + "\n")
+        self._f.flush()
+
+    def _arrays(self, layer: Any, i: int) -> tuple[Array | None, Array | None]:
+        """The pre-activation and activation a layer computed on the probe batch."""
+        fn = layer.activation_fn
+        if hasattr(layer, "_H"):  # recurrent: the states h_t; an rnn's pre-activations too
+            return getattr(layer, "_Z", None), layer._H[1:]
+        if hasattr(layer, "_Z"):  # dense
+            Z = layer._Z
+            model, flags = self.exp.model, self.exp.logit_flags
+            flags = flags if isinstance(flags, list) else [flags]
+            if i in model.outputs and flags[model.outputs.index(i)]:
+                return Z, fn(Z)  # a fused output computed only its logits
+            return Z, layer._A
+        if fn is not None and hasattr(layer, "_X"):  # a standalone activation
+            return layer._X, layer._A
+        return None, None
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float) and math.isnan(v):
+        return ""
+    return fmt_number(v)
