@@ -22,12 +22,15 @@ test-slow: $(STAMP)  ## the long experiments too (full MNIST trainings)
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check nnlab tests
-	$(VENV)/bin/ruff format --check nnlab tests
+	$(VENV)/bin/ruff check nnlab tests bench
+	$(VENV)/bin/ruff format --check nnlab tests bench
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format nnlab tests
-	$(VENV)/bin/ruff check --fix nnlab tests
+	$(VENV)/bin/ruff format nnlab tests bench
+	$(VENV)/bin/ruff check --fix nnlab tests bench
+
+bench: $(STAMP)  ## run every benchmark script in bench/ (each prints its figures)
+	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -442,8 +442,10 @@ def test_sigterm_then_rerun_completes_the_sweep_without_repeating_trials(runs):
 def test_a_killed_worker_fails_its_trial_and_the_sweep_goes_on(runs):
     args = [str(CONFIGS / "threshold.yaml"), "-g", "training.epochs=5,100000000,6", "-q"]
     sweep_dir = runs / "sweeps" / "threshold"
-    with sweep_process(runs, *args) as proc:
+    with sweep_process(runs, *args, "--threads", "3") as proc:
         (summary,) = wait_for(lambda: running(sweep_dir, 100000000))
+        env = Path(f"/proc/{summary['pid']}/environ").read_bytes().split(b"\0")
+        assert b"OPENBLAS_NUM_THREADS=3" in env and b"MKL_NUM_THREADS=3" in env
         os.kill(summary["pid"], signal.SIGKILL)  # as the out-of-memory killer would
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err  # one trial failed

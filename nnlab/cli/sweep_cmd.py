@@ -33,6 +33,11 @@ from nnlab.cli.options import overrides, quiet, runs_dir
     help="Trials run in parallel processes (default: the sweep file's jobs, else 1). Each "
     "worker limits its BLAS threads to cores // jobs.",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="BLAS threads per worker (default: cores // jobs).",
+)
 @click.option("--name", help="The sweep's name: its folder is RUNS_DIR/sweeps/NAME.")
 @runs_dir
 @click.option(
@@ -45,7 +50,7 @@ from nnlab.cli.options import overrides, quiet, runs_dir
     help="Also rerun diverged trials, or all trials (failed and interrupted ones always rerun).",
 )
 @quiet
-def sweep(spec, grid, overrides, seeds, jobs, name, runs_dir, print_trials, rerun, quiet):
+def sweep(spec, grid, overrides, seeds, jobs, threads, name, runs_dir, print_trials, rerun, quiet):
     """Run a grid of trials: SPEC is a sweep file (base + axes + seeds) or a config with -g axes.
 
     \b
@@ -92,7 +97,9 @@ def sweep(spec, grid, overrides, seeds, jobs, name, runs_dir, print_trials, reru
             f"note: {jobs or sw.jobs} jobs on {available_cores()} cores: the trials share cores",
             err=True,
         )
-    result = run_sweep(sw, runs_dir=runs_dir, jobs=jobs, rerun=tuple(rerun), quiet=quiet)
+    result = run_sweep(
+        sw, runs_dir=runs_dir, jobs=jobs, rerun=tuple(rerun), threads=threads, quiet=quiet
+    )
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     click.echo(
         f"sweep {sw.name}: {result.total} trials: {counts} "

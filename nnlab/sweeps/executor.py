@@ -134,9 +134,9 @@ class LocalExecutor(Executor):
     sweep only, which forwards it (``interrupt``). A worker that dies (killed, out of memory)
     fails its trial and is replaced by a fresh one."""
 
-    def __init__(self, jobs: int, log_dir: Path | None = None, cores: int | None = None):
+    def __init__(self, jobs: int, log_dir: Path | None = None, threads: int | None = None):
         self.slots = max(1, jobs)
-        self.threads = blas_threads(self.slots, cores)
+        self.threads = threads or blas_threads(self.slots)
         self.log_dir = log_dir
         self._workers: list[_Worker] = []
         self._sel = selectors.DefaultSelector()

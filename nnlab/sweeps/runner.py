@@ -37,7 +37,14 @@ from nnlab.config import dump_yaml
 from nnlab.errors import RunError
 from nnlab.progress import _clock
 from nnlab.runs import atomic_write, read_metrics, read_summary, safe_name, write_json
-from nnlab.sweeps.executor import Executor, LocalExecutor, TrialOutcome, TrialTask, materialize
+from nnlab.sweeps.executor import (
+    Executor,
+    LocalExecutor,
+    TrialOutcome,
+    TrialTask,
+    blas_threads,
+    materialize,
+)
 from nnlab.sweeps.spec import Sweep, Trial
 from nnlab.train import _now
 
@@ -327,12 +334,15 @@ def run_sweep(
     runs_dir: str | Path = "runs",
     jobs: int | None = None,
     rerun: tuple[str, ...] = (),
+    threads: int | None = None,
     quiet: bool = False,
     stream: TextIO | None = None,
     executor: Executor | None = None,
     handle_signals: bool = True,
 ) -> SweepResult:
-    """Run the trials of ``sweep`` that are not done yet; see the module docstring."""
+    """Run the trials of ``sweep`` that are not done yet (see the module docstring) in ``jobs``
+    worker processes (default: the sweep's), each with ``threads`` BLAS threads (default:
+    cores // jobs), or with ``executor``."""
     stream = stream or sys.stderr
     folder = SweepFolder(sweep_dir_for(runs_dir, sweep.name))
     started = time.perf_counter()
@@ -353,8 +363,11 @@ def run_sweep(
             )
         stop: int | None = None
         if p.todo:
-            jobs = max(1, min(jobs or sweep.jobs, len(p.todo)))
-            ex = executor or LocalExecutor(jobs, log_dir=folder.path / "logs")
+            jobs = jobs or sweep.jobs
+            # BLAS threads follow the jobs asked for, also when fewer trials are left
+            threads = threads or blas_threads(jobs)
+            workers = max(1, min(jobs, len(p.todo)))
+            ex = executor or LocalExecutor(workers, log_dir=folder.path / "logs", threads=threads)
             stop = _loop(sweep, folder, entries, p.todo, ex, progress, handle_signals)
         progress.close()
         grid = [entries[t.hash] for t in sweep.trials]
