@@ -586,13 +586,26 @@ def build_table(
     else:
         firsts = runs
         config_keys = differing_keys([r.flat for r in runs])
-    config_keys, texts = collapse(config_keys, [components(r.config) for r in firsts])
+    comps = [components(r.config) for r in firsts]
+    config_keys, texts = collapse(config_keys, comps)
     for path, values in texts.items():
         frame[path] = values
     if columns:
         names = cols + (["runs", "seeds"] if group_seeds else [])
-        shown = [resolve_column(c, names, "--columns", prefer) for c in _split(columns)]
-        shown = [c for c in shown if c not in ("run", "runs")]
+        shown = []
+        for given in _split(columns):
+            col = resolve_column(given, names, "--columns", prefer)
+            path = col.removesuffix(".name")
+            if (
+                col.endswith(".name")
+                and not given.endswith(".name")
+                and any(path in c for c in comps)
+            ):
+                frame[path] = [c.get(path) for c in comps]  # the component with its options
+                config_keys.append(path)
+                col = path
+            if col not in ("run", "runs"):
+                shown.append(col)
     else:
         shown = list(config_keys)
         for name in chosen:

@@ -318,6 +318,15 @@ def test_a_component_that_changes_name_is_one_column(tmp_path):
     assert not [c for c in f.columns if c.startswith("model.layers.0.initializer.")]
     # filters still see every option
     assert list(frame(runs, where=["initializer.stddev>0.5"])["run"]) == ["big"]
+    # a column named by the component gives its options too; by .name, the name alone
+    f = frame(runs, columns=["initializer", "model.layers.0.initializer.name"])
+    assert list(f.columns) == [
+        "run",
+        "model.layers.0.initializer",
+        "model.layers.0.initializer.name",
+    ]
+    assert list(f["model.layers.0.initializer"])[1] == "random_normal(stddev=1.0)"
+    assert list(f["model.layers.0.initializer.name"])[1] == "random_normal"
 
 
 def test_short_names_are_unique_suffixes():

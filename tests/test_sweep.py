@@ -470,3 +470,13 @@ def test_ctrl_c_interrupts_the_sweep(runs):
     summary = json.loads((sweep_dir / entry["run"] / "summary.json").read_text())
     assert entry["status"] == "interrupted" and summary["signal"] == "SIGINT"
     assert "run the same command again to resume" in err
+
+
+def test_readme_documents_every_sweep_file_key():
+    from nnlab.schema import fields_of
+    from nnlab.sweeps.spec import SweepFile
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Sweeps") : readme.index("## Comparing runs")]
+    for f in fields_of(SweepFile):
+        assert f"| `{f.name}` |" in section, f.name
