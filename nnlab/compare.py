@@ -33,7 +33,6 @@ Warn = Callable[[str], None]
 NOT_METRICS = ("epoch", "lr", "seconds")
 META = ("status", "epochs", "seconds")
 SEED_KEY = "training.seed"
-FORMATS = ("table", "markdown", "csv", "json")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -111,7 +110,8 @@ def read_run(path: Path) -> Run:
     except FileNotFoundError:
         raise RunError(f"{cfg_path}: missing") from None
     except (OSError, UnicodeDecodeError, ConfigError) as e:
-        raise RunError(f"{cfg_path}: damaged ({e})") from None
+        reason = e.detail if isinstance(e, ConfigError) else e
+        raise RunError(f"{cfg_path}: damaged ({reason})") from None
     if not isinstance(config, dict):
         raise RunError(f"{cfg_path}: damaged (not a mapping)")
     return Run(path, config, summary, read_metrics_frame(path), run_status(summary))
@@ -164,7 +164,8 @@ def sweep_runs(path: Path) -> list[Path]:
 
 
 def find_runs(paths: Iterable[str | Path], warn: Warn) -> list[Path]:
-    """Run folders among ``paths``; sweep folders give their trials; the rest is reported."""
+    """Run folders among ``paths``; a sweep folder gives its trials, a folder of sweeps (such as
+    runs/sweeps, which ``runs/*`` names) all their trials; the rest is reported."""
     out: list[Path] = []
     for given in paths:
         p = Path(given)
@@ -172,6 +173,8 @@ def find_runs(paths: Iterable[str | Path], warn: Warn) -> list[Path]:
             out.append(p)
         elif p.is_dir() and is_sweep(p):
             out += sweep_runs(p)
+        elif p.is_dir() and (sweeps := [c for c in sorted(p.iterdir()) if is_sweep(c)]):
+            out += [run for sweep in sweeps for run in sweep_runs(sweep)]  # runs/sweeps
         elif not p.exists():
             warn(f"{p}: no such file or folder; skipped")
         elif not p.is_dir():
@@ -419,7 +422,8 @@ def record(run: Run, metrics: list[str]) -> dict[str, Any]:
         rec[f"test_{key}"] = _number(value)
     rec["status"] = run.status
     epochs = run.summary.get("epochs_completed")
-    rec["epochs"] = epochs if run.status != "killed" and isinstance(epochs, int) else len(m)
+    unfinished = run.status in ("running", "killed")  # the summary is written at the end
+    rec["epochs"] = epochs if isinstance(epochs, int) and not unfinished else len(m)
     seconds = run.summary.get("train_seconds")
     if not isinstance(seconds, int | float):
         seconds = float(m["seconds"].sum()) if "seconds" in m.columns else math.nan
@@ -553,7 +557,6 @@ class Table:
     columns: list[str]  # shown, in order (grouped: the base names of the mean/std/n columns)
     config_keys: list[str]  # which of the columns are config keys
     grouped: bool
-    metrics: list[str] = field(default_factory=list)
     aggregated: set[str] = field(default_factory=set)  # grouped: columns shown as mean ± std (n)
 
 
@@ -629,7 +632,7 @@ def build_table(
         frame = frame.head(top)
     config_keys = [c for c in shown if c in config_keys or (c not in numeric and "." in c)]
     aggregated = set(numeric) if group_seeds else set()
-    return Table(frame.reset_index(drop=True), shown, config_keys, group_seeds, chosen, aggregated)
+    return Table(frame.reset_index(drop=True), shown, config_keys, group_seeds, aggregated)
 
 
 def _split(items: Iterable[str]) -> list[str]:
@@ -674,19 +677,23 @@ def _group(frame: pd.DataFrame, runs: list[Run], numeric: list[str]):
     column, over the runs of each group; config columns from the group's first run."""
     import pandas as pd
 
-    keys = [group_key(r.config) for r in runs]
+    columns = ["runs"]
+    for col in frame.columns:
+        if col in numeric:
+            columns += [f"{col}.mean", f"{col}.std", f"{col}.n"]
+        elif col != "run":
+            columns.append("seeds" if col == SEED_KEY else col)
     order: dict[str, list[int]] = {}
-    for i, k in enumerate(keys):
-        order.setdefault(k, []).append(i)
+    for i, r in enumerate(runs):
+        order.setdefault(group_key(r.config), []).append(i)
     rows, firsts = [], []
-    for k, idx in order.items():
+    for idx in order.values():
         part = frame.iloc[idx]
-        first = part.iloc[0]
-        row: dict[str, Any] = {"runs": len(idx), "group": k}
+        row: dict[str, Any] = {"runs": len(idx)}
         for col in frame.columns:
             if col in numeric:
                 values = pd.to_numeric(part[col], errors="coerce")
-                values = values[values.apply(lambda v: math.isfinite(v))]
+                values = values[values.apply(math.isfinite)]
                 row[f"{col}.mean"] = float(values.mean()) if len(values) else math.nan
                 row[f"{col}.std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
                 row[f"{col}.n"] = len(values)
@@ -696,10 +703,10 @@ def _group(frame: pd.DataFrame, runs: list[Run], numeric: list[str]):
             elif col == SEED_KEY:
                 row["seeds"] = ",".join(str(s) for s in part[col])
             elif col != "run":
-                row[col] = first[col]
+                row[col] = part[col].iloc[0]
         rows.append(row)
         firsts.append(runs[idx[0]])
-    return pd.DataFrame.from_records(rows), firsts
+    return pd.DataFrame.from_records(rows, columns=columns), firsts
 
 
 # ---------------------------------------------------------------- output

@@ -243,6 +243,20 @@ def test_damaged_folders_are_reported_by_name_and_skipped(tmp_path):
     assert good.exists()
 
 
+def test_sweep_folders_stand_for_their_trials(tmp_path):
+    sweeps = tmp_path / "runs" / "sweeps"
+    for name, lrs in (("one", (0.1, 0.2)), ("two", (0.3,))):
+        for i, lr in enumerate(lrs):
+            make_run(sweeps / name / "trials", f"{i + 1:03d}-x", [f"optimizer.lr={lr}"])
+        trials = [{"number": i + 1, "run": f"trials/{i + 1:03d}-x"} for i in range(len(lrs))]
+        (sweeps / name / "index.json").write_text(json.dumps({"trials": trials[::-1]}))
+    plain = make_run(tmp_path / "runs", "plain", ["optimizer.lr=0.4"])
+    f = frame([sweeps / "one"])
+    assert list(f["optimizer.lr"]) == [0.1, 0.2]  # in the index's order
+    f = frame(sorted((tmp_path / "runs").iterdir()))  # runs/*: plain runs and runs/sweeps
+    assert sorted(f["optimizer.lr"]) == [0.1, 0.2, 0.3, 0.4] and plain.exists()
+
+
 def test_where_sort_and_top(tmp_path):
     runs = [
         make_run(tmp_path, f"r{i}", [f"optimizer.lr={lr}"], val_accuracy=(0.1, 0.2, acc))
@@ -257,6 +271,9 @@ def test_where_sort_and_top(tmp_path):
     assert list(f["run"]) == ["r0"]  # reversed: worst first
     f = frame(runs, where=["status!=diverged", "val_accuracy.best_epoch=3"])
     assert list(f["run"]) == ["r0", "r1", "r2", "r3"]
+    for group in (False, True):  # nothing left: an empty table, not an error
+        empty = table(runs, where=["lr>1"], group_seeds=group, sort="val_accuracy")
+        assert json.loads(render(empty, "json")) == [] and "status" in render(empty, "table")
 
 
 @pytest.mark.parametrize(

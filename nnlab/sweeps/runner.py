@@ -50,7 +50,6 @@ from nnlab.train import _now
 
 INDEX_FORMAT = "nnlab-sweep-index/1"
 DONE = ("completed", "diverged")
-RERUN_CHOICES = ("diverged", "all")
 
 
 def sweep_dir_for(runs_dir: str | Path, name: str) -> Path:
@@ -290,10 +289,10 @@ class SweepProgress:
             line += f"  {metric[0]} {metric[1]:.4f}"
         if entry.get("seconds") is not None:
             line += f"  {entry['seconds']:.1f} s"
-        if entry.get("error") and status in ("failed", "interrupted"):
-            line += f"\n    {entry['error']}"
         if not self.tty:
             line += f"  (~{self.left()} left)"
+        if entry.get("error") and status in ("failed", "interrupted"):
+            line += f"\n    {entry['error']}"
         self.say(line)
 
     def tick(self, force: bool = False) -> None:

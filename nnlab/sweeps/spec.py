@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 from nnlab.config import (
     Config,
+    apply_overrides,
     config_hash,
     format_key,
     load_raw,
@@ -146,7 +147,9 @@ def expression(text: str, where: str, source: str | None = None) -> list | None:
         raise ConfigError(f"{fn}(...) takes numbers, got {text.strip()!r}", where, source)
     if fn == "range":
         if not 1 <= len(args) <= 3:
-            raise ConfigError("range takes (stop), (start, stop) or (start, stop, step)", where)
+            raise ConfigError(
+                "range takes (stop), (start, stop) or (start, stop, step)", where, source
+            )
         start, stop, step = ([0, *args, 1] if len(args) == 1 else [*args, 1])[:3]
         if step == 0:
             raise ConfigError("range: the step must not be 0", where, source)
@@ -157,7 +160,9 @@ def expression(text: str, where: str, source: str | None = None) -> list | None:
             values = [_clean(start + i * step) for i in range(n)]
     else:
         if len(args) != 3 or not isinstance(args[2], int) or args[2] < 1:
-            raise ConfigError(f"{fn} takes (start, stop, count) with an integer count >= 1", where)
+            raise ConfigError(
+                f"{fn} takes (start, stop, count) with an integer count >= 1", where, source
+            )
         a, b, n = args
         points = [a + (b - a) * i / (n - 1) if n > 1 else a for i in range(n)]
         values = [_clean(10.0**p if fn == "logspace" else float(p)) for p in points]
@@ -302,8 +307,6 @@ def load_sweep(
 ) -> Sweep:
     """Read a sweep file or a config, with command-line axes (``grid``: ``KEY=V1,V2``), fixed
     overrides (``sets``: ``KEY=VALUE``), seeds (``"5"`` or ``"0,1,7"``), jobs and name."""
-    from nnlab.config import apply_overrides
-
     source = str(path)
     raw = load_raw(path)
     origins: dict[str, tuple[str, str]] = {}
@@ -315,13 +318,10 @@ def load_sweep(
             raise e.located(source) from None
         if isinstance(spec["base"], str):
             base_path = Path(path).parent / spec["base"]
-            base = load_raw(base_path)
-            base_source = str(base_path)
-            default_name = Path(path).stem
+            base, base_source = load_raw(base_path), str(base_path)
         else:
-            base = copy.deepcopy(spec["base"])
-            base_source = f"{source} (base)"
-            default_name = Path(path).stem
+            base, base_source = copy.deepcopy(spec["base"]), f"{source} (base)"
+        default_name = Path(path).stem
         if not isinstance(base, dict):
             raise ConfigError("a config is a YAML mapping", source=base_source)
         for key, value in spec["set"].items():
