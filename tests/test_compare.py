@@ -390,3 +390,10 @@ def test_diff_shows_the_differing_keys_and_the_changes(tmp_path):
     assert data["metrics"]["val_accuracy.best_epoch"]["delta"] == 1
     proc = run_nnlab("diff", a, tmp_path / "nothing")
     assert proc.returncode == 2 and "no such file or folder" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["compare", "diff", "plot", "sweep"])
+def test_help_shows_an_example(command):
+    proc = run_nnlab(command, "--help")
+    assert proc.returncode == 0 and "Example" in proc.stdout and f"nnlab {command} " in proc.stdout
+    assert command in run_nnlab("--help").stdout

@@ -427,6 +427,8 @@ def test_sigterm_then_rerun_completes_the_sweep_without_repeating_trials(runs):
     proc = run_nnlab("sweep", *args, "--runs-dir", runs)
     assert proc.returncode == 0, proc.stderr
     assert "2 of 4 trials done already (skipped), 2 to run" in proc.stderr
+    # progress: a line per finished trial, with the trials done of the total and the time left
+    assert "[4/4] training.epochs=" in proc.stderr and "left)" in proc.stderr
     for run, data in finished.items():  # not run again
         assert (sweep_dir / run / "summary.json").read_bytes() == data
     table = run_nnlab("compare", sweep_dir, "--format", "json")
