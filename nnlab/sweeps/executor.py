@@ -19,9 +19,9 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import nnlab
 
@@ -53,8 +53,7 @@ class TrialOutcome:
     summary: dict | None = None  # the run's summary.json, when the run got that far
     error: str | None = None
     files: dict[str, bytes] | None = None  # a remote worker's run folder, for the client to write
-    worker: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    worker: str = ""  # which worker ran it
 
 
 class Executor(ABC):
@@ -125,7 +124,6 @@ class _Worker:
     proc: subprocess.Popen
     log: IO[bytes] | None
     task: TrialTask | None = None
-    started: float = 0.0
 
 
 class LocalExecutor(Executor):
@@ -142,7 +140,6 @@ class LocalExecutor(Executor):
         self._sel = selectors.DefaultSelector()
         self._count = 0
         self._stopping = False
-        self._done: list[TrialOutcome] = []
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -175,10 +172,6 @@ class LocalExecutor(Executor):
     def busy(self) -> int:
         return sum(w.task is not None for w in self._workers)
 
-    @property
-    def pids(self) -> list[int]:
-        return [w.proc.pid for w in self._workers if w.proc.poll() is None]
-
     def submit(self, task: TrialTask) -> None:
         if self._stopping:
             raise RuntimeError("submit after interrupt")
@@ -187,7 +180,7 @@ class LocalExecutor(Executor):
         worker = next((w for w in self._workers if w.task is None), None)
         if worker is None:
             worker = self._spawn()
-        worker.task, worker.started = task, time.time()
+        worker.task = task
         line = json.dumps({"key": task.key, "config": task.config, "run_dir": task.run_dir})
         try:
             worker.proc.stdin.write(line.encode() + b"\n")
@@ -196,9 +189,6 @@ class LocalExecutor(Executor):
             pass  # the worker is gone; wait() reports its trial as failed
 
     def wait(self, timeout: float) -> list[TrialOutcome]:
-        if self._done:
-            done, self._done = self._done, []
-            return done
         if not self._workers:
             time.sleep(timeout)
             return []

@@ -467,6 +467,7 @@ def _record(
     if signals and status == "failed":
         status = "interrupted"  # stopped at once by a repeated signal
     e.update(status=status, error=outcome.error, finished=_now(), seconds=round(seconds, 3))
+    e["worker"] = outcome.worker or None
     if status in ("failed", "interrupted"):
         _mark_run(run_dir, status, outcome.error)
 
