@@ -7,6 +7,14 @@ import click
 FORMATS = ["table", "markdown", "csv", "json"]
 
 runs_arg = click.argument("runs", nargs=-1, required=True, type=click.Path())
+where_option = click.option(
+    "--where",
+    "-w",
+    multiple=True,
+    metavar="EXPR",
+    help="Keep the runs where KEY OP VALUE holds (OP: == != < <= > >=); repeat to AND. "
+    "KEY is any column or config key; a unique suffix is enough (lr for optimizer.lr).",
+)
 
 
 def _warn(message: str) -> None:
@@ -39,14 +47,7 @@ def _warn(message: str) -> None:
     "differ), metrics (val_accuracy = last, val_accuracy.best, val_accuracy.best_epoch), "
     "test_accuracy, status, epochs, seconds.",
 )
-@click.option(
-    "--where",
-    "-w",
-    multiple=True,
-    metavar="EXPR",
-    help="Keep the runs where KEY OP VALUE holds (OP: == != < <= > >=); repeat to AND. "
-    "KEY is any column or config key; a unique suffix is enough (lr for optimizer.lr).",
-)
+@where_option
 @click.option("--sort", "-S", metavar="COL", help="Sort by a column: metrics best first.")
 @click.option("--reverse", is_flag=True, help="Reverse the order.")
 @click.option("--top", type=click.IntRange(min=1), help="Only the first N rows.")
@@ -136,9 +137,7 @@ def diff(run_a, run_b, fmt):
     show_default=True,
     help="The band around a group's mean: min to max, or ± one sample standard deviation.",
 )
-@click.option(
-    "--where", "-w", multiple=True, metavar="EXPR", help="Only the runs where KEY OP VALUE holds."
-)
+@where_option
 @click.option("--logy", is_flag=True, help="A logarithmic y axis.")
 @click.option(
     "--output",
