@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow lint format docs clean
+.PHONY: run test test-slow lint format docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ format: $(STAMP)
 
 docs: $(STAMP)  ## regenerate the README's key reference from the schema
 	$(PY) -m nnlab.docs README.md
+
+bench: $(STAMP)  ## run every benchmark script in bench/ (each prints its figures and ratios)
+	$(PY) -m pip install --quiet -e '.[test,bench]' || echo "PyTorch could not be installed: its rows are skipped"
+	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

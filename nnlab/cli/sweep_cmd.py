@@ -1,0 +1,121 @@
+"""nnlab sweep."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from nnlab.cli.options import overrides, quiet, runs_dir
+
+
+@click.command("sweep")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option(
+    "--grid",
+    "-g",
+    multiple=True,
+    metavar="KEY=V1,V2,...",
+    help="An axis of the grid: a key path (as --set, list indices allowed) and its values, "
+    "each YAML, split at commas outside brackets and quotes; or KEY=range(start, stop[, step]), "
+    "linspace(a, b, n), logspace(a, b, n). Repeatable: the grid is the cartesian product.",
+)
+@overrides
+@click.option(
+    "--seeds",
+    metavar="N|S1,S2,...",
+    help="Run every grid point with N seeds (0..N-1) or with the seeds listed.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    help="Trials run in parallel processes (default: the sweep file's jobs, else 1). Each "
+    "worker limits its BLAS threads to cores // jobs.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="BLAS threads per worker (default: cores // jobs).",
+)
+@click.option("--name", help="The sweep's name: its folder is RUNS_DIR/sweeps/NAME.")
+@runs_dir
+@click.option(
+    "--print-trials", is_flag=True, help="List the trials and what a run would do; run nothing."
+)
+@click.option(
+    "--rerun",
+    type=click.Choice(["diverged", "all"]),
+    multiple=True,
+    help="Also rerun diverged trials, or all trials (failed and interrupted ones always rerun).",
+)
+@quiet
+def sweep(spec, grid, overrides, seeds, jobs, threads, name, runs_dir, print_trials, rerun, quiet):
+    """Run a grid of trials: SPEC is a sweep file (base + axes + seeds) or a config with -g axes.
+
+    \b
+    Examples:
+      nnlab sweep configs/digits.yaml --seeds 5 --jobs 2 \\
+          -g model.layers.0.initializer=he_normal,glorot_uniform,zeros -g optimizer.lr=0.1,0.01
+      nnlab sweep configs/sweeps/init_lr.yaml             # the same kind of grid, in YAML
+      nnlab sweep configs/sweeps/init_lr.yaml --print-trials
+      nnlab compare runs/sweeps/init_lr --group-seeds     # then: one table
+
+    \b
+    A trial is one resolved config and seed; its identity is the hash of that config. Every
+    trial is validated before any runs. The sweep folder RUNS_DIR/sweeps/NAME holds sweep.yaml,
+    index.json (every trial, its run folder and status) and a run folder per trial in trials/.
+    Running the same sweep again skips trials that completed (or diverged: they would again)
+    and reruns failed, interrupted and unstarted ones. Ctrl-C or SIGTERM stops the running
+    trials at a safe point and marks them interrupted.
+
+    \b
+    Exit status: 0 every trial completed or diverged; N (1-100; 101 for more) N trials failed;
+    2 a bad sweep or config (nothing ran); 130/143 interrupted by Ctrl-C/SIGTERM.
+    """
+    from nnlab.sweeps import check_trials, load_sweep, run_sweep, trial_table
+    from nnlab.sweeps.executor import available_cores
+
+    sw = load_sweep(spec, list(grid), list(overrides), seeds, jobs, name)
+    trials = sw.trials
+    check_trials(trials)
+    if print_trials:
+        from tabulate import tabulate
+
+        for note in sw.notes:
+            click.echo(f"note: {note}", err=True)
+        rows = trial_table(sw, runs_dir)
+        click.echo(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
+        todo = sum(r["action"] == "run" for r in rows)
+        shape = " x ".join(
+            [*(str(len(a.values)) for a in sw.axes), f"{len(sw.seeds or [0])} seeds"]
+        )
+        click.echo(f"{len(trials)} trials ({shape}); {todo} to run, {len(trials) - todo} done")
+        return
+    if (jobs or sw.jobs) > available_cores() and not quiet:
+        click.echo(
+            f"note: {jobs or sw.jobs} jobs on {available_cores()} cores: the trials share cores",
+            err=True,
+        )
+    result = run_sweep(
+        sw, runs_dir=runs_dir, jobs=jobs, rerun=tuple(rerun), threads=threads, quiet=quiet
+    )
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
+    click.echo(
+        f"sweep {sw.name}: {result.total} trials: {counts} "
+        f"({result.skipped} done before, {result.ran} run now in {result.seconds:.1f} s)"
+    )
+    for e in result.failures[:10]:
+        click.echo(f"  {e['run']}: {e['status']}: {e.get('error') or ''}".rstrip(), err=True)
+    if result.failed > 10:
+        click.echo(f"  ... and {result.failed - 10} more (see index.json)", err=True)
+    if result.signal is not None:
+        click.echo("interrupted: run the same command again to resume", err=True)
+    click.echo(
+        f"compare: nnlab compare {result.sweep_dir}" + (" --group-seeds" if sw.seeds else "")
+    )
+    click.echo(str(result.sweep_dir))
+    sys.exit(result.exit_code)
+
+
+COMMANDS = [sweep]

@@ -1,0 +1,292 @@
+"""Where trials run: an ``Executor`` takes trial tasks and hands back their outcomes.
+
+The sweep runner only submits, waits, interrupts and closes, so another backend fits behind the
+same four calls. ``LocalExecutor`` runs trials in worker processes on this machine, each worker
+started with its BLAS threads limited (``blas_env``) before NumPy is imported in it, and each
+writing its run folder directly. A backend whose workers share no file system (a Dask cluster)
+trains in a scratch folder on the worker and returns the run folder's files in
+``TrialOutcome.files``; the runner writes them where the task said (``materialize``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import nnlab
+
+BLAS_VARIABLES = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+@dataclass
+class TrialTask:
+    """A trial to run: its identity, its resolved config, and where its run folder goes."""
+
+    key: str  # the trial's hash
+    config: dict
+    run_dir: str
+
+
+@dataclass
+class TrialOutcome:
+    """How a trial ended. ``status``: completed, diverged, failed or interrupted."""
+
+    key: str
+    status: str
+    summary: dict | None = None  # the run's summary.json, when the run got that far
+    error: str | None = None
+    files: dict[str, bytes] | None = None  # a remote worker's run folder, for the client to write
+    worker: str = ""  # which worker ran it
+
+
+class Executor(ABC):
+    """Runs trial tasks, at most ``slots`` at a time."""
+
+    slots: int
+
+    @abstractmethod
+    def submit(self, task: TrialTask) -> None:
+        """Start a task; only called while ``busy < slots``."""
+
+    @property
+    @abstractmethod
+    def busy(self) -> int:
+        """Tasks submitted whose outcome has not been returned yet."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> list[TrialOutcome]:
+        """Outcomes of tasks that ended, waiting up to ``timeout`` seconds for one."""
+
+    @abstractmethod
+    def interrupt(self, signum: int) -> None:
+        """Ask running tasks to stop at a safe point (their outcome says interrupted)."""
+
+    @abstractmethod
+    def close(self, grace: float = 10.0) -> None:
+        """Stop the workers, waiting up to ``grace`` seconds for running tasks to end; tasks
+        still running then are lost (the runner marks them)."""
+
+
+def materialize(outcome: TrialOutcome, run_dir: Path) -> None:
+    """Write a remote outcome's files into ``run_dir`` (each atomically)."""
+    from nnlab.runs import atomic_write
+
+    if not outcome.files:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in outcome.files.items():
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"a run file name must be a plain name, got {name!r}")
+        atomic_write(run_dir / name, data)
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def blas_threads(jobs: int, cores: int | None = None) -> int:
+    """BLAS threads per worker so that ``jobs`` workers do not oversubscribe the cores."""
+    return max(1, (cores or available_cores()) // max(1, jobs))
+
+
+def blas_env(threads: int) -> dict[str, str]:
+    """The environment variables that cap the threads of OpenBLAS, MKL, BLIS, OpenMP, ..."""
+    return {name: str(threads) for name in BLAS_VARIABLES}
+
+
+# ---------------------------------------------------------------- local processes
+
+
+@dataclass
+class _Worker:
+    name: str
+    proc: subprocess.Popen
+    log: IO[bytes] | None
+    task: TrialTask | None = None
+
+
+class LocalExecutor(Executor):
+    """Trials in ``jobs`` worker processes (``python -m nnlab.sweeps.worker``), started as
+    needed and reused. Workers run in their own session: a Ctrl-C at the terminal reaches the
+    sweep only, which forwards it (``interrupt``). A worker that dies (killed, out of memory)
+    fails its trial and is replaced by a fresh one."""
+
+    def __init__(self, jobs: int, log_dir: Path | None = None, threads: int | None = None):
+        self.slots = max(1, jobs)
+        self.threads = threads or blas_threads(self.slots)
+        self.log_dir = log_dir
+        self._workers: list[_Worker] = []
+        self._sel = selectors.DefaultSelector()
+        self._count = 0
+        self._stopping = False
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(blas_env(self.threads))
+        root = str(Path(nnlab.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        return env
+
+    def _spawn(self) -> _Worker:
+        self._count += 1
+        name = f"worker-{self._count}"
+        log = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (the worker's stderr)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nnlab.sweeps.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log if log is not None else subprocess.DEVNULL,
+            env=self._env(),
+            start_new_session=True,
+        )
+        worker = _Worker(name, proc, log)
+        self._sel.register(proc.stdout, selectors.EVENT_READ, worker)
+        self._workers.append(worker)
+        return worker
+
+    @property
+    def busy(self) -> int:
+        return sum(w.task is not None for w in self._workers)
+
+    def submit(self, task: TrialTask) -> None:
+        if self._stopping:
+            raise RuntimeError("submit after interrupt")
+        for w in [w for w in self._workers if w.task is None and w.proc.poll() is not None]:
+            self._reap(w)  # died while idle
+        worker = next((w for w in self._workers if w.task is None), None)
+        if worker is None:
+            worker = self._spawn()
+        worker.task = task
+        line = json.dumps({"key": task.key, "config": task.config, "run_dir": task.run_dir})
+        try:
+            worker.proc.stdin.write(line.encode() + b"\n")
+            worker.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the worker is gone; wait() reports its trial as failed
+
+    def wait(self, timeout: float) -> list[TrialOutcome]:
+        if not self._workers:
+            time.sleep(timeout)
+            return []
+        out: list[TrialOutcome] = []
+        for sel_key, _ in self._sel.select(timeout):
+            worker: _Worker = sel_key.data
+            line = worker.proc.stdout.readline()
+            if line:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    msg = None
+                if (
+                    msg is not None
+                    and worker.task is not None
+                    and msg.get("key") == worker.task.key
+                ):
+                    out.append(
+                        TrialOutcome(
+                            key=msg["key"],
+                            status=msg["status"],
+                            summary=msg.get("summary"),
+                            error=msg.get("error"),
+                            worker=worker.name,
+                        )
+                    )
+                    worker.task = None
+                    if self._stopping:
+                        self._retire(worker)
+                    continue
+            # end of file (or garbage): the worker has died
+            out.extend(self._reap(worker))
+        return out
+
+    def _reap(self, worker: _Worker) -> list[TrialOutcome]:
+        self._sel.unregister(worker.proc.stdout)
+        try:
+            code = worker.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            worker.proc.kill()
+            code = worker.proc.wait()
+        self._workers.remove(worker)
+        worker.proc.stdout.close()
+        if worker.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                worker.proc.stdin.close()
+        if worker.log is not None:
+            worker.log.close()
+        if worker.task is None:
+            return []
+        how = (
+            f"killed by {signal.Signals(-code).name}"
+            if code < 0 and -code in signal.Signals._value2member_map_
+            else f"exit status {code}"
+        )
+        tail = self._log_tail(worker.name)
+        status = "interrupted" if self._stopping else "failed"
+        error = f"the worker process died ({how})" + (f": {tail}" if tail else "")
+        return [TrialOutcome(worker.task.key, status, error=error, worker=worker.name)]
+
+    def _log_tail(self, name: str) -> str:
+        if self.log_dir is None:
+            return ""
+        try:
+            lines = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        lines = [ln for ln in lines if ln.strip()]
+        return lines[-1].strip()[:300] if lines else ""
+
+    def interrupt(self, signum: int) -> None:
+        self._stopping = True
+        for w in list(self._workers):
+            if w.task is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.proc.pid, signum)
+            else:
+                self._retire(w)
+
+    def _retire(self, worker: _Worker) -> None:
+        """An idle worker: close its input, so that it exits."""
+        with contextlib.suppress(OSError):
+            worker.proc.stdin.close()
+
+    def close(self, grace: float = 10.0) -> None:
+        for w in self._workers:
+            self._retire(w)
+        deadline = time.time() + grace
+        for w in list(self._workers):
+            try:
+                w.proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(w.proc.stdout)
+            w.proc.stdout.close()
+            if w.log is not None:
+                w.log.close()
+        self._workers.clear()
+        self._sel.close()

@@ -1,0 +1,129 @@
+"""A sweep worker process: ``python -m nnlab.sweeps.worker``, started by ``LocalExecutor``.
+
+It reads trial tasks as JSON lines on stdin, trains each with ``nnlab.train.train`` into the
+task's run folder, and writes one JSON line per trial on its original stdout (the result channel;
+anything else it prints goes to stderr, the worker's log). End of input: it exits.
+
+Signals: between trials, SIGINT/SIGTERM end the worker. During a trial, ``train`` handles them
+itself (the run stops at a safe point and is recorded interrupted); a signal that arrives while
+the trial is being built, before ``train`` has put its handler in place, is delivered again as
+soon as it has. The worker exits after the trial. If the sweep process dies, the worker stops
+its trial the same way (it watches its parent).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any, TextIO
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Stop(BaseException):
+    """Raised by the signal handler while the worker is idle."""
+
+
+class _State:
+    def __init__(self) -> None:
+        self.parent = os.getppid()
+        self.busy = False
+        self.pending: int | None = None  # a signal to deliver again once train handles it
+        self.stop = False
+        self.lock = threading.Lock()
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.stop = True
+        if not self.busy:
+            raise _Stop
+        with self.lock:
+            self.pending = signum
+
+    def watch(self) -> None:
+        """Deliver a pending signal once train's handler is in place; stop if orphaned."""
+        orphaned = False
+        while True:
+            time.sleep(0.05)
+            if not orphaned and os.getppid() != self.parent:
+                orphaned = True
+                os.kill(os.getpid(), signal.SIGTERM)
+            with self.lock:
+                sig = self.pending
+                if sig is None or not self.busy or signal.getsignal(sig) == self.handle:
+                    continue
+                self.pending = None
+            os.kill(os.getpid(), sig)
+
+
+def run_task(task: dict) -> dict:
+    """Train one trial; the outcome as a JSON-able dict."""
+    from nnlab.errors import NnlabError
+    from nnlab.runs import read_summary
+    from nnlab.train import train
+
+    key, run_dir = task["key"], task["run_dir"]
+    try:
+        result = train(task["config"], runs_dir=run_dir, quiet=True, run_dir=run_dir)
+    except (_Stop, KeyboardInterrupt):
+        return {"key": key, "status": "interrupted", "error": "stopped by a signal"}
+    except NnlabError as e:
+        return {"key": key, "status": "failed", "error": str(e), "summary": _summary(run_dir)}
+    except Exception as e:
+        traceback.print_exc()
+        error = f"{type(e).__name__}: {e}"
+        return {"key": key, "status": "failed", "error": error, "summary": _summary(run_dir)}
+    try:
+        summary = read_summary(run_dir)
+    except NnlabError:
+        summary = result.summary
+    return {"key": key, "status": summary["status"], "summary": summary, "error": None}
+
+
+def _summary(run_dir: str) -> dict | None:
+    from nnlab.errors import NnlabError
+    from nnlab.runs import read_summary
+
+    try:
+        return read_summary(run_dir)
+    except NnlabError:
+        return None
+
+
+def serve(tasks: TextIO, results: TextIO, state: _State) -> None:
+    while True:
+        line = tasks.readline()  # a signal while waiting here raises _Stop
+        if not line:
+            return
+        state.busy = True
+        task = json.loads(line)
+        outcome = run_task(task)
+        results.write(json.dumps(outcome) + "\n")
+        results.flush()
+        state.busy = False
+        if state.stop:
+            return
+
+
+def main() -> int:
+    results = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # stray prints go to the log, not into the result channel
+    state = _State()
+    for sig in SIGNALS:
+        signal.signal(sig, state.handle)
+    threading.Thread(target=state.watch, daemon=True).start()
+    try:
+        import nnlab.train  # noqa: F401  (imported while the first task is on its way)
+
+        serve(sys.stdin, results, state)
+    except (_Stop, BrokenPipeError):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
