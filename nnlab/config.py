@@ -84,6 +84,11 @@ class TrainingSpec:
     early_stopping: Annotated[
         EarlyStopping | None, Doc("stop when a metric stops improving (null: off)")
     ] = None
+    threads: Annotated[
+        int | None,
+        Interval(ge=1),
+        Doc("BLAS threads (null: all cores for large products, 1 for small ones; see threads.py)"),
+    ] = None
     log_layers: Annotated[
         bool,
         Doc(

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from nnlab import __version__, baselines
+from nnlab import __version__, baselines, threads
 from nnlab.config import config_hash, dump_yaml
 from nnlab.data import Data, load
 from nnlab.errors import ConfigError, NnlabError, RunError, did_you_mean
@@ -353,6 +353,7 @@ class Trainer:
         self.checkpoint = checkpoint  # called after an epoch when a checkpoint is due
         self.on_epoch: Callable[[int], None] | None = None  # called with each epoch's number
         self.epoch = 0  # epochs completed
+        self.threads: int | None = None  # BLAS threads of the last fit
         self.stop_signal: int | None = None
         self.status = "running"
         self.diverged_at: dict | None = None
@@ -404,8 +405,12 @@ class Trainer:
         last_checkpoint = time.monotonic()
         self.status = "running"
         batch = arrays
+        self.threads = threads.choose(model, bs, cfg["threads"])
         try:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            with (
+                threads.limited(self.threads),
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+            ):
                 for epoch in range(self.epoch, epochs):
                     t0 = time.perf_counter()
                     lr = opt.set_epoch(epoch, epochs)
@@ -767,6 +772,7 @@ def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: floa
     """Fill in what the loop saw."""
     rows = trainer.rows
     summary["epochs_completed"] = len(rows)
+    summary["threads"] = trainer.threads
     summary["stopped_early"] = trainer.stopped_early
     if trainer.early_stopping is not None and trainer._es_epoch is not None:
         summary["early_stopping"] = {
