@@ -6,10 +6,15 @@ multiply-adds) 2x faster, small ones (digits, 32x64 @ 64x256) at most 1.4x faste
 machine, and tiny ones (XOR) not at all; but when another process is busy on the other core,
 OpenBLAS' threads wait on each other and small products become tens of times slower. So a run
 uses one thread unless its largest product per step has at least ``PARALLEL_MACS``
-multiply-adds and the machine is not already busy (1-minute load average below the cores minus
-a half), and never more than the cores it may run on, or than a limit set in the environment
-(``NNLAB_THREADS``, ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``: a
-sweep's workers set these). ``training.threads`` sets the number explicitly.
+multiply-adds, and never more than the cores it may run on, or than a limit set in the
+environment (``NNLAB_THREADS``, ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``,
+``MKL_NUM_THREADS``: a sweep's workers set these). ``training.threads`` sets the number
+explicitly; on a machine that is busy with other work, 1 is the safe choice.
+
+The choice depends only on the model, the batch size, the cores and the environment, never on
+the load of the moment: the number of BLAS threads changes how products are summed, so the same
+config gives the same numbers, bit for bit, only with the same number of threads (recorded as
+``threads`` in summary.json).
 """
 
 from __future__ import annotations
@@ -55,22 +60,12 @@ def largest_product(model: Any, batch: int) -> int:
     return best
 
 
-def busy() -> bool:
-    """Whether other processes already keep the cores busy (1-minute load average)."""
-    try:
-        return os.getloadavg()[0] >= cores() - 0.5
-    except OSError:
-        return False
-
-
 def choose(model: Any, batch: int, requested: int | None = None) -> int:
     """The number of BLAS threads for training ``model`` on batches of ``batch`` samples."""
     if requested is not None:
         return max(1, min(requested, cores()))
     limit = min(cores(), env_limit() or cores())
-    if limit == 1 or largest_product(model, batch) < PARALLEL_MACS or busy():
-        return 1
-    return limit
+    return limit if largest_product(model, batch) >= PARALLEL_MACS else 1
 
 
 @contextlib.contextmanager
