@@ -94,7 +94,11 @@ class MetricsLog:
         self._flushed = time.monotonic()
 
     def append(self, row: dict[str, Any]) -> None:
-        self._f.write(",".join(fmt_number(row.get(c)) for c in self.columns) + "\n")
+        cells = []
+        for c in self.columns:
+            v = row.get(c)
+            cells.append(repr(v) if type(v) in (float, int) else fmt_number(v))
+        self._f.write(",".join(cells) + "\n")
         now = time.monotonic()
         if now - self._flushed >= self.flush_every:
             self._f.flush()

@@ -252,26 +252,31 @@ def check_head(head: Head, where: str, data: Data, model: Model) -> None:
 class HeadMeter:
     """Sums a head's loss and correct predictions over batches, weighted by labelled samples."""
 
-    __slots__ = ("correct", "count", "labelled", "loss_sum")
+    __slots__ = ("acc_key", "correct", "correct_fn", "count", "labelled", "loss_key", "loss_sum")
 
-    def __init__(self):
+    def __init__(self, head: Head, prefix: str = ""):
+        self.loss_key = f"{prefix}{head.prefix}loss"
+        self.acc_key = f"{prefix}{head.prefix}accuracy" if head.target == "labels" else None
+        self.correct_fn = head.loss.correct
+        self.reset()
+
+    def reset(self) -> None:
         self.loss_sum, self.count, self.correct, self.labelled = 0.0, 0.0, 0, 0
 
-    def add(
-        self, head: Head, value: float, out: Array, L: Array | None, W: Array | None, n: int
-    ) -> None:
+    def add(self, value: float, out: Array, L: Array | None, W: Array | None, n: int) -> None:
         count = n if W is None else float(W.sum())
         self.loss_sum += value * count
         self.count += count
         if L is not None:
-            self.correct += int(np.count_nonzero(head.loss.decide(out) == L))
+            self.correct += self.correct_fn(out, L)
             self.labelled += n if W is None else int(count)
 
-    def metrics(self, head: Head, into: dict, prefix: str = "") -> float:
+    def metrics(self, into: dict) -> float:
+        """Write the loss (and accuracy) into ``into``; returns the loss."""
         loss = self.loss_sum / self.count if self.count else 0.0
-        into[f"{prefix}{head.prefix}loss"] = loss
-        if head.target == "labels" and self.labelled:
-            into[f"{prefix}{head.prefix}accuracy"] = self.correct / self.labelled
+        into[self.loss_key] = loss
+        if self.acc_key is not None and self.labelled:
+            into[self.acc_key] = self.correct / self.labelled
         return loss
 
 
@@ -290,7 +295,7 @@ def evaluate(
             )
             for t in tgs
         ]
-    meters = [HeadMeter() for _ in exp.heads]
+    meters = [HeadMeter(h) for h in exp.heads]
     single = len(exp.heads) == 1
     for start in range(0, X.shape[0], batch):
         sl = slice(start, start + batch)
@@ -301,9 +306,9 @@ def evaluate(
             L = None if tg.L is None else tg.L[sl]
             W = None if tg.W is None else tg.W[sl]
             value, _ = head.loss(out, tg.T[sl], W)
-            meter.add(head, value, out, L, W, out.shape[0])
+            meter.add(value, out, L, W, out.shape[0])
     metrics: dict[str, float] = {}
-    total = sum(h.weight * m.metrics(h, metrics) for h, m in zip(exp.heads, meters, strict=True))
+    total = sum(h.weight * m.metrics(metrics) for h, m in zip(exp.heads, meters, strict=True))
     if not single:
         metrics = {"loss": total, **metrics}
     return metrics
@@ -397,31 +402,37 @@ class Trainer:
         model, opt = exp.model, exp.optimizer
         flags = exp.logit_flags
         theta, grad = model.theta, model.grad
+        meters = [HeadMeter(h) for h in heads]
+        weights = [h.weight for h in heads]
+        loss0, meter0 = heads[0].loss, meters[0]
         has_val = exp.data.val is not None
-        rows, log = self.rows, self.log
+        rows, log, on_epoch = self.rows, self.log, self.on_epoch
         progress = Progress(epochs, n_batches, enabled=not self.quiet)
         progress.first_epoch = self.epoch
-        every = cfg["checkpoint_seconds"]
+        show = progress.tty  # live progress line
+        every = cfg["checkpoint_seconds"] if self.checkpoint is not None else math.inf
         last_checkpoint = time.monotonic()
         self.status = "running"
         batch = arrays
         self.threads = threads.choose(model, bs, cfg["threads"])
+        perf_counter = time.perf_counter
         try:
             with (
                 threads.limited(self.threads),
                 np.errstate(over="ignore", invalid="ignore", divide="ignore"),
             ):
                 for epoch in range(self.epoch, epochs):
-                    t0 = time.perf_counter()
+                    t0 = perf_counter()
                     lr = opt.set_epoch(epoch, epochs)
                     perm = exp.rng.permutation(n) if shuffle else None
-                    meters = [HeadMeter() for _ in heads]
+                    for m in meters:
+                        m.reset()
                     for b in range(n_batches):
                         if shuffle:
                             idx = perm[b * bs : (b + 1) * bs]
-                            m = idx.shape[0]
+                            k = idx.shape[0]
                             batch = [
-                                None if a is None else np.take(a, idx, axis=0, out=buf[:m])
+                                None if a is None else np.take(a, idx, axis=0, out=buf[:k])
                                 for a, buf in zip(arrays, bufs, strict=True)
                             ]
                         elif not full:
@@ -430,18 +441,17 @@ class Trainer:
                         xb = batch[0]
                         outs = model.forward(xb, training=True, logits=flags)
                         if single:
-                            tb, lb, wb = batch[1], batch[2], batch[3]
-                            value, dout = heads[0].loss(outs, tb, wb)
-                            meters[0].add(heads[0], value, outs, lb, wb, xb.shape[0])
+                            value, dout = loss0(outs, batch[1], batch[3])
+                            meter0.add(value, outs, batch[2], batch[3], xb.shape[0])
                         else:
                             value, dout = 0.0, []
                             for k, head in enumerate(heads):
                                 tb, lb, wb = batch[1 + 3 * k : 4 + 3 * k]
                                 v, d = head.loss(outs[k], tb, wb)
-                                meters[k].add(head, v, outs[k], lb, wb, xb.shape[0])
-                                if head.weight != 1.0:
-                                    d *= head.weight
-                                value += head.weight * v
+                                meters[k].add(v, outs[k], lb, wb, xb.shape[0])
+                                if weights[k] != 1.0:
+                                    d *= weights[k]
+                                value += weights[k] * v
                                 dout.append(d)
                         if not math.isfinite(value):
                             self.status = "diverged"
@@ -451,30 +461,32 @@ class Trainer:
                         opt.step(theta, grad)
                         if self.stop_signal is not None:
                             break
-                        progress.batch(epoch, b, value)
+                        if show:
+                            progress.batch(epoch, b, value)
                     if self.status == "diverged":
                         break
                     if self.stop_signal is not None and b + 1 < n_batches:
                         break  # a partial epoch is not recorded
                     row: dict = {"epoch": epoch + 1}
                     if single:
-                        meters[0].metrics(heads[0], row)
+                        meter0.metrics(row)
                     else:
-                        row["loss"] = 0.0
+                        row["loss"] = 0.0  # first column: the weighted total
                         row["loss"] = sum(
-                            h.weight * m.metrics(h, row) for h, m in zip(heads, meters, strict=True)
+                            w * m.metrics(row) for w, m in zip(weights, meters, strict=True)
                         )
                     if has_val:
                         for k, v in evaluate(exp, "val").items():
                             row[f"val_{k}"] = v
                     row["lr"] = lr
-                    row["seconds"] = time.perf_counter() - t0
+                    row["seconds"] = perf_counter() - t0
                     rows.append(row)
                     if log is not None:
                         log.append(row)
-                    if self.on_epoch is not None:
-                        self.on_epoch(epoch + 1)
-                    progress.epoch(epoch, row)
+                    if on_epoch is not None:
+                        on_epoch(epoch + 1)
+                    if not show:
+                        progress.epoch(epoch, row)
                     if has_val and not math.isfinite(row["val_loss"]):
                         self.status = "diverged"
                         self.diverged_at = {"epoch": epoch + 1, "batch": None}
@@ -487,11 +499,9 @@ class Trainer:
                             break
                     if self.stop_signal is not None:
                         break
-                    if self.checkpoint is not None and epoch + 1 < epochs:
-                        now = time.monotonic()
-                        if now - last_checkpoint >= every:
-                            self.checkpoint(self)
-                            last_checkpoint = time.monotonic()
+                    if epoch + 1 < epochs and time.monotonic() - last_checkpoint >= every:
+                        self.checkpoint(self)
+                        last_checkpoint = time.monotonic()
         finally:
             progress.close()
         if self.status == "running":

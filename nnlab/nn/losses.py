@@ -72,6 +72,13 @@ class Loss:
             return (out[:, 0] > thr).astype(np.int64)
         return out.argmax(axis=-1)
 
+    def correct(self, out: Array, labels: Array) -> int:
+        """How many of ``labels`` the outputs predict (a label of -1 is never predicted)."""
+        if out.shape[-1] == 1:  # compare the boolean decision with 0/1 labels directly
+            thr = 0.0 if self.fused_activation else self.threshold
+            return int(np.count_nonzero((out[:, 0] > thr) == labels))
+        return int(np.count_nonzero(out.argmax(axis=-1) == labels))
+
 
 @LOSSES.register("mse", aliases=("mean_squared_error",))
 @dataclass
