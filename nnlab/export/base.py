@@ -196,7 +196,7 @@ class Writer:
         """``model.layers[1] (dense)``, with the layer's name if it has one."""
         return node.where if node.label == f"layers[{node.index}]" else f"{node.where} {node.label}"
 
-    def join_text(self, node: Node) -> str:
+    def describe_join(self, node: Node) -> str:
         """``model.layers[4] (activation) res reads sum(t, drop)``, for comments."""
         reads = ", ".join(source_labels(self.model, node))
         return f"{self.named(node)} reads {node.join}({reads})"

@@ -158,7 +158,7 @@ class CWriter(Writer):
         return h
 
     def join_concat(self, node, values):
-        self.emit(f"/* {self.join_text(node)} */")
+        self.emit(f"/* {self.describe_join(node)} */")
         y = self.buffer(f"j{node.index}", concat_shape(values))
         width, rows = y.shape[-1], y.size // y.shape[-1]
         self.open(f"for (int r = 0; r < {rows}; r++) {{")  # a row: a time step, or the vector
@@ -172,7 +172,7 @@ class CWriter(Writer):
         return y
 
     def join_sum(self, node, values):
-        self.emit(f"/* {self.join_text(node)} */")
+        self.emit(f"/* {self.describe_join(node)} */")
         y = self.buffer(f"j{node.index}", values[0].shape)
         total = " + ".join(f"{v.name}[j]" for v in values)
         self.emit(f"for (int j = 0; j < {y.size}; j++) {y.name}[j] = {total};")

@@ -107,13 +107,13 @@ class NumpyWriter(Writer):
 
     def join_concat(self, node, values):
         y = Value(f"j{node.index}", concat_shape(values))
-        self.emit(f"# {self.join_text(node)}")
+        self.emit(f"# {self.describe_join(node)}")
         self.emit(f"{y.name} = np.concatenate([{', '.join(v.name for v in values)}], axis=-1)")
         return y
 
     def join_sum(self, node, values):
         y = Value(f"j{node.index}", values[0].shape)
-        self.emit(f"# {self.join_text(node)}")
+        self.emit(f"# {self.describe_join(node)}")
         self.emit(f"{y.name} = {' + '.join(v.name for v in values)}")
         return y
 
