@@ -408,35 +408,38 @@ class Cube:
     name = "cube"
 
 
-@pytest.mark.parametrize("fmt", list(FORMATS))
-def test_an_rnn_activation_a_format_cannot_express_is_named(models, tmp_path, fmt):
+def refusal(fmt: str, run: Path, change, tmp_path: Path) -> str:
+    """The ExportError message of the ``fmt`` exporter for the model of ``run`` once
+    ``change(model)`` has made it inexpressible."""
     import importlib
 
     if fmt == "onnx":
         pytest.importorskip("onnx")
     module = importlib.import_module(f"nnlab.export.{FORMATS[fmt].module}")
-    model, meta = load_run(models["rnn"][0])
+    model, meta = load_run(run)
     info = model_info(model, meta)
-    model.layers[1].activation_fn = Cube()
+    change(model)
     with pytest.raises(ExportError) as e:
         module.write(model, meta, info, tmp_path / "out")
-    assert str(e.value).startswith(
+    return str(e.value)
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_an_rnn_activation_a_format_cannot_express_is_named(models, tmp_path, fmt):
+    def change(model):
+        model.layers[1].activation_fn = Cube()
+
+    assert refusal(fmt, models["rnn"][0], change, tmp_path).startswith(
         f"model.layers[1] (rnn): the {fmt} export cannot express the activation cube (it can: "
     )
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_a_join_a_format_cannot_express_is_named(models, tmp_path, fmt):
-    import importlib
+    def change(model):
+        model.joins[1] = "max"
 
-    if fmt == "onnx":
-        pytest.importorskip("onnx")
-    module = importlib.import_module(f"nnlab.export.{FORMATS[fmt].module}")
-    model, meta = load_run(models["xor_skip"][0])
-    model.joins[1] = "max"
-    with pytest.raises(ExportError) as e:
-        module.write(model, meta, model_info(model, meta), tmp_path / "out")
-    assert str(e.value) == (
+    assert refusal(fmt, models["xor_skip"][0], change, tmp_path) == (
         f"model.layers[1] (dense): the {fmt} export cannot join its inputs by max "
         "(it can: concat, sum)"
     )

@@ -144,34 +144,28 @@ class Writer:
     def supported(cls, prefix: str) -> list[str]:
         return sorted(name[len(prefix) :] for name in dir(cls) if name.startswith(prefix))
 
-    def layer(self, node: Node, x: Value) -> Value:
-        emit = getattr(self, f"layer_{node.kind}", None)
+    def _emitter(self, node: Node, prefix: str, key: str, what: str) -> Any:
+        """The method ``<prefix><key>``, or an ExportError: the layer cannot ``what``."""
+        emit = getattr(self, f"{prefix}{key}", None)
         if emit is None:
             raise ExportError(
-                f"{node.where}: the {self.format} export cannot express a {node.kind} layer "
-                f"(it can: {', '.join(self.supported('layer_'))})"
+                f"{node.where}: the {self.format} export cannot {what} "
+                f"(it can: {', '.join(self.supported(prefix))})"
             )
-        return emit(node, x)
+        return emit
+
+    def layer(self, node: Node, x: Value) -> Value:
+        return self._emitter(node, "layer_", node.kind, f"express a {node.kind} layer")(node, x)
 
     def join(self, node: Node, values: list[Value]) -> Value:
         """The input of a layer that reads several: ``join_concat`` or ``join_sum``."""
-        emit = getattr(self, f"join_{node.join}", None)
-        if emit is None:
-            raise ExportError(
-                f"{node.where}: the {self.format} export cannot join its inputs by {node.join} "
-                f"(it can: {', '.join(self.supported('join_'))})"
-            )
-        return emit(node, values)
+        what = f"join its inputs by {node.join}"
+        return self._emitter(node, "join_", node.join, what)(node, values)
 
     def activation(self, node: Node, x: Value) -> Value:
         fn = node.layer.activation_fn
-        emit = getattr(self, f"act_{fn.name}", None)
-        if emit is None:
-            raise ExportError(
-                f"{node.where}: the {self.format} export cannot express the activation "
-                f"{fn.name} (it can: {', '.join(self.supported('act_'))})"
-            )
-        return emit(node, fn, x)
+        what = f"express the activation {fn.name}"
+        return self._emitter(node, "act_", fn.name, what)(node, fn, x)
 
     def describe(self, node: Node, x: Value) -> str:
         """A layer in words, for comments: ``model.layers[0] (dense): 64 -> 256, relu``."""
