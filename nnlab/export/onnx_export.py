@@ -4,17 +4,19 @@ The graph takes ``input`` (N, n_inputs) raw inputs, like the training data (the 
 is its first two nodes), or (N, time, features) for a sequence model, and gives ``output``
 (N, n_outputs); a classifier also gives ``class`` (N,), the index of the predicted class in the
 ``classes`` metadata. A model with several outputs gives one graph output per output, named
-after its layer (``cls``, ``recon``), and ``<name>_class`` for each classifier among them. It
-uses the default ONNX domain at opset ``OPSET`` (17: run by onnxruntime 1.12 and later) and IR
-version ``IR_VERSION``: dense layers are MatMul and Add; activations are ONNX operators, silu and
-gelu (tanh approximation) are composed from them (and, for float64 models, elu, selu and
-softplus, which onnxruntime implements for float only); dropout, the identity at inference, adds
-no node; joins are Concat (last axis) and Add; flatten is Flatten. Recurrent layers are the
-``RNN`` and ``LSTM`` operators (gates reordered into ONNX's i, o, f, c; the time axis first, as
-they want it, by Transpose), except where onnxruntime could not run them: for float64 models
-(it has no double kernels) and for an rnn activation the RNN operator does not offer (selu,
-silu, gelu, softmax), the recurrence is unrolled over the time steps into MatMul, Add and the
-activation's operators, as nnlab computes it.
+after its layer (``cls``, ``recon``), and ``<name>_class`` for each classifier among them.
+
+It uses the default ONNX domain at opset ``OPSET`` (17: run by onnxruntime 1.12 and later) and
+IR version ``IR_VERSION``: dense layers are MatMul and Add; activations are ONNX operators, silu
+and gelu (tanh approximation) are composed from them (and, for float64 models, elu, selu and
+softplus, which onnxruntime implements for float only, and leaky_relu, whose alpha is a float
+attribute); dropout, the identity at inference, adds no node; joins are Concat (last axis) and
+Add; flatten is Flatten. Recurrent layers are the ``RNN`` and ``LSTM`` operators (gates
+reordered into ONNX's i, o, f, c; the time axis first, as they want it, by Transpose), except
+where onnxruntime could not run them: for float64 models (it has no double kernels) and for an
+rnn activation the RNN operator does not offer (selu, silu, gelu, softmax), the recurrence is
+unrolled over the time steps into MatMul, Add and the activation's operators, as nnlab computes
+it.
 """
 
 from __future__ import annotations
