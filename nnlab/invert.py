@@ -1,10 +1,13 @@
 """Recover inputs from outputs: ``nnlab invert RUN OUTPUTS``.
 
 A dense layer ``y = f(x W + b)`` can be undone when ``f`` is invertible and W is square and
-non-singular: ``x = solve(W^T, f^-1(y) - b)``. ``check_invertible`` checks every layer first
-and names the first one that cannot be undone, and why; ``invert`` then solves layer by layer
-from the output back (in float64), checking that each activation's values lie in its range, and
-undoes the input scaling, so the recovered inputs are raw, like the training data.
+non-singular: ``x = solve(W^T, f^-1(y) - b)``; dropout (the identity at inference) and flatten
+(a reshape) need nothing. ``check_invertible`` checks every layer first, in the model's order,
+and names the first one that cannot be undone, and why: a layer that reads several layers (a
+skip join), one of several outputs, a recurrent layer, a dense layer that is not square, an
+activation that is not one-to-one. ``invert`` then solves layer by layer from the output back (in
+float64), checking that each activation's values lie in its range, and undoes the input scaling,
+so the recovered inputs are raw, like the training data.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from nnlab.errors import NnlabError
-from nnlab.export.base import Node, activation_text, nodes
+from nnlab.export.base import Node, activation_text, nodes, output_indices, source_labels
 from nnlab.predict import load_run, output_kind, read_input, write_table
 
 Array = np.ndarray
@@ -37,7 +40,7 @@ NOT_ONE_TO_ONE = {
     ),
     "leaky_relu": "leaky_relu with alpha 0 is relu: it maps every negative input to 0",
 }
-INVERTIBLE_LAYERS = ("activation", "dense", "dropout")
+INVERTIBLE_LAYERS = ("activation", "dense", "dropout", "flatten")
 
 
 class NotInvertibleError(NnlabError):
@@ -51,9 +54,48 @@ def _activation_problem(fn: Any) -> str | None:
     return NOT_ONE_TO_ONE.get(fn.name, f"{fn.name} has no inverse")
 
 
+def _recurrent_problem(node: Node) -> str:
+    if not node.layer.return_sequences:
+        return (
+            "is not a one-to-one map: its output is a state summarising the sequence (its last "
+            "state), not the sequence"
+        )
+    if node.kind == "lstm":
+        return (
+            "is not a one-to-one map nnlab can undo: each state h_t = o_t * tanh(c_t) mixes the "
+            "step's input with a memory c_t that the output does not hold"
+        )
+    return (
+        "nnlab does not undo recurrent layers: each state h_t = act(x_t W + h_{t-1} U + b) "
+        "depends on the state before"
+    )
+
+
+def wiring_problem(model: Any, node: Node) -> str | None:
+    """Why a layer's place in a graph model stops nnlab from inverting it, or None."""
+    if len(node.sources) > 1:
+        reads = ", ".join(source_labels(model, node))
+        return (
+            f"reads several layers ({reads}), joined by {node.join}: nnlab inverts a chain, in "
+            "which each layer reads the one before"
+        )
+    outputs = output_indices(model)
+    if len(outputs) > 1 and node.index in outputs:
+        labels = {n.index: n.label for n in nodes(model)}
+        names = ", ".join(labels[j] for j in outputs)
+        return (
+            f"is one of the model's {len(outputs)} outputs ({names}): nnlab inverts a model "
+            "with one output"
+        )
+    return None
+
+
 def why_not_invertible(node: Node, dtype: Any) -> str | None:
-    """Why a layer cannot be undone, or None if it can."""
+    """Why a layer cannot be undone, or None if it can (its place in a graph aside: see
+    ``wiring_problem``)."""
     layer = node.layer
+    if node.kind in ("rnn", "lstm"):
+        return _recurrent_problem(node)
     if node.kind not in INVERTIBLE_LAYERS:
         return f"nnlab cannot invert a {node.kind} layer"
     if node.kind == "dense":
@@ -72,13 +114,17 @@ def why_not_invertible(node: Node, dtype: Any) -> str | None:
 
 
 def check_invertible(model: Any) -> None:
-    """Raise ``NotInvertibleError`` naming the first layer that cannot be undone, and why."""
-    for node in nodes(model):
-        why = why_not_invertible(node, model.dtype)
+    """Raise ``NotInvertibleError`` naming the first layer that cannot be undone, and why. A
+    graph that is not a chain is refused at its first join (or its first output, for several)
+    before any layer is looked at: no change to its layers would make it invertible."""
+    wiring = [(node, wiring_problem(model, node)) for node in nodes(model)]
+    layers = [(node, why_not_invertible(node, model.dtype)) for node in nodes(model)]
+    for node, why in wiring + layers:
         if why is not None:
             hint = (
-                " (an invertible network has dense layers with as many units as inputs and "
-                "invertible activations: tanh, sigmoid, leaky_relu, elu, selu, softplus, linear)"
+                " (an invertible network is a chain of dense layers with as many units as inputs "
+                "and invertible activations: tanh, sigmoid, leaky_relu, elu, selu, softplus, "
+                "linear)"
             )
             raise NotInvertibleError(f"{node.where}: not invertible: {why}{hint}")
 
@@ -122,23 +168,24 @@ def invert(model: Any, meta: dict, Y: Array) -> Array:
                 if layer.use_bias:
                     z -= layer.params["b"]
                 z = np.linalg.solve(layer.params["W"].T.astype(np.float64), z.T).T
+    z = z.reshape(-1, *model.input_shape)  # flatten undone; the scaling has the input's shape
     z *= np.asarray(meta["scale"], np.float64)
     z += np.asarray(meta["shift"], np.float64)
-    return z.astype(model.dtype).reshape(-1, *model.input_shape)
+    return z.astype(model.dtype)
 
 
 def invert_file(
     run: str | Path, outputs_path: str | Path, output: str | Path | None = None
 ) -> str | None:
-    """Invert the rows of a CSV or .npy file of outputs; write the inputs to ``output`` (.csv
-    or .npy), or return the CSV text when ``output`` is None."""
+    """Invert the rows of a CSV or .npy file of outputs; write the inputs to ``output`` (.csv,
+    .npy, or .npz with one array ``inputs``), or return the CSV text when ``output`` is None."""
     output_kind(output)  # a bad output name fails before any work
     model, meta = load_run(run)
     check_invertible(model)
     Y = read_input(outputs_path, int(np.prod(model.output_shape)), model.dtype, "outputs")
     X = invert(model, meta, Y).reshape(Y.shape[0], -1)
     names = [f"x{j}" for j in range(X.shape[1])]
-    return write_table(output, X, names, [X[:, j] for j in range(X.shape[1])])
+    return write_table(output, X, names, [X[:, j] for j in range(X.shape[1])], name="inputs")
 
 
-__all__ = ["NotInvertibleError", "check_invertible", "invert", "invert_file"]
+__all__ = ["NotInvertibleError", "check_invertible", "invert", "invert_file", "wiring_problem"]

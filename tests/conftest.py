@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,26 @@ def train_run(config: Path, runs_dir: Path, *overrides: str) -> Path:
     result = train(load_config(config, list(overrides)), runs_dir, handle_signals=False)
     assert result.summary["status"] == "completed", result.summary
     return result.run_dir
+
+
+def run_without_nnlab(program: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run a Python file in an isolated interpreter in which ``import nnlab`` fails."""
+    boot = (
+        "import runpy, sys; sys.modules['nnlab'] = None; sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-I", "-c", boot, str(program), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def c_compiler() -> str:
+    """The machine's C compiler (the test is skipped without one)."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no C compiler (cc, gcc or clang) on this machine")
+    return cc

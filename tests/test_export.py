@@ -14,7 +14,6 @@ import csv
 import importlib.util
 import io
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, run_nnlab, train_run
+from conftest import CONFIGS, c_compiler, run_nnlab, run_without_nnlab, train_run
 from nnlab.data.digits import digits
 from nnlab.export import export
 from nnlab.export.base import ExportError
@@ -89,21 +88,6 @@ def reference(run: Path, X: np.ndarray, tmp_path: Path) -> tuple[Path, np.ndarra
     np.save(tmp_path / "x.npy", X)
     predict_file(run, tmp_path / "x.npy", tmp_path / "ref.npy")
     return tmp_path / "x.npy", np.load(tmp_path / "ref.npy")
-
-
-def run_without_nnlab(program: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run a Python file in an isolated interpreter in which ``import nnlab`` fails."""
-    boot = (
-        "import runpy, sys; sys.modules['nnlab'] = None; sys.argv = sys.argv[1:]; "
-        "runpy.run_path(sys.argv[0], run_name='__main__')"
-    )
-    return subprocess.run(
-        [sys.executable, "-I", "-c", boot, str(program), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 # ---------------------------------------------------------------- numpy
@@ -236,13 +220,6 @@ int main(void)
 """
 
 
-def c_compiler() -> str:
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no C compiler (cc, gcc or clang) on this machine")
-    return cc
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_c_header_compiles_and_matches_predict(models, name, tmp_path):
     cc = c_compiler()
@@ -314,7 +291,7 @@ def test_a_layer_or_activation_a_format_cannot_express_is_named(models, tmp_path
         module.write(model, meta, info, tmp_path / "out")
     assert str(e.value) == (
         f"model.layers[1] (Square): the {fmt} export cannot express a Square layer "
-        "(it can: activation, dense, dropout)"
+        "(it can: activation, dense, dropout, flatten, lstm, rnn)"
     )
     del model.layers[1]
     model.layers[0].activation_fn = Cube()

@@ -190,6 +190,6 @@ def test_cli_writes_files_and_reports_errors_in_one_line(digits_run, tmp_path):
     assert proc.returncode == 2
     assert (
         proc.stderr
-        == f"error: {tmp_path / 'p.json'}: unknown output type; name the file .csv or .npy\n"
+        == f"error: {tmp_path / 'p.json'}: unknown output type; name the file .csv, .npy or .npz\n"
     )
     assert not (tmp_path / "p.json").exists()

@@ -13,7 +13,8 @@ output_opt = click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="A .csv or .npy file to write (default: CSV on standard output).",
+    help="A .csv, .npy or .npz file to write (default: CSV on standard output); a model with "
+    "several outputs: .csv or .npz (an array per output).",
 )
 
 
@@ -27,12 +28,16 @@ def predict(run, input, output):
     INPUT is a CSV file of numbers (a header row is optional) or a .npy file, a row of raw
     inputs per sample, like the training data: the model's input scaling is applied here.
     Classifiers give the class (its name when the data had names) and the probabilities (or
-    scores) of each class; regression models give the values.
+    scores) of each class; regression models give the values. A model with several outputs
+    gives the columns of each, prefixed by its name (cls_class, cls_prob_0, ..., recon_y0,
+    ...), or with -o x.npz an array per output. A sequence model takes a row of its time steps'
+    values (time x features) per sample.
 
     \b
     Examples:
       nnlab predict runs/digits-20250101-120000 samples.csv
       nnlab predict runs/digits-20250101-120000 samples.npy -o predictions.npy
+      nnlab predict runs/semi_supervised-20250101-120000 samples.csv -o heads.npz
     """
     from nnlab.predict import predict_file
 
@@ -66,7 +71,9 @@ def export(run, fmt, output, weights):
     """Export the model of RUN as a program that runs without nnlab.
 
     The exported model takes raw inputs, like the training data (the input scaling is part of
-    it), and gives the same outputs as `nnlab predict`.
+    it), and gives the same outputs as `nnlab predict`: dense, dropout, activation, flatten,
+    rnn and lstm layers, skip (concat) and sum joins, one output or several (numpy: predict(X)
+    gives a dict by output name; onnx: a graph output per output; c: an output array each).
 
     \b
     Examples:
@@ -88,16 +95,17 @@ def export(run, fmt, output, weights):
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="A .csv or .npy file for the recovered inputs (default: CSV on standard output).",
+    help="A .csv, .npy or .npz file for the recovered inputs (default: CSV on standard output).",
 )
 def invert(run, outputs, output):
     """Recover the inputs that give the rows of OUTPUTS, for an invertible network.
 
-    A network is invertible when every dense layer has a square, non-singular weight matrix
-    and every activation is invertible (tanh, sigmoid, leaky_relu, elu, selu, softplus,
-    linear). nnlab solves layer by layer from the output back and undoes the input scaling,
-    so the recovered inputs are raw, like the training data. For another network the error
-    names the first layer that is not invertible, and why.
+    A network is invertible when it is a chain (no joins, one output), every dense layer has a
+    square, non-singular weight matrix and every activation is invertible (tanh, sigmoid,
+    leaky_relu, elu, selu, softplus, linear); dropout and flatten are harmless, recurrent
+    layers are refused. nnlab solves layer by layer from the output back and undoes the input
+    scaling, so the recovered inputs are raw, like the training data. For another network the
+    error names the first layer that is not invertible, and why.
 
     \b
     Examples:

@@ -1,22 +1,26 @@
 """The walk over a model's layers that every exporter, and ``nnlab invert``, is built on.
 
 An exporter is a ``Writer`` with one method per layer type it can express,
-``layer_<type>(node, x) -> Value``, and one per activation, ``act_<name>(node, fn, x) ->
-Value``. ``walk`` feeds the raw input through the input scaling and every layer in turn; a layer
-type or activation without a method stops the export with an ``ExportError`` that names the
-layer (``model.layers[2] (lstm)``). A new layer type is exported by adding its method.
+``layer_<type>(node, x) -> Value``, one per activation, ``act_<name>(node, fn, x) -> Value``,
+and one per way of joining several inputs, ``join_<concat|sum>(node, values) -> Value``.
+``walk`` feeds the raw input through the input scaling and then every layer in the model's
+order, each layer reading the value of the layer (or layers, joined) it reads in the model, and
+returns the value of each output. A layer type or activation without a method stops the export
+with an ``ExportError`` that names the layer (``model.layers[2] (lstm)``). A new layer type is
+exported by adding its method.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from nnlab.errors import NnlabError
 from nnlab.nn.activations import Activation
-from nnlab.nn.layers import LAYERS, Layer
+from nnlab.nn.layers import INPUT, LAYERS, Layer
 from nnlab.predict import input_scaling, is_identity
 
 Array = np.ndarray
@@ -29,11 +33,14 @@ class ExportError(NnlabError):
 
 @dataclass
 class Node:
-    """One layer of a model, as exporters see it."""
+    """One layer of a model, as exporters see it: what it is and what it reads."""
 
     index: int
     kind: str  # the registered layer type, e.g. "dense"
     layer: Layer
+    sources: list[int] = field(default_factory=list)  # the layers it reads; -1: the model input
+    join: str = "concat"  # how several sources are combined: "concat" (last axis) or "sum"
+    label: str = ""  # its name in the config, or layers[i]
 
     @property
     def where(self) -> str:
@@ -49,8 +56,28 @@ def layer_kind(layer: Layer) -> str:
 
 
 def nodes(model: Any) -> list[Node]:
-    """The layers of a model from input to output."""
-    return [Node(i, layer_kind(layer), layer) for i, layer in enumerate(model.layers)]
+    """The layers of a model in the order they run. A chain (``model.chain``) reads each
+    layer's input from the layer before, whatever its list of layers holds."""
+    chain = getattr(model, "chain", True)
+    names = getattr(model, "names", [])
+    out = []
+    for i, layer in enumerate(model.layers):
+        sources = [i - 1] if chain else list(model.sources[i])
+        join = "concat" if chain else model.joins[i]
+        label = names[i] if i < len(names) else f"layers[{i}]"
+        out.append(Node(i, layer_kind(layer), layer, sources, join, label))
+    return out
+
+
+def output_indices(model: Any) -> list[int]:
+    """The indices of the output layers, in the order of ``model.outputs``."""
+    return [len(model.layers) - 1] if getattr(model, "chain", True) else list(model.outputs)
+
+
+def source_labels(model: Any, node: Node) -> list[str]:
+    """The names of what a layer reads: ``input`` or the layers' names."""
+    labels = {n.index: n.label for n in nodes(model)}
+    return [INPUT if s < 0 else labels[s] for s in node.sources]
 
 
 def activation_text(fn: Activation) -> str:
@@ -60,12 +87,23 @@ def activation_text(fn: Activation) -> str:
     return f"{fn.name}({args})" if args else fn.name
 
 
+def shape_text(shape: tuple[int, ...]) -> str:
+    """``64`` for a vector, ``(10, 1)`` for a sequence of 10 steps of 1 feature."""
+    return str(shape[0]) if len(shape) == 1 else f"({', '.join(map(str, shape))})"
+
+
 @dataclass(frozen=True)
 class Value:
-    """What flows between layers in the exported code: its name there and its size."""
+    """What flows between layers in the exported code: its name there and its shape per sample
+    ((features,), or (time, features) for a sequence)."""
 
     name: str
-    size: int  # values per sample
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        """Values per sample."""
+        return math.prod(self.shape)
 
 
 class Writer:
@@ -85,55 +123,77 @@ class Writer:
         raise NotImplementedError
 
     def scaling(self, x: Value, shift: Array, scale: Array) -> Value:
-        """``(x - shift) / scale``; shift and scale are 0-d or of shape (x.size,)."""
+        """``(x - shift) / scale``; shift and scale are 0-d or of the input's shape."""
         raise NotImplementedError
 
     # ---------------------------------------------------------------- the walk
 
-    def walk(self) -> Value:
-        """Emit the whole network; returns the output value."""
+    def walk(self) -> list[Value]:
+        """Emit the whole network; returns the value of each output, in the model's order."""
         x = self.inputs()
         shift, scale = input_scaling(self.meta, self.dtype)
         if not is_identity(shift, scale):
             x = self.scaling(x, shift, scale)
+        values = {-1: x}
         for node in nodes(self.model):
-            x = self.layer(node, x)
-        return x
+            ins = [values[s] for s in node.sources]
+            values[node.index] = self.layer(node, ins[0] if len(ins) == 1 else self.join(node, ins))
+        return [values[j] for j in output_indices(self.model)]
 
     @classmethod
     def supported(cls, prefix: str) -> list[str]:
         return sorted(name[len(prefix) :] for name in dir(cls) if name.startswith(prefix))
 
-    def layer(self, node: Node, x: Value) -> Value:
-        emit = getattr(self, f"layer_{node.kind}", None)
+    def _emitter(self, node: Node, prefix: str, key: str, what: str) -> Any:
+        """The method ``<prefix><key>``, or an ExportError: the layer cannot ``what``."""
+        emit = getattr(self, f"{prefix}{key}", None)
         if emit is None:
             raise ExportError(
-                f"{node.where}: the {self.format} export cannot express a {node.kind} layer "
-                f"(it can: {', '.join(self.supported('layer_'))})"
+                f"{node.where}: the {self.format} export cannot {what} "
+                f"(it can: {', '.join(self.supported(prefix))})"
             )
-        return emit(node, x)
+        return emit
+
+    def layer(self, node: Node, x: Value) -> Value:
+        return self._emitter(node, "layer_", node.kind, f"express a {node.kind} layer")(node, x)
+
+    def join(self, node: Node, values: list[Value]) -> Value:
+        """The input of a layer that reads several: ``join_concat`` or ``join_sum``."""
+        what = f"join its inputs by {node.join}"
+        return self._emitter(node, "join_", node.join, what)(node, values)
 
     def activation(self, node: Node, x: Value) -> Value:
         fn = node.layer.activation_fn
-        emit = getattr(self, f"act_{fn.name}", None)
-        if emit is None:
-            raise ExportError(
-                f"{node.where}: the {self.format} export cannot express the activation "
-                f"{fn.name} (it can: {', '.join(self.supported('act_'))})"
-            )
-        return emit(node, fn, x)
+        what = f"express the activation {fn.name}"
+        return self._emitter(node, "act_", fn.name, what)(node, fn, x)
 
     def describe(self, node: Node, x: Value) -> str:
         """A layer in words, for comments: ``model.layers[0] (dense): 64 -> 256, relu``."""
         layer = node.layer
+        head = self.named(node)
         if node.kind == "dense":
             text = f"{x.size} -> {layer.units}, {activation_text(layer.activation_fn)}"
-            return f"{node.where}: {text}" + ("" if layer.use_bias else ", no bias")
+            return f"{head}: {text}" + ("" if layer.use_bias else ", no bias")
+        if node.kind in ("rnn", "lstm"):
+            act = f", {activation_text(layer.activation_fn)}" if node.kind == "rnn" else ""
+            out = "every step's state" if layer.return_sequences else "the last state"
+            return f"{head}: {shape_text(x.shape)} -> {layer.units} units{act}, {out}"
+        if node.kind == "flatten":
+            return f"{head}: {shape_text(x.shape)} -> {x.size}"
         if node.kind == "dropout":
-            return f"{node.where}: the identity at inference"
+            return f"{head}: the identity at inference"
         if layer.activation_fn is not None:
-            return f"{node.where}: {activation_text(layer.activation_fn)}"
-        return node.where
+            return f"{head}: {activation_text(layer.activation_fn)}"
+        return head
+
+    def named(self, node: Node) -> str:
+        """``model.layers[1] (dense)``, with the layer's name if it has one."""
+        return node.where if node.label == f"layers[{node.index}]" else f"{node.where} {node.label}"
+
+    def describe_join(self, node: Node) -> str:
+        """``model.layers[4] (activation) res reads sum(t, drop)``, for comments."""
+        reads = ", ".join(source_labels(self.model, node))
+        return f"{self.named(node)} reads {node.join}({reads})"
 
     # ---------------------------------------------------------------- shared layers
 
@@ -144,18 +204,79 @@ class Writer:
         return self.activation(node, x)
 
 
+def concat_shape(values: list[Value]) -> tuple[int, ...]:
+    """The shape of values joined along their last axis."""
+    return (*values[0].shape[:-1], sum(v.shape[-1] for v in values))
+
+
+def recurrent_shapes(node: Node, x: Value) -> tuple[int, int, int, tuple[int, ...]]:
+    """(time steps, features, units, output shape) of an rnn or lstm layer reading ``x``."""
+    steps, features = x.shape
+    units = node.layer.units
+    return steps, features, units, ((steps, units) if node.layer.return_sequences else (units,))
+
+
+def layer_text(node: Node) -> str:
+    """A layer in a few words: ``dense 256 relu``, ``lstm 32``, ``flatten``."""
+    layer = node.layer
+    if node.kind == "dense":
+        return f"dense {layer.units} {activation_text(layer.activation_fn)}"
+    if node.kind == "activation":
+        return activation_text(layer.activation_fn)
+    if node.kind in ("rnn", "lstm"):
+        act = f" {activation_text(layer.activation_fn)}" if node.kind == "rnn" else ""
+        return f"{node.kind} {layer.units}{act}" + (" (sequences)" * layer.return_sequences)
+    return node.kind
+
+
 def network_text(model: Any) -> str:
-    """The network on one line: ``64 inputs -> dense 256 relu -> dropout -> dense 10 softmax``."""
-    parts = [f"{int(np.prod(model.input_shape))} inputs"]
+    """The network on one line: ``64 inputs -> dense 256 relu -> dropout -> dense 10 softmax``;
+    for a graph, each layer with its name and, where it does not read the layer before, what
+    it reads: ``2 inputs -> hidden: dense 1 sigmoid -> dense 1 sigmoid (reads concat(input,
+    hidden))``, and the outputs when there are several."""
+    shape = tuple(model.input_shape)
+    parts = [f"{shape_text(shape)} inputs" if len(shape) == 1 else f"{shape_text(shape)} input"]
+    chain = getattr(model, "chain", True)
     for node in nodes(model):
-        layer = node.layer
-        if node.kind == "dense":
-            parts.append(f"dense {layer.units} {activation_text(layer.activation_fn)}")
-        elif node.kind == "activation":
-            parts.append(activation_text(layer.activation_fn))
-        else:
-            parts.append(node.kind)
-    return " -> ".join(parts)
+        text = layer_text(node)
+        if chain:
+            parts.append(text)
+            continue
+        if node.label != f"layers[{node.index}]":
+            text = f"{node.label}: {text}"
+        if node.sources != [node.index - 1]:
+            reads = ", ".join(source_labels(model, node))
+            text += (
+                f" (reads {node.join}({reads}))" if len(node.sources) > 1 else f" (reads {reads})"
+            )
+        parts.append(text)
+    text = " -> ".join(parts)
+    if len(output_indices(model)) > 1:
+        labels = {n.index: n.label for n in nodes(model)}
+        text += "; outputs: " + ", ".join(labels[j] for j in output_indices(model))
+    return text
+
+
+def outputs_text(info: dict, above: str = "above", classes: str | None = None) -> str:
+    """What one output of a model gives, in words, for the documentation of exported code.
+
+    Parameters
+    ----------
+    info : ``nnlab.predict.model_info`` of a model with one output, or one of its ``heads``.
+    above : how a one-output classifier's decision reads: "above" (its threshold), "out[0] >".
+    classes : how the classes of a classifier with several outputs are named (default: listed).
+    """
+    labels = info["classes"]
+    if info["task"] != "classification":
+        return "the predicted values"
+    if info["n_outputs"] == 1:
+        what = "the probability of" if info["probabilities"] else "a score for"
+        return (
+            f"{what} class {labels[1]} (predicted when {above} {info['threshold']}, "
+            f"else {labels[0]})"
+        )
+    kind = "probabilities" if info["probabilities"] else "scores"
+    return f"the {kind} of the classes {classes or ', '.join(labels)} (predicted: the largest)"
 
 
 def check_finite(model: Any) -> None:

@@ -1,10 +1,11 @@
 """``nnlab export --format numpy``: one Python file that needs only NumPy.
 
-The file has ``predict(X)`` (raw inputs in, the model's outputs out: the input scaling is inside),
-the weights (inlined as base64 of their little-endian bytes, or in a .npz beside the file), and a
-command line that reads and writes files like ``nnlab predict`` (it carries the code of
-``nnlab.export.standalone``). Each operation mirrors nnlab's own, in the same order and dtype,
-so the outputs match ``nnlab predict`` to rounding.
+The file has ``predict(X)`` (raw inputs in, the model's outputs out: the input scaling is inside;
+a dict of outputs by name for a model with several), the weights (inlined as base64 of their
+little-endian bytes, or in a .npz beside the file), and a command line that reads and writes
+files like ``nnlab predict`` (it carries the code of ``nnlab.export.standalone``). Each operation
+mirrors nnlab's own, in the same order and dtype, so the outputs match ``nnlab predict`` to
+rounding; recurrent layers are a loop over the time steps.
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ import numpy as np
 
 from nnlab import __version__
 from nnlab.export import standalone
-from nnlab.export.base import ExportError, Value, Writer, network_text
+from nnlab.export.base import (
+    ExportError,
+    Value,
+    Writer,
+    concat_shape,
+    network_text,
+    outputs_text,
+    recurrent_shapes,
+)
+from nnlab.predict import head_names
 
 Array = np.ndarray
 WEIGHTS = ("inline", "npz")
@@ -68,13 +78,14 @@ class NumpyWriter(Writer):
         self.arrays: dict[str, Array] = {}  # constant name -> array
         self.lines: list[str] = []  # the body of predict()
         self.helpers: list[str] = []
+        self.indent = ""  # inside the loop of a recurrent layer: its body's indentation
 
     def const(self, name: str, value: Array) -> str:
         self.arrays[name] = np.ascontiguousarray(value, self.dtype)
         return name
 
     def emit(self, line: str) -> None:
-        self.lines.append(line)
+        self.lines.append(self.indent + line)
 
     def helper(self, name: str) -> str:
         if name not in self.helpers:
@@ -82,7 +93,7 @@ class NumpyWriter(Writer):
         return f"_{name}"
 
     def inputs(self) -> Value:
-        return Value("x", self.info["n_inputs"])
+        return Value("x", tuple(self.model.input_shape))
 
     def scaling(self, x, shift, scale):
         expr = x.name
@@ -92,11 +103,23 @@ class NumpyWriter(Writer):
             expr = f"{expr} / {self.const('SCALE', scale) if scale.ndim else repr(scale.item())}"
         self.emit("# the input scaling of the training data")
         self.emit(f"h = {expr}")
-        return Value("h", x.size)
+        return Value("h", x.shape)
+
+    def join_concat(self, node, values):
+        y = Value(f"j{node.index}", concat_shape(values))
+        self.emit(f"# {self.describe_join(node)}")
+        self.emit(f"{y.name} = np.concatenate([{', '.join(v.name for v in values)}], axis=-1)")
+        return y
+
+    def join_sum(self, node, values):
+        y = Value(f"j{node.index}", values[0].shape)
+        self.emit(f"# {self.describe_join(node)}")
+        self.emit(f"{y.name} = {' + '.join(v.name for v in values)}")
+        return y
 
     def layer_dense(self, node, x):
         layer, i = node.layer, node.index
-        y = Value(f"h{i}", layer.units)
+        y = Value(f"h{i}", (layer.units,))
         expr = f"{x.name} @ {self.const(f'W{i}', layer.params['W'])}"
         if layer.use_bias:
             expr += f" + {self.const(f'b{i}', layer.params['b'])}"
@@ -110,7 +133,79 @@ class NumpyWriter(Writer):
 
     def layer_activation(self, node, x):
         self.emit(f"# {self.describe(node, x)}")
-        return self.activation(node, x)
+        y = Value(f"h{node.index}", x.shape)
+        self.emit(f"{y.name} = {x.name}")  # a new name: other layers may read x
+        return self.activation(node, y)
+
+    def layer_flatten(self, node, x):
+        self.emit(f"# {self.describe(node, x)}")
+        if len(x.shape) == 1:
+            return x
+        y = Value(f"h{node.index}", (x.size,))
+        self.emit(f"{y.name} = {x.name}.reshape({x.name}.shape[0], -1)")
+        return y
+
+    def _recurrent_inputs(self, node, x: Value, name: str, width: int) -> str:
+        """``name = x W + b`` for every step at once, time-major (time, n, width)."""
+        i = node.index
+        steps, features = x.shape
+        W, b = (
+            self.const(f"W{i}", node.layer.params["W"]),
+            self.const(f"b{i}", node.layer.params["b"]),
+        )
+        self.emit(f"# {self.describe(node, x)}")
+        self.emit(
+            f"{name} = ({x.name}.transpose(1, 0, 2).reshape(-1, {features}) @ {W})"
+            f".reshape({steps}, -1, {width}) + {b}"
+        )
+        return name
+
+    def _sequence_start(self, node, out: tuple[int, ...], first: str, h: str) -> str | None:
+        """The states h = 0 and, for return_sequences, the array of every step's state."""
+        self.emit(f"{h} = np.zeros(({first}.shape[1], {node.layer.units}), {first}.dtype)")
+        if len(out) == 1:
+            return None
+        seq = f"y{node.index}"
+        self.emit(f"{seq} = np.empty(({first}.shape[1], {out[0]}, {out[1]}), {first}.dtype)")
+        return seq
+
+    def layer_rnn(self, node, x):
+        # nnlab: Z = x W + b for every step, then h_t = act(Z[t] + h_{t-1} U)
+        steps, _, units, out = recurrent_shapes(node, x)
+        i = node.index
+        z = self._recurrent_inputs(node, x, f"z{i}", units)
+        h = f"h{i}"
+        seq = self._sequence_start(node, out, z, h)
+        U = self.const(f"U{i}", node.layer.params["U"])
+        self.emit(f"for t in range({steps}):")
+        self.indent = "    "
+        self.emit(f"{h} = {z}[t] + {h} @ {U}")
+        self.activation(node, Value(h, (units,)))
+        if seq:
+            self.emit(f"{seq}[:, t] = {h}")
+        self.indent = ""
+        return Value(seq or h, out)
+
+    def layer_lstm(self, node, x):
+        # nnlab: A = x W + b for every step; per step a = A[t] + h U, gates i, f, o, g side by
+        # side; sigmoid(z) as tanh(z / 2) / 2 + 1/2; c = f c + i g; h = o tanh(c)
+        steps, _, u, out = recurrent_shapes(node, x)
+        i = node.index
+        a = self._recurrent_inputs(node, x, f"a{i}", 4 * u)
+        h, c, g, s = f"h{i}", f"c{i}", f"g{i}", f"s{i}"
+        seq = self._sequence_start(node, out, a, h)
+        self.emit(f"{c} = np.zeros_like({h})")
+        U = self.const(f"U{i}", node.layer.params["U"])
+        self.emit(f"for t in range({steps}):")
+        self.indent = "    "
+        self.emit(f"{g} = {a}[t] + {h} @ {U}  # the gates i, f, o, g")
+        self.emit(f"{s} = np.tanh({g}[:, :{3 * u}] * 0.5) * 0.5 + 0.5  # sigmoid of i, f, o")
+        self.emit(f"{c} = {s}[:, {u}:{2 * u}] * {c} + {s}[:, :{u}] * np.tanh({g}[:, {3 * u}:])")
+        self.emit(f"{h} = {s}[:, {2 * u}:] * np.tanh({c})")
+        if seq:
+            self.emit(f"{seq}[:, t] = {h}")
+        self.indent = ""
+        return Value(seq or h, out)
 
     def _apply(self, x: Value, expr: str) -> Value:
         self.emit(f"{x.name} = {expr}")
@@ -161,18 +256,17 @@ def _standalone_code() -> tuple[list[str], str]:
     return imports, "\n".join(source.splitlines()[start - 1 :]) + "\n"
 
 
-def _usage(info: dict, path: Path, network: str) -> str:
+def _usage(info: dict, path: Path, network: str, shapes: dict[str, str]) -> str:
     """The program's docstring (its text escaped: class names come from the user's data)."""
-    n, k = info["n_inputs"], info["n_outputs"]
-    classes, thr = info["classes"], info["threshold"]
-    if info["task"] != "classification":
-        outputs = "the predicted values"
-    elif k == 1:
-        what = "the probability of" if info["probabilities"] else "a score for"
-        outputs = f"{what} class {classes[1]} (predicted when above {thr}, else {classes[0]})"
+    n = info["n_inputs"]
+    if "heads" in info:
+        outputs = "a dict of its outputs by name: " + "; ".join(
+            f"{h['name']!r}, {outputs_text(h)}" for h in info["heads"]
+        )
+        files = ".csv or .npz (an array per output)"
     else:
-        kind = "probabilities" if info["probabilities"] else "scores"
-        outputs = f"the {kind} of the classes {', '.join(classes)} (predicted: the largest)"
+        outputs = outputs_text(info)
+        files = ".csv, .npy or .npz"
     text = (
         f"Predictions of the nnlab model {info['name']!r} with NumPy only.\n\n"
         + textwrap.fill(
@@ -183,11 +277,48 @@ def _usage(info: dict, path: Path, network: str) -> str:
         )
         + f"\n\n    python {path.name} INPUT [-o OUTPUT]\n"
         f"        INPUT: a CSV (header row optional) or .npy file, a row of {n} inputs per sample\n"
-        "        OUTPUT: .csv or .npy (default: CSV on standard output)\n\n"
+        f"        OUTPUT: {files} (default: CSV on standard output)\n\n"
         f"    from {path.stem} import predict\n"
-        f"    outputs = predict(X)  # X: (n, {n}) or ({n},) -> (n, {k})\n"
+        f"    outputs = predict(X)  # X: {shapes['inputs']} -> {shapes['outputs']}\n"
     )
     return '"""' + text.replace("\\", "\\\\").replace('"""', '\\"""') + '"""\n'
+
+
+def _shapes(model: Any, info: dict) -> dict[str, str]:
+    """The shapes predict() takes and gives, in words."""
+    n, shape = info["n_inputs"], tuple(model.input_shape)
+    inputs = f"(n, {n}) or ({n},)"
+    if len(shape) > 1:
+        inputs = f"(n, {n}) or (n, {', '.join(map(str, shape))}), or one sample"
+    if "heads" not in info:
+        return {"inputs": inputs, "outputs": f"(n, {info['n_outputs']})"}
+    heads = ", ".join(f"{h['name']!r}: (n, {h['n_outputs']})" for h in info["heads"])
+    return {"inputs": inputs, "outputs": "{" + heads + "}"}
+
+
+INPUT_CHECK = """\
+    if x.shape[-1:] != ({n},) or x.ndim > 2:
+        raise ValueError(f"predict takes rows of {n} inputs, got shape {{x.shape}}")
+    x = x.reshape(-1, {n})"""
+
+SEQUENCE_INPUT_CHECK = """\
+    if not (x.shape[-1:] == ({n},) and x.ndim <= 2 or x.shape[-{k}:] == {shape} and x.ndim <= {k1}):
+        raise ValueError(
+            "predict takes rows of {n} inputs or arrays of shape {shape} per sample, "
+            f"got shape {{x.shape}}"
+        )
+    x = x.reshape(-1, {dims})"""
+
+
+def _input_check(model: Any, n_in: int) -> str:
+    """The lines of predict() that check X and give it the model's input shape."""
+    shape = tuple(model.input_shape)
+    if len(shape) == 1:
+        return INPUT_CHECK.format(n=n_in)
+    dims = ", ".join(map(str, shape))
+    return SEQUENCE_INPUT_CHECK.format(
+        n=n_in, k=len(shape), k1=len(shape) + 1, shape=shape, dims=dims
+    )
 
 
 PROGRAM = """\
@@ -209,11 +340,9 @@ INFO = {info}
 {helpers}
 
 def predict(X):
-    \"\"\"Outputs (n, {n_out}) for raw inputs X: (n, {n_in}), or ({n_in},) for one sample.\"\"\"
+    \"\"\"Outputs {out_shapes} for raw inputs X: {in_shapes}.\"\"\"
     x = np.asarray(X, dtype=np.{dtype})
-    if x.shape[-1:] != ({n_in},) or x.ndim > 2:
-        raise ValueError(f"predict takes rows of {n_in} inputs, got shape {{x.shape}}")
-    x = x.reshape(-1, {n_in})
+{check}
 {body}
     return {out}
 
@@ -256,22 +385,29 @@ def write(
     if weights == "npz" and npz == output:
         raise ExportError(f"{output}: the program and its weights would be one file; name it .py")
     w = NumpyWriter(model, meta, info)
-    out = w.walk()
+    outs = w.walk()
+    if len(outs) == 1:
+        out = outs[0].name
+    else:
+        pairs = zip(head_names(model), outs, strict=True)
+        out = "{" + ", ".join(f"{name!r}: {v.name}" for name, v in pairs) + "}"
+    shapes = _shapes(model, info)
     imports, io_code = _standalone_code()
     if weights == "inline":
         imports.append("import base64")
     numpy = [i for i in imports if "numpy" in i]
     program = PROGRAM.format(
-        usage=_usage(info, output, network_text(model)),
+        usage=_usage(info, output, network_text(model), shapes),
         imports="\n".join([*sorted(set(imports) - set(numpy)), "", *numpy]),
         info="{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in info.items()) + "}",
         weights=_weights_code(w, weights, npz),
         helpers="".join(f"\n\n{HELPERS[h].strip()}\n" for h in w.helpers),
-        n_in=info["n_inputs"],
-        n_out=info["n_outputs"],
+        out_shapes=shapes["outputs"],
+        in_shapes=shapes["inputs"],
         dtype=w.dtype.name,
+        check=_input_check(model, info["n_inputs"]),
         body="\n".join(f"    {line}" for line in w.lines),
-        out=out.name,
+        out=out,
         io_code=io_code,
     )
     files: dict[Path, str | bytes] = {output: program}

@@ -8,7 +8,9 @@ writes files exactly as nnlab does. Nothing here may import nnlab or any package
 ``nnlab.predict.model_info``): ``n_inputs``, ``n_outputs``, ``dtype``, ``task``
 (classification or regression), ``classes`` (class labels as text, or None), ``threshold``
 (one-output classifiers: class 1 when the output is above it) and ``probabilities`` (the outputs
-are class probabilities).
+are class probabilities). A model with several outputs has ``heads`` instead: a dict per output
+with its ``name`` and the keys above from ``n_outputs`` on (but ``dtype``); its outputs are a
+dict of arrays by name.
 """
 
 from __future__ import annotations
@@ -133,13 +135,26 @@ def decide(outputs: np.ndarray, info: dict) -> np.ndarray:
     return outputs.argmax(axis=1)
 
 
-def prediction_table(outputs: np.ndarray, info: dict) -> tuple[list[str], list[np.ndarray]]:
+def prediction_table(outputs, info: dict) -> tuple[list[str], list[np.ndarray]]:
     """Column names and columns (n,) of a prediction table.
 
     Classifiers: ``class`` (its label), then ``prob_<label>`` for each class when the outputs
     are probabilities (one sigmoid output gives both classes' probabilities), ``score_<label>``
-    (or ``score``) otherwise. Regression: ``y`` or ``y0, y1, ...``.
+    (or ``score``) otherwise. Regression: ``y`` or ``y0, y1, ...``. A model with several outputs
+    (``outputs`` a dict of arrays): the columns of each in turn, prefixed by its name and ``_``
+    (``cls_class, cls_prob_0, ..., recon_y0, ...``).
     """
+    if "heads" not in info:
+        return _head_table(outputs, info)
+    names, columns = [], []
+    for head in info["heads"]:
+        n, c = _head_table(outputs[head["name"]], head)
+        names += [f"{head['name']}_{name}" for name in n]
+        columns += c
+    return names, columns
+
+
+def _head_table(outputs: np.ndarray, info: dict) -> tuple[list[str], list[np.ndarray]]:
     k = outputs.shape[1]
     cols = [outputs[:, j] for j in range(k)]
     if info["task"] != "classification":
@@ -165,22 +180,35 @@ def csv_text(names: list[str], columns: list[np.ndarray]) -> str:
     return buf.getvalue()
 
 
-def output_kind(path: str | None) -> str:
-    """``csv`` or ``npy``, from an output file's name (None: CSV on standard output)."""
+def output_kind(path: str | None, info: dict | None = None) -> str:
+    """``csv``, ``npy`` or ``npz``, from an output file's name (None: CSV on standard output);
+    with ``info``, .npy is refused for a model with several outputs."""
     if path is None or path.lower().endswith((".csv", ".txt")):
         return "csv"
+    if path.lower().endswith(".npz"):
+        return "npz"
     if path.lower().endswith(".npy"):
+        if info is not None and "heads" in info:
+            names = ", ".join(h["name"] for h in info["heads"])
+            raise InputError(
+                f"{path}: the model has {len(info['heads'])} outputs ({names}) and a .npy file "
+                "holds one array; name the file .npz (an array per output) or .csv"
+            )
         return "npy"
-    raise InputError(f"{path}: unknown output type; name the file .csv or .npy")
+    raise InputError(f"{path}: unknown output type; name the file .csv, .npy or .npz")
 
 
-def encode(kind: str, array: np.ndarray, names: list[str], columns: list[np.ndarray]):
-    """The bytes of a .npy file holding ``array``, or the text of a CSV table."""
-    if kind == "npy":
-        buf = io.BytesIO()
-        np.save(buf, array)
-        return buf.getvalue()
-    return csv_text(names, columns)
+def encode(kind: str, arrays, names: list[str], columns: list[np.ndarray], name: str = "output"):
+    """The bytes of a .npy file holding ``arrays`` (one array), of a .npz file holding them (a
+    dict of arrays by name, or one array called ``name``), or the text of a CSV table."""
+    if kind == "csv":
+        return csv_text(names, columns)
+    buf = io.BytesIO()
+    if kind == "npz":
+        np.savez(buf, **(arrays if isinstance(arrays, dict) else {name: arrays}))
+    else:
+        np.save(buf, arrays)
+    return buf.getvalue()
 
 
 def main(predict, info: dict, argv: list[str] | None = None) -> int:
@@ -194,16 +222,18 @@ def main(predict, info: dict, argv: list[str] | None = None) -> int:
         "per sample",
     )
     parser.add_argument(
-        "-o", "--output", help="a .csv or .npy file for the predictions (default: CSV on stdout)"
+        "-o",
+        "--output",
+        help="a .csv, .npy or .npz file for the predictions (default: CSV on stdout)",
     )
     args = parser.parse_args(argv)
     try:
-        kind = output_kind(args.output)
+        kind = output_kind(args.output, info)
         outputs = predict(read_array(args.input, info["n_inputs"], info["dtype"]))
         data = encode(kind, outputs, *prediction_table(outputs, info))
         if args.output is None:
             sys.stdout.write(data)
-        elif kind == "npy":
+        elif kind != "csv":
             with open(args.output, "wb") as f:
                 f.write(data)
         else:
