@@ -292,16 +292,18 @@ def evaluate(
         ]
     meters = [HeadMeter() for _ in exp.heads]
     single = len(exp.heads) == 1
-    for start in range(0, X.shape[0], batch):
-        sl = slice(start, start + batch)
-        outs = exp.model.forward(X[sl], training=False, logits=exp.logit_flags)
-        for head, meter, out, tg in zip(
-            exp.heads, meters, [outs] if single else outs, tgs, strict=True
-        ):
-            L = None if tg.L is None else tg.L[sl]
-            W = None if tg.W is None else tg.W[sl]
-            value, _ = head.loss(out, tg.T[sl], W)
-            meter.add(head, value, out, L, W, out.shape[0])
+    # weights that overflow give an infinite or NaN loss, which is the result (as in training)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for start in range(0, X.shape[0], batch):
+            sl = slice(start, start + batch)
+            outs = exp.model.forward(X[sl], training=False, logits=exp.logit_flags)
+            for head, meter, out, tg in zip(
+                exp.heads, meters, [outs] if single else outs, tgs, strict=True
+            ):
+                L = None if tg.L is None else tg.L[sl]
+                W = None if tg.W is None else tg.W[sl]
+                value, _ = head.loss(out, tg.T[sl], W)
+                meter.add(head, value, out, L, W, out.shape[0])
     metrics: dict[str, float] = {}
     total = sum(h.weight * m.metrics(h, metrics) for h, m in zip(exp.heads, meters, strict=True))
     if not single:
