@@ -35,6 +35,7 @@ BASES = ["xor.yaml", "threshold.yaml", "digits.yaml", "questions/semi_supervised
 LIBRARY_EXAMPLES = 150  # per library property, in the default run
 CLI_EXAMPLES = 6  # through the real command line, a process each
 DEEP_EXAMPLES = 2000  # the slow profile
+CLI_DEEP_EXAMPLES = 100
 
 FAST = settings(
     max_examples=LIBRARY_EXAMPLES,
@@ -374,12 +375,23 @@ def test_any_config_file_deep(sandbox, text):
 # ---------------------------------------------------------------- through the command line
 
 
+CLI_OVERRIDES = OVERRIDES.filter(lambda o: "\x00" not in "".join(o))  # argv cannot hold NUL
+
+
 @CLI
-@given(
-    base=st.sampled_from(BASES[:2]),
-    overrides=OVERRIDES.filter(lambda o: "\x00" not in "".join(o)),  # argv cannot hold NUL
-)
+@given(base=st.sampled_from(BASES[:2]), overrides=CLI_OVERRIDES)
 def test_the_command_line_exits_0_2_or_3_without_traceback(sandbox, base, overrides):
+    _cli_case(sandbox, base, overrides)
+
+
+@pytest.mark.slow
+@settings(CLI, max_examples=CLI_DEEP_EXAMPLES, derandomize=False)
+@given(base=st.sampled_from(BASES[:2]), overrides=CLI_OVERRIDES)
+def test_the_command_line_deep(sandbox, base, overrides):
+    _cli_case(sandbox, base, overrides)
+
+
+def _cli_case(sandbox: Path, base: str, overrides: list[str]) -> None:
     runs = sandbox / "cli-runs"
     before = set(runs.iterdir()) if runs.exists() else set()
     args = ["train", CONFIGS / base, "--runs-dir", runs, "-q"]

@@ -102,9 +102,9 @@ def test_an_edited_index_cannot_delete_or_write_outside_the_sweep(tmp_path, writ
     (victim / "precious.txt").write_text("keep me")
     index_path = runs / "sweeps" / "thr" / "index.json"
     index = json.loads(index_path.read_text())
-    for e in index["trials"]:
-        e["run"] = "../../../victim" if e["number"] == 1 else "/tmp"
-        e["status"] = "failed"  # so that the sweep reruns them
+    # a regression here removes folders of this test only: the victim, or the trials folder
+    for e, run in zip(index["trials"], ["../../../victim", str(victim)], strict=True):
+        e["run"], e["status"] = run, "failed"  # failed: the sweep reruns them
     index_path.write_text(json.dumps(index))
     for d in (runs / "sweeps" / "thr" / "trials").iterdir():  # and their folders are gone
         for f in d.iterdir():
@@ -116,4 +116,16 @@ def test_an_edited_index_cannot_delete_or_write_outside_the_sweep(tmp_path, writ
     assert (victim / "precious.txt").read_text() == "keep me"
     entries = json.loads(index_path.read_text())["trials"]
     assert [e["run"].split("/")[0] for e in entries] == ["trials", "trials"]
+    index = json.loads(index_path.read_text())
+    first = index_path.parent / index["trials"][0]["run"]
+    for f in first.iterdir():
+        f.unlink()
+    first.rmdir()  # so that trial 1 runs again, with "trials/." as its folder
+    index["trials"][0].update(run="trials/.", status="failed")
+    index_path.write_text(json.dumps(index))
+    out = run_nnlab("sweep", base, "--runs-dir", runs, "-g", "optimizer.lr=0.01,0.02")
+    assert out.returncode == 0 and "1 entries name a folder outside trials/" in out.stderr
+    entries = json.loads(index_path.read_text())["trials"]
+    assert [e["status"] for e in entries] == ["completed", "completed"]
+    assert all((index_path.parent / e["run"] / "model.npz").exists() for e in entries)
     assert all(e["status"] == "completed" for e in entries)

@@ -192,11 +192,7 @@ class SweepFolder:
 def _trial_folder(run: object) -> bool:
     """Whether an index entry's run folder is a folder of trials/ (index.json is a file anyone
     may edit: a path like ``../../x`` must never be removed or written)."""
-    return (
-        isinstance(run, str)
-        and re.fullmatch(r"trials/[A-Za-z0-9_.+=-]+", run) is not None
-        and (".." not in run)
-    )
+    return isinstance(run, str) and bool(re.fullmatch(r"trials/[\w+=-][\w.+=-]*", run, re.A))
 
 
 def _cli() -> bool:
