@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIGS, nnlab_env, run_nnlab
+from conftest import CONFIGS, nnlab_env, run_nnlab, wait_for
 from nnlab.config import load_config
 from nnlab.errors import ConfigError
 from nnlab.runs import RUN_FILES
@@ -29,16 +29,6 @@ distributed = pytest.importorskip("distributed")
 _SCRIPT = Path(sys.executable).parent / "dask"
 DASK = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "dask"]
 TRIAL_EPOCHS = 40000  # the threshold toy: about a second per trial
-
-
-def wait_for(condition, timeout: float = 60.0, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Cluster:
