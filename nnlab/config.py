@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -79,7 +80,9 @@ class TrainingSpec:
         int | None, Interval(ge=1), Doc("samples per update (null: the full batch)")
     ] = 32
     shuffle: Annotated[bool, Doc("reshuffle the training data every epoch")] = True
-    seed: Annotated[int, Doc("seeds initialization, shuffling, dropout and the splits")] = 0
+    seed: Annotated[
+        int, Interval(ge=0), Doc("seeds initialization, shuffling, dropout and the splits")
+    ] = 0
     dtype: Annotated[Literal["float32", "float64"], Doc("floating-point precision")] = "float32"
     early_stopping: Annotated[
         EarlyStopping | None, Doc("stop when a metric stops improving (null: off)")
@@ -144,6 +147,10 @@ class _Loader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a plain value, got {key!r}", key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -167,8 +174,15 @@ def parse_yaml(text: str, source: str) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = " ".join(p for p in (e.context, e.problem) if p)
         raise ConfigError(f"YAML syntax error at {where}{problem}", source=source) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"YAML error: {e}", source=source) from None
+    except yaml.reader.ReaderError as e:
+        char = chr(e.character) if isinstance(e.character, int) else e.character
+        raise ConfigError(
+            f"YAML error at character {e.position + 1}: {e.reason} {char!r} (remove it)",
+            source=source,
+        ) from None
+    except (yaml.YAMLError, ValueError, TypeError) as e:
+        # a constructor's own error (``!!float abc``) is a ValueError
+        raise ConfigError(f"YAML error: {' '.join(str(e).split())}", source=source) from None
 
 
 class _Dumper(yaml.SafeDumper):
@@ -206,6 +220,8 @@ def split_key(key: str) -> list[str | int]:
     """``model.layers.0.units`` or ``model.layers[0].units`` -> ['model', 'layers', 0, 'units']."""
     parts: list[str | int] = []
     pos = 0
+    if not key.isprintable():
+        raise ConfigError(f"cannot read the key path {key!r}", source="--set")
     for m in _SEGMENT.finditer(key):
         if m.start() != pos and key[pos : m.start()] != ".":
             raise ConfigError(f"cannot read the key path {key!r}", source="--set")
@@ -306,7 +322,16 @@ def load_raw(path: str | Path) -> dict:
         raise ConfigError(
             "no such config file" if not p.exists() else "not a file", source=str(path)
         )
-    raw = parse_yaml(p.read_text(encoding="utf-8"), source=str(path))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"not a text file (byte {e.start + 1} is not UTF-8); a config is a YAML file",
+            source=str(path),
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read the file ({e.strerror or e})", source=str(path)) from None
+    raw = parse_yaml(text, source=str(path))
     if raw is None:
         raise ConfigError("the config file is empty", source=str(path))
     return raw

@@ -25,8 +25,9 @@ class ConfigError(NnlabError):
         super().__init__(message)
 
     def __str__(self) -> str:
-        path = f"{self.path} {self.note}" if self.path and self.note else self.path
-        where = ": ".join(p for p in (self.source, path) if p)
+        path = _printable(self.path)
+        path = f"{path} {self.note}" if path and self.note else path
+        where = ": ".join(p for p in (_printable(self.source), path) if p)
         return f"{where}: {self.detail}" if where else self.detail
 
     def located(self, source: str, note: str = "") -> ConfigError:
@@ -40,6 +41,11 @@ class DataError(NnlabError):
 
 class RunError(NnlabError):
     """A run folder is missing, damaged or not a run."""
+
+
+def _printable(text: str | None) -> str | None:
+    """A key path or file name as one line: control characters escaped."""
+    return text if text is None or text.isprintable() else repr(text)[1:-1]
 
 
 def did_you_mean(given: object, allowed: Iterable[str]) -> str:

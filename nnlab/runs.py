@@ -46,10 +46,18 @@ def safe_name(name: str) -> str:
     return re.sub(r"\.{2,}", ".", cleaned)[:80]
 
 
+def make_dir(path: Path, what: str) -> None:
+    """``mkdir -p``, or a RunError naming the folder and why it cannot be made."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"{path}: cannot create {what} ({e.strerror or e})") from None
+
+
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:
     """Create ``runs_dir/<name>-<timestamp>[-n]``, never reusing a folder."""
     root = Path(runs_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    make_dir(root, "the runs folder")
     stem = f"{safe_name(name)}-{time.strftime('%Y%m%d-%H%M%S')}"
     for n in range(1000):
         path = root / (stem if n == 0 else f"{stem}-{n}")
@@ -57,6 +65,8 @@ def new_run_dir(runs_dir: str | Path, name: str) -> Path:
             path.mkdir()
         except FileExistsError:
             continue
+        except OSError as e:
+            raise RunError(f"{path}: cannot create the run folder ({e.strerror or e})") from None
         return path
     raise RunError(f"{root}: could not create a new run folder named {stem}")
 

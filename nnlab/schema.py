@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -35,11 +36,12 @@ class Interval:
     lt: float | None = None
 
     def ok(self, v: float) -> bool:
-        return not (
-            (self.ge is not None and v < self.ge)
-            or (self.gt is not None and v <= self.gt)
-            or (self.le is not None and v > self.le)
-            or (self.lt is not None and v >= self.lt)
+        # each bound must hold, so that NaN (which compares false) is outside every interval
+        return (
+            (self.ge is None or v >= self.ge)
+            and (self.gt is None or v > self.gt)
+            and (self.le is None or v <= self.le)
+            and (self.lt is None or v < self.lt)
         )
 
     def describe(self) -> str:
@@ -88,9 +90,7 @@ def fmt(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value)
-    return repr(value) if not isinstance(value, dict | list) else _short(value)
+    return _short(value)
 
 
 def _short(value: Any) -> str:
@@ -279,7 +279,15 @@ def _check_base(value: Any, base: Any, ann: Any, path: str) -> Any:
         raise _type_error(value, ann, path)
     if base is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond the floats
+                number = math.inf
+            if not math.isfinite(number):
+                raise ConfigError(
+                    f"expected {describe(ann)}, got {fmt(value)}: a number must be finite", path
+                )
+            return number
         raise _type_error(value, ann, path)
     if base is str:
         if isinstance(value, str):

@@ -13,6 +13,7 @@ import datetime as _dt
 import math
 import os
 import platform
+import queue
 import signal
 import socket
 import threading
@@ -297,16 +298,18 @@ def evaluate(
         ]
     meters = [HeadMeter(h) for h in exp.heads]
     single = len(exp.heads) == 1
-    for start in range(0, X.shape[0], batch):
-        sl = slice(start, start + batch)
-        outs = exp.model.forward(X[sl], training=False, logits=exp.logit_flags)
-        for head, meter, out, tg in zip(
-            exp.heads, meters, [outs] if single else outs, tgs, strict=True
-        ):
-            L = None if tg.L is None else tg.L[sl]
-            W = None if tg.W is None else tg.W[sl]
-            value, _ = head.loss(out, tg.T[sl], W)
-            meter.add(value, out, L, W, out.shape[0])
+    # weights that overflow give an infinite or NaN loss, which is the result (as in training)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for start in range(0, X.shape[0], batch):
+            sl = slice(start, start + batch)
+            outs = exp.model.forward(X[sl], training=False, logits=exp.logit_flags)
+            for head, meter, out, tg in zip(
+                exp.heads, meters, [outs] if single else outs, tgs, strict=True
+            ):
+                L = None if tg.L is None else tg.L[sl]
+                W = None if tg.W is None else tg.W[sl]
+                value, _ = head.loss(out, tg.T[sl], W)
+                meter.add(value, out, L, W, out.shape[0])
     metrics: dict[str, float] = {}
     total = sum(h.weight * m.metrics(metrics) for h, m in zip(exp.heads, meters, strict=True))
     if not single:
@@ -627,8 +630,11 @@ def train(
     quiet: bool = True,
     run_dir: str | Path | None = None,
     handle_signals: bool = True,
+    stop: queue.SimpleQueue | None = None,
 ) -> RunResult:
-    """Build, train and record a resolved config in a new run folder (or ``run_dir``)."""
+    """Build, train and record a resolved config in a new run folder (or ``run_dir``).
+    ``stop``: signal numbers put there stop the run at a safe point, as the signal itself
+    would (for a run in a thread, which receives no signals: a sweep's remote worker)."""
     exp = build(config)  # config and data errors surface before any folder is made
     trainer = Trainer(exp, quiet=quiet)
     path = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, config["name"])
@@ -652,7 +658,7 @@ def train(
     atomic_write(path / "config.yaml", dump_yaml(config))
     write_json(path / "summary.json", summary)
     trainer.log = MetricsLog(path / "metrics.csv", trainer.columns)
-    return _execute(exp, trainer, path, summary, handle_signals)
+    return _execute(exp, trainer, path, summary, handle_signals, stop)
 
 
 def resume(run_dir: str | Path, quiet: bool = True, handle_signals: bool = True) -> RunResult:
@@ -714,6 +720,7 @@ def _execute(
     path: Path,
     summary: dict,
     handle_signals: bool,
+    stop: queue.SimpleQueue | None = None,
 ) -> RunResult:
     """Run the loop with checkpoints and signal handling, then record the result. Times add
     up over the sessions of a resumed run."""
@@ -737,6 +744,9 @@ def _execute(
     if handle_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, _handler(trainer))
+    finished = threading.Event()
+    if stop is not None:
+        threading.Thread(target=_forward_stops, args=(stop, trainer, finished), daemon=True).start()
     t0 = time.perf_counter()
     try:
         status = trainer.fit()
@@ -748,6 +758,7 @@ def _execute(
         write_json(path / "summary.json", summary)
         raise
     finally:
+        finished.set()
         trainer.log.close()
         if stats is not None:
             stats.close()
@@ -795,6 +806,14 @@ def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: floa
     summary["finished"] = _now()
     summary["train_seconds"] = round(train_seconds, 4)
     summary["wall_seconds"] = round(time.time() - started, 4)
+
+
+def _forward_stops(stop: queue.SimpleQueue, trainer: Trainer, finished: threading.Event) -> None:
+    while not finished.is_set():
+        try:
+            trainer.request_stop(stop.get(timeout=0.1))
+        except queue.Empty:
+            continue
 
 
 def _handler(trainer: Trainer):

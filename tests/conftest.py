@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,17 @@ def run_nnlab(*args: str, cwd: Path | None = None, timeout: float = 300, **env: 
         text=True,
         timeout=timeout,
     )
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "a condition"):
+    """Poll ``condition()`` until it returns something true, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -133,3 +133,127 @@ def test_csv_errors_name_the_file(tmp_path, text, words):
 def test_csv_missing_file(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         get({"name": "csv", "path": str(tmp_path / "none.csv")})
+
+
+# ---------------------------------------------------------------- broken files
+
+
+def csv_error(tmp_path, content: str | bytes, name: str = "bad.csv", **options) -> str:
+    p = tmp_path / name
+    p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DataError) as info:
+        get({"name": "csv", "path": str(p), **options})
+    message = str(info.value)
+    assert message.startswith(str(p)), message  # the file first
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("", ["no data rows (it is empty)", "a row per sample"]),
+        ("\n \n", ["no data rows (it is empty)"]),
+        ("x1,x2,y\n", ["no data rows (only a header)"]),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", ["not a text file", "UTF-8"]),
+    ],
+)
+def test_an_empty_or_binary_csv_names_the_file_and_the_remedy(tmp_path, content, words):
+    message = csv_error(tmp_path, content)
+    for w in words:
+        assert w in message
+
+
+@pytest.mark.parametrize(
+    "content, where, what",
+    [
+        ("a,b,y\n1,2,0\n3,nan,1\n5,6,0\n", "row 3, column 2 ('b')", "'nan' is not a finite"),
+        ("a,b,y\n1,2,0\n3,4,1\n-inf,6,0\n", "row 4, column 1 ('a')", "'-inf' is not a finite"),
+        ("a,b,y\n1,,0\n3,4,1\n", "row 2, column 2 ('b')", "is empty"),
+        ("1,2,0\n3,x,1\n", "row 2, column 2", "'x' is not a number"),
+    ],
+)
+def test_nan_and_missing_features_name_the_row_and_column(tmp_path, content, where, what):
+    message = csv_error(tmp_path, content)
+    assert where in message and what in message and "fill in or remove" in message
+
+
+def test_nan_in_a_regression_target_names_the_row(tmp_path):
+    rows = "".join(f"{i},{i * 0.37:.2f}\n" for i in range(30)) + "30,NaN\n"
+    message = csv_error(tmp_path, rows, task="regression")
+    assert "row 31, column 2" in message and "'NaN' is not a finite number" in message
+
+
+def test_a_missing_class_and_a_single_class_are_errors(tmp_path):
+    assert "row 3 has no target" in csv_error(tmp_path, "a,y\n1,cat\n2,\n3,dog\n")
+    message = csv_error(tmp_path, "a,y\n1,cat\n2,cat\n")
+    assert "every row has the class 'cat'" in message and "at least two classes" in message
+
+
+def test_class_labels_are_encoded_so_they_cannot_be_out_of_range(tmp_path):
+    # labels 1..3 (or any values) are class names: the classes are numbered from 0 by value
+    p = tmp_path / "c.csv"
+    p.write_text("x,label\n0.5,3\n0.1,1\n0.7,2\n0.2,1\n0.9,3\n0.4,2\n")
+    d = get({"name": "csv", "path": str(p), "task": "classification"})
+    assert d.class_names == ["1", "2", "3"] and d.n_classes == 3
+    np.testing.assert_array_equal(d.train.y, [2, 0, 1, 0, 2, 1])
+
+
+def test_labels_outside_the_classes_of_a_data_set_are_an_error(monkeypatch, tmp_path):
+    from nnlab.data.base import Raw
+    from nnlab.registry import Entry
+
+    def broken():
+        X = np.zeros((5, 2))
+        return Raw(X, np.array([0, 1, 2, 1, 0]), n_classes=2, source=str(tmp_path / "f.bin"))
+
+    monkeypatch.setitem(DATASETS._entries, "broken", Entry("broken", broken, []))
+    with pytest.raises(DataError) as info:
+        get("broken")
+    message = str(info.value)
+    assert message.startswith(str(tmp_path / "f.bin"))
+    assert "sample 3 has the label 2, outside 0..1" in message and "fix or remove" in message
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_inputs_of_any_data_set_are_refused(monkeypatch, dtype):
+    from nnlab.data.base import Raw
+    from nnlab.registry import Entry
+
+    X = np.ones((6, 3))
+    X[4, 1] = np.nan
+    monkeypatch.setitem(
+        DATASETS._entries, "holey", Entry("holey", lambda: Raw(X, np.arange(6) % 2), [])
+    )
+    with pytest.raises(DataError, match=r"data 'holey': 1 samples have NaN or infinite inputs"):
+        get("holey", dtype=dtype)
+
+
+def test_a_missing_folder_or_a_folder_for_a_file(tmp_path):
+    with pytest.raises(DataError) as info:
+        get({"name": "csv", "path": str(tmp_path / "nowhere" / "d.csv")})
+    assert f"the folder {tmp_path / 'nowhere'} does not exist" in str(info.value)
+    with pytest.raises(DataError, match="is a folder"):
+        get({"name": "csv", "path": str(tmp_path)})
+
+
+def test_a_bad_delimiter_is_a_config_error(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("1,0\n2,1\n")
+    with pytest.raises(ConfigError, match=r"data\.delimiter"):
+        get({"name": "csv", "path": str(p), "delimiter": ";;"})
+
+
+def test_the_cli_reports_a_broken_csv_in_one_line(tmp_path, runs, write_config):
+    from conftest import run_nnlab
+
+    (tmp_path / "d.csv").write_text("a,b,y\n1,2,0\n3,inf,1\n")
+    config = write_config(
+        f"data: {{name: csv, path: {tmp_path / 'd.csv'}}}\n"
+        "model: {layers: [{type: dense, units: 1, activation: sigmoid}]}\n"
+        "loss: binary_crossentropy\n"
+    )
+    proc = run_nnlab("train", config, "--runs-dir", runs)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "row 3, column 2 ('b')" in proc.stderr
+    assert list(runs.iterdir()) == []

@@ -10,13 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import CONFIGS, ROOT, nnlab_env, run_nnlab
+from conftest import CONFIGS, ROOT, nnlab_env, run_nnlab, wait_for
 from nnlab.errors import ConfigError, RunError
 from nnlab.sweeps import Executor, TrialOutcome, TrialTask, load_sweep, run_sweep
 from nnlab.sweeps.executor import blas_env, blas_threads
@@ -381,16 +380,6 @@ def running(sweep_dir: Path, epochs: int, min_rows: int = 1) -> list[dict]:
         if summary["status"] == "running" and summary["epochs_planned"] == epochs >= 1:
             out += [summary] if rows >= min_rows else []
     return out
-
-
-def wait_for(condition, timeout: float = 60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out")
 
 
 def test_sigterm_then_rerun_completes_the_sweep_without_repeating_trials(runs):

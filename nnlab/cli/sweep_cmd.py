@@ -49,8 +49,17 @@ from nnlab.cli.options import overrides, quiet, runs_dir
     multiple=True,
     help="Also rerun diverged trials, or all trials (failed and interrupted ones always rerun).",
 )
+@click.option(
+    "--cluster",
+    metavar="tcp://HOST:PORT",
+    help="Run the trials on the Dask cluster whose scheduler is at this address (needs "
+    "pip install 'nnlab[dask]' here and nnlab on every worker); the run folders are written "
+    "here. --jobs and --threads are then the cluster's business.",
+)
 @quiet
-def sweep(spec, grid, overrides, seeds, jobs, threads, name, runs_dir, print_trials, rerun, quiet):
+def sweep(
+    spec, grid, overrides, seeds, jobs, threads, name, runs_dir, print_trials, rerun, cluster, quiet
+):
     """Run a grid of trials: SPEC is a sweep file (base + axes + seeds) or a config with -g axes.
 
     \b
@@ -60,6 +69,7 @@ def sweep(spec, grid, overrides, seeds, jobs, threads, name, runs_dir, print_tri
       nnlab sweep configs/sweeps/init_lr.yaml             # the same kind of grid, in YAML
       nnlab sweep configs/sweeps/init_lr.yaml --print-trials
       nnlab compare runs/sweeps/init_lr --group-seeds     # then: one table
+      nnlab sweep configs/sweeps/init_lr.yaml --cluster tcp://10.0.0.5:8786   # on Dask
 
     \b
     A trial is one resolved config and seed; its identity is the hash of that config. Every
@@ -92,14 +102,31 @@ def sweep(spec, grid, overrides, seeds, jobs, threads, name, runs_dir, print_tri
         )
         click.echo(f"{len(trials)} trials ({shape}); {todo} to run, {len(trials) - todo} done")
         return
-    if (jobs or sw.jobs) > available_cores() and not quiet:
+    executor = None
+    if cluster:
+        from nnlab.sweeps.dask_executor import DaskExecutor
+
+        executor = DaskExecutor(cluster)
+        for note in executor.notes:
+            click.echo(f"note: {note}", err=True)
+    elif (jobs or sw.jobs) > available_cores() and not quiet:
         click.echo(
             f"note: {jobs or sw.jobs} jobs on {available_cores()} cores: the trials share cores",
             err=True,
         )
-    result = run_sweep(
-        sw, runs_dir=runs_dir, jobs=jobs, rerun=tuple(rerun), threads=threads, quiet=quiet
-    )
+    try:
+        result = run_sweep(
+            sw,
+            runs_dir=runs_dir,
+            jobs=jobs,
+            rerun=tuple(rerun),
+            threads=threads,
+            quiet=quiet,
+            executor=executor,
+        )
+    finally:
+        if executor is not None:
+            executor.close()
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     click.echo(
         f"sweep {sw.name}: {result.total} trials: {counts} "

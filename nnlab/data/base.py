@@ -57,7 +57,9 @@ class DataOptions:
         Doc("training samples without a label: keep them (losses on labels ignore them) or drop"),
     ] = "keep"
     split_seed: Annotated[
-        int | None, Doc("seed of the splits, subset and label shuffle (null: training.seed)")
+        int | None,
+        Interval(ge=0),
+        Doc("seed of the splits, subset and label shuffle (null: training.seed)"),
     ] = None
 
     @staticmethod
@@ -90,6 +92,7 @@ class Raw:
     groups: dict[str, Array] | None = None
     groups_test: dict[str, Array] | None = None
     image_shape: tuple[int, ...] | None = None  # (height, width) of flat image rows, e.g. (28, 28)
+    source: str | None = None  # the file the data came from, named in errors
 
 
 @dataclass
@@ -131,10 +134,25 @@ class Data:
 def _check_labels(y: Array, n_classes: int, what: str) -> None:
     if y.ndim != 1 or y.dtype.kind not in "iu":
         raise DataError(f"{what}: class labels must be a 1-d array of integers, got {y.dtype}")
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
+    bad = (y < 0) | (y >= n_classes)
+    if bad.any():
+        i = int(np.argmax(bad))
         raise DataError(
-            f"{what}: labels must lie in 0..{n_classes - 1}, found {int(y.min())}..{int(y.max())}"
+            f"{what}: sample {i + 1} has the label {int(y[i])}, outside 0..{n_classes - 1} "
+            f"({int(bad.sum())} samples do); the {n_classes} classes are numbered from 0: "
+            "fix or remove those samples"
         )
+
+
+def _check_finite(a: Array, what: str, kind: str) -> None:
+    if a.dtype.kind not in "fc" or np.isfinite(a).all():
+        return
+    rows = (~np.isfinite(a)).reshape(a.shape[0], -1).any(axis=1)
+    i = int(np.argmax(rows))
+    raise DataError(
+        f"{what}: {int(rows.sum())} samples have NaN or infinite {kind} (the first: sample "
+        f"{i + 1}); fill in or remove them"
+    )
 
 
 def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
@@ -145,20 +163,20 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
     raw: Raw = entry.factory(**params)
     X, y = np.asarray(raw.X), np.asarray(raw.y)
     name = entry.name
+    what = raw.source or f"data '{name}'"
     if X.shape[0] != y.shape[0]:
-        raise DataError(f"data '{name}': {X.shape[0]} samples but {y.shape[0]} targets")
+        raise DataError(f"{what}: {X.shape[0]} samples but {y.shape[0]} targets")
     if X.shape[0] == 0:
-        raise DataError(f"data '{name}' is empty")
+        raise DataError(f"{what}: the data set is empty")
     if raw.task == "classification":
         n_classes = raw.n_classes or int(y.max()) + 1
-        _check_labels(y, n_classes, f"data '{name}'")
+        _check_labels(y, n_classes, what)
     else:
         n_classes = None
-    if X.dtype.kind in "fc" and not np.isfinite(X).all():
-        bad = int((~np.isfinite(X)).any(axis=tuple(range(1, X.ndim))).sum())
-        raise DataError(
-            f"data '{name}': {bad} samples have NaN or infinite inputs; remove or fill them"
-        )
+        _check_finite(y, what, "targets")
+    _check_finite(X, what, "inputs")
+    if raw.X_test is not None:
+        _check_finite(np.asarray(raw.X_test), f"{what} (test set)", "inputs")
 
     n = X.shape[0]
     if raw.X_test is not None and opts["test_split"]:
@@ -192,7 +210,9 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
     if raw.X_test is not None:
         test = Split(np.asarray(raw.X_test), np.asarray(raw.y_test), raw.groups_test)
         if raw.task == "classification":
-            _check_labels(test.y, n_classes, f"data '{name}' (test set)")
+            _check_labels(test.y, n_classes, f"{what} (test set)")
+        else:
+            _check_finite(test.y, f"{what} (test set)", "targets")
     else:
         test = part(test_idx) if n_test else None
     if (opts["label_fraction"] < 1.0 or opts["shuffle_labels"]) and raw.task != "classification":
@@ -255,7 +275,11 @@ def _scaler(kind: str, X: Array, unit_scale: float | None) -> tuple[Array | floa
         return 0.0, (top if top > 0 else 1.0)
     if kind == "standard":
         mean, std = _mean_std(X)
-        return mean, np.where(std > 0, std, 1.0)
+        # a constant feature's computed std is rounding noise (1e-15 for a column of 0.1), not
+        # 0: dividing by it would blow up any other value; scikit-learn's bound tells them apart
+        n, eps = X.shape[0], np.finfo(np.float64).eps
+        constant = std**2 <= n * eps * std**2 + (n * mean * eps) ** 2
+        return mean, np.where(constant, 1.0, std)
     lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)  # minmax
     return lo, np.where(hi > lo, hi - lo, 1.0)
 

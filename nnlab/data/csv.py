@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import numpy as np
 
 from nnlab.data.base import DATASETS, Raw
-from nnlab.errors import DataError
+from nnlab.errors import ConfigError, DataError
 from nnlab.schema import Doc
 
 
@@ -36,21 +36,29 @@ def csv_file(
 ) -> Raw:
     """A CSV file of numeric features and one target column (text or numbers)."""
     file = Path(path)
-    if not file.is_file():
-        raise DataError(f"{file}: no such file; give data.path as a CSV file's path")
-    with file.open(newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f, delimiter=delimiter) if any(c.strip() for c in r)]
+    if len(delimiter) != 1 or delimiter in '"\r\n':
+        raise ConfigError(
+            f"expected one character other than a quote or a line break, got {delimiter!r}",
+            "data.delimiter",
+        )
+    rows = _read_rows(file, delimiter)
     if header is None:
         header = bool(rows) and not all(_is_number(c) for c in rows[0])
     names = [c.strip() for c in rows[0]] if header and rows else None
     body = rows[1:] if header else rows
     if not body:
-        raise DataError(f"{file}: the file has no data rows; it needs a row per sample")
+        raise DataError(
+            f"{file}: the file has no data rows"
+            + (" (only a header)" if rows else " (it is empty)")
+            + "; it needs a row per sample: features, then the target"
+        )
+    first = 1 + bool(header)  # the line number of body[0] (blank lines aside)
     width = len(body[0])
     for i, r in enumerate(body):
         if len(r) != width:
             raise DataError(
-                f"{file}: row {i + 1 + bool(header)} has {len(r)} fields, the first has {width}"
+                f"{file}: row {i + first} has {len(r)} fields, the first has {width}; "
+                "every row needs the same columns"
             )
     if width < 2:
         raise DataError(f"{file}: need at least one feature column and a target column")
@@ -67,12 +75,7 @@ def csv_file(
             raise DataError(f"{file}: target column {target} out of range for {width} columns")
         t = target % width
     cols = [j for j in range(width) if j != t]
-    try:
-        X = np.array([[float(r[j]) for j in cols] for r in body])
-    except ValueError as e:
-        raise DataError(
-            f"{file}: a feature is not a number ({e}); features must be numeric"
-        ) from None
+    X = _numbers(file, body, cols, names, first)
     targets = [r[t].strip() for r in body]
     numeric = all(_is_number(v) for v in targets)
     if task == "auto":
@@ -85,11 +88,85 @@ def csv_file(
     if task == "regression":
         if not numeric:
             raise DataError(f"{file}: regression needs a numeric target column")
-        y = np.array([float(v) for v in targets])
-        return Raw(X, y, task="regression", description=f"{file.name}, {len(y)} rows")
+        y = _numbers(file, body, [t], names, first)[:, 0]
+        return Raw(
+            X, y, task="regression", description=f"{file.name}, {len(y)} rows", source=str(file)
+        )
+    if any(v == "" for v in targets):
+        i = targets.index("")
+        raise DataError(
+            f"{file}: row {i + first} has no target (column {_column(t, names)}); "
+            "give every row its class, or remove the row"
+        )
     keys = sorted(set(targets), key=lambda v: (float(v) if numeric else 0.0, v))
+    if len(keys) < 2:
+        raise DataError(
+            f"{file}: every row has the class {keys[0]!r} (column {_column(t, names)}); a "
+            "classifier needs at least two classes (or set data.task: regression)"
+        )
     index = {v: i for i, v in enumerate(keys)}
     y = np.array([index[v] for v in targets])
     return Raw(
-        X, y, n_classes=len(keys), class_names=keys, description=f"{file.name}, {len(y)} rows"
+        X,
+        y,
+        n_classes=len(keys),
+        class_names=keys,
+        description=f"{file.name}, {len(y)} rows",
+        source=str(file),
+    )
+
+
+def _read_rows(file: Path, delimiter: str) -> list[list[str]]:
+    """The non-blank rows of a CSV file; a DataError naming the file for anything unreadable."""
+    if not file.is_file():
+        if file.is_dir():
+            raise DataError(f"{file}: is a folder; give data.path as a CSV file's path")
+        where = file.parent
+        if not where.is_dir():
+            raise DataError(
+                f"{file}: no such file: the folder {where} does not exist; give data.path as "
+                "a CSV file's path (relative to the working folder)"
+            )
+        raise DataError(f"{file}: no such file; give data.path as a CSV file's path")
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as f:
+            return [r for r in csv.reader(f, delimiter=delimiter) if any(c.strip() for c in r)]
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{file}: not a text file (byte {e.start + 1} is not UTF-8); save it as a UTF-8 CSV"
+        ) from None
+    except csv.Error as e:
+        raise DataError(f"{file}: not a readable CSV file ({e})") from None
+    except OSError as e:
+        raise DataError(f"{file}: cannot read the file ({e.strerror or e})") from None
+
+
+def _column(j: int, names: list[str] | None) -> str:
+    return f"{j + 1} ({names[j]!r})" if names else str(j + 1)
+
+
+def _numbers(
+    file: Path, body: list[list[str]], cols: list[int], names: list[str] | None, first: int
+) -> np.ndarray:
+    """The given columns as a float array (rows, columns); a DataError naming the row and the
+    column of the first cell that is not a finite number."""
+    cells = np.array([[r[j].strip() for j in cols] for r in body], dtype=str)
+    try:
+        values = cells.astype(np.float64)
+    except ValueError:
+        values = None
+    if values is not None:
+        bad = ~np.isfinite(values)
+        if not bad.any():
+            return values
+        i, k = np.argwhere(bad)[0]
+        problem = f"{str(cells[i, k])!r} is not a finite number (a missing or infinite value)"
+    else:
+        i, k = next(
+            (i, k) for i, row in enumerate(cells) for k, c in enumerate(row) if not _is_number(c)
+        )
+        problem = "is empty" if cells[i, k] == "" else f"{str(cells[i, k])!r} is not a number"
+    raise DataError(
+        f"{file}: row {i + first}, column {_column(cols[k], names)}: {problem}; the features "
+        "and a regression target must be numbers: fill in or remove the row"
     )

@@ -7,6 +7,7 @@ from typing import Annotated
 import numpy as np
 
 from nnlab.data.base import DATASETS, Raw
+from nnlab.memory import check_fits
 from nnlab.schema import Doc, Interval
 
 
@@ -26,6 +27,9 @@ def sequence(
     after the window. Samples whose last element is >= 10 (the sin steps) form the group
     ``sin``, the others ``plus_one``: their errors are reported separately."""
     rng = rng if rng is not None else np.random.default_rng(0)
+    check_fits(
+        n_samples * (length + 1) * 8 * 3, f"{n_samples:,} windows of {length}", "data.n_samples"
+    )
     seq = np.empty((n_samples, length + 1))
     seq[:, 0] = rng.uniform(start_low, start_high, n_samples)
     for t in range(1, length + 1):

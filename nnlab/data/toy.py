@@ -7,6 +7,8 @@ from typing import Annotated
 import numpy as np
 
 from nnlab.data.base import DATASETS, Raw
+from nnlab.errors import ConfigError
+from nnlab.memory import check_fits
 from nnlab.schema import Doc, Interval
 
 
@@ -35,8 +37,12 @@ def twist(
     """A regression with as many outputs as inputs: points x uniform in the square [-1, 1]^2,
     targets y = x rotated by angle * |x| radians. The twist is one-to-one (|y| = |x| undoes it):
     a square network can learn it, and nnlab invert can then recover x from y."""
+    check_fits(samples * 2 * 8 * 6, f"{samples:,} points", "data.samples")
     X = np.random.default_rng(2024).uniform(-1.0, 1.0, (samples, 2))  # the same points always
-    theta = angle * np.hypot(X[:, 0], X[:, 1])
+    with np.errstate(over="ignore"):
+        theta = angle * np.hypot(X[:, 0], X[:, 1])
+    if not np.isfinite(theta).all():
+        raise ConfigError(f"{angle:g} is too large: the angles overflow", "data.angle")
     c, s = np.cos(theta), np.sin(theta)
     y = np.stack([c * X[:, 0] - s * X[:, 1], s * X[:, 0] + c * X[:, 1]], axis=1)
     return Raw(X, y, task="regression", description=f"twist, {samples} points in 2-D")

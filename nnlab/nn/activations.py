@@ -241,11 +241,16 @@ class GELU(Activation):
     name = "gelu"
     _c = math.sqrt(2.0 / math.pi)
 
+    # tanh(u(z)) is +-1 to the last bit beyond |z| = 10: clipping there changes no result and
+    # keeps z**3 from overflowing
+    _clip = 10.0
+
     def forward(self, Z, out):
-        np.multiply(Z, Z, out=out)
+        Zc = np.clip(Z, -self._clip, self._clip)
+        np.multiply(Zc, Zc, out=out)
         out *= 0.044715
         out += 1.0
-        out *= Z
+        out *= Zc
         out *= self._c
         np.tanh(out, out=out)
         out += 1.0
@@ -254,6 +259,7 @@ class GELU(Activation):
         return out
 
     def backward(self, dA, Z, A):
+        Z = np.clip(Z, -self._clip, self._clip)
         u = self._c * (Z + 0.044715 * Z**3)
         t = np.tanh(u)
         du = self._c * (1.0 + 3 * 0.044715 * Z**2)

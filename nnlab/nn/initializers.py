@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import numpy as np
 
 from nnlab.errors import ConfigError
+from nnlab.memory import check_fits
 from nnlab.registry import Registry
 from nnlab.schema import Doc, Interval
 
@@ -51,7 +52,11 @@ class Initializer:
         raise NotImplementedError
 
     def __call__(self, shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> Array:
-        return np.asarray(self.draw(tuple(shape), rng), dtype=dtype).reshape(shape)
+        shape = tuple(shape)
+        # drawn in float64, then cast: both exist for a moment
+        check_fits(math.prod(shape) * (8 + np.dtype(dtype).itemsize), f"a weight of shape {shape}")
+        with np.errstate(over="ignore"):  # a value beyond float32's range becomes inf
+            return np.asarray(self.draw(shape, rng), dtype=dtype).reshape(shape)
 
 
 @INITIALIZERS.register("zeros", aliases=("zero",))

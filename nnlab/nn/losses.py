@@ -55,6 +55,8 @@ class Loss:
                 return y.astype(dtype).reshape(-1, 1)
             return one_hot(y, n_out, dtype)
         y = y.astype(dtype, copy=False)
+        if y.ndim == 2 and y.shape[1] == 2 and n_out == 1:  # one-hot rows of two classes
+            return y[:, 1:].copy()  # for one output: the positive class's column
         return y.reshape(-1, 1) if y.ndim == 1 else y
 
     def __call__(self, out: Array, t: Array, w: Array | None = None) -> tuple[float, Array]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from nnlab.errors import ConfigError
+from nnlab.memory import check_fits
 from nnlab.nn.layers import INPUT, LAYERS, Layer
 
 Array = np.ndarray
@@ -162,6 +163,7 @@ class Model:
                 entries.append((key not in layer.no_decay, i, key, value))
         entries.sort(key=lambda e: not e[0])  # stable: kernels first, in layer order
         total = sum(e[3].size for e in entries)
+        check_fits(2 * total * self.dtype.itemsize, f"a model of {total:,} parameters", "model")
         self.theta = np.empty(total, self.dtype)
         self.grad = np.zeros(total, self.dtype)
         self.n_decay = sum(e[3].size for e in entries if e[0])

@@ -42,6 +42,14 @@ class Constant(Schedule):
         return base_lr
 
 
+def _power(gamma: float, n: int) -> float:
+    """gamma ** n, infinite where it overflows (the run then diverges, and says so)."""
+    try:
+        return gamma**n
+    except OverflowError:
+        return math.inf
+
+
 @SCHEDULES.register("step")
 @dataclass
 class Step(Schedule):
@@ -51,7 +59,7 @@ class Step(Schedule):
     gamma: Annotated[float, Interval(gt=0), Doc("decay factor")] = 0.1
 
     def __call__(self, epoch, base_lr, epochs):
-        return base_lr * self.gamma ** (epoch // self.step_size)
+        return base_lr * _power(self.gamma, epoch // self.step_size)
 
 
 @SCHEDULES.register("multistep")
@@ -65,7 +73,7 @@ class MultiStep(Schedule):
     gamma: Annotated[float, Interval(gt=0), Doc("decay factor")] = 0.1
 
     def __call__(self, epoch, base_lr, epochs):
-        return base_lr * self.gamma ** sum(1 for m in self.milestones if epoch >= m)
+        return base_lr * _power(self.gamma, sum(1 for m in self.milestones if epoch >= m))
 
 
 @SCHEDULES.register("exponential")
@@ -76,7 +84,7 @@ class Exponential(Schedule):
     gamma: Annotated[float, Interval(gt=0), Doc("decay factor per epoch")] = 0.95
 
     def __call__(self, epoch, base_lr, epochs):
-        return base_lr * self.gamma**epoch
+        return base_lr * _power(self.gamma, epoch)
 
 
 @SCHEDULES.register("cosine")

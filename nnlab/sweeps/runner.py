@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -36,7 +37,14 @@ from typing import Any, TextIO
 from nnlab.config import dump_yaml
 from nnlab.errors import RunError
 from nnlab.progress import _clock
-from nnlab.runs import atomic_write, read_metrics, read_summary, safe_name, write_json
+from nnlab.runs import (
+    atomic_write,
+    make_dir,
+    read_metrics,
+    read_summary,
+    safe_name,
+    write_json,
+)
 from nnlab.sweeps.executor import (
     Executor,
     LocalExecutor,
@@ -94,7 +102,7 @@ class SweepFolder:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the sweep's lock: one process at a time runs a sweep folder."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_dir(self.path, "the sweep folder")
         with open(self.path / ".lock", "a+") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -123,12 +131,18 @@ class SweepFolder:
             trials = data["trials"]
             if not all(isinstance(e, dict) and "hash" in e and "run" in e for e in trials):
                 raise ValueError("an entry without hash or run")
-            return trials
         except (OSError, ValueError, KeyError, TypeError) as e:
             self.warnings.append(
                 f"{self.index_path}: damaged ({e}); rebuilt from the trial folders"
             )
             return []
+        kept = [e for e in trials if _trial_folder(e["run"]) and isinstance(e["hash"], str)]
+        if len(kept) < len(trials):
+            self.warnings.append(
+                f"{self.index_path}: {len(trials) - len(kept)} entries name a folder outside "
+                "trials/ (or no hash); ignored"
+            )
+        return kept
 
     def scan(self) -> dict[str, tuple[str, dict]]:
         """Trial run folders with a readable summary: hash -> (folder relative path, summary)."""
@@ -173,6 +187,12 @@ class SweepFolder:
             ],
         }
         atomic_write(self.path / "sweep.yaml", dump_yaml(data))
+
+
+def _trial_folder(run: object) -> bool:
+    """Whether an index entry's run folder is a folder of trials/ (index.json is a file anyone
+    may edit: a path like ``../../x`` must never be removed or written)."""
+    return isinstance(run, str) and bool(re.fullmatch(r"trials/[\w+=-][\w.+=-]*", run, re.A))
 
 
 def _cli() -> bool:

@@ -1,0 +1,236 @@
+"""Trials on an existing Dask cluster (``nnlab sweep ... --cluster tcp://HOST:PORT``).
+
+``DaskExecutor`` connects a ``distributed.Client`` to the cluster's scheduler and submits one
+task per trial. A worker trains the trial in a scratch folder of its own (its Dask local
+directory) and returns the run folder's files with the outcome; the runner writes them into the
+sweep folder (``materialize``), so the workers need no file system in common with this machine,
+and ``nnlab compare`` reads the result as it reads a local sweep. A worker that dies (killed,
+out of memory, its machine gone) is noticed by the scheduler, which runs its trials again on
+another worker: each trial's outcome still arrives once. Ctrl-C/SIGTERM set a Dask ``Variable``
+that every running trial watches: each stops at a safe point and returns its files, recorded
+interrupted. Every worker needs nnlab (the same version) and its dependencies installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nnlab
+from nnlab.errors import ConfigError
+from nnlab.sweeps.executor import Executor, TrialOutcome, TrialTask
+
+INSTALL = "pip install 'nnlab[dask]'"
+
+
+class DaskExecutor(Executor):
+    """Trials as tasks of a Dask cluster, as many at a time as its workers have threads."""
+
+    def __init__(self, address: str, timeout: float | None = None):
+        """Connect to the scheduler at ``address``; ``timeout`` in seconds (default: Dask's
+        ``distributed.comm.timeouts.connect``, 30 s), also to wait for a first worker."""
+        where = f"--cluster {address}"
+        try:
+            import dask
+            import distributed
+        except ImportError as e:
+            raise ConfigError(
+                f"running trials on a Dask cluster needs dask.distributed ({e}): {INSTALL}",
+                source=where,
+            ) from None
+        if timeout is None:
+            timeout = dask.utils.parse_timedelta(
+                dask.config.get("distributed.comm.timeouts.connect"), "s"
+            )
+        self.address = address
+        self.notes: list[str] = []
+        try:
+            self.client = distributed.Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, ValueError, TimeoutError) as e:
+            raise ConfigError(
+                f"cannot reach a Dask scheduler there ({' '.join(str(e).split())}); start one "
+                "(dask scheduler) and its workers (dask worker ADDRESS), or check the address",
+                source=where,
+            ) from None
+        try:
+            self.client.wait_for_workers(1, timeout=timeout)
+        except TimeoutError:
+            self.client.close()
+            raise ConfigError(
+                f"the cluster has no worker after {timeout:g} s; start some with "
+                f"dask worker {address}",
+                source=where,
+            ) from None
+        self._check_workers(where)
+        self._stop = distributed.Variable(f"nnlab-stop-{uuid.uuid4().hex}", client=self.client)
+        self._futures: dict[str, Any] = {}  # trial key -> its Dask future
+        self._slots = 1
+        self._slots_at = 0.0
+        self._interrupts = 0
+
+    def _check_workers(self, where: str) -> None:
+        """Every worker must run nnlab; a different version is worth a note."""
+        found = self.client.run(_worker_versions, on_error="return")
+        broken = {w: v for w, v in found.items() if isinstance(v, BaseException)}
+        if broken:
+            worker, error = next(iter(broken.items()))
+            self.client.close()
+            raise ConfigError(
+                f"{len(broken)} of {len(found)} workers cannot run nnlab ({worker}: "
+                f"{type(error).__name__}: {error}); install nnlab {nnlab.__version__} on every "
+                "worker (pip install nnlab, or the same checkout)",
+                source=where,
+            )
+        for worker, version in found.items():
+            if version != nnlab.__version__:
+                self.notes.append(
+                    f"worker {worker} runs nnlab {version}, this machine {nnlab.__version__}"
+                )
+
+    @property
+    def slots(self) -> int:
+        """The threads of the cluster's workers now (at least 1), checked once a second."""
+        now = time.monotonic()
+        if now - self._slots_at > 1.0:
+            with contextlib.suppress(Exception):  # keep the last count if the scheduler is busy
+                self._slots = max(1, sum(self.client.nthreads().values()))
+            self._slots_at = now
+        return self._slots
+
+    @property
+    def busy(self) -> int:
+        return len(self._futures)
+
+    def submit(self, task: TrialTask) -> None:
+        payload = {"key": task.key, "config": task.config, "run": Path(task.run_dir).name}
+        self._futures[task.key] = self.client.submit(
+            run_trial,
+            payload,
+            self._stop.name,
+            key=f"nnlab-trial-{task.key}-{uuid.uuid4().hex[:8]}",
+            pure=False,
+        )
+
+    def wait(self, timeout: float) -> list[TrialOutcome]:
+        if not self._futures:
+            time.sleep(timeout)
+            return []
+        deadline = time.monotonic() + timeout
+        while True:  # f.done() is local state, updated by the client's thread
+            done = [k for k, f in self._futures.items() if f.done()]
+            if done or time.monotonic() >= deadline:
+                return [self._outcome(k, self._futures.pop(k)) for k in done]
+            time.sleep(0.02)
+
+    def _outcome(self, key: str, future: Any) -> TrialOutcome:
+        if future.status == "finished":
+            try:
+                msg = future.result()
+            except Exception as e:  # the result could not be fetched (the scheduler went away)
+                return TrialOutcome(key, "failed", error=f"{type(e).__name__}: {e}")
+            return TrialOutcome(
+                key,
+                msg["status"],
+                summary=msg.get("summary"),
+                error=msg.get("error"),
+                files=msg.get("files"),
+                worker=msg.get("worker", ""),
+            )
+        status = "interrupted" if self._interrupts else "failed"
+        if self.client.status != "running":  # cancelled because the scheduler went away
+            return TrialOutcome(key, status, error=f"lost the Dask scheduler at {self.address}")
+        if future.status == "cancelled":
+            return TrialOutcome(key, status, error="the trial was cancelled on the cluster")
+        error = future.exception()
+        how = f"{type(error).__name__}: {error}"
+        if type(error).__name__ == "KilledWorker":
+            how = f"every worker that ran it died ({error})"
+        return TrialOutcome(key, status, error=how)
+
+    def interrupt(self, signum: int) -> None:
+        """The first call asks every trial to stop at a safe point; a second cancels them."""
+        self._interrupts += 1
+        if self._interrupts == 1:
+            self._stop.set(int(signum))
+        else:
+            self.client.cancel(list(self._futures.values()), force=True)
+
+    def close(self, grace: float = 10.0) -> None:
+        with contextlib.suppress(Exception):
+            if self._futures:
+                self._stop.set(2)  # trials still running stop and let their worker go
+                self.client.cancel(list(self._futures.values()), force=True)
+            self._stop.delete()
+        self._futures.clear()
+        with contextlib.suppress(Exception):
+            self.client.close(timeout=grace)
+
+
+def _worker_versions() -> str:
+    return nnlab.__version__
+
+
+def run_trial(task: dict, stop_name: str) -> dict:
+    """On a worker: train one trial in a scratch folder; the outcome with the folder's files.
+
+    ``task`` holds the trial's key, resolved config and run folder name; ``stop_name`` names
+    the Variable that a stopping sweep sets to its signal number."""
+    import distributed
+
+    from nnlab.errors import NnlabError
+    from nnlab.runs import read_summary
+    from nnlab.train import train
+
+    worker = distributed.get_worker()
+    stop = distributed.Variable(stop_name, client=distributed.get_client())
+    outcome: dict[str, Any] = {"key": task["key"], "worker": worker.address}
+    signals: queue.SimpleQueue = queue.SimpleQueue()
+    finished = threading.Event()
+
+    def watch() -> None:  # the Variable, polled, to the run's stop queue
+        while not finished.is_set():
+            try:
+                signals.put(int(stop.get(timeout=0.5)))
+                return
+            except TimeoutError:
+                continue
+            except Exception:  # the scheduler is gone: so is this trial's result
+                return
+
+    with contextlib.suppress(TimeoutError):
+        stop.get(timeout=0.01)  # set already: the sweep stopped while the trial was queued
+        return {**outcome, "status": "interrupted", "error": "the sweep stopped first"}
+    scratch = Path(tempfile.mkdtemp(prefix="nnlab-trial-", dir=worker.local_directory))
+    run_dir = scratch / task["run"]
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        try:
+            result = train(
+                task["config"], run_dir=run_dir, quiet=True, handle_signals=False, stop=signals
+            )
+            outcome.update(status=result.summary["status"], error=None)
+        except NnlabError as e:
+            outcome.update(status="failed", error=str(e))
+        except Exception as e:
+            traceback.print_exc()  # the worker's log
+            outcome.update(status="failed", error=f"{type(e).__name__}: {e}")
+        if run_dir.is_dir():
+            with contextlib.suppress(NnlabError):
+                outcome["summary"] = read_summary(run_dir)
+            outcome["files"] = {
+                p.name: p.read_bytes()
+                for p in run_dir.iterdir()
+                if p.is_file() and not p.name.startswith(".")
+            }
+    finally:
+        finished.set()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return outcome

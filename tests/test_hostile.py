@@ -1,0 +1,428 @@
+"""Hostile input, property-tested: whatever config or ``--set`` override is given, nnlab either
+trains it or refuses it with an ``NnlabError`` (exit status 2 and one line through the command
+line), never a traceback, never a RuntimeWarning, never a half-written run folder.
+
+Keys are drawn from the schema (every section, every option of every registered component) and
+from hostile ones; values are of every YAML type, with huge, negative, NaN and infinite numbers,
+odd strings, nested lists and mappings, and broken or dangerous YAML. Configs that validate are
+trained for at most two epochs (the number of epochs is the one value that is capped) and their
+run folder is checked: complete, and its config.yaml reloads to the same config.
+
+Each property runs ``EXAMPLES`` cases by default; the ``slow`` tests run many more."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from conftest import CONFIGS, run_nnlab
+from nnlab.config import Config, config_hash, load_config
+from nnlab.docs import registries
+from nnlab.errors import NnlabError
+from nnlab.runs import RUN_FILES, read_summary
+from nnlab.schema import Ref, _unwrap, fields_of
+from nnlab.train import train
+
+BASES = ["xor.yaml", "threshold.yaml", "digits.yaml", "questions/semi_supervised.yaml"]
+LIBRARY_EXAMPLES = 150  # per library property, in the default run
+CLI_EXAMPLES = 6  # through the real command line, a process each
+DEEP_EXAMPLES = 2000  # the slow profile
+CLI_DEEP_EXAMPLES = 100
+
+FAST = settings(
+    max_examples=LIBRARY_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    derandomize=True,  # the same cases every run: a failure is reproducible, CI is stable
+)
+DEEP = settings(FAST, max_examples=DEEP_EXAMPLES, derandomize=False)
+CLI = settings(FAST, max_examples=CLI_EXAMPLES)
+
+
+# ---------------------------------------------------------------- keys from the schema
+
+
+def _walk(fields: list, prefix: str, out: dict[str, list], depth: int = 0) -> None:
+    """Every key path under ``fields`` -> the annotations a value there is checked against."""
+    if depth > 5:
+        return
+    for f in fields:
+        _walk_value(f.annotation, f"{prefix}{f.name}", out, depth)
+
+
+def _walk_value(ann: Any, key: str, out: dict[str, list], depth: int) -> None:
+    out.setdefault(key, []).append(ann)
+    base, meta = _unwrap(ann)
+    ref = next((m for m in meta if isinstance(m, Ref)), None)
+    if ref is not None:
+        reg = ref.registry
+        out.setdefault(f"{key}.{reg.key}", []).append(Literal[tuple(reg.all_names())])
+        for entry in reg.entries():
+            _walk(reg.fields(entry.name), f"{key}.", out, depth + 1)
+        return
+    for arg in (base, *get_args(base)):
+        if get_origin(arg) is list:
+            (item,) = get_args(arg)
+            for i in ("0", "1", "-1", "[0]"):
+                _walk_value(item, f"{key}{i}" if i[0] == "[" else f"{key}.{i}", out, depth + 1)
+        elif dataclasses.is_dataclass(arg):
+            _walk(fields_of(arg), f"{key}.", out, depth + 1)
+
+
+SCHEMA: dict[str, list] = {}
+_walk(fields_of(Config), "", SCHEMA)
+SCHEMA_KEYS = sorted(SCHEMA)
+HOSTILE_KEYS = [
+    "",
+    ".",
+    "..",
+    "...",
+    "a..b",
+    "[0]",
+    "model.layers.-9.units",
+    "model.layers[99].units",
+    "model.layers.0.units.x",
+    "training.",
+    ".training",
+    "training..epochs",
+    "data.name.name",
+    "__class__",
+    "model.__dict__",
+    "optimizer[0]",
+    "model.layers[x]",
+    "model.layers]0[",
+    "../../etc",
+    "ü.ß",
+    "training.seed=1",
+]
+# the names components take, and the choices of Literal keys
+NAMES = sorted(
+    {n for reg in registries().values() for n in reg.all_names()}
+    | {"integer", "one_hot", "standard", "minmax", "unit", "none", "float64", "inputs", "max"}
+)
+
+
+# ---------------------------------------------------------------- values
+
+
+def _safe_text(s: str) -> bool:
+    # no absolute or home paths: a data folder named by a case must stay in the test's folder
+    return not s.strip().startswith(("/", "~", "\\"))
+
+
+HUGE_INTS = [2**31, 2**63, -(2**63), 2**64 + 1, 10**12, 10**30, 10**400, -(10**30)]
+EDGE_FLOATS = [0.0, -0.0, 1e-300, 5e-324, 1e308, -1e308, 1e30, -1e30, 0.5, 1e-3, 1.0]
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 300),
+    st.sampled_from(HUGE_INTS),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(EDGE_FLOATS),
+    st.sampled_from(NAMES),
+    st.text(max_size=12).filter(_safe_text),
+)
+ANY_VALUE = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.one_of(st.sampled_from(NAMES), st.text(max_size=6)), inner, max_size=3),
+    ),
+    max_leaves=6,
+)
+
+
+def typed(ann: Any, depth: int = 0) -> st.SearchStrategy:
+    """Values of the type a key wants, mostly plausible, often at or past its edges (sizes stay
+    small or become absurd; nothing in between that would fill the memory honestly)."""
+    base, meta = _unwrap(ann)
+    ref = next((m for m in meta if isinstance(m, Ref)), None)
+    if ref is not None:
+        reg = ref.registry
+        names = st.sampled_from(reg.all_names())
+        if depth > 2:
+            return names
+        specs = st.sampled_from(reg.entries()).flatmap(
+            lambda e: _mapping(reg.fields(e.name), depth, {reg.key: st.just(e.name)})
+        )
+        return st.one_of(names, specs)
+    if base is bool:
+        return st.booleans()
+    if base is int:
+        small = st.integers(1, 8)
+        return st.one_of(small, small, small, st.integers(-2, 0), st.sampled_from(HUGE_INTS))
+    if base is float:
+        unit = st.floats(0, 1)
+        return st.one_of(
+            unit,
+            unit,
+            unit,
+            st.sampled_from(EDGE_FLOATS),
+            st.floats(allow_nan=True, allow_infinity=True),
+        )
+    if base is str:
+        return st.one_of(st.sampled_from(NAMES), st.text(max_size=10).filter(_safe_text))
+    if get_origin(base) is Literal:
+        return st.sampled_from(get_args(base))
+    if get_origin(base) is list:
+        (item,) = get_args(base)
+        components = any(isinstance(m, Ref) for m in _unwrap(item)[1])
+        return st.lists(typed(item, depth + 1), min_size=int(components), max_size=3)
+    if dataclasses.is_dataclass(base):
+        if depth > 2:
+            return st.just({})
+        return _mapping(fields_of(base), depth)
+    if get_args(base):  # a union
+        return st.one_of(
+            *[st.none() if a is type(None) else typed(a, depth) for a in get_args(base)]
+        )
+    return ANY_VALUE
+
+
+def _mapping(fields: list, depth: int, fixed: dict | None = None) -> st.SearchStrategy:
+    """A mapping with the required keys (mostly) and some of the optional ones."""
+    required = {f.name: typed(f.annotation, depth + 1) for f in fields if f.required}
+    optional = {f.name: typed(f.annotation, depth + 1) for f in fields if not f.required}
+    return st.fixed_dictionaries({**(fixed or {}), **required}, optional=optional)
+
+
+HOSTILE_YAML = [
+    "&a [*a]",
+    "&a {x: *a}",
+    "!!python/object:os.system ls",
+    "!!python/name:os.system",
+    "{",
+    "[1, 2",
+    "]: x",
+    "*nowhere",
+    "!!binary AAAA",
+    "!!set {a, b}",
+    "2020-01-01",
+    "!!timestamp 2020-01-01T00:00:00Z",
+    "0x1F",
+    "1_000",
+    "~",
+    ".NaN",
+    "-.inf",
+    "1e999",
+    "{[1]: 2}",
+    "!!float abc",
+    "? [a]\n: b",
+    "a: b: c",
+    "--- 1\n--- 2",
+    "'unclosed",
+    "\t",
+    "\x00",
+    "\x85",
+    "{name: adam, lr: .nan}",
+    "{type: dense, units: 1e12}",
+    "{name: sequence, n_samples: 1000000000000}",
+    "{name: twist, samples: 99999999999}",
+]
+
+
+def _yaml(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=math.inf, allow_unicode=True)
+
+
+ANY_TEXT = st.one_of(
+    ANY_VALUE.map(_yaml),
+    st.sampled_from(HOSTILE_YAML),
+    st.text(max_size=16).filter(_safe_text),
+)
+# an override of a schema key with a value of about its type, or anything at all
+TYPED_OVERRIDE = st.sampled_from(SCHEMA_KEYS).flatmap(
+    lambda k: st.sampled_from(SCHEMA[k]).flatmap(typed).map(lambda v: f"{k}={_yaml(v)}")
+)
+ANY_OVERRIDE = st.tuples(
+    st.one_of(
+        st.sampled_from(SCHEMA_KEYS),
+        st.sampled_from(HOSTILE_KEYS),
+        st.text(max_size=10).filter(lambda k: "=" not in k),
+    ),
+    ANY_TEXT,
+).map(lambda kv: f"{kv[0]}={kv[1]}")
+OVERRIDES = st.lists(
+    st.one_of(TYPED_OVERRIDE, TYPED_OVERRIDE, TYPED_OVERRIDE, ANY_OVERRIDE), max_size=3
+)
+
+
+def _replace_sections(sections: dict) -> dict:
+    config = yaml.safe_load((CONFIGS / "xor.yaml").read_text())
+    config.update(sections)
+    return config
+
+
+# a whole config: of the schema's type, or a real one with sections replaced by such values,
+# or any YAML document at all
+SECTIONS = st.dictionaries(
+    st.sampled_from([f.name for f in fields_of(Config)]),
+    st.sampled_from(fields_of(Config)).flatmap(lambda f: typed(f.annotation)),
+    max_size=2,
+)
+CONFIGS_TEXT = st.one_of(
+    typed(Config).map(_yaml),
+    typed(Config).map(_yaml),
+    SECTIONS.map(_replace_sections).map(_yaml),
+    SECTIONS.map(_replace_sections).map(_yaml),
+    st.dictionaries(
+        st.sampled_from([f.name for f in fields_of(Config)] + ["extra"]), ANY_VALUE, max_size=6
+    ).map(_yaml),
+    st.sampled_from(HOSTILE_YAML),
+    st.text(max_size=40),
+)
+
+
+# ---------------------------------------------------------------- the property
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A working folder deep inside tmp_path (relative paths in the cases stay there), MNIST
+    that cannot be found nor downloaded, and RuntimeWarnings as errors."""
+    work = tmp_path / "a" / "b" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("NNLAB_DATA_DIR", str(empty))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("NNLAB_MNIST_MIRRORS", "http://127.0.0.1:9/")  # refused at once
+    return work
+
+
+def check_run_folder(run: Path, config: dict) -> None:
+    """A finished run folder: every file whole, no temporary files, the config reloads."""
+    names = {p.name for p in run.iterdir()}
+    summary = read_summary(run)
+    want = set(RUN_FILES) - ({"model.npz"} if summary["status"] == "diverged" else set())
+    assert want <= names, names
+    assert not [n for n in names if n.startswith(".") or ".tmp" in n], names
+    assert "checkpoint.npz" not in names  # completed and diverged runs have nothing to resume
+    again = load_config(run / "config.yaml")
+    assert again == config and config_hash(again) == config_hash(config)
+
+
+def outcome(config_path: Path, overrides: list[str], runs: Path) -> str:
+    """Validate and train; returns how it ended. Fails the test on anything but a clean run or
+    an NnlabError that leaves no run folder."""
+    before = set(runs.iterdir()) if runs.exists() else set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        try:
+            config = load_config(config_path, overrides)
+        except NnlabError as e:
+            assert str(e).strip() and "\n" not in str(e).strip("\n"), repr(str(e))
+            return "invalid"
+        config["training"]["epochs"] = min(config["training"]["epochs"], 2)
+        try:
+            result = train(config, runs, handle_signals=False)
+        except NnlabError as e:
+            assert str(e).strip()
+            after = set(runs.iterdir()) if runs.exists() else set()
+            assert after == before, "an error left a run folder behind"
+            return "refused"
+    assert result.summary["status"] in ("completed", "diverged"), result.summary
+    assert result.run_dir.parent == runs
+    check_run_folder(result.run_dir, config)
+    return result.summary["status"]
+
+
+def _overrides_case(sandbox: Path, base: str, overrides: list[str]) -> None:
+    event(outcome(CONFIGS / base, overrides, sandbox / "runs"))
+
+
+def _config_case(sandbox: Path, text: str) -> None:
+    path = sandbox / "generated.yaml"
+    path.write_text(text, encoding="utf-8")
+    event(outcome(path, [], sandbox / "runs"))
+
+
+@FAST
+@given(base=st.sampled_from(BASES), overrides=OVERRIDES)
+def test_any_override_trains_or_is_refused_cleanly(sandbox, base, overrides):
+    _overrides_case(sandbox, base, overrides)
+
+
+@FAST
+@given(text=CONFIGS_TEXT)
+def test_any_config_file_trains_or_is_refused_cleanly(sandbox, text):
+    _config_case(sandbox, text)
+
+
+@pytest.mark.slow
+@DEEP
+@given(base=st.sampled_from(BASES), overrides=OVERRIDES)
+def test_any_override_deep(sandbox, base, overrides):
+    _overrides_case(sandbox, base, overrides)
+
+
+@pytest.mark.slow
+@DEEP
+@given(text=CONFIGS_TEXT)
+def test_any_config_file_deep(sandbox, text):
+    _config_case(sandbox, text)
+
+
+# ---------------------------------------------------------------- through the command line
+
+
+CLI_OVERRIDES = OVERRIDES.filter(lambda o: "\x00" not in "".join(o))  # argv cannot hold NUL
+
+
+@CLI
+@given(base=st.sampled_from(BASES[:2]), overrides=CLI_OVERRIDES)
+def test_the_command_line_exits_0_2_or_3_without_traceback(sandbox, base, overrides):
+    _cli_case(sandbox, base, overrides)
+
+
+@pytest.mark.slow
+@settings(CLI, max_examples=CLI_DEEP_EXAMPLES, derandomize=False)
+@given(base=st.sampled_from(BASES[:2]), overrides=CLI_OVERRIDES)
+def test_the_command_line_deep(sandbox, base, overrides):
+    _cli_case(sandbox, base, overrides)
+
+
+def _cli_case(sandbox: Path, base: str, overrides: list[str]) -> None:
+    runs = sandbox / "cli-runs"
+    before = set(runs.iterdir()) if runs.exists() else set()
+    args = ["train", CONFIGS / base, "--runs-dir", runs, "-q"]
+    for text in overrides:
+        args += ["--set", text]
+    proc = run_nnlab(*args, "--set", "training.epochs=2", cwd=sandbox, timeout=120)
+    after = set(runs.iterdir()) if runs.exists() else set()
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    assert proc.returncode in (0, 2, 3), (proc.returncode, proc.stderr)
+    if proc.returncode == 2:
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+        assert after == before
+    else:
+        (run,) = after - before
+        assert proc.stdout.strip().splitlines()[-1] == str(run)
+        status = read_summary(run)["status"]
+        assert status == ("completed" if proc.returncode == 0 else "diverged")
+
+
+def test_the_schema_keys_cover_every_section_and_component():
+    # the generator reaches every registered component's options (a new one is covered the day
+    # it is added) and the sections' keys
+    keys = set(SCHEMA_KEYS)
+    assert {
+        "training.early_stopping.patience",
+        "data.label_fraction",
+        "model.outputs.0.loss",
+    } <= keys
+    assert {"optimizer.schedule.milestones", "model.layers.0.initializer.stddev"} <= keys
+    for reg in registries().values():
+        for entry in reg.entries():
+            for f in reg.fields(entry.name):
+                assert any(k.endswith(f".{f.name}") for k in keys), (reg.kind, f.name)
