@@ -244,7 +244,12 @@ def main() -> None:
     print(f"numpy {np.__version__}, {os.cpu_count()} cores")
     contenders = {"floor (5 matmuls/step)": floor_epoch(X)}
     trainer = nnlab_trainer(X, y, epochs=1)
-    contenders["nnlab"] = trainer.fit
+
+    def nnlab_epoch() -> None:
+        trainer.epoch = 0  # the trainer resumes where it stopped: run its one epoch again
+        trainer.fit()
+
+    contenders["nnlab"] = nnlab_epoch
     try:
         import torch
 

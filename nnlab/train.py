@@ -418,6 +418,7 @@ class Trainer:
         self.status = "running"
         batch = arrays
         self.threads = threads.choose(model, bs, cfg["threads"])
+        opt.set_workers(self.threads, grad)
         perf_counter = time.perf_counter
         try:
             with (

@@ -189,17 +189,36 @@ class CategoricalCrossentropy(Loss):
         # a target row of zeros (no label) contributes nothing; the mean is over labelled rows
         if t.ndim == 1:  # integer labels given directly
             t = one_hot(t, z.shape[1], z.dtype)
-        p = z - z.max(axis=1, keepdims=True)  # (batch, classes) shifted logits
-        true_logit = float(np.vdot(t, p))  # sum over the batch of the targets' shifted logits
-        np.exp(p, out=p)
-        total = p.sum(axis=1, keepdims=True)
-        mass = t.sum(axis=1, keepdims=True)  # 1 per labelled row, 0 for a row without a label
-        if w is not None:
-            mass *= w[:, None]
-        n = max(float(mass.sum()), 1e-12) if w is not None else z.shape[0]
-        value = (float(np.vdot(mass, np.log(total))) - true_logit) / n
-        p /= total  # softmax
-        p *= mass
-        p -= t  # (softmax - t) on labelled rows, 0 on unlabelled ones
+        # log-sum-exp shifted by the batch's largest logit (one reduction, where a shift per
+        # row costs one per row); a row far below it, whose exponentials would vanish, makes
+        # the shift row-wise after all
+        if w is None:
+            s = z - z.max()  # (batch, classes) shifted logits
+        elif not w.any():  # no labelled sample in the batch: nothing to learn from it
+            return 0.0, np.zeros_like(z)
+        else:  # the shift comes from labelled rows only: masked rows change nothing at all
+            s = z - z.max(initial=-np.inf, where=w[:, None] > 0)
+        p = np.exp(s)
+        total = p @ self._ones(z)  # (batch,) sums of the rows
+        if total.min() < 1e-30:
+            s = z - z.max(axis=1, keepdims=True)
+            np.exp(s, out=p)
+            total = p @ self._ones(z)
+        if w is None:  # every target row sums to one
+            n = z.shape[0]
+            log_total = float(np.log(total).sum())
+        else:  # masked rows: their target rows are zeros, their softmax is zeroed below
+            n = max(float(w.sum()), 1e-12)
+            log_total = float(np.vdot(w, np.log(total)))
+            p *= w[:, None]
+        value = (log_total - float(np.vdot(t, s))) / n
+        p /= total[:, None]  # softmax (times the mask)
+        p -= t
         p *= 1.0 / n
         return value, p
+
+    def _ones(self, z: Array) -> Array:
+        ones = getattr(self, "_ones_vec", None)
+        if ones is None or ones.shape[0] != z.shape[1] or ones.dtype != z.dtype:
+            ones = self._ones_vec = np.ones(z.shape[1], z.dtype)
+        return ones

@@ -8,7 +8,9 @@ them and not to biases. The update rules follow PyTorch's documentation (``torch
 
 from __future__ import annotations
 
+import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -21,6 +23,16 @@ from nnlab.schema import Doc, Interval, Ref
 Array = np.ndarray
 OPTIMIZERS = Registry("optimizer")
 SCHEDULES = Registry("schedule")
+PARALLEL_MIN = 1 << 16  # parameters below which one thread updates faster than several
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def worker_pool(n: int) -> ThreadPoolExecutor:
+    """A shared pool of ``n`` threads (NumPy releases the GIL inside its elementwise loops)."""
+    pool = _POOLS.get(n)
+    if pool is None:
+        pool = _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="nnlab-opt")
+    return pool
 
 
 # ---------------------------------------------------------------- schedules
@@ -131,15 +143,34 @@ class Optimizer:
         self.base_lr = self.lr
         self.t = 0
         self._n_decay = 0
+        self.state: dict[str, Array] = {}  # per-parameter arrays, e.g. Adam's m and v
+        self._parts: list | None = None  # (theta, grad, state) views per chunk, when parallel
 
     def setup(self, theta: Array, n_decay: int) -> None:
         """Allocate the state for a parameter vector whose first ``n_decay`` entries decay."""
         self._n_decay = n_decay
         self._schedule = SCHEDULES.build(self.schedule)
-        self._init_state(theta)
+        self.state = self._init_state(theta)
+        self._theta = theta
 
-    def _init_state(self, theta: Array) -> None:
-        pass
+    def _init_state(self, theta: Array) -> dict[str, Array]:
+        return {}
+
+    def set_workers(self, workers: int, grad: Array) -> None:
+        """Update large parameter vectors in ``workers`` chunks at once (the elementwise update
+        gives the same numbers however it is split); 1 for one piece."""
+        theta = self._theta
+        if workers <= 1 or theta.size < PARALLEL_MIN:
+            self._parts = None
+            return
+        bounds = np.linspace(0, theta.size, workers + 1).astype(int) // 64 * 64
+        bounds[-1] = theta.size
+        self._parts = [
+            (theta[a:b], grad[a:b], {k: v[a:b] for k, v in self.state.items()})
+            for a, b in itertools.pairwise(bounds)
+        ]
+        self._grad = grad
+        self._pool = worker_pool(workers - 1)
 
     def set_epoch(self, epoch: int, epochs: int) -> float:
         """Set ``lr`` from the schedule for a 0-based epoch; returns it."""
@@ -169,19 +200,25 @@ class Optimizer:
         if self.decoupled and self.weight_decay:
             k = self._n_decay
             theta[:k] *= 1.0 - self.lr * self.weight_decay
-        self._update(theta, grad)
+        parts = self._parts
+        if parts is None or theta is not self._theta or grad is not self._grad:
+            self._update(theta, grad, self.state)
+            return
+        rest = [self._pool.submit(self._update, *part) for part in parts[1:]]
+        self._update(*parts[0])
+        for job in rest:
+            job.result()
 
     decoupled = False
 
-    def _update(self, theta: Array, g: Array) -> None:
+    def _update(self, theta: Array, g: Array, s: dict[str, Array]) -> None:
+        """Update ``theta`` from ``g`` with the state arrays ``s`` (all views of one range)."""
         raise NotImplementedError
 
-    # state for checkpoints: every array and counter an update reads
+    # state for checkpoints: every array and counter an update reads ("tmp" is scratch)
     def state_dict(self) -> dict[str, Any]:
-        state = {"t": self.t, "lr": self.lr}
-        state.update(
-            {k: v.copy() for k, v in vars(self).items() if isinstance(v, np.ndarray) and k != "tmp"}
-        )
+        state: dict[str, Any] = {"t": self.t, "lr": self.lr}
+        state.update({k: v.copy() for k, v in self.state.items() if k != "tmp"})
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -189,7 +226,7 @@ class Optimizer:
         self.lr = float(state["lr"])
         for k, v in state.items():
             if k not in ("t", "lr"):
-                getattr(self, k)[...] = v
+                self.state[k][...] = v
 
 
 @OPTIMIZERS.register("sgd")
@@ -207,18 +244,18 @@ class SGD(Optimizer):
             raise ConfigError("nesterov needs momentum > 0", f"{path}.nesterov" if path else "")
 
     def _init_state(self, theta):
-        if self.momentum:
-            self.buf = np.zeros_like(theta)
+        return {"buf": np.zeros_like(theta)} if self.momentum else {}
 
-    def _update(self, theta, g):
+    def _update(self, theta, g, s):
         if self.momentum:
-            self.buf *= self.momentum
-            self.buf += g
+            buf = s["buf"]
+            buf *= self.momentum
+            buf += g
             if not self.nesterov:
-                np.multiply(self.buf, self.lr, out=g)
+                np.multiply(buf, self.lr, out=g)
                 theta -= g
                 return
-            g += self.momentum * self.buf
+            g += self.momentum * buf
         g *= self.lr
         theta -= g
 
@@ -237,23 +274,24 @@ class RMSprop(Optimizer):
 
     def _init_state(self, theta):
         # v is kept as v / (1 - rho): its update is then `v = rho v + g^2`, one pass fewer
-        self.v = np.zeros_like(theta)
-        self.tmp = np.empty_like(theta)
+        state = {"v": np.zeros_like(theta), "tmp": np.empty_like(theta)}
         if self.centered:
-            self.gavg = np.zeros_like(theta)
+            state["gavg"] = np.zeros_like(theta)
         if self.momentum:
-            self.buf = np.zeros_like(theta)
+            state["buf"] = np.zeros_like(theta)
+        return state
 
-    def _update(self, theta, g):
-        tmp, v = self.tmp, self.v
+    def _update(self, theta, g, s):
+        tmp, v = s["tmp"], s["v"]
         c = math.sqrt(1.0 - self.rho)  # sqrt(v_true) = c * sqrt(v)
         np.multiply(g, g, out=tmp)
         v *= self.rho
         v += tmp
         if self.centered:
-            self.gavg *= self.rho
-            self.gavg += (1.0 - self.rho) * g
-            np.multiply(self.gavg, self.gavg, out=tmp)
+            gavg = s["gavg"]
+            gavg *= self.rho
+            gavg += (1.0 - self.rho) * g
+            np.multiply(gavg, gavg, out=tmp)
             tmp *= -1.0 / (1.0 - self.rho)
             tmp += v  # (v_true - gavg^2) / (1 - rho)
             np.sqrt(tmp, out=tmp)
@@ -263,12 +301,13 @@ class RMSprop(Optimizer):
         tmp += self.eps
         np.divide(g, tmp, out=tmp)
         if self.momentum:
-            self.buf *= self.momentum
-            self.buf += tmp
-            theta -= self.lr * self.buf
+            buf = s["buf"]
+            buf *= self.momentum
+            buf += tmp
+            np.multiply(buf, self.lr, out=tmp)
         else:
             tmp *= self.lr
-            theta -= tmp
+        theta -= tmp
 
 
 @OPTIMIZERS.register("adagrad")
@@ -282,14 +321,13 @@ class Adagrad(Optimizer):
     eps: Annotated[float, Interval(gt=0), Doc("added to the denominator")] = 1e-10
 
     def _init_state(self, theta):
-        self.s = np.full_like(theta, self.initial_accumulator)
-        self.tmp = np.empty_like(theta)
+        return {"s": np.full_like(theta, self.initial_accumulator), "tmp": np.empty_like(theta)}
 
-    def _update(self, theta, g):
-        tmp = self.tmp
+    def _update(self, theta, g, s):
+        tmp, acc = s["tmp"], s["s"]
         np.multiply(g, g, out=tmp)
-        self.s += tmp
-        np.sqrt(self.s, out=tmp)
+        acc += tmp
+        np.sqrt(acc, out=tmp)
         tmp += self.eps
         np.divide(g, tmp, out=tmp)
         tmp *= self.lr
@@ -311,12 +349,10 @@ class Adam(Optimizer):
         # The moments are kept as m / (1 - beta1) and v / (1 - beta2): their updates are then
         # `m = beta1 m + g` and `v = beta2 v + g^2`, and the constants fold into two scalars:
         # ten passes over the parameters per step instead of thirteen.
-        self.m = np.zeros_like(theta)
-        self.v = np.zeros_like(theta)
-        self.tmp = np.empty_like(theta)
+        return {"m": np.zeros_like(theta), "v": np.zeros_like(theta), "tmp": np.empty_like(theta)}
 
-    def _update(self, theta, g):
-        m, v, tmp = self.m, self.v, self.tmp
+    def _update(self, theta, g, s):
+        m, v, tmp = s["m"], s["v"], s["tmp"]
         b1, b2 = self.beta1, self.beta2
         bc1 = 1.0 - b1**self.t
         bc2 = 1.0 - b2**self.t
