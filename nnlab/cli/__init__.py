@@ -69,6 +69,7 @@ def _register() -> None:
         export_cmd,
         gradcheck_cmd,
         list_cmd,
+        probe_cmd,
         sweep_cmd,
         train_cmd,
     )
@@ -81,6 +82,7 @@ def _register() -> None:
         compare_cmd,
         export_cmd,
         gradcheck_cmd,
+        probe_cmd,
     ):
         for command in module.COMMANDS:
             cli.add_command(command)
