@@ -66,6 +66,7 @@ def _register() -> None:
     from nnlab.cli import (
         compare_cmd,
         config_cmd,
+        explain_cmd,
         export_cmd,
         gradcheck_cmd,
         list_cmd,
@@ -83,6 +84,7 @@ def _register() -> None:
         export_cmd,
         gradcheck_cmd,
         probe_cmd,
+        explain_cmd,
     ):
         for command in module.COMMANDS:
             cli.add_command(command)
