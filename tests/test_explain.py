@@ -33,7 +33,7 @@ def _hand_gradients(model, X):
 
 
 def test_predicted_class_saliency_equals_the_hand_written_gradient(digits_run):
-    model, meta, data, X = load_explained(digits_run, "test")
+    model, _, data, X = load_explained(digits_run, "test")
     s = explain(digits_run)
     grads = _hand_gradients(model, X.astype(np.float64))
     pred = model.predict(X).argmax(axis=1)
