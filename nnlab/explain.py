@@ -45,7 +45,7 @@ class Saliency:
     class_counts: Array | None = None  # (classes,) samples per target class
 
 
-def load_explained(run: str | Path, split: str) -> tuple[Any, dict, Any, Array]:
+def run_inputs(run: str | Path, split: str) -> tuple[Any, dict, Any, Array]:
     """(model, meta, data, X) of a run folder: its trained model and the inputs of a split of
     its data, as they were in training (same splits, same scaling)."""
     from nnlab.config import load_config
@@ -196,7 +196,7 @@ def explain(
     run: str | Path, split: str = "test", output: str | int | None = None, score: str = "logit"
 ) -> Saliency:
     """The saliency of a run's model over a split of its data (see ``saliency``)."""
-    model, meta, data, X = load_explained(run, split)
+    model, meta, data, X = run_inputs(run, split)
     return saliency(model, meta, X, output, score, split, data.image_shape)
 
 

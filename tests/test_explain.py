@@ -8,7 +8,7 @@ import pytest
 
 from conftest import CONFIGS, run_nnlab, train_run
 from nnlab.errors import ConfigError
-from nnlab.explain import explain, heat_text, load_explained
+from nnlab.explain import explain, heat_text, run_inputs
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def _hand_gradients(model, X):
 
 
 def test_predicted_class_saliency_equals_the_hand_written_gradient(digits_run):
-    model, _, data, X = load_explained(digits_run, "test")
+    model, _, data, X = run_inputs(digits_run, "test")
     s = explain(digits_run)
     grads = _hand_gradients(model, X.astype(np.float64))
     pred = model.predict(X).argmax(axis=1)
@@ -50,7 +50,7 @@ def test_predicted_class_saliency_equals_the_hand_written_gradient(digits_run):
 
 
 def test_a_chosen_class_probability_follows_the_softmax_jacobian(digits_run):
-    model, _, _, X = load_explained(digits_run, "train")
+    model, _, _, X = run_inputs(digits_run, "train")
     s = explain(digits_run, split="train", output=3, score="output")
     grads = _hand_gradients(model, X.astype(np.float64))  # (n, k, f)
     p = model.predict(X).astype(np.float64)  # (n, k)
@@ -63,7 +63,7 @@ def test_a_linear_output_has_its_weight_as_saliency(tmp_path):
     """The threshold toy's linear output: d out / d x = w for every sample; the predicted
     class 0 scores -out, so the signed mean counts the predictions."""
     run = train_run(CONFIGS / "threshold.yaml", tmp_path, "training.epochs=200")
-    model, _, _, X = load_explained(run, "train")
+    model, _, _, X = run_inputs(run, "train")
     w = float(model.layers[0].params["W"][0, 0])
     s = explain(run, split="train")
     assert s.mean_abs[0] == pytest.approx(abs(w), rel=1e-6)

@@ -64,6 +64,7 @@ def cli():
 
 def _register() -> None:
     from nnlab.cli import (
+        activations_cmd,
         compare_cmd,
         config_cmd,
         explain_cmd,
@@ -85,6 +86,7 @@ def _register() -> None:
         gradcheck_cmd,
         probe_cmd,
         explain_cmd,
+        activations_cmd,
     ):
         for command in module.COMMANDS:
             cli.add_command(command)

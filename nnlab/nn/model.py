@@ -247,6 +247,14 @@ class Model:
         outs = [values[j] for j in self.outputs]
         return outs[0] if len(outs) == 1 else outs
 
+    def layer_outputs(self, X: Array, training: bool = False) -> list[Array]:
+        """Every layer's output for a batch, in layer order (arrays the layers own: copy
+        them to keep them past the next call)."""
+        values: list[Array] = []
+        for i, layer in enumerate(self.layers):
+            values.append(layer.forward(self._gather(i, X, values), training))
+        return values
+
     def backward(
         self, dY, logits: bool | list[bool] = False, need_input_grad: bool = False
     ) -> Array | None:
