@@ -551,18 +551,25 @@ def mnist(g: Gallery) -> None:
             float(r["optimizer.lr"])): 1 - float(r["test_accuracy"]) for r in rows}  # fmt: skip
     mse_hi, mse_lo = err["MSE", 0.0001, 0.001], err["MSE", 2e-7, 0.001]
     ce_hi, ce_lo = err["cross-entropy", 0.0005, 0.001], err["cross-entropy", 1e-6, 0.001]
-    best = min(err.items(), key=lambda kv: kv[1])
-    g.expect(mse_lo < mse_hi, "MSE: less L2 is better")
-    g.expect(ce_lo < mse_lo, "CE beats MSE at the small lambda")
+    slow = [err[loss, small, 0.0001] for loss, small in (("MSE", 2e-7), ("cross-entropy", 1e-6))]
+    fast = [err[loss, small, 0.01] for loss, small in (("MSE", 2e-7), ("cross-entropy", 1e-6))]
+    g.expect(mse_lo < mse_hi and ce_lo < ce_hi, "less L2 is better for both losses")
+    g.expect(ce_hi < mse_hi - 0.02, "at lambda 0.001 cross-entropy is far better")
+    g.expect(abs(ce_lo - mse_lo) < 0.005, "at lambda 0.000002 the losses tie")
+    g.expect(min(slow + fast) > max(mse_lo, ce_lo), "lr 0.001 is the best of the three")
     g.add(
-        f"**What it shows.** At the question's lr 0.001 nnlab's sigmoid + MSE net gets "
+        f"**What it shows.** At the question's lr 0.001 the sigmoid + MSE net gets "
         f"{mse_hi:.1%} test error with lambda 0.001 and {mse_lo:.1%} with 0.000002 (the table: "
-        f"6.9% and 5.7%: the same order, lower errors); softmax with cross-entropy gets "
-        f"{ce_hi:.1%} and {ce_lo:.1%}. The best of the grid is {best[1]:.1%} "
-        f"({best[0][0]}, l2 {best[0][1]:g}, lr {best[0][2]:g}). Lambda 0.001 is the larger "
-        "effect: it holds every net back by several points; between the losses, cross-entropy's "
-        "gradient (softmax - target) does not vanish on saturated wrong outputs the way the "
-        "sigmoid's MSE gradient does.",
+        "6.9% and 5.7%, the same ranking; how the answer's RMSprop variant and cost were "
+        f"scaled is not known exactly); softmax with cross-entropy gets {ce_hi:.1%} and "
+        f"{ce_lo:.1%}. Lambda is the larger effect: 0.001 holds both back, MSE the most, "
+        "because its gradient through the sigmoid, (out - t) out (1 - out), is at most a "
+        "quarter of cross-entropy's (out - t), so the same penalty outweighs it. With little "
+        f"regularisation the two losses end {abs(ce_lo - mse_lo) * 100:.1f} points apart (one "
+        "seed each): RMSprop divides every step by the gradient's running size, which makes "
+        "up for the sigmoid's small gradients; cross-entropy fits the training set faster "
+        f"(the plot). lr 0.0001 is too slow for 30 epochs ({min(slow):.1%} or more) and 0.01 "
+        f"too large ({min(fast):.1%} or more).",
         "",
     )
 
