@@ -129,24 +129,6 @@ def loss_objective(loss, T: Array, W: Array | None = None) -> Callable:
     return lambda out: loss(out, T, W)
 
 
-def experiment_objective(exp: Any, targets: list) -> Callable:
-    """The training objective of an experiment on a batch: the weighted sum of its heads'
-    losses (masked samples left out), as ``objective(outputs) -> (value, d/d outputs)``.
-    ``targets`` holds each head's ``Targets`` for the batch."""
-    heads = exp.heads
-    single = len(heads) == 1
-
-    def objective(outs):
-        value, douts = 0.0, []
-        for head, out, t in zip(heads, [outs] if single else outs, targets, strict=True):
-            v, d = head.loss(out, t.T, t.W)
-            value += head.weight * v
-            douts.append(d * head.weight if head.weight != 1.0 else d)
-        return value, douts[0] if single else douts
-
-    return objective
-
-
 def batch_rows(exp: Any, samples: int) -> Array:
     """The training rows a check uses: the first ``samples``, or, when some samples have no
     label, half labelled and half unlabelled ones, so the masks are checked too."""
@@ -182,7 +164,7 @@ def check_experiment(
     The L2 penalty and weight decay are added by the optimizer, not by backpropagation, and are
     not part of the check.
     """
-    from nnlab.train import Targets
+    from nnlab.train import Targets, objective
 
     if exp.model.dtype != np.float64:
         raise ConfigError(
@@ -199,7 +181,7 @@ def check_experiment(
     ]
     return check_model(
         exp.model,
-        experiment_objective(exp, targets),
+        objective(exp, targets),
         X,
         logits=exp.logit_flags,
         training=True,

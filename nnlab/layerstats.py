@@ -81,15 +81,13 @@ class LayerStats:
         self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
 
     def record(self, epoch: int) -> None:
+        from nnlab.train import objective
+
         exp = self.exp
         model = exp.model
-        single = len(exp.heads) == 1
         outs = model.forward(self.X, training=False, logits=exp.logit_flags)
-        douts = []
-        for head, out, t in zip(exp.heads, [outs] if single else outs, self.targets, strict=True):
-            _, d = head.loss(out, t.T, t.W)
-            douts.append(d * head.weight if head.weight != 1.0 else d)
-        model.backward(douts[0] if single else douts, logits=exp.logit_flags)
+        _, douts = objective(exp, self.targets)(outs)
+        model.backward(douts, logits=exp.logit_flags)
         for i, layer in enumerate(model.layers):
             fn = layer.activation_fn
             act = fn.name if fn is not None else ""
