@@ -155,7 +155,6 @@ def test_mnist_table_l2_matters_most_and_cross_entropy_resists_it(runs):
 # ---------------------------------------------------------------- semi-supervised
 
 
-@pytest.mark.slow
 def test_the_reconstruction_head_helps_the_classifier_over_seeds():
     """Paired by seed (the same labelled samples): the two-headed model beats the classifier
     alone on at least 4 of 5 seeds and on average."""
@@ -165,3 +164,26 @@ def test_the_reconstruction_head_helps_the_classifier_over_seeds():
         alone = _fit(QUESTIONS / "classifier_alone.yaml", f"training.seed={seed}")
         gains.append(evaluate(semi, "test")["cls_accuracy"] - _accuracy(alone, "test"))
     assert sum(g > 0 for g in gains) >= 4 and np.mean(gains) > 0, gains
+
+
+# ---------------------------------------------------------------- the LSTM question
+
+
+def test_the_printed_result_shows_each_group_of_samples():
+    """The sin and +1 steps of `sequence` are reported apart (summary.json's test_groups), so
+    `nnlab train` prints them too."""
+    from nnlab.report import format_result
+
+    summary = {
+        "name": "lstm_sequence", "status": "completed", "epochs_completed": 1,
+        "epochs_planned": 1, "train_seconds": 1.0, "parameters": 10,
+        "train": {"loss": 0.5}, "test": {"loss": 0.25},
+        "test_groups": {"sin": {"loss": 0.125}, "plus_one": {"loss": 0.0625}},
+    }  # fmt: skip
+    lines = format_result(summary).splitlines()
+    assert [line.split() for line in lines[2:]] == [
+        ["train", "0.5000"],
+        ["test", "0.2500"],
+        ["test", "sin", "0.1250"],
+        ["test", "plus_one", "0.0625"],
+    ]
