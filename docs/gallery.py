@@ -713,6 +713,54 @@ def lstm(g: Gallery) -> None:
     )
 
 
+def invert(g: Gallery) -> None:
+    g.add(
+        "## 11. Can a trained network be run backwards, from y to x?",
+        "",
+        "> *After I've finished training the network to predict y from x, is it possible to "
+        "reverse it so that it predicts x from y?* The answer: only when every layer is "
+        "invertible, square weight matrices and invertible activations.",
+        "",
+        "`configs/invertible.yaml` trains a 2-2-2-2 tanh / leaky_relu network on `twist`, a "
+        "one-to-one map of the plane; five points go forward with `nnlab predict` and back "
+        "with `nnlab invert`. The digits network of question 8 is refused:",
+        "",
+    )
+    points = ROOT / RUNS / "points.csv"
+    points.write_text("x0,x1\n0.5,-0.25\n-0.8,0.1\n0.0,0.9\n0.3,0.3\n-0.6,-0.7\n")
+    t = g.nnlab("train", "configs/invertible.yaml", "--runs-dir", RUNS, "-q")
+    run = str(t.run_dir.relative_to(ROOT))
+    p = g.nnlab("predict", run, f"{RUNS}/points.csv", "-o", f"{RUNS}/y.csv")
+    i = g.nnlab("invert", run, f"{RUNS}/y.csv")
+    g.commands(t, p, i)
+    g.block(i.stdout)
+    digits = sorted((ROOT / RUNS).glob("digits-*"))  # question 8's run
+    if not digits:  # a partial gallery without question 8
+        digits = [g.nnlab("train", "configs/digits.yaml", "--runs-dir", RUNS, "-q").run_dir]
+    refused = subprocess.run(
+        [sys.executable, "-m", "nnlab", "invert", str(digits[0].relative_to(ROOT)),
+         f"{RUNS}/y.csv"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    g.commands(f"nnlab invert {digits[0].relative_to(ROOT)} {RUNS}/y.csv   # exit status 2")
+    g.block(refused.stderr.strip())
+    given = [[float(v) for v in line.split(",")] for line in points.read_text().split()[1:]]
+    back = [[float(v) for v in r.values()] for r in table_rows(i.stdout)]
+    pairs = zip(given, back, strict=True)
+    worst = max(abs(a - b) for ra, rb in pairs for a, b in zip(ra, rb, strict=True))
+    g.expect(worst < 1e-4, "invert recovers the points")
+    g.expect(refused.returncode == 2 and "not invertible" in refused.stderr, "digits refused")
+    g.add(
+        f"**What it shows.** The points come back to within {worst:.1e} (float32 rounding). "
+        "The digits network is refused at its first layer: 64 inputs onto 256 units is not a "
+        "square matrix (and its ReLU would be next: it maps every negative input to 0). To "
+        "get inputs that a classifier maps to a class, the answer's point stands: model "
+        "p(x | y) (a variational autoencoder, say); `nnlab explain` shows which inputs the "
+        "output is sensitive to.",
+        "",
+    )
+
+
 SECTIONS = [
     initialization,
     threshold,
@@ -724,6 +772,7 @@ SECTIONS = [
     saliency,
     semi_supervised,
     lstm,
+    invert,
 ]
 
 
