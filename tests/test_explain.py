@@ -113,3 +113,12 @@ def test_a_split_the_run_does_not_have(tmp_path):
         explain(run)
     r = run_nnlab("explain", tmp_path)
     assert r.returncode == 2 and "not a run folder" in r.stderr
+
+
+def test_a_regression_with_several_outputs_needs_one_chosen(tmp_path):
+    run = train_run(CONFIGS / "invertible.yaml", tmp_path, "training.epochs=5")
+    with pytest.raises(ConfigError, match=r"2 outputs: choose one with --output 0\.\.1"):
+        explain(run, split="train")
+    s = explain(run, split="train", output=1)
+    assert s.target == "the output of output 1" and s.per_class is None
+    assert s.mean_abs.shape == (2,) and (s.mean_abs > 0).all()
