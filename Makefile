@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow lint format docs bench clean
+.PHONY: run test test-slow lint format docs gallery bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,15 +22,18 @@ test-slow: $(STAMP)  ## the long experiments too (full MNIST trainings)
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check nnlab tests bench
-	$(VENV)/bin/ruff format --check nnlab tests bench
+	$(VENV)/bin/ruff check nnlab tests bench docs
+	$(VENV)/bin/ruff format --check nnlab tests bench docs
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format nnlab tests bench
-	$(VENV)/bin/ruff check --fix nnlab tests bench
+	$(VENV)/bin/ruff format nnlab tests bench docs
+	$(VENV)/bin/ruff check --fix nnlab tests bench docs
 
 docs: $(STAMP)  ## regenerate the README's key reference from the schema
 	$(PY) -m nnlab.docs README.md
+
+gallery: $(STAMP)  ## rerun every question's experiment, rewrite docs/questions.md (minutes; MNIST from $$NNLAB_DATA_DIR)
+	$(PY) docs/gallery.py
 
 bench: $(STAMP)  ## run every benchmark script in bench/ (each prints its figures and ratios)
 	$(PY) -m pip install --quiet -e '.[test,bench]' || echo "PyTorch could not be installed: its rows are skipped"

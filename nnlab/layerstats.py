@@ -81,15 +81,13 @@ class LayerStats:
         self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
 
     def record(self, epoch: int) -> None:
+        from nnlab.train import objective
+
         exp = self.exp
         model = exp.model
-        single = len(exp.heads) == 1
         outs = model.forward(self.X, training=False, logits=exp.logit_flags)
-        douts = []
-        for head, out, t in zip(exp.heads, [outs] if single else outs, self.targets, strict=True):
-            _, d = head.loss(out, t.T, t.W)
-            douts.append(d * head.weight if head.weight != 1.0 else d)
-        model.backward(douts[0] if single else douts, logits=exp.logit_flags)
+        _, douts = objective(exp, self.targets)(outs)
+        model.backward(douts, logits=exp.logit_flags)
         for i, layer in enumerate(model.layers):
             fn = layer.activation_fn
             act = fn.name if fn is not None else ""
@@ -139,3 +137,55 @@ def _text(v: Any) -> str:
     if isinstance(v, float) and math.isnan(v):
         return ""
     return fmt_number(v)
+
+
+def mode_means(
+    model: Any, X: Array, passes: int = 10, seed: int = 0, batch: int = 1024
+) -> list[dict[str, Any]]:
+    """The mean output of every layer over the samples ``X`` in evaluation mode and in
+    training mode (dropout on), the latter averaged over ``passes`` draws of the dropout
+    masks from a generator seeded with ``seed`` (the model's own generator is restored).
+
+    With inverted dropout the two means agree: kept units are scaled by 1/(1 - rate), so the
+    expected training-mode output equals the evaluation-mode one. Without the scaling a
+    dropout layer's training-mode mean is (1 - rate) times its evaluation-mode mean, and the
+    layers after it see larger inputs at evaluation than they were trained on.
+
+    Returns
+    -------
+    A dict per layer: layer, name, type, activation, eval_mean, train_mean, ratio
+    (train_mean / eval_mean).
+    """
+    n = X.shape[0]
+    k = len(model.layers)
+    eval_sum, train_sum = np.zeros(k), np.zeros(k)
+    saved = [layer.rng for layer in model.layers]
+    model.set_rng(np.random.default_rng(seed))
+    try:
+        for start in range(0, n, batch):
+            xb = X[start : start + batch]
+            for i, out in enumerate(model.layer_outputs(xb, training=False)):
+                eval_sum[i] += float(np.sum(out, dtype=np.float64))
+            for _ in range(passes):
+                for i, out in enumerate(model.layer_outputs(xb, training=True)):
+                    train_sum[i] += float(np.sum(out, dtype=np.float64)) / passes
+    finally:
+        for layer, rng in zip(model.layers, saved, strict=True):
+            layer.rng = rng
+    rows = []
+    for i, layer in enumerate(model.layers):
+        size = n * int(np.prod(model.shapes[i]))
+        e, t = eval_sum[i] / size, train_sum[i] / size
+        fn = layer.activation_fn
+        rows.append(
+            {
+                "layer": i,
+                "name": model.names[i],
+                "type": LAYERS.name_of(layer),
+                "activation": fn.name if fn is not None else "",
+                "eval_mean": e,
+                "train_mean": t,
+                "ratio": t / e if e != 0 else math.nan,
+            }
+        )
+    return rows

@@ -110,23 +110,46 @@ def curves(
 # ---------------------------------------------------------------- image
 
 
-def plot_image(
-    panels: dict[str, list[Curve]], path: str | Path, logy: bool = False, title: str = ""
-) -> Any:
-    """Write one panel per metric to ``path`` (PNG, or what its extension says); returns the
-    matplotlib figure."""
+def pyplot(without: str = "") -> Any:
+    """matplotlib.pyplot on the Agg backend, or an error saying how to install it (and what
+    works ``without`` it)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise NnlabError(
-            "writing an image needs matplotlib: pip install 'nnlab[plot]' "
-            "(without -o, nnlab plot draws in the terminal)"
+            "writing an image needs matplotlib: pip install 'nnlab[plot]'"
+            + (f" ({without})" if without else "")
         ) from None
+    return plt
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> None:
+    """Write a figure atomically in the format of ``path``'s extension (PNG by default) and
+    close it."""
     from nnlab.runs import atomic_write
+
+    plt = pyplot()
+    buf = io.BytesIO()
+    suffix = Path(path).suffix.lstrip(".").lower() or "png"
+    try:
+        fig.savefig(buf, format=suffix, dpi=dpi)
+    except ValueError as e:
+        plt.close(fig)
+        raise ConfigError(f"cannot write a {suffix!r} image ({e})", source=str(path)) from None
+    plt.close(fig)
+    atomic_write(Path(path), buf.getvalue())
+
+
+def plot_image(
+    panels: dict[str, list[Curve]], path: str | Path, logy: bool = False, title: str = ""
+) -> Any:
+    """Write one panel per metric to ``path`` (PNG, or what its extension says); returns the
+    matplotlib figure."""
+    plt = pyplot("without -o, nnlab plot draws in the terminal")
+    from matplotlib.ticker import MaxNLocator
 
     n = len(panels)
     fig, axes = plt.subplots(1, n, figsize=(6.4 * n, 4.6), squeeze=False)
@@ -149,15 +172,7 @@ def plot_image(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    suffix = Path(path).suffix.lstrip(".").lower() or "png"
-    try:
-        fig.savefig(buf, format=suffix, dpi=120)
-    except ValueError as e:
-        plt.close(fig)
-        raise ConfigError(f"cannot write a {suffix!r} image ({e})", source=str(path)) from None
-    atomic_write(Path(path), buf.getvalue())
-    plt.close(fig)
+    save_figure(fig, path)
     return fig
 
 

@@ -33,12 +33,18 @@ def format_result(summary: dict) -> str:
             f"  stopped early: {es.get('monitor')} best at epoch {es.get('best_epoch')}"
             + (" (weights restored)" if es.get("restored") else "")
         )
-    rows = [(split, s[split]) for split in ("train", "val", "test") if split in s]
+    rows = []
+    for split in ("train", "val", "test"):
+        if split in s:
+            rows.append((split, s[split]))
+            # named groups of the split's samples (e.g. the sin steps of `sequence`)
+            rows += [(f"{split} {g}", m) for g, m in (s.get(f"{split}_groups") or {}).items()]
     if rows:
         metrics = [k for k in ("loss", "accuracy") if any(k in m for _, m in rows)]
-        lines.append("  " + " " * 8 + "".join(f"{m:>12}" for m in metrics))
-        for split, m in rows:
-            lines.append(f"  {split:<8}" + "".join(f"{_num(m.get(k)):>12}" for k in metrics))
+        width = max(8, *(len(label) + 1 for label, _ in rows))
+        lines.append("  " + " " * width + "".join(f"{m:>12}" for m in metrics))
+        for label, m in rows:
+            lines.append(f"  {label:<{width}}" + "".join(f"{_num(m.get(k)):>12}" for k in metrics))
     if s.get("baselines"):
         from nnlab.baselines import describe
 

@@ -281,6 +281,24 @@ class HeadMeter:
         return loss
 
 
+def objective(exp: Experiment, targets: list[Targets]) -> Callable:
+    """The training objective of an experiment on a batch: the weighted sum of its heads'
+    losses (masked samples left out), as ``objective(outputs) -> (value, d/d outputs)``.
+    ``targets`` holds each head's ``Targets`` for the batch."""
+    heads = exp.heads
+    single = len(heads) == 1
+
+    def value_and_grad(outs):
+        value, douts = 0.0, []
+        for head, out, t in zip(heads, [outs] if single else outs, targets, strict=True):
+            v, d = head.loss(out, t.T, t.W)
+            value += head.weight * v
+            douts.append(d * head.weight if head.weight != 1.0 else d)
+        return value, douts[0] if single else douts
+
+    return value_and_grad
+
+
 def evaluate(
     exp: Experiment, split: str, rows: Array | None = None, batch: int = EVAL_BATCH
 ) -> dict[str, float]:

@@ -113,7 +113,20 @@ def test_config_schema_is_json_schema():
     assert "training" in schema["properties"]
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["validate"], ["config"], ["list"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["train"],
+        ["validate"],
+        ["config"],
+        ["list"],
+        ["gradcheck"],
+        ["probe"],
+        ["explain"],
+        ["activations"],
+    ],
+)
 def test_help_shows_an_example(command):
     proc = run_nnlab(*command, "--help")
     assert proc.returncode == 0

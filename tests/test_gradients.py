@@ -284,3 +284,67 @@ def test_cross_entropy_with_rows_far_apart_is_exact():
     assert v == pytest.approx(ref, rel=1e-6)
     np.testing.assert_allclose(g, (soft - t) / 2, atol=1e-7)
     assert np.isfinite(v) and np.isfinite(g).all()
+
+
+def _input_gradient_check(model, objective, X, logits=False):
+    """Model.backward(need_input_grad=True) against central differences in the inputs."""
+    _, dout = objective(model.forward(X, logits=logits))
+    dX = model.backward(dout, logits=logits, need_input_grad=True).copy()
+    numeric = numerical_gradient(lambda: objective(model.forward(X, logits=logits))[0], X)
+    return compare("input", dX, numeric)
+
+
+@pytest.mark.parametrize("first", ["dense", "dropout", "flatten", "lstm"])
+def test_input_gradient_of_a_chain(first):
+    if first == "lstm":
+        layers = [LAYERS.create({"type": "lstm", "units": 3}), Dense(units=3, activation="softmax")]
+        X = RNG.normal(size=(5, 4, 2))
+    elif first == "flatten":
+        layers = [LAYERS.create("flatten"), Dense(units=3, activation="softmax")]
+        X = RNG.normal(size=(5, 2, 3))
+    else:
+        layers = [Dense(units=4, activation="tanh"), Dense(units=3, activation="softmax")]
+        if first == "dropout":
+            layers.insert(0, LAYERS.create({"type": "dropout", "rate": 0.0}))
+        X = RNG.normal(size=(5, 6))
+    model = Model(layers, X.shape[1:], np.random.default_rng(0), np.float64)
+    ce = LOSSES.create("categorical_crossentropy")
+    T = ce.targets(RNG.integers(0, 3, 5), 3, np.float64)
+    check = _input_gradient_check(model, loss_objective(ce, T), X, logits=True)
+    assert check.passed, check
+    assert model.backward(ce(model.forward(X, logits=True), T)[1], logits=True) is None
+
+
+@pytest.mark.parametrize("join", ["concat", "sum"])
+def test_input_gradient_of_a_graph_that_reads_the_input_twice(join):
+    """The output reads the input directly (a skip connection) and through h1 and h2: dL/dX
+    sums both paths."""
+    layers = [
+        Dense(units=4, activation="tanh"),
+        Dense(units=3, activation="linear"),
+        Dense(units=3, activation="sigmoid"),
+    ]
+    model = Model(
+        layers,
+        (3,),
+        np.random.default_rng(1),
+        np.float64,
+        names=["h1", "h2", "out"],
+        inputs=[None, ["h1"], ["input", "h2"]],
+        joins=["concat", "concat", join],
+    )
+    X, T = RNG.normal(size=(5, 3)), RNG.normal(size=(5, 3))
+    check = _input_gradient_check(model, loss_objective(LOSSES.create("mse"), T), X)
+    assert check.passed, check
+
+
+def test_input_gradient_of_two_heads():
+    model = _two_headed_model()
+    X = RNG.normal(size=(6, 5))
+    labels = np.array([0, 2, -1, 1, -1, 2])
+    w = (labels >= 0).astype(float)
+    T = LOSSES.create("categorical_crossentropy").targets(np.maximum(labels, 0), 3, np.float64)
+    T *= w[:, None]
+    objective = _masked_objective(T, w, X.copy())
+    check = _input_gradient_check(model, objective, X, logits=[True, False])
+    assert check.passed, check

@@ -63,9 +63,31 @@ def cli():
 
 
 def _register() -> None:
-    from nnlab.cli import compare_cmd, config_cmd, export_cmd, list_cmd, sweep_cmd, train_cmd
+    from nnlab.cli import (
+        activations_cmd,
+        compare_cmd,
+        config_cmd,
+        explain_cmd,
+        export_cmd,
+        gradcheck_cmd,
+        list_cmd,
+        probe_cmd,
+        sweep_cmd,
+        train_cmd,
+    )
 
-    for module in (train_cmd, config_cmd, list_cmd, sweep_cmd, compare_cmd, export_cmd):
+    for module in (
+        train_cmd,
+        config_cmd,
+        list_cmd,
+        sweep_cmd,
+        compare_cmd,
+        export_cmd,
+        gradcheck_cmd,
+        probe_cmd,
+        explain_cmd,
+        activations_cmd,
+    ):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -249,22 +249,37 @@ class Model:
         outs = [values[j] for j in self.outputs]
         return outs[0] if len(outs) == 1 else outs
 
-    def backward(self, dY, logits: bool | list[bool] = False) -> None:
+    def layer_outputs(self, X: Array, training: bool = False) -> list[Array]:
+        """Every layer's output for a batch, in layer order (arrays the layers own: copy
+        them to keep them past the next call)."""
+        values: list[Array] = []
+        for i, layer in enumerate(self.layers):
+            values.append(layer.forward(self._gather(i, X, values), training))
+        return values
+
+    def backward(
+        self, dY, logits: bool | list[bool] = False, need_input_grad: bool = False
+    ) -> Array | None:
         """Backpropagate dL/d(output) (per output for several; None for an output without a
-        loss) into ``self.grad``; with ``logits``, dL/d(logits) as in ``forward``."""
+        loss) into ``self.grad``; with ``logits``, dL/d(logits) as in ``forward``. With
+        ``need_input_grad`` also return dL/d(input), shape (batch, *input_shape), for saliency
+        (an array the model may own: copy it to keep it); training leaves it off, so the first
+        layer skips that product."""
         if self.chain:
             if isinstance(logits, list):
                 (logits,) = logits
             last = len(self.layers) - 1
             for i in range(last, -1, -1):
                 layer = self.layers[i]
+                need_dx = i > 0 or need_input_grad
                 if logits and i == last:
-                    dY = layer.backward_logits(dY, need_dx=i > 0)
+                    dY = layer.backward_logits(dY, need_dx=need_dx)
                 else:
-                    dY = layer.backward(dY, need_dx=i > 0)
-            return
+                    dY = layer.backward(dY, need_dx=need_dx)
+            return dY if need_input_grad else None
         flags = self._logit_flags(logits)
         grads: list[Array | None] = [None] * len(self.layers)
+        dX: Array | None = None  # dL/d(input), summed over the layers that read it
         for j, g in zip(self.outputs, dY if self.n_outputs > 1 else [dY], strict=True):
             if g is not None:
                 self._accumulate(grads, j, g)
@@ -274,25 +289,35 @@ class Model:
             if g is None:
                 continue
             srcs = self.sources[i]
-            need_dx = any(s >= 0 for s in srcs)
+            need_dx = any(s >= 0 for s in srcs) or (need_input_grad and -1 in srcs)
             layer = self.layers[i]
             back = layer.backward_logits if flags[i] else layer.backward
             dx = back(g, need_dx)
             if not need_dx:
                 continue
+            wanted = [s >= 0 or need_input_grad for s in srcs]
             if len(srcs) == 1:
-                self._accumulate(grads, srcs[0], dx)
-            elif self.joins[i] == "sum":
-                for s in srcs:  # each input gets its own copy: backward works in place
-                    if s >= 0:
-                        self._accumulate(grads, s, dx.copy())
+                parts = [(srcs[0], dx)]
+            elif self.joins[i] == "sum":  # each input gets its own copy: backward works in place
+                parts = [(s, dx.copy()) for s, w in zip(srcs, wanted, strict=True) if w]
             else:
-                start = 0
-                for s in srcs:
+                parts, start = [], 0
+                for s, w in zip(srcs, wanted, strict=True):
                     width = (self.input_shape if s < 0 else self.shapes[s])[-1]
-                    if s >= 0:
-                        self._accumulate(grads, s, dx[..., start : start + width].copy())
+                    if w:
+                        parts.append((s, dx[..., start : start + width].copy()))
                     start += width
+            for s, part in parts:
+                if s >= 0:
+                    self._accumulate(grads, s, part)
+                elif need_input_grad:
+                    dX = part.copy() if dX is None else dX + part
+        if not need_input_grad:
+            return None
+        if dX is None:  # no loss reaches the input
+            n = next(g.shape[0] for g in (dY if self.n_outputs > 1 else [dY]) if g is not None)
+            dX = np.zeros((n, *self.input_shape), self.dtype)
+        return dX
 
     def _logit_flags(self, logits: bool | list[bool]) -> list[bool]:
         flags = [False] * len(self.layers)

@@ -1,0 +1,852 @@
+"""Regenerate docs/questions.md: the question gallery, every experiment run with nnlab commands.
+
+    make gallery          # or: .venv/bin/python docs/gallery.py
+
+Each section runs the commands it shows (real processes, ``python -m nnlab``) into
+runs/gallery/ (emptied first, so nothing is reused), puts their output in the page, and checks
+the claims its text makes. A claim that no longer holds is listed at the end and the script
+exits 1 (the page is still written, with the numbers as they are now). The MNIST section reads
+the MNIST files from $NNLAB_DATA_DIR (or downloads them); it takes several minutes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = "runs/gallery"  # relative to ROOT: commands are shown as they are run
+DOCS = ROOT / "docs"
+PAGE = DOCS / "questions.md"
+INITS = {
+    "he_normal": "he_normal",
+    "glorot_uniform": "glorot_uniform",
+    "random_normal(stddev=1)": "{name: random_normal, stddev: 1.0}",
+    "zeros": "zeros",
+}
+
+
+@dataclass
+class Output:
+    command: str
+    stdout: str
+    seconds: float
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder a ``train`` printed on its last line."""
+        return ROOT / self.stdout.strip().splitlines()[-1]
+
+
+@dataclass
+class Gallery:
+    parts: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def nnlab(self, *args: str, ok: tuple[int, ...] = (0,)) -> Output:
+        """Run ``nnlab ARGS`` in the repository and return its output (stop on an exit
+        status not in ``ok``)."""
+        command = shlex.join(["nnlab", *args])
+        print(f"$ {command}", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "nnlab", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        seconds = time.perf_counter() - t0
+        if proc.returncode not in ok:
+            sys.exit(f"gallery: `{command}` exited {proc.returncode}:\n{proc.stderr}")
+        return Output(command, proc.stdout.rstrip("\n"), seconds)
+
+    def shell(self, script: str) -> Output:
+        """Run a bash script in the repository, with this Python's ``nnlab`` first on the
+        PATH; returns its output."""
+        print(f"$ {script}", file=sys.stderr, flush=True)
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            ["bash", "-c", script],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PATH": path, "PYTHONPATH": str(ROOT)},
+        )
+        if proc.returncode != 0:
+            sys.exit(f"gallery: the script exited {proc.returncode}:\n{script}\n{proc.stderr}")
+        return Output(script, proc.stdout.rstrip("\n"), time.perf_counter() - t0)
+
+    def expect(self, holds: bool, claim: str) -> None:
+        if not holds:
+            self.failures.append(claim)
+            print(f"CLAIM NO LONGER HOLDS: {claim}", file=sys.stderr)
+
+    def add(self, *lines: str) -> None:
+        self.parts.extend(lines)
+
+    def commands(self, *outputs: Output | str) -> None:
+        text = [o if isinstance(o, str) else o.command for o in outputs]
+        self.add("```sh", *text, "```", "")
+
+    def block(self, text: str) -> None:
+        self.add("```text", text, "```", "")
+
+
+def table_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def layer_rows(run_dir: Path, epoch: int = 0) -> list[dict[str, str]]:
+    rows = list(csv.DictReader((run_dir / "layers.csv").open()))
+    return [r for r in rows if int(r["epoch"]) == epoch]
+
+
+def weights(run_dir: Path) -> tuple[float, float]:
+    """(w, b) of a one-weight model, from the run's model.npz."""
+    import numpy as np
+
+    with np.load(run_dir / "model.npz") as z:
+        return float(z["param/layers.0.W"].item()), float(z["param/layers.0.b"].item())
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+# ---------------------------------------------------------------- the questions
+
+
+def initialization(g: Gallery) -> None:
+    g.add(
+        "## 1. Does the weight initialization matter?",
+        "",
+        "> *I have tried different initializations for weights, but all of them give the same "
+        "results. How important is it to do a proper initialization?*",
+        "",
+        "`configs/questions/init_deep.yaml`: six hidden ReLU layers of 64 units on the 8x8 digits "
+        "(SGD with momentum, 30 epochs), with `training.log_layers: true`, so every run writes "
+        "`layers.csv`: per layer and epoch (0 = at initialization) the spread of the "
+        "activations, saturated and dead units, the spread across units. The same network with "
+        "each initializer in every layer, then with tanh units:",
+        "",
+    )
+    script = f"""for act in relu tanh; do
+  for init in he_normal glorot_uniform '{{name: random_normal, stddev: 1.0}}' zeros; do
+    sets=()
+    for i in 0 1 2 3 4 5 6; do sets+=(--set "model.layers.$i.initializer=$init"); done
+    if [ $act = tanh ]; then
+      for i in 0 1 2 3 4 5; do sets+=(--set "model.layers.$i.activation=tanh"); done
+    fi
+    nnlab train configs/questions/init_deep.yaml --runs-dir {RUNS} -q "${{sets[@]}}"
+  done
+done"""
+    out = g.shell(script)
+    g.commands(script)
+    folders = [line for line in out.stdout.splitlines() if line.startswith(RUNS + "/")]
+    keys = [(act, label) for act in ("relu", "tanh") for label in INITS]
+    runs = {
+        k: Output("", folder, 0.0) for k, folder in zip(keys, folders, strict=True)
+    }  # each train prints its run folder last (diverged runs too: exit status 3)
+    std = {k: [float(r["a_std"]) for r in layer_rows(o.run_dir)] for k, o in runs.items()}
+    sat = {k: [r["saturated"] for r in layer_rows(o.run_dir)] for k, o in runs.items()}
+    g.add(
+        "Standard deviation of each layer's activations at initialization (`a_std` of epoch 0 in "
+        "`layers.csv`, ReLU network; layer 6 is the softmax output):",
+        "",
+        markdown_table(
+            ["layer", *INITS],
+            [[str(i)] + [f"{std['relu', k][i]:.4g}" for k in INITS] for i in range(7)],
+        ),
+        "",
+        "Fraction of saturated units at initialization (`saturated`: tanh slope below 5% of its "
+        "maximum), the same network with tanh units:",
+        "",
+        markdown_table(
+            ["layer", *INITS],
+            [[str(i)] + [f"{float(sat['tanh', k][i]):.2f}" for k in INITS] for i in range(6)],
+        ),
+        "",
+    )
+    cmp = g.nnlab(
+        "compare", *folders, "-c", "layers.1.initializer,layers.1.activation,val_accuracy,"
+        "test_accuracy,status", "--format", "markdown",
+    )  # fmt: skip
+    g.commands(
+        f"nnlab compare {RUNS}/init_deep-* -c layers.1.initializer,layers.1.activation,"
+        "val_accuracy,test_accuracy,status --format markdown"
+    )
+    g.add(cmp.stdout, "")
+    glo = std["relu", "glorot_uniform"]
+    g.expect(glo[5] < glo[0] / 4, "glorot_uniform: the spread dies with ReLU")
+    he, big, zero = (
+        std["relu", "he_normal"],
+        std["relu", "random_normal(stddev=1)"],
+        std["relu", "zeros"],
+    )
+    g.expect(max(he[:6]) / min(he[:6]) < 3, "he_normal keeps the activations' spread")
+    g.expect(all(b > 2 * a for a, b in itertools.pairwise(big[:6])), "stddev 1 blows up")
+    g.expect(max(zero) == 0.0, "zeros: every unit outputs 0")
+    tanh_big = [float(x) for x in sat["tanh", "random_normal(stddev=1)"][1:6]]
+    tanh_glorot = [float(x) for x in sat["tanh", "glorot_uniform"][:6]]
+    g.expect(min(tanh_big) > 0.6 and max(tanh_glorot) < 0.1, "stddev 1 saturates tanh")
+    zeros_acc = summary(runs["relu", "zeros"].run_dir)["test"]["accuracy"]
+    he_acc = summary(runs["relu", "he_normal"].run_dir)["test"]["accuracy"]
+    g.expect(zeros_acc < 0.2 < he_acc - 0.5, "zeros do not learn, he_normal does")
+    big_status = summary(runs["relu", "random_normal(stddev=1)"].run_dir)["status"]
+    g.add(
+        f"**What it shows.** With he_normal (variance 2/fan_in, made for ReLU) the activations "
+        f"keep their spread through the six layers ({min(he[:6]):.2f} to {max(he[:6]):.2f}); "
+        f"glorot_uniform (variance 2/(fan_in + fan_out), made for tanh) loses a third of it "
+        f"per ReLU layer ({glo[0]:.2f} to {glo[5]:.3f}); "
+        f"N(0, 1) multiplies it by about {big[5] / big[4]:.0f} per layer (to {big[5]:.3g} at "
+        f"layer 5; this run {big_status}) and saturates {min(tanh_big):.0%} or more of the tanh "
+        "units from the second layer on, while zeros make every unit of a layer compute the "
+        "same thing (here 0) "
+        f"forever: test accuracy {zeros_acc:.2f} against {he_acc:.2f}. On a shallow network "
+        "most random initializers end alike (see the README's init x lr sweep), which is why "
+        "the user saw no difference; in a deep one they decide whether it trains at all.",
+        "",
+    )
+
+
+def threshold(g: Gallery) -> None:
+    g.add(
+        "## 2. Why does the net classify worse than a hand-written threshold?",
+        "",
+        "> *A perceptron trained with MSE on x = [0, 0, 2, 2, 9], y = [0, 0, 1, 1, 0] gets "
+        "60%, while `x > 1` gets 80%. How can we train a network so that it maximizes "
+        "classification accuracy?* (An answer added a sigmoid and got 80%.)",
+        "",
+        "Three outputs on the same five points, SGD lr 0.01, 10000 full-batch steps, each "
+        "result printed with nnlab's baselines (the majority class, the best single-feature "
+        "threshold):",
+        "",
+    )
+    outs = [
+        g.nnlab("train", "configs/threshold.yaml", "--runs-dir", RUNS),
+        g.nnlab("train", "configs/questions/threshold_sigmoid_mse.yaml", "--runs-dir", RUNS),
+        g.nnlab("train", "configs/questions/threshold_bce.yaml", "--runs-dir", RUNS),
+    ]
+    for o in outs:
+        g.commands(o)
+        g.block("\n".join(o.stdout.splitlines()[:-1]))
+    accs = [summary(o.run_dir)["train"]["accuracy"] for o in outs]
+    g.expect(accs == [0.6, 0.8, 0.6], "linear 60%, sigmoid+MSE 80%, BCE 60%")
+    sig = summary(outs[1].run_dir)
+    g.expect(abs(sig["train"]["loss"] - 0.2062) < 1e-3, "the answer's final cost 0.2062")
+    w, b = weights(outs[1].run_dir)
+    g.expect(abs(w - 2.4254) < 1e-3 and abs(b + 2.1028) < 1e-3, "the answer's final w, b")
+    w_bce, _ = weights(outs[2].run_dir)
+    g.expect(-0.2 < w_bce < 0, "BCE keeps w slightly negative")
+    g.add(
+        "The sigmoid + MSE run starts where the answer's TensorFlow run started (w = 0.7565, "
+        f"b = -0.9745) and ends where it ended: cost {sig['train']['loss']:.4f} (TensorFlow: "
+        f"0.2062), w = {w:.4f}, b = {b:.4f} (TensorFlow: 2.4254, -2.1028; from the runs' "
+        f"`model.npz`), 4/5. The cross-entropy run ends at w = {w_bce:.3f}.",
+        "",
+        "**Which starting points end where?** The same training from a grid of starting "
+        "weights w and biases b (constant initializers), for each loss:",
+        "",
+    )
+    sweeps = {
+        "sigmoid + MSE": ("threshold_starts", []),
+        "linear + MSE": ("threshold_starts_linear", ["--set", "model.layers.0.activation=linear"]),
+        "sigmoid + BCE": ("threshold_starts_bce", ["--set", "loss=binary_crossentropy"]),
+    }
+    shown = []
+    grids = {}
+    for label, (name, extra) in sweeps.items():
+        o = g.nnlab(
+            "sweep", "configs/sweeps/threshold_starts.yaml", "--name", name, "--runs-dir", RUNS,
+            "-q", *extra,
+        )  # fmt: skip
+        shown.append(o)
+        c = g.nnlab(
+            "compare", f"{RUNS}/sweeps/{name}", "--format", "csv", "-c",
+            "model.layers.0.initializer.value,model.layers.0.bias_initializer.value,accuracy,"
+            "loss",
+        )  # fmt: skip
+        grids[label] = table_rows(c.stdout)
+    g.commands(
+        *shown,
+        f"nnlab compare {RUNS}/sweeps/threshold_starts --format csv -c "
+        "initializer.value,bias_initializer.value,accuracy,loss",
+    )
+    ws = sorted({float(r["model.layers.0.initializer.value"]) for r in grids["sigmoid + MSE"]})
+    bs = sorted({float(r["model.layers.0.bias_initializer.value"]) for r in grids["sigmoid + MSE"]})
+    g.add(
+        "Final accuracy (and loss) by starting w (rows) and b (columns), from the `nnlab compare "
+        "--format csv` of each sweep:",
+        "",
+    )
+    for label, rows in grids.items():
+        cell = {
+            (float(r["model.layers.0.initializer.value"]),
+             float(r["model.layers.0.bias_initializer.value"])): r
+            for r in rows
+        }  # fmt: skip
+        body = [
+            [f"w = {w:g}"]
+            + [f"{float(cell[w, b]['accuracy']):.0%} ({float(cell[w, b]['loss']):.3f})" for b in bs]
+            for w in ws
+        ]
+        g.add(f"*{label}*", "", markdown_table(["start", *[f"b = {b:g}" for b in bs]], body), "")
+    mse = {(float(r["model.layers.0.initializer.value"]), float(r["accuracy"]))
+           for r in grids["sigmoid + MSE"]}  # fmt: skip
+    ends_80 = sorted({w for w, a in mse if a == 0.8})
+    ends_60 = sorted({w for w, a in mse if a == 0.6})
+    g.expect(max(ends_60) < min(ends_80), "sigmoid+MSE: the starting w decides")
+    for label in ("linear + MSE", "sigmoid + BCE"):
+        g.expect({r["accuracy"] for r in grids[label]} == {"0.6"}, f"{label}: 60% everywhere")
+    no_outlier = "--set=data={name: csv, path: configs/questions/threshold_no_outlier.csv}"
+    outs = [
+        g.nnlab("train", c, "--runs-dir", RUNS, "-q", no_outlier)
+        for c in (
+            "configs/threshold.yaml",
+            "configs/questions/threshold_sigmoid_mse.yaml",
+            "configs/questions/threshold_bce.yaml",
+        )
+    ]
+    g.add("**Without the outlier** (the four other points, `threshold_no_outlier.csv`):", "")
+    g.commands(*outs)
+    cmp = g.nnlab(
+        "compare", *[str(o.run_dir.relative_to(ROOT)) for o in outs], "-c",
+        "activation,accuracy", "--format", "markdown",
+    )  # fmt: skip
+    g.add(cmp.stdout, "")
+    g.expect(all(summary(o.run_dir)["train"]["accuracy"] == 1.0 for o in outs), "no outlier: 100%")
+    g.add(
+        "**What it shows.** Each loss ends at 4/4 without the point at x = 9, so the outlier "
+        "alone costs the accuracy. On a linear output its squared error grows as (9w)^2 and "
+        "drags the least-squares line down (3/5 from every start: the loss is convex); "
+        "binary cross-entropy (logistic regression, also convex) charges it about 9w nats, "
+        "which keeps w slightly negative and predicts 0 everywhere (3/5, the majority); a "
+        "sigmoid with MSE caps its error at 1, so the net can give the outlier up and take "
+        f"the threshold (4/5), but only from starts with w >= {min(ends_80):g}: from w <= "
+        f"{max(ends_60):g} it settles at 3/5. Accuracy is not what any of them minimises.",
+        "",
+    )
+
+
+def learnable(g: Gallery) -> None:
+    g.add(
+        "## 3. Can this data be learned at all?",
+        "",
+        "> *How to evaluate if it is possible at all to train a neural network on the provided "
+        "data? ... Opposed to some random noise.* The answer: the network should be able to "
+        "overfit the training set without any regularisation; check on growing subsets.",
+        "",
+    )
+    o = g.nnlab("probe", "configs/questions/learnable.yaml", "-q")
+    g.commands(o)
+    g.block(o.stdout)
+    first = o.stdout.splitlines()[3:]
+    rows = [line.split() for line in first if line[:1].isdigit()]
+    g.expect(all(r[-1] == "yes" for r in rows), "real labels fitted at every size")
+    last = rows[-1]
+    g.expect(float(last[4]) < float(last[2]) - 0.3, "shuffled labels only memorised")
+    memorised = [r[0] for r in rows if float(r[4]) >= 0.99]
+    g.expect(bool(memorised), "shuffled labels: a small set is memorised")
+    memorised_text = f"up to {memorised[-1]} samples" if memorised else "no set"
+    g.add(
+        "**What it shows.** The one-hidden-layer net fits the real labels at every size "
+        f"(train accuracy {last[2]}) and its validation accuracy grows with the data to "
+        f"{last[3]}; with shuffled labels it memorises {memorised_text}, but on all "
+        f"{last[0]} reaches a train accuracy of only {last[4]} and predicts the validation set "
+        f"at chance ({last[5]}). The `majority` "
+        "column answers the other question of that thread: are the classes balanced?",
+        "",
+    )
+
+
+def dropout(g: Gallery) -> None:
+    g.add(
+        "## 4. Why does dropout scale the kept units by 1/keep_prob?",
+        "",
+        "> *Why is the input scaled in tf.nn.dropout? Why not keep the input element as it is "
+        "with probability keep_prob?*",
+        "",
+        "`configs/questions/dropout.yaml`: 64-256-128-10 ReLU on the digits with dropout 0.5 "
+        "after each hidden layer, trained with inverted dropout (`scale: true`, the default) and "
+        "with plain dropout (`scale: false`); `nnlab activations` then runs the training split "
+        "through each trained net in evaluation mode and in training mode (20 draws of the "
+        "masks) and prints each layer's mean output:",
+        "",
+    )
+    scaled = g.nnlab("train", "configs/questions/dropout.yaml", "--runs-dir", RUNS, "-q")
+    plain = g.nnlab(
+        "train", "configs/questions/dropout.yaml", "--runs-dir", RUNS, "-q", "--name",
+        "dropout-plain", "--set", "model.layers.1.scale=false", "--set",
+        "model.layers.3.scale=false",
+    )  # fmt: skip
+    ratios = {}
+    for label, o in (("inverted dropout", scaled), ("plain dropout", plain)):
+        a = g.nnlab("activations", str(o.run_dir.relative_to(ROOT)))
+        g.add(f"*{label}*", "")
+        g.commands(o, a.command)
+        g.block(a.stdout)
+        rows = [line.split() for line in a.stdout.splitlines() if line[:1].isdigit()]
+        ratios[label] = [float(r[-1]) for r in rows]
+    cmp = g.nnlab(
+        "compare", str(scaled.run_dir.relative_to(ROOT)), str(plain.run_dir.relative_to(ROOT)),
+        "-c", "layers.1.scale,loss,accuracy,test_loss,test_accuracy", "--format", "markdown",
+    )  # fmt: skip
+    g.commands(cmp)
+    g.add(cmp.stdout, "")
+    inv, pl = ratios["inverted dropout"], ratios["plain dropout"]
+    g.expect(all(abs(r - 1) < 0.1 for r in inv), "inverted: train/eval about 1")
+    g.expect(abs(pl[1] - 0.5) < 0.02 and pl[3] < 0.35, "plain: keep_prob, compounded")
+    loss = [summary(o.run_dir)["test"]["loss"] for o in (scaled, plain)]
+    acc = [summary(o.run_dir)["test"]["accuracy"] for o in (scaled, plain)]
+    g.expect(loss[1] > 1.5 * loss[0], "plain dropout: higher test loss")
+    g.add(
+        "**What it shows.** With inverted dropout every layer's mean is the same in training "
+        f"and evaluation (ratios {min(inv):.2f} to {max(inv):.2f}: a ReLU after dropout "
+        "averages a little higher in training); without the scaling the first dropout layer "
+        f"passes on {pl[1]:.2f} (keep_prob) of its evaluation-mode mean and the second "
+        f"{pl[3]:.2f}, so at evaluation the output layer receives about {1 / pl[3]:.0f} times "
+        "the input it was trained on. Here that inflates the logits: the test loss goes from "
+        f"{loss[0]:.3f} to {loss[1]:.3f} while the accuracy barely moves ({acc[0]:.4f}, "
+        f"{acc[1]:.4f}), since ReLU layers scale along and the argmax survives. Plain dropout "
+        "needs the weights multiplied by keep_prob at test time (the Dropout paper); "
+        "tf.nn.dropout does the division at training time instead, so evaluation needs nothing.",
+        "",
+    )
+
+
+def xor(g: Gallery) -> None:
+    g.add(
+        "## 5. Why will XOR not learn with one hidden unit?",
+        "",
+        "> *I am trying to implement XOR with 2 inputs, 1 element in the hidden layer, and 1 "
+        "output. I think I am missing a connection between the inputs and the outputs.*",
+        "",
+        "`configs/xor.yaml` (sigmoid units, binary cross-entropy, SGD with momentum, 3000 "
+        "full-batch steps) with one and with two hidden units, 20 seeds each, and "
+        "`configs/questions/xor_skip.yaml` (one hidden unit plus a connection from the inputs "
+        "to the output):",
+        "",
+    )
+    s1 = g.nnlab("sweep", "configs/sweeps/xor_seeds.yaml", "--runs-dir", RUNS, "-q")
+    s2 = g.nnlab(
+        "sweep", "configs/questions/xor_skip.yaml", "--seeds", "20", "--jobs", "2",
+        "--runs-dir", RUNS, "-q",
+    )  # fmt: skip
+    c1 = g.nnlab(
+        "compare", f"{RUNS}/sweeps/xor_seeds", f"{RUNS}/sweeps/xor_skip", "--group-seeds", "-c",
+        "units,inputs,accuracy,loss", "--format", "markdown",
+    )  # fmt: skip
+    c2 = g.nnlab(
+        "compare", f"{RUNS}/sweeps/xor_seeds", f"{RUNS}/sweeps/xor_skip", "--group-seeds",
+        "--where", "accuracy==1", "-c", "units,inputs,accuracy", "--format", "markdown",
+    )  # fmt: skip
+    g.commands(s1, s2, c1)
+    g.add(c1.stdout, "", "The runs that got all four points (`--where accuracy==1`):", "")
+    g.commands(c2)
+    g.add(c2.stdout, "")
+    csv_rows = table_rows(
+        g.nnlab(
+            "compare", f"{RUNS}/sweeps/xor_seeds", f"{RUNS}/sweeps/xor_skip", "--format", "csv",
+            "-c", "model.layers.0.units,model.layers.1.inputs,accuracy",
+        ).stdout
+    )  # fmt: skip
+    wins = {"2-1-1": 0, "2-2-1": 0, "2-1-1 + skip": 0}
+    for r in csv_rows:
+        units = r["model.layers.0.units"]
+        key = "2-1-1 + skip" if r["model.layers.1.inputs"] else f"2-{units}-1"
+        wins[key] += float(r["accuracy"]) == 1.0
+    g.expect(wins["2-1-1"] == 0, "2-1-1 never")
+    g.expect(
+        all(float(r["accuracy"]) == 0.75 for r in csv_rows if r["model.layers.0.units"] == "1"
+            and not r["model.layers.1.inputs"]),
+        "2-1-1 always 3 of 4",
+    )  # fmt: skip
+    g.expect(wins["2-2-1"] >= 17, "2-2-1 mostly")
+    g.expect(wins["2-1-1 + skip"] >= 18, "skip mostly")
+    g.add(
+        f"**What it shows.** Success over 20 seeds: 2-1-1 {wins['2-1-1']}/20 (always 3 of 4 "
+        f"points), 2-2-1 {wins['2-2-1']}/20, one hidden unit with the skip connection "
+        f"{wins['2-1-1 + skip']}/20. A single hidden unit is one line through the input plane, "
+        "and the output a monotone function of it: no line puts (0,1) and (1,0) on one side "
+        "and (0,0), (1,1) on the other. The connection the user suspected missing is the fix: "
+        "the output sees x1, x2 and the hidden unit, which can detect AND, and XOR is "
+        "x1 + x2 - 2 AND.",
+        "",
+    )
+
+
+def gradcheck(g: Gallery) -> None:
+    g.add(
+        "## 6. Is my backprop right?",
+        "",
+        "> *I am having an issue with my calculation of checking the gradient when implementing "
+        "a neural network in numpy ... (MNIST, one hidden layer of 300, sigmoid, squared "
+        "error)* and *my weights are being trained to zero with no gain in accuracy ... the "
+        "deltas of the input layer are all zero*.",
+        "",
+        "`nnlab gradcheck` builds a config's model in float64 and compares, for every parameter "
+        "tensor, the backpropagated gradient of the training loss with central differences on "
+        "a batch of the training data (torch.autograd.gradcheck's tolerances). The user's "
+        "network (`configs/questions/mnist_mse.yaml`), and a two-headed model whose "
+        "classification loss masks the unlabelled samples:",
+        "",
+    )
+    errors = []
+    for config in ("configs/questions/mnist_mse.yaml", "configs/questions/semi_supervised.yaml"):
+        o = g.nnlab("gradcheck", config)
+        g.commands(o)
+        g.block(o.stdout)
+        g.expect(o.stdout.splitlines()[-1].startswith("pass: all"), f"gradcheck {config}")
+        rows = [line.split() for line in o.stdout.splitlines() if line.startswith("layers.")]
+        errors += [(float(r[-3]), float(r[-2])) for r in rows]
+    worst_abs, worst_rel = max(e[0] for e in errors), max(e[1] for e in errors)
+    g.add(
+        f"**What it shows.** Every tensor agrees with the numerical gradient: absolute errors "
+        f"{worst_abs:.0e} or less, relative errors {worst_rel:.0e} or less against a tolerance of "
+        "1e-3, through the sigmoid "
+        "output with MSE, the fused softmax cross-entropy, the masks and the loss weights. A "
+        "wrong sign or a dropped term in a layer's backward makes its tensors fail with "
+        "relative errors near 1 and the command exit 1 (tests/test_gradcheck.py breaks a "
+        "dense layer on purpose). For a hand-written net, check a gradient the same way before "
+        "debugging the training.",
+        "",
+    )
+
+
+def mnist(g: Gallery) -> None:
+    g.add(
+        "## 7. MSE or cross-entropy on MNIST, and which learning rate?",
+        "",
+        "> *I get 7% error using 300 units in the hidden layer using minibatch gradient descent "
+        "with rmsprop, 30 epochs ... Should I use a softmax output function?* An answer posted "
+        "a table: 30 epochs, 300 hidden units, lr 0.001, RMSprop, L2 lambda 0.001: 6.9% test "
+        "error; lambda 0.000002: 5.7%.",
+        "",
+        "`configs/questions/mnist_mse.yaml` is that setting (784-300-10, sigmoid units, MSE, "
+        "RMSprop, batches of 100, 30 epochs); the sweep runs both lambdas at three learning "
+        "rates, then the same grid with softmax and cross-entropy. nnlab's `mse` averages over "
+        "the 10 outputs (a fifth of the question's 1/2 sum) and `optimizer.l2` multiplies sum "
+        "w^2 (not w^2 / 2), so lambda is `l2 = lambda / 10` for MSE and `lambda / 2` for "
+        "cross-entropy (see the config's comments).",
+        "",
+    )
+    s1 = g.nnlab("sweep", "configs/sweeps/mnist_table.yaml", "--runs-dir", RUNS, "-q")
+    s2 = g.nnlab(
+        "sweep", "configs/sweeps/mnist_table.yaml", "--name", "mnist_table_ce", "--runs-dir",
+        RUNS, "-q", "--set", "loss=categorical_crossentropy", "--set",
+        "model.layers.1.activation=softmax", "-g", "optimizer.l2=0.0005,0.000001",
+    )  # fmt: skip
+    folders = [f"{RUNS}/sweeps/mnist_table", f"{RUNS}/sweeps/mnist_table_ce"]
+    c = g.nnlab(
+        "compare", *folders, "-c", "layers.1.activation,l2,lr,accuracy,test_accuracy",
+        "--format", "markdown",
+    )  # fmt: skip
+    p = g.nnlab(
+        "plot", *folders, "--where", "lr==0.001", "-m", "accuracy", "-o",
+        "docs/mnist_accuracy.png",
+    )  # fmt: skip
+    g.commands(s1, s2, c)
+    g.add(c.stdout, "")
+    g.commands(p)
+    g.add("![training accuracy per epoch at lr 0.001](mnist_accuracy.png)", "")
+    rows = table_rows(
+        g.nnlab(
+            "compare", *folders, "--format", "csv", "-c",
+            "model.layers.1.activation,l2,lr,test_accuracy",
+        ).stdout
+    )  # fmt: skip
+    loss = {"sigmoid": "MSE", "softmax": "cross-entropy"}
+    err = {(loss[r["model.layers.1.activation"]], float(r["optimizer.l2"]),
+            float(r["optimizer.lr"])): 1 - float(r["test_accuracy"]) for r in rows}  # fmt: skip
+    mse_hi, mse_lo = err["MSE", 0.0001, 0.001], err["MSE", 2e-7, 0.001]
+    ce_hi, ce_lo = err["cross-entropy", 0.0005, 0.001], err["cross-entropy", 1e-6, 0.001]
+    slow = [err[loss, small, 0.0001] for loss, small in (("MSE", 2e-7), ("cross-entropy", 1e-6))]
+    fast = [err[loss, small, 0.01] for loss, small in (("MSE", 2e-7), ("cross-entropy", 1e-6))]
+    g.expect(mse_lo < mse_hi and ce_lo < ce_hi, "less L2 is better for both losses")
+    g.expect(ce_hi < mse_hi - 0.02, "at lambda 0.001 cross-entropy is far better")
+    g.expect(abs(ce_lo - mse_lo) < 0.005, "at lambda 0.000002 the losses tie")
+    g.expect(min(slow + fast) > max(mse_lo, ce_lo), "lr 0.001 is the best of the three")
+    g.add(
+        f"**What it shows.** At the question's lr 0.001 the sigmoid + MSE net gets "
+        f"{mse_hi:.1%} test error with lambda 0.001 and {mse_lo:.1%} with 0.000002 (the table: "
+        "6.9% and 5.7%, the same ranking; how the answer's RMSprop variant and cost were "
+        f"scaled is not known exactly); softmax with cross-entropy gets {ce_hi:.1%} and "
+        f"{ce_lo:.1%}. Lambda is the larger effect: 0.001 holds both back, MSE the most, "
+        "because its gradient through the sigmoid, (out - t) out (1 - out), is at most a "
+        "quarter of cross-entropy's (out - t), so the same penalty outweighs it. With little "
+        f"regularisation the two losses end {abs(ce_lo - mse_lo) * 100:.1f} points apart (one "
+        "seed each): RMSprop divides every step by the gradient's running size, which makes "
+        "up for the sigmoid's small gradients; cross-entropy fits the training set faster "
+        f"(the plot). lr 0.0001 is too slow for 30 epochs ({min(slow):.1%} or more) and 0.01 "
+        f"too large ({min(fast):.1%} or more).",
+        "",
+    )
+
+
+def saliency(g: Gallery) -> None:
+    g.add(
+        "## 8. Which inputs does the network look at?",
+        "",
+        "> *Can we activate the outputs of a NN to gain insight into how the neurons are "
+        "connected to input features?* The answer: compute the gradient of the neuron's output "
+        "with respect to each input feature.",
+        "",
+    )
+    t = g.nnlab("train", "configs/digits.yaml", "--runs-dir", RUNS, "-q")
+    run = str(t.run_dir.relative_to(ROOT))
+    e = g.nnlab("explain", run, "-o", "docs/saliency_digits.png", "--top", "5")
+    g.commands(t, e)
+    g.block(e.stdout)
+    g.add("![mean |d logit / d pixel| per predicted class](saliency_digits.png)", "")
+    every = g.nnlab("explain", run, "--top", "0")  # all 64 pixels ranked, to read the map
+    pixels = [line.split() for line in every.stdout.splitlines() if line[:1].isdigit()]
+    border, inside = [], []
+    for p in pixels:  # rank, x[j], (row, r, col c), mean |grad|, ...
+        r, c = int(p[3].rstrip(",")), int(p[5].rstrip(")"))
+        (border if r in (0, 7) or c in (0, 7) else inside).append(float(p[6]))
+    edge, middle = sum(border) / len(border), sum(inside) / len(inside)
+    g.expect(edge < middle, "the border pixels matter less")
+    g.add(
+        "**What it shows.** `nnlab explain` averages |d logit of the predicted class / d pixel| "
+        "over the test split. Each class depends on its own pixels (the panels per predicted "
+        "class: where that digit's strokes differ from the others'), and the 28 border pixels, "
+        f"mostly blank, matter less on average ({edge:.2f} against {middle:.2f} for the 36 "
+        f"inside; from `nnlab explain {run} --top 0`). A gradient measures sensitivity at "
+        "each sample, not a cause: it says which pixels would change the decision, not what "
+        "an input of a class looks like (the thread's second question: a discriminative net "
+        "does not give p(x | y)).",
+        "",
+    )
+
+
+def semi_supervised(g: Gallery) -> None:
+    g.add(
+        "## 9. One input, two outputs, trained jointly on different data",
+        "",
+        "> *Keras: model with one input and two outputs (a classifier and an autoencoder), "
+        "trained jointly, where most samples have no label (semi-supervised learning).*",
+        "",
+        "`configs/questions/semi_supervised.yaml`: a shared trunk with a classification head "
+        "and a reconstruction head on the digits, where 5% of the training samples keep their "
+        "label; the classifier's loss masks the others exactly. `classifier_alone.yaml` trains "
+        "the same trunk and classifier on those 5% only.",
+        "",
+    )
+    a = g.nnlab(
+        "sweep", "configs/questions/semi_supervised.yaml", "--seeds", "5", "--jobs", "2",
+        "--runs-dir", RUNS, "-q",
+    )  # fmt: skip
+    b = g.nnlab(
+        "sweep", "configs/questions/classifier_alone.yaml", "--seeds", "5", "--jobs", "2",
+        "--runs-dir", RUNS, "-q",
+    )  # fmt: skip
+    folders = [f"{RUNS}/sweeps/semi_supervised", f"{RUNS}/sweeps/classifier_alone"]
+    c = g.nnlab(
+        "compare", *folders, "-c", "seed,test_cls_accuracy,test_accuracy", "--format",
+        "markdown",
+    )  # fmt: skip
+    g.add("Five seeds each (the same seed picks the same labelled samples in both):", "")
+    g.commands(a, b, c)
+    g.add(c.stdout, "")
+    rows = table_rows(
+        g.nnlab(
+            "compare", *folders, "--format", "csv", "-c", "seed,test_cls_accuracy,test_accuracy"
+        ).stdout
+    )
+    semi = {
+        r["training.seed"]: float(r["test_cls_accuracy"]) for r in rows if r["test_cls_accuracy"]
+    }
+    alone = {r["training.seed"]: float(r["test_accuracy"]) for r in rows if r["test_accuracy"]}
+    wins = sum(semi[k] > alone[k] for k in semi)
+    gain = sum(semi[k] - alone[k] for k in semi) / len(semi)
+    g.expect(wins >= 4 and gain > 0, "the reconstruction head helps the classifier")
+    labelled = round(0.05 * 1258)
+    g.add(
+        f"**What it shows.** Trained jointly with the reconstruction head, the classifier beats "
+        f"the classifier alone on {wins} of {len(semi)} seeds, by {100 * gain:.1f} points of "
+        f"test accuracy on average, from the same {labelled} labelled digits: a modest gain, "
+        "of the size of the seed-to-seed spread, so judge it over seeds. nnlab trains both "
+        "heads in one pass over every sample: the unlabelled ones feed the reconstruction and "
+        "add nothing to the classification loss (their rows are masked, and its mean is over "
+        "labelled rows), without splitting the fit into two calls as the question feared.",
+        "",
+    )
+
+
+def lstm(g: Gallery) -> None:
+    g.add(
+        "## 10. Does the LSTM layer learn, or only the dense layer after it?",
+        "",
+        "> *Each element is the previous plus 1 while it is below 10, else sin(previous). My "
+        "LSTM learns the +1 step easily but not the sin step. Is the training only modifying "
+        "the variables in my fully connected layer?*",
+        "",
+        "`configs/questions/lstm_sequence.yaml`: an LSTM of 32 units reads windows of 10 "
+        "elements, a dense layer predicts the next one; the test error is reported for the +1 "
+        "steps and the sin steps apart. With `training.log_layers`, `layers.csv` records the "
+        "LSTM's weight and gradient norms. `dense_previous.yaml` is a dense 1-32-32-1 tanh "
+        "network that sees the previous element only:",
+        "",
+    )
+    a = g.nnlab(
+        "train", "configs/questions/lstm_sequence.yaml", "--runs-dir", RUNS, "-q", "--set",
+        "training.log_layers=true",
+    )  # fmt: skip
+    b = g.nnlab("train", "configs/questions/dense_previous.yaml", "--runs-dir", RUNS, "-q")
+    c = g.nnlab("gradcheck", "configs/questions/lstm_sequence.yaml")
+    for o in (a, b, c):
+        g.commands(o)
+        g.block(o.stdout if o is c else "\n".join(o.stdout.splitlines()[:-1]))
+    rows = list(csv.DictReader((a.run_dir / "layers.csv").open()))
+    lstm_rows = [r for r in rows if r["type"] == "lstm"]
+    picked = [r for r in lstm_rows if int(r["epoch"]) in (0, 1, 10, 150)]
+    g.add(
+        "The LSTM layer's rows of `layers.csv` (`w_norm`: the norm of its input kernel W; "
+        "`grad_norm`: of W's gradient on a probe batch):",
+        "",
+        markdown_table(
+            ["epoch", "w_norm", "grad_norm", "a_std"],
+            [
+                [r["epoch"], *(f"{float(r[k]):.4g}" for k in ("w_norm", "grad_norm", "a_std"))]
+                for r in picked
+            ],
+        ),
+        "",
+    )
+    lstm_sin = summary(a.run_dir)["test_groups"]["sin"]["loss"]
+    dense_sin = summary(b.run_dir)["test_groups"]["sin"]["loss"]
+    w0, w_end = float(lstm_rows[0]["w_norm"]), float(lstm_rows[-1]["w_norm"])
+    g.expect(lstm_sin < 0.01 < dense_sin, "the LSTM learns the sin steps, the dense net not")
+    g.expect(abs(w_end - w0) > 0.1 * w0, "the LSTM's weights move")
+    g.expect(c.stdout.splitlines()[-1].startswith("pass: all"), "gradcheck lstm")
+    g.add(
+        f"**What it shows.** The LSTM's weights train like any other (W's norm goes from "
+        f"{w0:.2f} to {w_end:.2f}, its gradients check against central differences) and the "
+        f"sin steps are learned: test MSE {lstm_sin:.4f} on them, "
+        f"against {dense_sin:.3f} for the dense net that sees only the previous element and "
+        "fits the +1 steps but not the sin steps in the same 150 epochs. If an LSTM seems not "
+        "to learn, check that its variables are among those the optimizer updates (`nnlab "
+        "gradcheck` lists every tensor that gets a gradient).",
+        "",
+    )
+
+
+def invert(g: Gallery) -> None:
+    g.add(
+        "## 11. Can a trained network be run backwards, from y to x?",
+        "",
+        "> *After I've finished training the network to predict y from x, is it possible to "
+        "reverse it so that it predicts x from y?* The answer: only when every layer is "
+        "invertible, square weight matrices and invertible activations.",
+        "",
+        "`configs/invertible.yaml` trains a 2-2-2-2 tanh / leaky_relu network on `twist`, a "
+        "one-to-one map of the plane; five points go forward with `nnlab predict` and back "
+        "with `nnlab invert`. The digits network of question 8 is refused:",
+        "",
+    )
+    points = ROOT / RUNS / "points.csv"
+    points.write_text("x0,x1\n0.5,-0.25\n-0.8,0.1\n0.0,0.9\n0.3,0.3\n-0.6,-0.7\n")
+    t = g.nnlab("train", "configs/invertible.yaml", "--runs-dir", RUNS, "-q")
+    run = str(t.run_dir.relative_to(ROOT))
+    p = g.nnlab("predict", run, f"{RUNS}/points.csv", "-o", f"{RUNS}/y.csv")
+    i = g.nnlab("invert", run, f"{RUNS}/y.csv")
+    g.commands(t, p, i)
+    g.block(i.stdout)
+    digits = sorted((ROOT / RUNS).glob("digits-*"))  # question 8's run
+    if not digits:  # a partial gallery without question 8
+        digits = [g.nnlab("train", "configs/digits.yaml", "--runs-dir", RUNS, "-q").run_dir]
+    refused = subprocess.run(
+        [sys.executable, "-m", "nnlab", "invert", str(digits[0].relative_to(ROOT)),
+         f"{RUNS}/y.csv"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    g.commands(f"nnlab invert {digits[0].relative_to(ROOT)} {RUNS}/y.csv   # exit status 2")
+    g.block(refused.stderr.strip())
+    given = [[float(v) for v in line.split(",")] for line in points.read_text().split()[1:]]
+    back = [[float(v) for v in r.values()] for r in table_rows(i.stdout)]
+    pairs = zip(given, back, strict=True)
+    worst = max(abs(a - b) for ra, rb in pairs for a, b in zip(ra, rb, strict=True))
+    g.expect(worst < 1e-4, "invert recovers the points")
+    g.expect(refused.returncode == 2 and "not invertible" in refused.stderr, "digits refused")
+    g.add(
+        f"**What it shows.** The points come back to within {worst:.1e} (float32 rounding). "
+        "The digits network is refused at its first layer: 64 inputs onto 256 units is not a "
+        "square matrix (and its ReLU would be next: it maps every negative input to 0). To "
+        "get inputs that a classifier maps to a class, the answer's point stands: model "
+        "p(x | y) (a variational autoencoder, say); `nnlab explain` shows which inputs the "
+        "output is sensitive to.",
+        "",
+    )
+
+
+SECTIONS = [
+    initialization,
+    threshold,
+    learnable,
+    dropout,
+    xor,
+    gradcheck,
+    mnist,
+    saliency,
+    semi_supervised,
+    lstm,
+    invert,
+]
+
+
+def main(only: list[str]) -> int:
+    """Run every section (or the named ones, for a partial page in runs/gallery)."""
+    sections = [s for s in SECTIONS if not only or s.__name__ in only]
+    if only and len(sections) != len(only):
+        sys.exit(f"gallery: sections are {', '.join(s.__name__ for s in SECTIONS)}")
+    runs = ROOT / RUNS
+    if runs.exists():
+        shutil.rmtree(runs)
+    runs.mkdir(parents=True)
+    g = Gallery()
+    g.add(
+        "# The questions nnlab answers",
+        "",
+        "Questions people asked while training small networks by hand, each answered by an "
+        "experiment in `configs/questions/` (and `configs/sweeps/`) and the nnlab commands "
+        "below. Everything on this page, tables, numbers and images, was produced by those "
+        "commands: `make gallery` reruns them all (into `runs/gallery/`) and rewrites the page, "
+        "checking that the claims in the text still hold.",
+        "",
+    )
+    t0 = time.perf_counter()
+    for section in sections:
+        section(g)
+    minutes = (time.perf_counter() - t0) / 60
+    g.add(f"*Generated by `make gallery` in {minutes:.1f} minutes.*", "")
+    from nnlab.runs import atomic_write
+
+    page = PAGE if not only else runs / "questions-partial.md"
+    atomic_write(page, "\n".join(g.parts))
+    print(f"gallery: wrote {page.relative_to(ROOT)} in {minutes:.1f} min", file=sys.stderr)
+    if g.failures:
+        print("claims that no longer hold:\n  " + "\n  ".join(g.failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

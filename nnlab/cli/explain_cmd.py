@@ -1,0 +1,81 @@
+"""nnlab explain: which inputs does a trained network look at?"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("explain")
+@click.argument("run", type=click.Path())
+@click.option(
+    "--data",
+    "split",
+    default="test",
+    show_default=True,
+    type=click.Choice(["train", "val", "test"]),
+    help="The split of the run's data to average over (the same samples as in training).",
+)
+@click.option(
+    "--output",
+    "-k",
+    "output",
+    metavar="K",
+    help="Explain this class (index or name) or output unit for every sample (default: each "
+    "sample's predicted class; the only output of a regression model).",
+)
+@click.option(
+    "--score",
+    default="logit",
+    show_default=True,
+    type=click.Choice(["logit", "output"]),
+    help="logit: the output layer's pre-activation (the class score before softmax or "
+    "sigmoid); output: the output itself (probabilities for softmax and sigmoid).",
+)
+@click.option(
+    "-o",
+    "--image",
+    type=click.Path(dir_okay=False),
+    help="Image data: write the heat map to this PNG (or .svg/.pdf) file.",
+)
+@click.option(
+    "--top",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Features listed in the ranking (0: all).",
+)
+def explain(run, split, output, score, image, top):
+    """Input-gradient saliency of RUN's model: which inputs its output depends on.
+
+    For every sample of a split of the run's data, the gradient of a score (by default the
+    logit of the predicted class) with respect to each input feature, averaged as mean
+    absolute value over the samples: a ranking of the features, and for images (the 8x8
+    digits, MNIST) a heat map, drawn in the terminal or written with -o as a PNG with one
+    panel for all samples and one per predicted class. Gradients are per unit of the scaled
+    input the model sees (data.scale). 'mean grad' is the signed mean: positive when a larger
+    input raises the score. A model with several outputs is explained through its first.
+
+    \b
+    Examples:
+      nnlab explain runs/digits-20261123-101500 -o saliency.png
+      nnlab explain runs/digits-20261123-101500 --output 3 --data train
+      nnlab explain runs/threshold-20261123-101500 --top 0
+    """
+    from nnlab.explain import explain as run_explain
+    from nnlab.explain import heat_map, heat_text, ranking
+
+    s = run_explain(run, split=split, output=output, score=score)
+    click.echo(f"saliency of {s.target} over the {s.samples} samples of the {s.split} split")
+    if image:
+        if s.image_shape is None:
+            raise click.UsageError("-o draws images; this run's data are not images")
+        heat_map(s, image)
+    elif s.image_shape is not None:
+        click.echo("mean |gradient| per pixel (darker: larger):")
+        click.echo(heat_text(s.mean_abs.reshape(s.image_shape)))
+    click.echo(ranking(s, top))
+    if image:
+        click.echo(f"heat map: {image}")
+
+
+COMMANDS = [explain]
