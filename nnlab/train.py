@@ -363,6 +363,41 @@ def best_of(rows: list[dict]) -> dict[str, dict]:
     return best
 
 
+class Batches:
+    """The batches of an epoch: rows of ``arrays`` (None entries stay None) in the epoch's
+    shuffled order, gathered into reused buffers; a full batch is the arrays themselves.
+
+    (Gathering the next batch in a helper thread while the optimizer runs was measured and
+    gains nothing: OpenBLAS' threads keep the other core spinning after each product.)"""
+
+    def __init__(self, arrays: list[Array | None], size: int, shuffle: bool):
+        self.arrays, self.size, self.shuffle = arrays, size, shuffle
+        self.count = math.ceil(arrays[0].shape[0] / size)
+        if shuffle:
+            self.bufs = [
+                None if a is None else np.empty((size, *a.shape[1:]), a.dtype) for a in arrays
+            ]
+        self.perm: Array | None = None
+
+    def start(self, perm: Array | None) -> None:
+        """A new epoch, in the order ``perm`` (None: the stored order)."""
+        self.perm = perm
+
+    def get(self, b: int) -> list:
+        """Batch ``b`` (0-based) of the epoch: a list like ``arrays``."""
+        if self.shuffle:
+            idx = self.perm[b * self.size : (b + 1) * self.size]
+            k = idx.shape[0]
+            return [
+                None if a is None else np.take(a, idx, axis=0, out=buf[:k])
+                for a, buf in zip(self.arrays, self.bufs, strict=True)
+            ]
+        if self.count == 1:
+            return self.arrays
+        sl = slice(b * self.size, (b + 1) * self.size)
+        return [None if a is None else a[sl] for a in self.arrays]
+
+
 class Trainer:
     """Runs the epochs of an experiment, writing rows to a metrics log as it goes."""
 
@@ -414,12 +449,10 @@ class Trainer:
         n = X.shape[0]
         bs = min(cfg["batch_size"] or n, n)
         n_batches = math.ceil(n / bs)
-        full = bs >= n
-        shuffle = cfg["shuffle"] and not full  # the order of a full batch changes nothing
+        shuffle = cfg["shuffle"] and bs < n  # the order of a full batch changes nothing
         # what a batch is made of: the inputs, then each head's (T, L, W)
         arrays = [X] + [a for t in exp.targets["train"] for a in (t.T, t.L, t.W)]
-        if shuffle:  # batch buffers, filled by np.take
-            bufs = [None if a is None else np.empty((bs, *a.shape[1:]), a.dtype) for a in arrays]
+        batches = Batches(arrays, bs, shuffle)
         model, opt = exp.model, exp.optimizer
         flags = exp.logit_flags
         theta, grad = model.theta, model.grad
@@ -434,9 +467,7 @@ class Trainer:
         every = cfg["checkpoint_seconds"] if self.checkpoint is not None else math.inf
         last_checkpoint = time.monotonic()
         self.status = "running"
-        batch = arrays
         self.threads = threads.choose(model, bs, cfg["threads"])
-        opt.set_workers(self.threads, grad)
         perf_counter = time.perf_counter
         try:
             with (
@@ -446,20 +477,11 @@ class Trainer:
                 for epoch in range(self.epoch, epochs):
                     t0 = perf_counter()
                     lr = opt.set_epoch(epoch, epochs)
-                    perm = exp.rng.permutation(n) if shuffle else None
+                    batches.start(exp.rng.permutation(n) if shuffle else None)
                     for m in meters:
                         m.reset()
                     for b in range(n_batches):
-                        if shuffle:
-                            idx = perm[b * bs : (b + 1) * bs]
-                            k = idx.shape[0]
-                            batch = [
-                                None if a is None else np.take(a, idx, axis=0, out=buf[:k])
-                                for a, buf in zip(arrays, bufs, strict=True)
-                            ]
-                        elif not full:
-                            sl = slice(b * bs, (b + 1) * bs)
-                            batch = [None if a is None else a[sl] for a in arrays]
+                        batch = batches.get(b)
                         xb = batch[0]
                         outs = model.forward(xb, training=True, logits=flags)
                         if single:

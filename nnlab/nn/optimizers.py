@@ -8,9 +8,7 @@ them and not to biases. The update rules follow PyTorch's documentation (``torch
 
 from __future__ import annotations
 
-import itertools
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -23,16 +21,6 @@ from nnlab.schema import Doc, Interval, Ref
 Array = np.ndarray
 OPTIMIZERS = Registry("optimizer")
 SCHEDULES = Registry("schedule")
-PARALLEL_MIN = 1 << 16  # parameters below which one thread updates faster than several
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def worker_pool(n: int) -> ThreadPoolExecutor:
-    """A shared pool of ``n`` threads (NumPy releases the GIL inside its elementwise loops)."""
-    pool = _POOLS.get(n)
-    if pool is None:
-        pool = _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="nnlab-opt")
-    return pool
 
 
 # ---------------------------------------------------------------- schedules
@@ -144,33 +132,15 @@ class Optimizer:
         self.t = 0
         self._n_decay = 0
         self.state: dict[str, Array] = {}  # per-parameter arrays, e.g. Adam's m and v
-        self._parts: list | None = None  # (theta, grad, state) views per chunk, when parallel
 
     def setup(self, theta: Array, n_decay: int) -> None:
         """Allocate the state for a parameter vector whose first ``n_decay`` entries decay."""
         self._n_decay = n_decay
         self._schedule = SCHEDULES.build(self.schedule)
         self.state = self._init_state(theta)
-        self._theta = theta
 
     def _init_state(self, theta: Array) -> dict[str, Array]:
         return {}
-
-    def set_workers(self, workers: int, grad: Array) -> None:
-        """Update large parameter vectors in ``workers`` chunks at once (the elementwise update
-        gives the same numbers however it is split); 1 for one piece."""
-        theta = self._theta
-        if workers <= 1 or theta.size < PARALLEL_MIN:
-            self._parts = None
-            return
-        bounds = np.linspace(0, theta.size, workers + 1).astype(int) // 64 * 64
-        bounds[-1] = theta.size
-        self._parts = [
-            (theta[a:b], grad[a:b], {k: v[a:b] for k, v in self.state.items()})
-            for a, b in itertools.pairwise(bounds)
-        ]
-        self._grad = grad
-        self._pool = worker_pool(workers - 1)
 
     def set_epoch(self, epoch: int, epochs: int) -> float:
         """Set ``lr`` from the schedule for a 0-based epoch; returns it."""
@@ -200,14 +170,7 @@ class Optimizer:
         if self.decoupled and self.weight_decay:
             k = self._n_decay
             theta[:k] *= 1.0 - self.lr * self.weight_decay
-        parts = self._parts
-        if parts is None or theta is not self._theta or grad is not self._grad:
-            self._update(theta, grad, self.state)
-            return
-        rest = [self._pool.submit(self._update, *part) for part in parts[1:]]
-        self._update(*parts[0])
-        for job in rest:
-            job.result()
+        self._update(theta, grad, self.state)
 
     decoupled = False
 
