@@ -237,6 +237,9 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+TOP_COMPONENTS = ("data", "loss", "optimizer")  # top-level config keys that name a component
+
+
 def _flatten_all(runs: list[Run]) -> None:
     """Flatten the configs; a component given by name in one run and as a mapping in another
     (``relu`` vs ``{name: leaky_relu, alpha: 0.1}``) lines up under ``KEY.name``."""
@@ -248,6 +251,8 @@ def _flatten_all(runs: list[Run]) -> None:
     for run, flat in zip(runs, flats, strict=True):
         fixed = {}
         for k, v in flat.items():
+            if k in TOP_COMPONENTS and isinstance(v, str):
+                k = f"{k}.name"  # always: a config's "loss" is not the metric "loss"
             for sub in ("name", "type"):
                 if isinstance(v, str) and f"{k}.{sub}" in keys:
                     k = f"{k}.{sub}"
@@ -354,11 +359,16 @@ def _option(value: Any) -> str:
     return fmt_config(value)
 
 
-def collapse(keys: list[str], comps: list[dict[str, str]]) -> tuple[list[str], dict[str, list]]:
+def collapse(
+    keys: list[str], comps: list[dict[str, str]], taken: Iterable[str] = ()
+) -> tuple[list[str], dict[str, list]]:
     """Where a component's name differs between runs, one column for it (its text) instead of
-    its name and every option: ``initializer`` = he_normal, random_normal(stddev=1.0)."""
+    its name and every option: ``initializer`` = he_normal, random_normal(stddev=1.0). A
+    component whose path is ``taken`` by another column (the config's ``loss`` and the metric
+    ``loss``) keeps the column ``PATH.name``."""
     keys = list(keys)
     texts: dict[str, list] = {}
+    taken = set(taken)
     paths = sorted({p for c in comps for p in c}, key=lambda p: p.count("."))
     for path in paths:
         if f"{path}.name" not in keys:
@@ -366,8 +376,9 @@ def collapse(keys: list[str], comps: list[dict[str, str]]) -> tuple[list[str], d
         inside = [k for k in keys if k == f"{path}.name" or k.startswith(f"{path}.")]
         at = keys.index(inside[0])
         keys = [k for k in keys if k not in inside]
-        keys.insert(at, path)
-        texts[path] = [c.get(path) for c in comps]
+        column = f"{path}.name" if path in taken else path
+        keys.insert(at, column)
+        texts[column] = [c.get(path) for c in comps]
     return keys, texts
 
 
@@ -590,7 +601,7 @@ def build_table(
         firsts = runs
         config_keys = differing_keys([r.flat for r in runs])
     comps = [components(r.config) for r in firsts]
-    config_keys, texts = collapse(config_keys, comps)
+    config_keys, texts = collapse(config_keys, comps, taken=[c for c in cols if c not in prefer])
     for path, values in texts.items():
         frame[path] = values
     if columns:
@@ -661,8 +672,14 @@ def _choose_metrics(asked: list[str], available: list[str]) -> list[str]:
 
 
 def _is_metric_column(col: str, metrics: list[str]) -> bool:
-    base = col.split(".")[0]
-    return base in metrics or col.startswith("test_") or col in ("epochs", "seconds")
+    """A metric's last value, ``NAME.best`` or ``NAME.best_epoch``, a test metric, or timing
+    (not a config key such as ``loss.name``)."""
+    base, _, rest = col.partition(".")
+    return (
+        (base in metrics and rest in ("", "best", "best_epoch"))
+        or col.startswith("test_")
+        or col in ("epochs", "seconds")
+    )
 
 
 def group_key(config: dict) -> str:
@@ -746,6 +763,8 @@ def _display(table: Table, short: bool) -> tuple[list[str], list[list[str]], lis
     """Headers, rows of text and alignments for the terminal and markdown."""
     f = table.frame
     names = short_names(table.config_keys) if short else {}
+    taken = set(table.columns) - set(table.config_keys)  # metric and status columns
+    names = {k: (k if v in taken else v) for k, v in names.items()}  # config "loss" != metric
     headers, cells, align = [], [], []
     cols = list(table.columns)
     i = 0

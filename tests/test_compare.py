@@ -397,3 +397,32 @@ def test_help_shows_an_example(command):
     proc = run_nnlab(command, "--help")
     assert proc.returncode == 0 and "Example" in proc.stdout and f"nnlab {command} " in proc.stdout
     assert command in run_nnlab("--help").stdout
+
+
+def test_a_config_loss_and_the_loss_metric_stay_apart(runs):
+    """Runs that differ in their loss: the config's loss is its own column (loss.name), the
+    metric loss keeps its numbers, in every format and when grouping seeds."""
+    import csv as _csv
+    import io
+
+    from conftest import CONFIGS, run_nnlab
+
+    for name in ("mse", "binary_crossentropy"):
+        done = run_nnlab(
+            "train",
+            CONFIGS / "xor.yaml",
+            "--runs-dir",
+            runs,
+            "-q",
+            "--set",
+            f"loss={name}",
+            "--set",
+            "training.epochs=20",
+        )
+        assert done.returncode == 0, done.stderr
+    out = run_nnlab("compare", *sorted(runs.iterdir()), "--format", "csv")
+    rows = list(_csv.DictReader(io.StringIO(out.stdout)))
+    assert [r["loss.name"] for r in rows] == ["mse", "binary_crossentropy"]
+    assert all(float(r["loss"]) > 0 for r in rows)
+    grouped = run_nnlab("compare", *sorted(runs.iterdir()), "--group-seeds")
+    assert "mse" in grouped.stdout and "binary_crossentropy" in grouped.stdout
