@@ -147,13 +147,6 @@ class Optimizer:
         self.lr = self._schedule(epoch, self.base_lr, epochs)
         return self.lr
 
-    def penalty(self, theta: Array) -> float:
-        """The L2 term to add to the loss."""
-        if not self.l2:
-            return 0.0
-        k = theta[: self._n_decay]
-        return self.l2 * float(np.dot(k, k))
-
     def step(self, theta: Array, grad: Array) -> None:
         """One update of ``theta`` from ``grad`` (``grad`` is used as scratch space)."""
         self.t += 1
