@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import CONFIGS, run_nnlab
+from conftest import CONFIGS, run_nnlab, wait_for
 
 GOOD = (CONFIGS / "threshold.yaml").read_text()
 
@@ -144,7 +144,6 @@ def test_sigterm_stops_at_a_safe_point_and_keeps_the_files(runs):
     import signal
     import subprocess
     import sys
-    import time
 
     from conftest import ROOT, nnlab_env
 
@@ -167,12 +166,12 @@ def test_sigterm_stops_at_a_safe_point_and_keeps_the_files(runs):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline:  # wait until a few epochs are on disk
+
+    def epochs_on_disk():
         logs = list(runs.glob("*/metrics.csv"))
-        if logs and len(logs[0].read_text().splitlines()) > 3:
-            break
-        time.sleep(0.05)
+        return logs and len(logs[0].read_text().splitlines()) > 3
+
+    wait_for(epochs_on_disk, what="a few epochs in metrics.csv")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
@@ -228,13 +227,13 @@ def test_resume_after_sigkill_gives_the_uninterrupted_metrics(runs):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline:  # kill once some epochs and a checkpoint are on disk
-        ckpt = list(killed_root.glob("*/checkpoint.npz"))
+
+    def checkpointed_run():  # some epochs and a checkpoint on disk: its metrics.csv
         logs = list(killed_root.glob("*/metrics.csv"))
-        if ckpt and logs and len(logs[0].read_text().splitlines()) > 8:
-            break
-        time.sleep(0.01)
+        ok = logs and list(killed_root.glob("*/checkpoint.npz"))
+        return ok and len(logs[0].read_text().splitlines()) > 8 and logs
+
+    logs = wait_for(checkpointed_run, what="a checkpoint and 8 epochs")
     time.sleep(0.004)  # somewhere inside the next epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
