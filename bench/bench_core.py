@@ -29,20 +29,23 @@ ROOT = Path(__file__).resolve().parents[1]
 BATCH, HIDDEN, CLASSES = 128, 300, 10
 
 
-def mnist_arrays() -> tuple[np.ndarray, np.ndarray, str]:
-    """Training images (60000, 784) float32 in [0, 1] and labels, and where they came from."""
+def mnist_data():
+    """The MNIST training data as ``nnlab train`` loads it (float32 in [0, 1], and the bytes
+    they come from), and where it came from."""
+    from nnlab.data import DATASETS, Data, Split, load
+
     shared = ROOT.parent / "shared" / "data" / "mnist"
     if "NNLAB_DATA_DIR" not in os.environ and shared.is_dir():
         os.environ["NNLAB_DATA_DIR"] = str(shared)
     try:
-        from nnlab.data import DATASETS, load
-
-        data = load(DATASETS.resolve({"name": "mnist"}, "data"), np.random.default_rng(0))
-        return data.train.X, data.train.y, "MNIST"
+        return load(DATASETS.resolve({"name": "mnist"}, "data"), np.random.default_rng(0)), "MNIST"
     except Exception as e:  # no mnist data set or no files: same-shaped random data
         rng = np.random.default_rng(0)
-        X = rng.random((60000, 784), dtype=np.float32)
-        return X, rng.integers(0, CLASSES, 60000), f"random data ({type(e).__name__})"
+        ints = rng.integers(0, 256, (60000, 784), dtype=np.uint8)
+        X = ints / np.float32(255)
+        split = Split(X, rng.integers(0, CLASSES, 60000), codes=(ints, 255.0))
+        data = Data("mnist", split, None, None, "classification", CLASSES, (784,))
+        return data, f"random data ({type(e).__name__})"
 
 
 def timed(fn, repeat: int) -> list[float]:
@@ -82,9 +85,8 @@ def floor_epoch(X: np.ndarray) -> callable:
 # ---------------------------------------------------------------- nnlab
 
 
-def nnlab_trainer(X: np.ndarray, y: np.ndarray, epochs: int):
+def nnlab_trainer(data, epochs: int):
     from nnlab.config import resolve
-    from nnlab.data.base import Data, Split
     from nnlab.train import Trainer, build
 
     cfg = resolve(
@@ -106,7 +108,6 @@ def nnlab_trainer(X: np.ndarray, y: np.ndarray, epochs: int):
             "training": {"epochs": epochs, "batch_size": BATCH},
         }
     )
-    data = Data("mnist", Split(X, y), None, None, "classification", CLASSES, (784,))
     return Trainer(build(cfg, data))
 
 
@@ -268,11 +269,12 @@ def main() -> None:
     ap.add_argument("--xor-steps", type=int, default=20000)
     args = ap.parse_args()
 
-    X, y, source = mnist_arrays()
+    data, source = mnist_data()
+    X, y = data.train.X, data.train.y
     print(f"MNIST epoch: 784-{HIDDEN}-{CLASSES}, Adam, batch {BATCH}, float32, {source}")
     print(f"numpy {np.__version__}, {os.cpu_count()} cores")
     contenders = {"floor (5 matmuls/step)": floor_epoch(X)}
-    trainer = nnlab_trainer(X, y, epochs=1)
+    trainer = nnlab_trainer(data, epochs=1)
 
     def nnlab_epoch() -> None:
         trainer.epoch = 0  # the trainer resumes where it stopped: run its one epoch again

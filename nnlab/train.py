@@ -367,16 +367,32 @@ class Batches:
     """The batches of an epoch: rows of ``arrays`` (None entries stay None) in the epoch's
     shuffled order, gathered into reused buffers; a full batch is the arrays themselves.
 
+    ``codes`` (a split's ``codes``: small integers and their divisor) stand in for
+    ``arrays[0]`` in shuffled batches: their rows are gathered and divided into the batch
+    buffer, which gives the same numbers as gathering ``arrays[0]`` with a quarter of the
+    memory traffic (MNIST: 100 KB of bytes per batch of 128 instead of 400 KB of float32).
+
     (Gathering the next batch in a helper thread while the optimizer runs was measured and
     gains nothing: OpenBLAS' threads keep the other core spinning after each product.)"""
 
-    def __init__(self, arrays: list[Array | None], size: int, shuffle: bool):
+    def __init__(
+        self,
+        arrays: list[Array | None],
+        size: int,
+        shuffle: bool,
+        codes: tuple[Array, float] | None = None,
+    ):
         self.arrays, self.size, self.shuffle = arrays, size, shuffle
         self.count = math.ceil(arrays[0].shape[0] / size)
+        self.codes = codes if shuffle else None
         if shuffle:
             self.bufs = [
                 None if a is None else np.empty((size, *a.shape[1:]), a.dtype) for a in arrays
             ]
+        if self.codes is not None:
+            ints, divisor = self.codes
+            self.code_buf = np.empty((size, *ints.shape[1:]), ints.dtype)
+            self.divisor = arrays[0].dtype.type(divisor)
         self.perm: Array | None = None
 
     def start(self, perm: Array | None) -> None:
@@ -388,10 +404,16 @@ class Batches:
         if self.shuffle:
             idx = self.perm[b * self.size : (b + 1) * self.size]
             k = idx.shape[0]
-            return [
+            out = [
                 None if a is None else np.take(a, idx, axis=0, out=buf[:k])
-                for a, buf in zip(self.arrays, self.bufs, strict=True)
+                for a, buf in zip(self.arrays[1:], self.bufs[1:], strict=True)
             ]
+            if self.codes is None:
+                X = np.take(self.arrays[0], idx, axis=0, out=self.bufs[0][:k])
+            else:
+                ints = np.take(self.codes[0], idx, axis=0, out=self.code_buf[:k])
+                X = np.divide(ints, self.divisor, out=self.bufs[0][:k])
+            return [X, *out]
         if self.count == 1:
             return self.arrays
         sl = slice(b * self.size, (b + 1) * self.size)
@@ -452,7 +474,7 @@ class Trainer:
         shuffle = cfg["shuffle"] and bs < n  # the order of a full batch changes nothing
         # what a batch is made of: the inputs, then each head's (T, L, W)
         arrays = [X] + [a for t in exp.targets["train"] for a in (t.T, t.L, t.W)]
-        batches = Batches(arrays, bs, shuffle)
+        batches = Batches(arrays, bs, shuffle, exp.data.train.codes)
         model, opt = exp.model, exp.optimizer
         flags = exp.logit_flags
         theta, grad = model.theta, model.grad

@@ -13,7 +13,7 @@ from conftest import CONFIGS, run_nnlab
 from nnlab.config import load_config
 from nnlab.nn import LAYERS
 from nnlab.runs import load_model, read_metrics
-from nnlab.train import Trainer, build, evaluate, train
+from nnlab.train import Batches, Trainer, build, evaluate, train
 
 # The seed question's starting point and its printed trajectory (TensorFlow, float32).
 SEED_W, SEED_B = 0.75648874, -0.9745011329650879
@@ -252,3 +252,50 @@ def test_every_loss_trains_digits(loss, act, units, runs):
     )
     result = train(cfg, runs)
     assert result.summary["test"]["accuracy"] > 0.85, loss
+
+
+def test_batches_gathered_from_bytes_equal_the_float_batches():
+    rng = np.random.default_rng(0)
+    ints = rng.integers(0, 256, (1000, 20), dtype=np.uint8)
+    X = ints / np.float32(255)
+    y = rng.integers(0, 10, 1000)
+    plain = Batches([X, y], 128, shuffle=True)
+    compact = Batches([X, y], 128, shuffle=True, codes=(ints, 255.0))
+    perm = rng.permutation(1000)
+    plain.start(perm)
+    compact.start(perm)
+    for b in range(plain.count):  # the last batch is a partial one
+        want, got = plain.get(b), compact.get(b)
+        assert got[0].dtype == np.float32
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    assert got[0].shape[0] == 1000 - 7 * 128
+
+
+def test_training_from_the_bytes_gives_the_numbers_of_the_float_inputs():
+    # digits are bytes 0..16 scaled by 16: training gathers its batches from the bytes
+    cfg = load_config(CONFIGS / "digits.yaml", ["training.epochs=3"])
+    results = []
+    for codes in ("kept", "dropped", "wrong divisor"):
+        exp = build(cfg)
+        assert exp.data.train.codes is not None and exp.data.train.codes[0].dtype == np.uint8
+        assert exp.data.test.codes is None  # only the training split draws shuffled batches
+        if codes == "dropped":
+            exp.data.train.codes = None
+        elif codes == "wrong divisor":  # shows that training reads the bytes
+            exp.data.train.codes = (exp.data.train.codes[0], 8.0)
+        trainer = Trainer(exp)
+        trainer.fit()
+        results.append((trainer.rows, exp.model.theta.copy()))
+    (rows_a, theta_a), (rows_b, theta_b), (_, theta_c) = results
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in rows_a]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in rows_b]
+    np.testing.assert_array_equal(theta_a, theta_b)
+    assert not np.array_equal(theta_a, theta_c)
+
+
+def test_inputs_that_are_not_bytes_scaled_by_one_number_keep_no_codes():
+    standard = build(load_config(CONFIGS / "digits.yaml", ["data.scale=standard"]))
+    assert standard.data.train.codes is None  # a shift and a scale per feature
+    xor = build(load_config(CONFIGS / "xor.yaml"))
+    assert xor.data.train.codes is None  # float inputs

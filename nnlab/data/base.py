@@ -100,6 +100,10 @@ class Split:
     X: Array
     y: Array  # int labels (classification, integer; -1: no label), one-hot rows, or values
     groups: dict[str, Array] | None = None
+    # For inputs stored as small integers (MNIST's bytes): those integers and the divisor that
+    # gives X, bit for bit (X == codes / divisor in X's dtype). Training gathers its shuffled
+    # batches from the integers, a quarter of the memory traffic of gathering float32 rows.
+    codes: tuple[Array, float] | None = None
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
@@ -236,7 +240,17 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
 
     shift, scale = _scaler(opts["scale"], train.X, raw.unit_scale)
     splits = [s for s in (train, val, test) if s is not None]
+    # inputs of one byte or two, scaled by a single number, are kept as they are for batches
+    compact = (
+        X.dtype.kind in "iu"
+        and X.dtype.itemsize < np.dtype(dtype).itemsize
+        and np.isscalar(shift)
+        and shift == 0.0
+        and np.isscalar(scale)
+    )
     for s in splits:
+        if compact and s is train:  # (only training draws shuffled batches)
+            s.codes = (s.X, float(scale))
         Xs = s.X.astype(dtype, copy=True)
         if not (np.isscalar(shift) and shift == 0.0):
             Xs -= np.asarray(shift, dtype)

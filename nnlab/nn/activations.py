@@ -37,6 +37,18 @@ class Activation:
     def __call__(self, Z: Array) -> Array:
         return self.forward(Z, np.empty_like(Z))
 
+    def _full(self, like: Array, value: float) -> Array:
+        """A constant array shaped like ``like``, kept for the next call of that shape.
+        ``np.maximum``/``np.minimum`` of two arrays run 3-5x faster than with a scalar (NumPy
+        vectorises only the array-array loops of these two), which is worth an array's memory
+        on the hot path."""
+        key = (like.shape, like.dtype.char, value)
+        cache = self.__dict__.setdefault("_consts", {})
+        c = cache.get(key)
+        if c is None:
+            c = cache[key] = np.full(like.shape, value, like.dtype)
+        return c
+
 
 @ACTIVATIONS.register("linear", aliases=("identity", "none"))
 @dataclass
@@ -66,7 +78,8 @@ class Sigmoid(Activation):
 
     def forward(self, Z, out):
         np.negative(Z, out=out)
-        np.minimum(out, _EXP_MAX[out.dtype.char], out=out)  # f(z) < 1e-38 there: exp can't overflow
+        # f(z) < 1e-38 there: exp can't overflow
+        np.minimum(out, self._full(out, _EXP_MAX[out.dtype.char]), out=out)
         np.exp(out, out=out)
         out += 1.0
         return np.reciprocal(out, out=out)
@@ -107,7 +120,7 @@ class ReLU(Activation):
     name = "relu"
 
     def forward(self, Z, out):
-        return np.maximum(Z, 0.0, out=out)
+        return np.maximum(Z, self._full(Z, 0.0), out=out)
 
     def backward(self, dA, Z, A):
         return np.multiply(dA, A > 0, out=dA)
