@@ -83,6 +83,16 @@ class Layer:
         return b
 
 
+def product(a: Array, b: Array, out: Array) -> Array:
+    """``a @ b`` into ``out``. ``np.dot`` makes the same BLAS call as ``np.matmul`` for 1-d
+    and 2-d arrays (the same numbers, bit for bit) with half its overhead per call, which is
+    most of a small network's step (XOR: 0.4 us against 0.8 us a product); it wants ``out``
+    of the exact result type, so mixed dtypes go through ``np.matmul``."""
+    if a.dtype == b.dtype == out.dtype:
+        return np.dot(a, b, out=out)
+    return np.matmul(a, b, out=out)
+
+
 def _check_2d(layer: str, input_shape: tuple[int, ...]) -> int:
     if len(input_shape) != 1:
         raise ConfigError(
@@ -118,7 +128,7 @@ class Dense(Layer):
     def forward_logits(self, X, training=False):
         self._X = X
         Z = self._buf("Z", (X.shape[0], self.units), X.dtype)  # (batch, units)
-        np.matmul(X, self.params["W"], out=Z)
+        product(X, self.params["W"], Z)
         if self.use_bias:
             Z += self.params["b"]
         self._Z = Z
@@ -134,16 +144,16 @@ class Dense(Layer):
 
     def backward_logits(self, dZ, need_dx=True):
         X = self._X
-        np.matmul(X.T, dZ, out=self.grads["W"])
+        product(X.T, dZ, self.grads["W"])
         if self.use_bias:  # a matrix-vector product sums the rows faster than np.sum(axis=0)
             ones = self._bufs.get(("ones", X.shape[0]))
             if ones is None:
                 ones = self._bufs[("ones", X.shape[0])] = np.ones(X.shape[0], dZ.dtype)
-            np.matmul(ones, dZ, out=self.grads["b"])
+            product(ones, dZ, self.grads["b"])
         if not need_dx:
             return None
         dX = self._buf("dX", X.shape, dZ.dtype)  # (batch, inputs)
-        return np.matmul(dZ, self.params["W"].T, out=dX)
+        return product(dZ, self.params["W"].T, dX)
 
 
 @LAYERS.register("dropout")
