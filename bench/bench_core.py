@@ -9,6 +9,10 @@ of 60,000 samples including the shuffle):
 XOR 2-2-1 full batch: time per step of nnlab, PyTorch and plain NumPy (the gradient step alone,
 and the same work as nnlab: loss value, accuracy and momentum each step).
 
+Every contender trains on the same MNIST training images (float32 in [0, 1]); nnlab is given
+the data as ``nnlab train`` loads it, which also keeps the bytes the images come from and
+gathers its shuffled batches from them (the same numbers, a quarter of the memory traffic).
+
 Run: ``make bench`` or ``.venv/bin/python bench/bench_core.py [--epochs 3]``. PyTorch is a
 benchmark-only dependency (``pip install torch==2.13.0``, the CPU build); without it the PyTorch
 rows are skipped with a note. The data is MNIST when nnlab finds it (NNLAB_DATA_DIR or
