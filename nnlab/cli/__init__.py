@@ -31,6 +31,15 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except MemoryError as e:  # an allocation no size check foresaw: the machine is full
+            detail = f" ({e})" if str(e) else ""
+            click.echo(
+                f"error: out of memory{detail}: the command needs more memory than is free. "
+                "A smaller training.batch_size, fewer units or data.subset need less; files "
+                "already written are kept.",
+                err=True,
+            )
+            sys.exit(1)
         except Exception as e:
             if os.environ.get("NNLAB_DEBUG"):
                 raise
