@@ -389,6 +389,7 @@ class Batches:
             self.bufs = [
                 None if a is None else np.empty((size, *a.shape[1:]), a.dtype) for a in arrays
             ]
+            self.targets = list(zip(arrays[1:], self.bufs[1:], strict=True))
         if self.codes is not None:
             ints, divisor = self.codes
             self.code_buf = np.empty((size, *ints.shape[1:]), ints.dtype)
@@ -406,7 +407,7 @@ class Batches:
             k = idx.shape[0]
             out = [
                 None if a is None else np.take(a, idx, axis=0, out=buf[:k])
-                for a, buf in zip(self.arrays[1:], self.bufs[1:], strict=True)
+                for a, buf in self.targets
             ]
             if self.codes is None:
                 X = np.take(self.arrays[0], idx, axis=0, out=self.bufs[0][:k])

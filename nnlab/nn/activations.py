@@ -46,6 +46,8 @@ class Activation:
         cache = self.__dict__.setdefault("_consts", {})
         c = cache.get(key)
         if c is None:
+            if len(cache) >= 8:  # shapes seen once (a prediction on all samples) are not kept
+                cache.clear()
             c = cache[key] = np.full(like.shape, value, like.dtype)
         return c
 
