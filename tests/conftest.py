@@ -15,6 +15,24 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
+def _mnist_dir() -> Path | None:
+    """Where tests read the real MNIST files: ``$NNLAB_DATA_DIR``, else ``../shared/data/mnist``
+    (the project's machines have it); None when neither holds the four .gz files."""
+    from nnlab.data.mnist import FILES
+
+    for folder in (os.environ.get("NNLAB_DATA_DIR"), ROOT.parent / "shared" / "data" / "mnist"):
+        if folder and all((Path(folder) / f.gz).is_file() for f in FILES):
+            return Path(folder)
+    return None
+
+
+MNIST_DIR = _mnist_dir()
+NO_MNIST = (
+    "no MNIST files in $NNLAB_DATA_DIR or ../shared/data/mnist (only the project's machines "
+    "have ../shared): set NNLAB_DATA_DIR to a folder holding the four .gz files to run this"
+)
+
+
 def nnlab_env(**extra: str) -> dict[str, str]:
     """The environment for a subprocess that imports this checkout's nnlab."""
     env = dict(os.environ)

@@ -24,18 +24,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_nnlab
+from conftest import MNIST_DIR, NO_MNIST, run_nnlab
 from nnlab.data import DATASETS, load
 from nnlab.data import mnist as M
 from nnlab.errors import ConfigError, DataError
 
-SHARED = ROOT.parent / "shared" / "data" / "mnist"
-HAVE_SHARED = all((SHARED / f.gz).is_file() for f in M.FILES)
-needs_shared = pytest.mark.skipif(
-    not HAVE_SHARED,
-    reason=f"the MNIST files are not in {SHARED} (only the project's machines have ../shared); "
-    f"set {M.ENV_DIR} to a folder holding them to run these tests",
-)
+SHARED = MNIST_DIR  # the real files: $NNLAB_DATA_DIR or ../shared/data/mnist
+HAVE_SHARED = MNIST_DIR is not None
+needs_shared = pytest.mark.skipif(not HAVE_SHARED, reason=NO_MNIST)
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
@@ -65,7 +61,7 @@ def shared_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def real(monkeypatch, shared_cache):
-    """Read the real files from ../shared through NNLAB_DATA_DIR, with the shared cache."""
+    """Read the real files through NNLAB_DATA_DIR, with the shared cache."""
     if not HAVE_SHARED:
         pytest.skip(needs_shared.kwargs["reason"])
     monkeypatch.setenv(M.ENV_DIR, str(SHARED))

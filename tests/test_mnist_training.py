@@ -5,22 +5,15 @@ command line. Slow (minutes to tens of minutes): skipped by ``make test``, run b
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from conftest import CONFIGS, ROOT, run_nnlab
+from conftest import CONFIGS, MNIST_DIR, NO_MNIST, run_nnlab
 
-SHARED = ROOT.parent / "shared" / "data" / "mnist"
-DATA_DIR = os.environ.get("NNLAB_DATA_DIR") or (str(SHARED) if SHARED.is_dir() else None)
+DATA_DIR = None if MNIST_DIR is None else str(MNIST_DIR)
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        DATA_DIR is None, reason=f"no MNIST files: set NNLAB_DATA_DIR or provide {SHARED}"
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(DATA_DIR is None, reason=NO_MNIST)]
 
 
 def _train(config: Path, runs: Path, timeout: float) -> dict:

@@ -5,21 +5,18 @@ probe's in test_probe.py, the dropout ones in test_activations.py."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, ROOT, run_nnlab
+from conftest import CONFIGS, MNIST_DIR, NO_MNIST, run_nnlab
 from nnlab.config import load_config
 from nnlab.gradcheck import check_experiment
 from nnlab.train import Experiment, Trainer, build, evaluate
 
 QUESTIONS = CONFIGS / "questions"
 NO_OUTLIER = "data={name: csv, path: %s}" % (QUESTIONS / "threshold_no_outlier.csv")
-SHARED = ROOT.parent / "shared" / "data" / "mnist"
-MNIST_DIR = os.environ.get("NNLAB_DATA_DIR") or (str(SHARED) if SHARED.is_dir() else None)
 
 
 def _fit(config: Path, *overrides: str) -> Experiment:
@@ -127,7 +124,7 @@ def _mnist(runs: Path, *overrides: str) -> dict:
     args = [f"--set={o}" for o in overrides]
     proc = run_nnlab(
         "train", QUESTIONS / "mnist_mse.yaml", "--runs-dir", runs, "-q", *args,
-        timeout=1800, NNLAB_DATA_DIR=MNIST_DIR, OPENBLAS_NUM_THREADS="1",
+        timeout=1800, NNLAB_DATA_DIR=str(MNIST_DIR), OPENBLAS_NUM_THREADS="1",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     run = Path(proc.stdout.strip().splitlines()[-1])
@@ -135,7 +132,7 @@ def _mnist(runs: Path, *overrides: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(MNIST_DIR is None, reason="no MNIST files: set NNLAB_DATA_DIR")
+@pytest.mark.skipif(MNIST_DIR is None, reason=NO_MNIST)
 def test_mnist_table_l2_matters_most_and_cross_entropy_resists_it(runs):
     """The user's table at lr 0.001, lambda as in the question (l2 = lambda / 10 for MSE,
     lambda / 2 for cross-entropy): the smaller lambda gives the lower test error for both
