@@ -8,7 +8,10 @@ layers is a chain and takes a straight path.
 All parameters live in one flat vector ``theta`` (and their gradients in ``grad``); each layer's
 ``params``/``grads`` are views into them. Optimizers update the flat vectors in a few NumPy calls
 whatever the number of layers, and a gradient check perturbs one vector. Parameters that weight
-decay applies to (kernels) come first: ``theta[:n_decay]``.
+decay applies to (kernels) come first: ``theta[:n_decay]``. State that layers update without
+gradients (batchnorm's running averages) lives in a second flat vector, ``buffers``, with the
+layers' ``buffers`` dicts as views into it: saved with the weights and in checkpoints, never
+touched by an optimizer (PyTorch's buffers).
 """
 
 from __future__ import annotations
@@ -57,10 +60,13 @@ class Model:
         shapes: list[tuple[int, ...]] = []
         for i, layer in enumerate(layers):
             in_shape = self._joined_shape(i, shapes)
+            upstream = any(s >= 0 and self.trained_upstream[s] for s in self.sources[i])
             try:
                 shapes.append(tuple(layer.build(in_shape, rng, self.dtype)))
-            except ConfigError as e:
-                raise ConfigError(e.detail, e.path or f"model.layers[{i}]") from None
+            except ConfigError as e:  # a layer names its own key (or none): prefix its place
+                where = f"model.layers[{i}]" + (f".{e.path}" if e.path else "")
+                raise ConfigError(e.detail, where) from None
+            self.trained_upstream.append(upstream or bool(layer.params))
         self.shapes = shapes
         self.output_shapes = [shapes[j] for j in self.outputs]
         self.output_shape = self.output_shapes[0]
@@ -137,6 +143,9 @@ class Model:
                     f"model.layers[{i}]",
                 )
         self.consumers = [[j for j in range(n) if i in self.sources[j]] for i in range(n)]
+        # whether a layer or one it reads, directly or not, has parameters: only then does
+        # backpropagation need the gradient of its output (a reshape first needs none)
+        self.trained_upstream: list[bool] = []
         self.chain = outputs is None and all(s == [i - 1] for i, s in enumerate(self.sources))
 
     def _joined_shape(self, i: int, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
@@ -157,6 +166,7 @@ class Model:
     # ------------------------------------------------------------------ parameters
 
     def _flatten(self) -> None:
+        self._flatten_buffers()
         entries = []  # (decay?, layer index, key, array)
         for i, layer in enumerate(self.layers):
             for key, value in layer.params.items():
@@ -181,6 +191,20 @@ class Model:
             self.param_slices.append(slice(offset, offset + n))
             offset += n
 
+    def _flatten_buffers(self) -> None:
+        entries = [
+            (i, k, v) for i, layer in enumerate(self.layers) for k, v in layer.buffers.items()
+        ]
+        self.buffers = np.empty(sum(v.size for _, _, v in entries), self.dtype)
+        self.buffer_names: list[str] = []
+        offset = 0
+        for i, key, value in entries:
+            view = self.buffers[offset : offset + value.size].reshape(value.shape)
+            view[...] = value
+            self.layers[i].buffers[key] = view
+            self.buffer_names.append(f"layers.{i}.{key}")
+            offset += value.size
+
     @property
     def n_params(self) -> int:
         return int(self.theta.size)
@@ -192,15 +216,25 @@ class Model:
             layer = self.layers[int(i)]
             yield name, layer.params[key], layer.grads[key]
 
+    def named_buffers(self) -> Iterator[tuple[str, Array]]:
+        """(name, view) for each buffer (``layers.2.running_mean``)."""
+        for name in self.buffer_names:
+            i, key = name.split(".")[1:]
+            yield name, self.layers[int(i)].buffers[key]
+
     def state_dict(self) -> dict[str, Array]:
-        return {name: value.copy() for name, value, _ in self.named_parameters()}
+        """Copies of every parameter and buffer by name (``layers.0.W``), as PyTorch's."""
+        state = {name: value.copy() for name, value, _ in self.named_parameters()}
+        state.update((name, value.copy()) for name, value in self.named_buffers())
+        return state
 
     def load_state_dict(self, state: dict[str, Array]) -> None:
-        names = set(self.param_names)
+        names = set(self.param_names) | set(self.buffer_names)
         if set(state) != names:
             missing, extra = sorted(names - set(state)), sorted(set(state) - names)
             raise ValueError(f"parameters do not match: missing {missing}, unexpected {extra}")
-        for name, value, _ in self.named_parameters():
+        targets = [(n, v) for n, v, _ in self.named_parameters()] + list(self.named_buffers())
+        for name, value in targets:
             if state[name].shape != value.shape:
                 raise ValueError(f"{name}: shape {state[name].shape}, expected {value.shape}")
             value[...] = state[name]
@@ -271,11 +305,13 @@ class Model:
             last = len(self.layers) - 1
             for i in range(last, -1, -1):
                 layer = self.layers[i]
-                need_dx = i > 0 or need_input_grad
+                need_dx = need_input_grad or (i > 0 and self.trained_upstream[i - 1])
                 if logits and i == last:
                     dY = layer.backward_logits(dY, need_dx=need_dx)
                 else:
                     dY = layer.backward(dY, need_dx=need_dx)
+                if not need_dx:  # no layer below has parameters
+                    break
             return dY if need_input_grad else None
         flags = self._logit_flags(logits)
         grads: list[Array | None] = [None] * len(self.layers)
@@ -289,13 +325,13 @@ class Model:
             if g is None:
                 continue
             srcs = self.sources[i]
-            need_dx = any(s >= 0 for s in srcs) or (need_input_grad and -1 in srcs)
+            wanted = [need_input_grad or (s >= 0 and self.trained_upstream[s]) for s in srcs]
+            need_dx = any(wanted)
             layer = self.layers[i]
             back = layer.backward_logits if flags[i] else layer.backward
             dx = back(g, need_dx)
             if not need_dx:
                 continue
-            wanted = [s >= 0 or need_input_grad for s in srcs]
             if len(srcs) == 1:
                 parts = [(srcs[0], dx)]
             elif self.joins[i] == "sum":  # each input gets its own copy: backward works in place

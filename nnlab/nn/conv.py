@@ -1,0 +1,597 @@
+"""Layers over images: convolution, pooling, upsampling.
+
+Images are (batch, height, width, channels) arrays (NHWC, as Keras and TensorFlow); a flat row
+of pixels becomes an image with a ``reshape`` layer. Windows follow Keras: ``valid`` padding
+keeps the windows inside the image, ``same`` pads with zeros (with -inf for max pooling, and
+average pooling leaves the padding out of its count) so that the output has ceil(size / stride)
+rows and columns, the odd padding row or column at the bottom and right.
+
+A convolution is one matrix product per step (im2col): every window of the padded input is
+copied, through a strided view, into a row of a (batch * out_h * out_w, kh * kw * channels)
+matrix kept between steps, and multiplied by the kernel reshaped to (kh * kw * channels,
+filters). Its backward pass is two more products (the kernel's gradient, and the columns'
+gradient) and a loop over the kernel's kh * kw offsets that adds each offset's share back into
+the padded input's gradient (col2im). Pooling loops over the window's offsets in the same way.
+No loop runs over samples or pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from nnlab.errors import ConfigError
+from nnlab.nn.activations import ACTIVATIONS
+from nnlab.nn.initializers import INITIALIZERS
+from nnlab.nn.layers import LAYERS, Layer, Spec, product
+from nnlab.schema import Doc, Interval, Ref, fmt
+
+Array = np.ndarray
+Padding = Literal["valid", "same"]
+BLOCK_BYTES = 2 << 20  # the columns of a block of samples: about a core's L2 cache
+
+
+def pair(value: int | list[int]) -> tuple[int, int]:
+    """(height, width) of an option given as one number or a list of two."""
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def check_pairs(p: dict, path: str, *keys: str) -> None:
+    """Options that are an integer >= 1 or a list of two (``kernel_size: [3, 5]``)."""
+    for key in keys:
+        v = p[key]
+        if v is None:
+            continue
+        ok = v >= 1 if isinstance(v, int) else len(v) == 2 and all(x >= 1 for x in v)
+        if not ok:
+            raise ConfigError(
+                f"expected an integer >= 1 or a list of two (height, width), got {fmt(v)}",
+                f"{path}.{key}",
+            )
+
+
+def image_shape(kind: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(height, width, channels) of a layer's input, or a ConfigError saying how to get it."""
+    if len(input_shape) == 3:
+        return input_shape
+    hint = "add a reshape layer before it ({type: reshape, target_shape: [height, width, 1]})"
+    if len(input_shape) == 1:
+        side = math.isqrt(input_shape[0])
+        if side * side == input_shape[0]:
+            hint = (
+                f"add a reshape layer before it ({{type: reshape, target_shape: [{side}, {side}, "
+                f"1]}} makes rows of {input_shape[0]} pixels {side}x{side} images)"
+            )
+    raise ConfigError(
+        f"a {kind} layer takes images of shape (height, width, channels) per sample, but its "
+        f"input has shape {input_shape}: {hint}"
+    )
+
+
+def window_geometry(
+    size: int, k: int, stride: int, dilation: int, padding: str
+) -> tuple[int, int, int]:
+    """(output size, padding before, padding after) along one axis, as Keras and TensorFlow
+    compute them."""
+    span = (k - 1) * dilation + 1
+    if padding == "same":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + span - size, 0)
+        return out, total // 2, total - total // 2
+    return (size - span) // stride + 1, 0, 0
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Where the windows of a convolution or pooling layer fall on its input (one sample:
+    H x W x C), and the strided views that read and write them."""
+
+    H: int
+    W: int
+    C: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    Ho: int
+    Wo: int
+    pads: tuple[int, int, int, int]  # top, bottom, left, right
+
+    @classmethod
+    def of(cls, kind: str, input_shape, kernel, strides, dilation, padding) -> Windows:
+        H, W, C = image_shape(kind, input_shape)
+        (kh, kw), (sh, sw), (dh, dw) = pair(kernel), pair(strides), pair(dilation)
+        Ho, pt, pb = window_geometry(H, kh, sh, dh, padding)
+        Wo, pl, pr = window_geometry(W, kw, sw, dw, padding)
+        if Ho < 1 or Wo < 1:
+            span = f"{(kh - 1) * dh + 1}x{(kw - 1) * dw + 1}"
+            raise ConfigError(
+                f"the {span} window (kernel with dilation) is larger than the {H}x{W} input "
+                "with padding: valid; use a smaller kernel, or padding: same"
+            )
+        return cls(H, W, C, kh, kw, sh, sw, dh, dw, Ho, Wo, (pt, pb, pl, pr))
+
+    @property
+    def padded(self) -> bool:
+        return any(self.pads)
+
+    @property
+    def padded_shape(self) -> tuple[int, int, int]:
+        pt, pb, pl, pr = self.pads
+        return self.H + pt + pb, self.W + pl + pr, self.C
+
+    @property
+    def offsets(self) -> list[tuple[int, int]]:
+        return [(i, j) for i in range(self.kh) for j in range(self.kw)]
+
+    def tiles(self, axis: int) -> bool:
+        """Along rows (1) or columns (2), the windows cover the padded input exactly once."""
+        k, s, n = (self.kh, self.sh, self.Ho) if axis == 1 else (self.kw, self.sw, self.Wo)
+        d = self.dh if axis == 1 else self.dw
+        return k == s and d == 1 and n * s == self.padded_shape[axis - 1]
+
+    def pad(self, layer: Layer, X: Array, key: str, fill: float = 0.0) -> Array:
+        """X inside a border of ``fill`` (X itself without padding); the bordered array is the
+        layer's scratch buffer ``key``, whose border is written once."""
+        if not self.padded:
+            return X
+        pt, _, pl, _ = self.pads
+        Xp = layer._buf(key, (X.shape[0], *self.padded_shape), X.dtype, fill=fill)
+        Xp[:, pt : pt + self.H, pl : pl + self.W, :] = X
+        return Xp
+
+    def interior(self, Xp: Array) -> Array:
+        """The input's part of a padded array (a view)."""
+        if not self.padded:
+            return Xp
+        pt, _, pl, _ = self.pads
+        return Xp[:, pt : pt + self.H, pl : pl + self.W, ...]
+
+    def along(self, A: Array, axis: int, i: int) -> Array:
+        """The view of ``A`` (batch, rows, columns, ...) holding, along ``axis`` (1: rows, 2:
+        columns), tap ``i`` of every window: index ``i * dilation + stride * o`` for each output
+        position o."""
+        s, d, n = (self.sh, self.dh, self.Ho) if axis == 1 else (self.sw, self.dw, self.Wo)
+        start = i * d
+        index = [slice(None)] * A.ndim
+        index[axis] = slice(start, start + s * (n - 1) + 1, s)
+        return A[tuple(index)]
+
+    def at(self, Xp: Array, i: int, j: int) -> Array:
+        """(batch, Ho, Wo, ...) view: the element at offset (i, j) of every window."""
+        return self.along(self.along(Xp, 1, i), 2, j)
+
+    def macs(self, batch: int, filters: int) -> int:
+        """Multiply-adds of a convolution's product for ``batch`` samples."""
+        return batch * self.Ho * self.Wo * self.kh * self.kw * self.C * filters
+
+    # ---------------------------------------------------------------- im2col and back
+    #
+    # The columns of a block of samples have a row per output position and a column per
+    # kernel tap and channel (kh * kw * C), stored row by row, each window's kw * C adjacent
+    # values of a kernel row copied as one run from a strided view of the input; for a
+    # one-channel input (MNIST's first layer) those runs would be kw numbers long, so they are
+    # stored transposed instead, a copy per tap of whole image rows. The products read either
+    # layout without a copy. A block holds ``BLOCK_BYTES`` of columns, so that the product
+    # reads them from the cache, not from memory: made and multiplied a block at a time, the
+    # forward product of MNIST's second layer runs 1.3-1.6x faster than one product over the
+    # whole batch's columns; the kernel's gradient makes them again (as fast as keeping them,
+    # and a batch's columns, 25x its input, are never held). OpenBLAS sums a row's products
+    # in an order that depends on the number of rows, so the blocks are part of the numbers.
+
+    def transposed(self) -> bool:
+        return self.C == 1
+
+    def block(self, itemsize: int) -> int:
+        """Samples per block of columns."""
+        per_sample = self.Ho * self.Wo * self.kh * self.kw * self.C * itemsize
+        return max(1, BLOCK_BYTES // per_sample)
+
+    def blocks(self, n: int, itemsize: int) -> list[tuple[int, int]]:
+        step = self.block(itemsize)
+        return [(start, min(start + step, n)) for start in range(0, n, step)]
+
+    def columns(self, layer: Layer, Xp: Array) -> Array:
+        """The (samples * Ho * Wo, kh * kw * C) columns of a padded input's samples (a view
+        of the layer's buffer ``cols``)."""
+        n, K = Xp.shape[0], self.kh * self.kw * self.C
+        if self.transposed():
+            cols = layer._buf("cols", (self.kh, self.kw, n, self.Ho, self.Wo), Xp.dtype)
+            X2 = Xp[..., 0]
+            for i, j in self.offsets:
+                np.copyto(cols[i, j], self.at(X2, i, j))
+            return cols.reshape(K, -1).T
+        cols = layer._buf("cols", (n, self.Ho, self.Wo, self.kh, self.kw, self.C), Xp.dtype)
+        s = Xp.strides
+        windows = as_strided(
+            Xp,
+            cols.shape,
+            (s[0], self.sh * s[1], self.sw * s[2], self.dh * s[1], self.dw * s[2], s[3]),
+            writeable=False,
+        )
+        np.copyto(cols, windows)
+        return cols.reshape(-1, K)
+
+    def convolve(self, layer: Layer, Xp: Array, W: Array, Z: Array) -> None:
+        """Z = columns(Xp) W, into Z (batch * Ho * Wo, F), for a padded input Xp and the
+        kernel W (kh * kw * C, F), a block of samples at a time."""
+        rows = self.Ho * self.Wo
+        for start, stop in self.blocks(Xp.shape[0], Xp.dtype.itemsize):
+            product(self.columns(layer, Xp[start:stop]), W, Z[start * rows : stop * rows])
+
+    def kernel_gradient(self, layer: Layer, Xp: Array, dZ: Array, dW: Array) -> None:
+        """dW = columns(Xp)^T dZ (kh * kw * C, F) from dZ (batch * Ho * Wo, F), summed over
+        the blocks of samples."""
+        rows = self.Ho * self.Wo
+        part = None
+        for start, stop in self.blocks(Xp.shape[0], Xp.dtype.itemsize):
+            cols = self.columns(layer, Xp[start:stop])
+            if part is None:
+                product(cols.T, dZ[start * rows : stop * rows], dW)
+                part = layer._buf("dW", dW.shape, dW.dtype)
+            else:
+                dW += product(cols.T, dZ[start * rows : stop * rows], part)
+
+    def col2im(self, layer: Layer, dZ: Array, W: Array) -> Array:
+        """dL/d(input) of a convolution from dL/dZ (batch * Ho * Wo, F) and its kernel W
+        (kh * kw * C, F): the columns' gradient dZ W^T, each tap's share added back where it
+        was read. Returns the input's part of the layer's buffer ``dXp`` (a view)."""
+        n = dZ.shape[0] // (self.Ho * self.Wo)
+        dXp = layer._buf("dXp", (n, *self.padded_shape), dZ.dtype)
+        dXp.fill(0.0)
+        if self.dw == 1 and not self.transposed():
+            self._add_row_runs(layer, dXp, dZ.reshape(n, self.Ho, self.Wo, -1), W)
+            return self.interior(dXp)
+        dcols = layer._buf("dcols", (dZ.shape[0], W.shape[0]), dZ.dtype)
+        product(dZ, W.T, dcols)
+        dcols = dcols.reshape(n, self.Ho, self.Wo, self.kh, self.kw, self.C)
+        for i, j in self.offsets:
+            self.at(dXp, i, j)[...] += dcols[:, :, :, i, j, :]
+        return self.interior(dXp)
+
+    def _add_row_runs(self, layer: Layer, dXp: Array, dZ: Array, W: Array) -> None:
+        """col2im for adjacent taps across (dilation 1), without the whole columns' gradient.
+        The windows of every m-th output column (m * sw >= kw) do not overlap, and the kw * C
+        values of a window's kernel row are one run of the input row; so for each phase r of
+        those columns and each kernel row i, one product (the phase's rows of dZ times kernel
+        row i, a block that stays in the cache) gives runs that one add puts in place. That is
+        m * kh products and adds (25 for a 5x5 kernel), about twice as fast on MNIST's second
+        layer as one product into the whole (batch * Ho * Wo, kh * kw * C) matrix, which does
+        not fit in the cache, and the adds from it."""
+        n, F = dZ.shape[0], dZ.shape[-1]
+        run, item = self.kw * self.C, dXp.itemsize
+        m = -(-self.kw // self.sw)
+        Wr = W.reshape(self.kh, run, F)  # kernel row i: (kw * C, F)
+        for r in range(min(m, self.Wo)):
+            count = len(range(r, self.Wo, m))
+            dZr = layer._buf("dZr", (n, self.Ho, count, F), dZ.dtype)
+            np.copyto(dZr, dZ[:, :, r::m])
+            part = layer._buf("part", (n * self.Ho * count, run), dZ.dtype)
+            for i in range(self.kh):
+                product(dZr.reshape(-1, F), Wr[i].T, part)
+                base = self.along(dXp, 1, i)[:, :, r * self.sw :]  # (n, Ho, ..., C)
+                s = base.strides
+                dest = as_strided(
+                    base, (n, self.Ho, count, run), (s[0], s[1], m * self.sw * s[2], item)
+                )
+                dest += part.reshape(dest.shape)
+
+
+@LAYERS.register("conv2d", aliases=("conv", "convolution2d"))
+@dataclass(eq=False)
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, as Keras and PyTorch) of images (batch, height,
+    width, channels): ``activation(sum over the window of x * W + b)`` with W of shape
+    (kernel height, kernel width, input channels, filters), Keras' layout; the initializers'
+    fan-in is kernel height * width * input channels, the fan-out that times filters / input
+    channels, as in Keras and PyTorch."""
+
+    filters: Annotated[int, Interval(ge=1), Doc("number of output channels (kernels)")]
+    kernel_size: Annotated[int | list[int], Doc("the kernel's height and width: n, or [h, w]")]
+    strides: Annotated[int | list[int], Doc("step between windows: n, or [down, across]")] = 1
+    padding: Annotated[
+        Padding, Doc("valid: windows inside the image; same: zero-padded to ceil(size / stride)")
+    ] = "valid"
+    dilation: Annotated[
+        int | list[int],
+        Doc("spacing between the kernel's taps (1: adjacent; Keras' dilation_rate)"),
+    ] = 1
+    activation: Annotated[Spec, Ref(ACTIVATIONS), Doc("activation function")] = "linear"
+    initializer: Annotated[Spec, Ref(INITIALIZERS), Doc("initializer of W")] = "glorot_uniform"
+    bias_initializer: Annotated[Spec, Ref(INITIALIZERS), Doc("initializer of b")] = "zeros"
+    use_bias: Annotated[bool, Doc("add the bias b (one per filter)")] = True
+
+    @staticmethod
+    def __post_check__(p: dict, path: str) -> None:
+        check_pairs(p, path, "kernel_size", "strides", "dilation")
+        if pair(p["dilation"]) != (1, 1) and pair(p["strides"]) != (1, 1):
+            raise ConfigError(
+                "dilation and strides > 1 together are not supported (as in Keras): set one of "
+                "them to 1",
+                f"{path}.dilation",
+            )
+
+    def __post_init__(self):
+        self.no_decay = ("b",)
+        self.activation_fn = ACTIVATIONS.build(self.activation)
+
+    def build(self, input_shape, rng, dtype):
+        g = self._g = Windows.of(
+            "conv2d", input_shape, self.kernel_size, self.strides, self.dilation, self.padding
+        )
+        shape = (g.kh, g.kw, g.C, self.filters)
+        self.params["W"] = INITIALIZERS.build(self.initializer)(shape, rng, dtype)
+        if self.use_bias:
+            self.params["b"] = INITIALIZERS.build(self.bias_initializer)(
+                (self.filters,), rng, dtype
+            )
+        # a 1x1 kernel with stride 1 reads each pixel alone: the image is its own im2col
+        self._pointwise = (g.kh, g.kw, g.sh, g.sw) == (1, 1, 1, 1) and not g.padded
+        return (g.Ho, g.Wo, self.filters)
+
+    def macs(self, batch: int) -> int:
+        """Multiply-adds of the layer's product for ``batch`` samples (threads.py)."""
+        return self._g.macs(batch, self.filters)
+
+    def _kernel(self, key: str = "W") -> Array:
+        """W (or its gradient) as the (kh * kw * C, filters) matrix of the product."""
+        return (self.params if key == "W" else self.grads)["W"].reshape(-1, self.filters)
+
+    def forward_logits(self, X, training=False):
+        g, n = self._g, X.shape[0]
+        Z = self._buf("Z", (n, g.Ho, g.Wo, self.filters), X.dtype)
+        Z2 = Z.reshape(-1, self.filters)
+        if self._pointwise:
+            product(X.reshape(-1, g.C), self._kernel(), Z2)
+            self._Xp = X
+        else:
+            self._Xp = g.pad(self, X, "Xp")
+            g.convolve(self, self._Xp, self._kernel(), Z2)
+        if self.use_bias:
+            Z += self.params["b"]
+        self._Z = Z
+        return Z
+
+    def forward(self, X, training=False):
+        Z = self.forward_logits(X, training)
+        self._A = self.activation_fn.forward(Z, self._buf("A", Z.shape, Z.dtype))
+        return self._A
+
+    def backward(self, dY, need_dx=True):
+        return self.backward_logits(self.activation_fn.backward(dY, self._Z, self._A), need_dx)
+
+    def backward_logits(self, dZ, need_dx=True):
+        g = self._g
+        dZ2 = dZ.reshape(-1, self.filters)  # (batch * Ho * Wo, filters)
+        if self._pointwise:
+            product(self._Xp.reshape(-1, g.C).T, dZ2, self._kernel("grad"))
+        else:
+            g.kernel_gradient(self, self._Xp, dZ2, self._kernel("grad"))
+        if self.use_bias:
+            product(self._ones(dZ2.shape[0], dZ.dtype), dZ2, self.grads["b"])
+        if not need_dx:
+            return None
+        if self._pointwise:
+            dX = self._buf("dX", (dZ.shape[0], g.H, g.W, g.C), dZ.dtype)
+            product(dZ2, self._kernel().T, dX.reshape(-1, g.C))
+            return dX
+        return g.col2im(self, dZ2, self._kernel())
+
+
+@dataclass(eq=False)
+class _Pool(Layer):
+    """Pooling in two passes, down the window's rows and then across its columns (the max or
+    the sum of a window is that of its rows' maxima or sums): kh + kw strided passes, the first
+    over whole image rows, instead of kh * kw."""
+
+    pool_size: Annotated[int | list[int], Doc("the window's height and width: n, or [h, w]")] = 2
+    strides: Annotated[
+        int | list[int] | None, Doc("step between windows (null: the pool size, as Keras)")
+    ] = None
+    padding: Annotated[
+        Padding, Doc("valid: windows inside the image; same: padded to ceil(size / stride)")
+    ] = "valid"
+
+    @staticmethod
+    def __post_check__(p: dict, path: str) -> None:
+        check_pairs(p, path, "pool_size", "strides")
+
+    def build(self, input_shape, rng, dtype):
+        strides = self.pool_size if self.strides is None else self.strides
+        kind = LAYERS.name_of(self)
+        g = self._g = Windows.of(kind, input_shape, self.pool_size, strides, 1, self.padding)
+        return (g.Ho, g.Wo, g.C)
+
+    def _taps(self, axis: int) -> int:
+        return self._g.kh if axis == 1 else self._g.kw
+
+    def _shapes(self, n: int) -> tuple[tuple, tuple, tuple]:
+        """(padded input, rows pooled, output) shapes for a batch of n."""
+        g = self._g
+        return (n, *g.padded_shape), (n, g.Ho, g.padded_shape[1], g.C), (n, g.Ho, g.Wo, g.C)
+
+    def _gradient(self, key: str, shape: tuple, axis: int, dtype) -> tuple[Array, bool]:
+        """The buffer of a pass's input gradient, zeroed unless its taps tile it (then every
+        element is written once); and whether they tile it."""
+        d = self._buf(key, shape, dtype)
+        tiles = self._g.tiles(axis)
+        if not tiles:
+            d.fill(0.0)
+        return d, tiles
+
+
+@LAYERS.register("maxpool2d", aliases=("max_pooling2d", "maxpool"))
+@dataclass(eq=False)
+class MaxPool2D(_Pool):
+    """Max pooling over windows of each channel of images (batch, height, width, channels).
+    The gradient goes to one largest element of each window: of the largest in each window
+    row, the first; of those rows, the first holding the window's largest."""
+
+    def _max(self, key: str, A: Array, axis: int, out: Array, training: bool) -> None:
+        """The maximum over the taps along ``axis`` into ``out``; in training, for each tap
+        after the first, where it exceeded the taps before it (``key`` + tap: for backward)."""
+        g = self._g
+        np.copyto(out, g.along(A, axis, 0))
+        for t in range(1, self._taps(axis)):
+            v = g.along(A, axis, t)
+            if training:
+                np.greater(v, out, out=self._buf(f"{key}{t}", out.shape, bool))
+            np.maximum(out, v, out=out)
+
+    def forward(self, X, training=False):
+        _, rows, out = self._shapes(X.shape[0])
+        R = self._buf("R", rows, X.dtype)
+        self._max("rows", self._g.pad(self, X, "Xp", fill=-np.inf), 1, R, training)
+        Y = self._buf("out", out, X.dtype)
+        self._max("cols", R, 2, Y, training)
+        return Y
+
+    def _route(self, key: str, dY: Array, shape: tuple, axis: int) -> Array:
+        """Backward of one pass: each element of dY goes to the last tap that exceeded all
+        the taps before it (the first tap if none did)."""
+        g = self._g
+        d, tiles = self._gradient(f"d{key}", shape, axis, dY.dtype)
+        rest = self._buf("rest", dY.shape, dY.dtype)
+        np.copyto(rest, dY)
+        part = self._buf("part", dY.shape, dY.dtype)
+        for t in range(self._taps(axis) - 1, 0, -1):
+            v = g.along(d, axis, t)
+            won = self._buf(f"{key}{t}", dY.shape, bool)
+            if tiles:
+                np.multiply(rest, won, out=v)
+                rest -= v
+            else:
+                v += np.multiply(rest, won, out=part)
+                rest -= part
+        v = g.along(d, axis, 0)
+        if tiles:
+            np.copyto(v, rest)
+        else:
+            v += rest
+        return d
+
+    def backward(self, dY, need_dx=True):
+        if not need_dx:
+            return None
+        padded, rows, _ = self._shapes(dY.shape[0])
+        dR = self._route("cols", dY, rows, 2)
+        return self._g.interior(self._route("rows", dR, padded, 1))
+
+
+@LAYERS.register("avgpool2d", aliases=("average_pooling2d", "avgpool"))
+@dataclass(eq=False)
+class AvgPool2D(_Pool):
+    """Average pooling over windows of each channel of images (batch, height, width,
+    channels): the sum of each window (rows first, then across) divided by its count. With
+    padding: same, the count is of the window's elements inside the image (Keras; PyTorch's
+    count_include_pad=False)."""
+
+    def build(self, input_shape, rng, dtype):
+        out = super().build(input_shape, rng, dtype)
+        g = self._g
+        if g.padded:  # how many elements of each window are inside the image: (Ho, Wo, 1)
+            inside = np.zeros((1, *g.padded_shape[:2], 1))
+            g.interior(inside)[...] = 1
+            self._count = self._sum(self._sum(inside, 1), 2)[0].astype(dtype)
+        else:
+            self._count = np.asarray(g.kh * g.kw, dtype)
+        return out
+
+    def _sum(self, A: Array, axis: int, out: Array | None = None) -> Array:
+        """The sum over the taps along ``axis``, added in tap order (into ``out``)."""
+        g = self._g
+        first = g.along(A, axis, 0)
+        if out is None:
+            out = first.copy()
+        else:
+            np.copyto(out, first)
+        for t in range(1, self._taps(axis)):
+            out += g.along(A, axis, t)
+        return out
+
+    def forward(self, X, training=False):
+        _, rows, out = self._shapes(X.shape[0])
+        R = self._sum(self._g.pad(self, X, "Xp"), 1, self._buf("R", rows, X.dtype))
+        Y = self._sum(R, 2, self._buf("out", out, X.dtype))
+        Y /= self._count
+        return Y
+
+    def _spread(self, key: str, dY: Array, shape: tuple, axis: int) -> Array:
+        """Backward of one pass: every tap receives dY."""
+        g = self._g
+        d, tiles = self._gradient(key, shape, axis, dY.dtype)
+        for t in range(self._taps(axis)):
+            v = g.along(d, axis, t)
+            if tiles:
+                np.copyto(v, dY)
+            else:
+                v += dY
+        return d
+
+    def backward(self, dY, need_dx=True):
+        if not need_dx:
+            return None
+        padded, rows, _ = self._shapes(dY.shape[0])
+        share = np.divide(dY, self._count, out=self._buf("share", dY.shape, dY.dtype))
+        dR = self._spread("dR", share, rows, 2)
+        return self._g.interior(self._spread("dXp", dR, padded, 1))
+
+
+@LAYERS.register("global_avgpool2d", aliases=("global_average_pooling2d",))
+@dataclass(eq=False)
+class GlobalAvgPool2D(Layer):
+    """The mean of each channel over the image: (batch, height, width, channels) ->
+    (batch, channels)."""
+
+    def build(self, input_shape, rng, dtype):
+        self._shape = image_shape("global_avgpool2d", input_shape)
+        return (self._shape[2],)
+
+    def forward(self, X, training=False):
+        return np.mean(X, axis=(1, 2), out=self._buf("out", (X.shape[0], X.shape[3]), X.dtype))
+
+    def backward(self, dY, need_dx=True):
+        if not need_dx:
+            return None
+        H, W, C = self._shape
+        dX = self._buf("dX", (dY.shape[0], H, W, C), dY.dtype)
+        np.divide(dY[:, None, None, :], H * W, out=dX)
+        return dX
+
+
+@LAYERS.register("upsample2d", aliases=("upsampling2d",))
+@dataclass(eq=False)
+class UpSample2D(Layer):
+    """Nearest-neighbour upsampling of images: each pixel repeated ``size`` times down and
+    across, (batch, h, w, c) -> (batch, h * size_h, w * size_w, c); for decoders."""
+
+    size: Annotated[int | list[int], Doc("the repeat factor: n, or [down, across]")] = 2
+
+    @staticmethod
+    def __post_check__(p: dict, path: str) -> None:
+        check_pairs(p, path, "size")
+
+    def build(self, input_shape, rng, dtype):
+        H, W, C = self._shape = image_shape("upsample2d", input_shape)
+        self._size = pair(self.size)
+        return (H * self._size[0], W * self._size[1], C)
+
+    def forward(self, X, training=False):
+        (H, W, C), (a, b) = self._shape, self._size
+        out = self._buf("out", (X.shape[0], H, a, W, b, C), X.dtype)
+        out[...] = X[:, :, None, :, None, :]
+        return out.reshape(X.shape[0], H * a, W * b, C)
+
+    def backward(self, dY, need_dx=True):
+        if not need_dx:
+            return None
+        (H, W, C), (a, b) = self._shape, self._size
+        n = dY.shape[0]
+        dX = self._buf("dX", (n, H, W, C), dY.dtype)
+        return np.sum(dY.reshape(n, H, a, W, b, C), axis=(2, 4), out=dX)
