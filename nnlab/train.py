@@ -456,6 +456,7 @@ class Trainer:
             )
         self.early_stopping = es
         self._best_theta: Array | None = None  # weights at the best epoch (restore_best)
+        self._best_buffers: Array | None = None  # and the model's buffers (running averages)
         self._es_best: float | None = None
         self._es_epoch: int | None = None
         self._es_wait = 0
@@ -577,18 +578,20 @@ class Trainer:
             self.status = "interrupted" if self.stop_signal is not None else "completed"
         if self._best_theta is not None and self.status in ("completed", "interrupted"):
             theta[...] = self._best_theta
+            model.buffers[...] = self._best_buffers
         return self.status
 
     def state(self) -> tuple[dict[str, Array], dict]:
         """Everything the loop needs to continue exactly where it is (at an epoch's end): the
         arrays (weights, optimizer state, best weights) and the rest (JSON-able)."""
-        arrays = {"theta": self.exp.model.theta.copy()}
+        arrays = {"theta": self.exp.model.theta.copy(), "buffers": self.exp.model.buffers.copy()}
         opt_state = self.exp.optimizer.state_dict()
         for k, v in opt_state.items():
             if isinstance(v, np.ndarray):
                 arrays[f"optimizer/{k}"] = v
         if self._best_theta is not None:
             arrays["best_theta"] = self._best_theta.copy()
+            arrays["best_buffers"] = self._best_buffers.copy()
         meta = {
             "epoch": self.epoch,
             "optimizer": {k: v for k, v in opt_state.items() if not isinstance(v, np.ndarray)},
@@ -607,6 +610,10 @@ class Trainer:
         if arrays["theta"].shape != exp.model.theta.shape:
             raise ValueError("the checkpoint's weights do not fit the model")
         exp.model.theta[...] = arrays["theta"]
+        buffers = arrays.get("buffers", np.empty(0))  # (checkpoints before buffers: none)
+        if buffers.shape != exp.model.buffers.shape:
+            raise ValueError("the checkpoint's buffers (running averages) do not fit the model")
+        exp.model.buffers[...] = buffers
         opt_state = dict(meta["optimizer"])
         opt_state.update(
             {k[len("optimizer/") :]: v for k, v in arrays.items() if k.startswith("optimizer/")}
@@ -616,6 +623,7 @@ class Trainer:
         es = meta["early_stopping"]
         self._es_wait, self._es_best, self._es_epoch = es["wait"], es["best"], es["epoch"]
         self._best_theta = arrays["best_theta"].copy() if "best_theta" in arrays else None
+        self._best_buffers = arrays["best_buffers"].copy() if "best_buffers" in arrays else None
         self.epoch = meta["epoch"]
         self.rows = rows
 
@@ -636,8 +644,10 @@ class Trainer:
             if es["restore_best"]:
                 if self._best_theta is None:
                     self._best_theta = self.exp.model.theta.copy()
+                    self._best_buffers = self.exp.model.buffers.copy()
                 else:
                     self._best_theta[...] = self.exp.model.theta
+                    self._best_buffers[...] = self.exp.model.buffers
             return 0
         return wait + 1
 

@@ -336,8 +336,11 @@ class Conv2D(Layer):
         return (g.Ho, g.Wo, self.filters)
 
     def macs(self, batch: int) -> int:
-        """Multiply-adds of the layer's product for ``batch`` samples (threads.py)."""
-        return self._g.macs(batch, self.filters)
+        """Multiply-adds of the layer's largest product for ``batch`` samples (threads.py):
+        a block of samples' (see ``Windows.convolve``)."""
+        g = self._g
+        block = batch if self._pointwise else min(batch, g.block(self.params["W"].itemsize))
+        return g.macs(block, self.filters)
 
     def _kernel(self, key: str = "W") -> Array:
         """W (or its gradient) as the (kh * kw * C, filters) matrix of the product."""

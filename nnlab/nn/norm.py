@@ -98,7 +98,8 @@ class BatchNorm(_Normalization):
         return a, b
 
     def forward(self, X, training=False):
-        out = self._buf("out", X.shape, X.dtype)
+        self._X, self._Y = X, self._buf("out", X.shape, X.dtype)  # (kept for layerstats)
+        out = self._Y
         if not training:
             a, b = self.inference_affine()
             np.multiply(X, a, out=out)
@@ -167,7 +168,8 @@ class LayerNorm(_Normalization):
         inv = np.sqrt(var + X.dtype.type(self.eps))
         np.divide(xhat, inv, out=xhat)
         self._xhat, self._inv = xhat, inv
-        return self._affine(xhat, self._buf("out", X.shape, X.dtype))
+        self._X, self._Y = X, self._buf("out", X.shape, X.dtype)  # (kept for layerstats)
+        return self._affine(xhat, self._Y)
 
     def backward(self, dY, need_dx=True):
         c = self._channels
