@@ -26,6 +26,10 @@ from nnlab.memory import check_fits
 from nnlab.nn.layers import INPUT, LAYERS, Layer
 
 Array = np.ndarray
+#: samples per forward pass of ``Model.predict`` (and of the exported NumPy program, which
+#: computes in the same batches: OpenBLAS sums a product's terms in an order that depends on
+#: its number of rows, so the batches are part of the numbers)
+PREDICT_BATCH = 1024
 
 
 class Model:
@@ -389,7 +393,7 @@ class Model:
             return
         grads[i] = g if grads[i] is None else grads[i] + g
 
-    def predict(self, X: Array, batch_size: int = 1024):
+    def predict(self, X: Array, batch_size: int = PREDICT_BATCH):
         """Evaluation-mode outputs for any number of samples, as new arrays (a list of arrays
         for a model with several outputs)."""
         X = np.asarray(X, dtype=self.dtype)
