@@ -403,3 +403,18 @@ def test_input_gradient_of_two_heads():
     objective = _masked_objective(T, w, X.copy())
     check = _input_gradient_check(model, objective, X, logits=[True, False])
     assert check.passed, check
+
+
+def test_batchnorm_gradient_in_evaluation_mode():
+    """Saliency and layers.csv backpropagate through the evaluation-mode map x a + b, with
+    the running averages as constants."""
+    layers = [
+        Dense(units=4, activation="tanh"),
+        LAYERS.create({"type": "batchnorm", "gamma_initializer": "random_normal"}),
+        Dense(units=2),
+    ]
+    model = Model(layers, (3,), np.random.default_rng(5), np.float64)
+    model.forward(RNG.normal(size=(8, 3)), training=True)  # running averages away from 0, 1
+    X, T = RNG.normal(size=(6, 3)), RNG.normal(size=(6, 2))
+    checks = check_model(model, loss_objective(LOSSES.create("mse"), T), X, training=False)
+    assert all(c.passed for c in checks), checks

@@ -99,6 +99,7 @@ class BatchNorm(_Normalization):
 
     def forward(self, X, training=False):
         self._X, self._Y = X, self._buf("out", X.shape, X.dtype)  # (kept for layerstats)
+        self._training = training
         out = self._Y
         if not training:
             a, b = self.inference_affine()
@@ -129,6 +130,8 @@ class BatchNorm(_Normalization):
         return out
 
     def backward(self, dY, need_dx=True):
+        if not self._training:
+            return self._backward_evaluation(dY, need_dx)
         c = self._channels
         dY2 = dY.reshape(-1, c)
         xhat, m = self._xhat, dY2.shape[0]
@@ -151,6 +154,22 @@ class BatchNorm(_Normalization):
         k = self._inv * self.params["gamma"] if self.scale else self._inv
         dX2 *= k
         return dX
+
+    def _backward_evaluation(self, dY: Array, need_dx: bool) -> Array | None:
+        """The gradient of the evaluation-mode map x a + b (saliency, layers.csv's probe):
+        the running averages are constants."""
+        c = self._channels
+        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+        inv = 1.0 / np.sqrt(rv + rv.dtype.type(self.eps))
+        xhat = np.subtract(
+            self._X.reshape(-1, c), rm, out=self._buf("xhat", (dY.size // c, c), dY.dtype)
+        )
+        xhat *= inv
+        self._affine_grads(dY.reshape(-1, c), xhat)
+        if not need_dx:
+            return None
+        a, _ = self.inference_affine()
+        return np.multiply(dY, a, out=self._buf("dX", dY.shape, dY.dtype))
 
 
 @LAYERS.register("layernorm", aliases=("layer_normalization",))
