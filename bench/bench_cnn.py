@@ -4,9 +4,10 @@ The network of configs/mnist_cnn.yaml (28x28x1 -> conv 5x5x16 same, ReLU -> 2x2 
 conv 5x5x32 same, ReLU -> 2x2 max pool -> dense 128 ReLU -> dense 10 softmax), Adam, batch
 128, float32, the same number of threads for both, an epoch of the 60,000 MNIST training images
 (shuffle included):
-  - the floor: the matrix products of nnlab's training steps alone (the convolutions' im2col
-    products, forward, kernel gradient and input-columns gradient, and the dense layers'),
-    times the steps of an epoch;
+  - the floor: the matrix products of nnlab's training step alone (recorded from a real
+    step: the convolutions' blocked im2col products, forward and kernel gradient, the input
+    gradient's products, the dense layers' and the sums of bias gradients), on arrays of
+    their shapes and layouts, times the steps of an epoch;
   - nnlab's training loop (nnlab.train.Trainer on the config, data as ``nnlab train`` loads it);
   - PyTorch on the CPU (torch.nn.Conv2d, MaxPool2d, Linear; Adam), NCHW as it wants it.
 The contenders run one epoch each in turn, round after round, so that a slow spell of the shared
@@ -71,34 +72,50 @@ def nnlab_trainer(batches: int | None, threads: int | None):
     return trainer, epoch
 
 
-def floor_epoch(model, steps: int):
-    """The matrix products of ``steps`` nnlab training steps, on arrays of their shapes."""
+def step_products(trainer) -> list[tuple]:
+    """The matrix products of one nnlab training step, as nnlab makes them: (a, b, out)
+    layouts recorded from a real forward and backward pass (``product`` wrapped)."""
+    import nnlab.nn.conv as conv
+    import nnlab.nn.layers as layers
+    import nnlab.nn.norm as norm
+
+    exp = trainer.exp
+    seen = []
+    real = layers.product
+
+    def recording(a, b, out):
+        seen.append(tuple((x.shape, x.flags.f_contiguous and not x.flags.c_contiguous)
+                          for x in (a, b, out)))  # fmt: skip
+        return real(a, b, out)
+
+    modules = (layers, conv, norm)
+    for m in modules:
+        m.product = recording
+    try:
+        xb = exp.data.train.X[:BATCH]
+        out = exp.model.forward(xb, training=True, logits=exp.logit_flags)
+        _, dout = exp.heads[0].loss(out, exp.targets["train"][0].T[:BATCH], None)
+        exp.model.backward(dout, logits=exp.logit_flags)
+    finally:
+        for m in modules:
+            m.product = real
+    return seen
+
+
+def floor_epoch(products: list[tuple], steps: int):
+    """The recorded products of a step on arrays of their shapes and layouts, ``steps``
+    times: what an epoch's matrix products cost alone."""
     rng = np.random.default_rng(0)
-    products = []  # (a, b, out): out = a @ b
-    n = BATCH
-    for layer in model.layers:
-        W = layer.params.get("W")
-        if W is None:
-            continue
-        if W.ndim == 4:  # a convolution: cols (n * Ho * Wo, K) @ W (K, F), dW, dcols
-            g = layer._g
-            m, k, f = n * g.Ho * g.Wo, g.kh * g.kw * g.C, W.shape[-1]
-            cols, Wm = rng.random((m, k), np.float32), rng.random((k, f), np.float32)
-            dZ = rng.random((m, f), np.float32)
-            products += [(cols, Wm, np.empty((m, f), np.float32))]
-            products += [(cols.T, dZ, np.empty((k, f), np.float32))]
-            if layer is not model.layers[1]:  # the first convolution needs no input gradient
-                products += [(dZ, Wm.T, np.empty((m, k), np.float32))]
-        else:
-            k, f = W.shape
-            x, Wm, dZ = (rng.random(s, np.float32) for s in ((n, k), (k, f), (n, f)))
-            products += [(x, Wm, np.empty((n, f), np.float32))]
-            products += [(x.T, dZ, np.empty((k, f), np.float32))]
-            products += [(dZ, Wm.T, np.empty((n, k), np.float32))]
+
+    def array(shape, transposed):
+        a = rng.random(shape[::-1] if transposed else shape, np.float32)
+        return a.T if transposed else a
+
+    calls = [tuple(array(*spec) for spec in p) for p in products]
 
     def epoch() -> None:
         for _ in range(steps):
-            for a, b, out in products:
+            for a, b, out in calls:
                 np.dot(a, b, out=out)
 
     return epoch
@@ -167,8 +184,10 @@ def main() -> None:
     scale = math.ceil(60000 / BATCH) / steps  # to an epoch
     n_threads = threads.choose(exp.model, BATCH, args.threads)
     print(f"MNIST CNN ({CONFIG.name}), Adam, batch {BATCH}, float32, {steps} batches timed")
-    print(f"numpy {np.__version__}, {os.cpu_count()} cores, {n_threads} BLAS threads (nnlab's choice)")
-    contenders = {"floor (products alone)": floor_epoch(exp.model, steps), "nnlab": nnlab_epoch}
+    print(f"numpy {np.__version__}, {os.cpu_count()} cores, {n_threads} BLAS threads")
+    products = step_products(trainer)
+    print(f"{len(products)} matrix products a step")
+    contenders = {"floor (products alone)": floor_epoch(products, steps), "nnlab": nnlab_epoch}
     if not args.no_torch:
         try:
             import torch

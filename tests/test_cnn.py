@@ -103,7 +103,7 @@ def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
 
 def _windows_loop(X, k, s, d, padding, fill):
     """Every window of X (n, H, W, C), by loops: {(oy, ox): list of (i, j, values (n, C))}."""
-    n, H, W, C = X.shape
+    _n, H, W, _C = X.shape
     (kh, kw), (sh, sw), (dh, dw) = k, s, d
     if padding == "same":
         (pt, _), (pl, _) = _same_pads(H, kh, sh, dh), _same_pads(W, kw, sw, dw)
@@ -367,7 +367,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
         "cnn": train_run(tmp / "cnn.yaml", tmp),
         "cnn64": train_run(
             tmp / "cnn.yaml", tmp, "training.dtype=float64", "name=cnn64", "training.epochs=1"
-        ),  # fmt: skip
+        ),
         "graph": train_run(tmp / "graph.yaml", tmp),
     }
 
@@ -380,7 +380,7 @@ def test_running_averages_are_saved_with_the_weights_and_used_after_reload(train
         f"param/layers.{i}.running_{s}" for i in (2, 10, 14) for s in ("mean", "var")
     }
     assert all(not np.all(v == (0 if "mean" in k else 1)) for k, v in stored.items())
-    model, meta = load_run(run)
+    model, _meta = load_run(run)
     assert np.array_equal(model.layers[2].buffers["running_mean"],
                           stored["param/layers.2.running_mean"])  # fmt: skip
     X = digits().X[:50] / 16.0
@@ -526,7 +526,8 @@ int main(void)
         for (int i = 0; i < N_INPUTS; i++)
             if (scanf(SCAN, &x[i]) != 1) return 0;
         predict(x, out);
-        for (int j = 0; j < N_OUTPUTS; j++) printf(PRINT "%c", out[j], j + 1 < N_OUTPUTS ? ' ' : '\n');
+        for (int j = 0; j < N_OUTPUTS; j++)
+            printf(PRINT "%c", out[j], j + 1 < N_OUTPUTS ? ' ' : '\n');
     }
 }
 """
@@ -610,3 +611,32 @@ training: {epochs: 3, seed: 0}
     X = RNG.uniform(-0.8, 0.8, (20, 2)).astype(np.float32)
     Y = model.predict(X)
     np.testing.assert_allclose(invert(model, meta, Y), X, atol=2e-4)
+
+
+def test_pieces_on_threads_give_the_numbers_of_one_thread(monkeypatch):
+    """With two threads a batch is cut into pieces of samples run at once (workers.py): the
+    outputs, gradients and input gradient are those of one thread (float64, to rounding)."""
+    from threadpoolctl import threadpool_limits
+
+    import nnlab.nn.conv as conv
+
+    monkeypatch.setattr(conv, "BLOCK_BYTES", 4096)  # many blocks: several pieces
+    specs = [
+        {"type": "conv2d", "filters": 6, "kernel_size": 3, "padding": "same", "activation": "tanh"},
+        {"type": "maxpool2d", "pool_size": 3, "strides": 2, "padding": "same"},
+        {"type": "conv2d", "filters": 4, "kernel_size": [3, 2], "strides": 2, "activation": "elu"},
+        {"type": "avgpool2d", "padding": "same"},
+        {"type": "conv2d", "filters": 3, "kernel_size": 1},
+        {"type": "flatten"},
+        {"type": "dense", "units": 2},
+    ]
+    X, T = RNG.normal(size=(37, 11, 9, 2)), RNG.normal(size=(37, 2))
+    results = []
+    for threads in (1, 2):
+        model = _model(specs, (11, 9, 2))
+        with threadpool_limits(threads):
+            out = model.forward(X, training=True).copy()
+            dX = model.backward((out - T) / len(X), need_input_grad=True).copy()
+        results.append((out, model.grad.copy(), dX))
+    for one, two in zip(*results, strict=True):
+        np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-14)

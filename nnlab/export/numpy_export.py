@@ -79,14 +79,15 @@ def _conv2d(x, W, kernel, strides, dilation, pads, out_hw, block):
     (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr), (Ho, Wo) = (
         kernel, strides, dilation, pads, out_hw)
     n, C, F = x.shape[0], x.shape[3], W.shape[1]
-    if (kh, kw, sh, sw, pt, pb, pl, pr) == (1, 1, 1, 1, 0, 0, 0, 0):
-        return (x.reshape(-1, C) @ W).reshape(n, Ho, Wo, F)
+    pointwise = (kh, kw, sh, sw, pt, pb, pl, pr) == (1, 1, 1, 1, 0, 0, 0, 0)
     x = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     z = np.empty((n * Ho * Wo, F), x.dtype)
     for start in range(0, n, block):
         xb = x[start : start + block]
         m, s = xb.shape[0], xb.strides
-        if C == 1:
+        if pointwise:  # each pixel alone: the image is its own columns
+            cols = xb.reshape(-1, C)
+        elif C == 1:
             cols = np.empty((kh, kw, m, Ho, Wo), x.dtype)
             for i in range(kh):
                 for j in range(kw):
@@ -215,7 +216,7 @@ class NumpyWriter(Writer):
     def layer_conv2d(self, node, x):
         layer, i, g = node.layer, node.index, self._geometry(node)
         W = self.const(f"W{i}", layer.params["W"].reshape(-1, layer.filters))
-        block = g.block(self.dtype.itemsize)
+        block = layer._block(self.dtype.itemsize)
         y = Value(f"h{i}", (g.Ho, g.Wo, layer.filters))
         self.emit(f"# {self.describe(node, x)}")
         args = (

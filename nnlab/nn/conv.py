@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from nnlab.errors import ConfigError
+from nnlab.nn import workers
 from nnlab.nn.activations import ACTIVATIONS
 from nnlab.nn.initializers import INITIALIZERS
 from nnlab.nn.layers import LAYERS, Layer, Spec, product
@@ -193,21 +195,17 @@ class Windows:
         per_sample = self.Ho * self.Wo * self.kh * self.kw * self.C * itemsize
         return max(1, BLOCK_BYTES // per_sample)
 
-    def blocks(self, n: int, itemsize: int) -> list[tuple[int, int]]:
-        step = self.block(itemsize)
-        return [(start, min(start + step, n)) for start in range(0, n, step)]
-
-    def columns(self, layer: Layer, Xp: Array) -> Array:
+    def columns(self, layer: Layer, Xp: Array, key: str = "cols") -> Array:
         """The (samples * Ho * Wo, kh * kw * C) columns of a padded input's samples (a view
-        of the layer's buffer ``cols``)."""
+        of the layer's buffer ``key``)."""
         n, K = Xp.shape[0], self.kh * self.kw * self.C
         if self.transposed():
-            cols = layer._buf("cols", (self.kh, self.kw, n, self.Ho, self.Wo), Xp.dtype)
+            cols = layer._buf(key, (self.kh, self.kw, n, self.Ho, self.Wo), Xp.dtype)
             X2 = Xp[..., 0]
             for i, j in self.offsets:
                 np.copyto(cols[i, j], self.at(X2, i, j))
             return cols.reshape(K, -1).T
-        cols = layer._buf("cols", (n, self.Ho, self.Wo, self.kh, self.kw, self.C), Xp.dtype)
+        cols = layer._buf(key, (n, self.Ho, self.Wo, self.kh, self.kw, self.C), Xp.dtype)
         s = Xp.strides
         windows = as_strided(
             Xp,
@@ -218,44 +216,21 @@ class Windows:
         np.copyto(cols, windows)
         return cols.reshape(-1, K)
 
-    def convolve(self, layer: Layer, Xp: Array, W: Array, Z: Array) -> None:
-        """Z = columns(Xp) W, into Z (batch * Ho * Wo, F), for a padded input Xp and the
-        kernel W (kh * kw * C, F), a block of samples at a time."""
-        rows = self.Ho * self.Wo
-        for start, stop in self.blocks(Xp.shape[0], Xp.dtype.itemsize):
-            product(self.columns(layer, Xp[start:stop]), W, Z[start * rows : stop * rows])
-
-    def kernel_gradient(self, layer: Layer, Xp: Array, dZ: Array, dW: Array) -> None:
-        """dW = columns(Xp)^T dZ (kh * kw * C, F) from dZ (batch * Ho * Wo, F), summed over
-        the blocks of samples."""
-        rows = self.Ho * self.Wo
-        part = None
-        for start, stop in self.blocks(Xp.shape[0], Xp.dtype.itemsize):
-            cols = self.columns(layer, Xp[start:stop])
-            if part is None:
-                product(cols.T, dZ[start * rows : stop * rows], dW)
-                part = layer._buf("dW", dW.shape, dW.dtype)
-            else:
-                dW += product(cols.T, dZ[start * rows : stop * rows], part)
-
-    def col2im(self, layer: Layer, dZ: Array, W: Array) -> Array:
-        """dL/d(input) of a convolution from dL/dZ (batch * Ho * Wo, F) and its kernel W
-        (kh * kw * C, F): the columns' gradient dZ W^T, each tap's share added back where it
-        was read. Returns the input's part of the layer's buffer ``dXp`` (a view)."""
-        n = dZ.shape[0] // (self.Ho * self.Wo)
-        dXp = layer._buf("dXp", (n, *self.padded_shape), dZ.dtype)
-        dXp.fill(0.0)
+    def input_gradient(self, layer: Layer, dZ: Array, W: Array, dXp: Array, key: str) -> None:
+        """Add dL/d(input) into the padded input gradient dXp (samples, Hp, Wp, C), from dZ
+        (samples, Ho, Wo, F) and the kernel W (kh * kw * C, F): the columns' gradient dZ W^T,
+        each tap's share added back where it was read (col2im). ``key`` names the buffers."""
+        n, F = dZ.shape[0], dZ.shape[-1]
         if self.dw == 1 and not self.transposed():
-            self._add_row_runs(layer, dXp, dZ.reshape(n, self.Ho, self.Wo, -1), W)
-            return self.interior(dXp)
-        dcols = layer._buf("dcols", (dZ.shape[0], W.shape[0]), dZ.dtype)
-        product(dZ, W.T, dcols)
+            self._add_row_runs(layer, dXp, dZ, W, key)
+            return
+        dcols = layer._buf(f"dcols{key}", (n * self.Ho * self.Wo, W.shape[0]), dZ.dtype)
+        product(dZ.reshape(-1, F), W.T, dcols)
         dcols = dcols.reshape(n, self.Ho, self.Wo, self.kh, self.kw, self.C)
         for i, j in self.offsets:
             self.at(dXp, i, j)[...] += dcols[:, :, :, i, j, :]
-        return self.interior(dXp)
 
-    def _add_row_runs(self, layer: Layer, dXp: Array, dZ: Array, W: Array) -> None:
+    def _add_row_runs(self, layer: Layer, dXp: Array, dZ: Array, W: Array, key: str) -> None:
         """col2im for adjacent taps across (dilation 1), without the whole columns' gradient.
         The windows of every m-th output column (m * sw >= kw) do not overlap, and the kw * C
         values of a window's kernel row are one run of the input row; so for each phase r of
@@ -270,9 +245,9 @@ class Windows:
         Wr = W.reshape(self.kh, run, F)  # kernel row i: (kw * C, F)
         for r in range(min(m, self.Wo)):
             count = len(range(r, self.Wo, m))
-            dZr = layer._buf("dZr", (n, self.Ho, count, F), dZ.dtype)
+            dZr = layer._buf(f"dZr{key}", (n, self.Ho, count, F), dZ.dtype)
             np.copyto(dZr, dZ[:, :, r::m])
-            part = layer._buf("part", (n * self.Ho * count, run), dZ.dtype)
+            part = layer._buf(f"part{key}", (n * self.Ho * count, run), dZ.dtype)
             for i in range(self.kh):
                 product(dZr.reshape(-1, F), Wr[i].T, part)
                 base = self.along(dXp, 1, i)[:, :, r * self.sw :]  # (n, Ho, ..., C)
@@ -338,53 +313,131 @@ class Conv2D(Layer):
     def macs(self, batch: int) -> int:
         """Multiply-adds of the layer's largest product for ``batch`` samples (threads.py):
         a block of samples' (see ``Windows.convolve``)."""
-        g = self._g
-        block = batch if self._pointwise else min(batch, g.block(self.params["W"].itemsize))
-        return g.macs(block, self.filters)
+        return self._g.macs(min(batch, self._block(self.params["W"].itemsize)), self.filters)
 
     def _kernel(self, key: str = "W") -> Array:
         """W (or its gradient) as the (kh * kw * C, filters) matrix of the product."""
         return (self.params if key == "W" else self.grads)["W"].reshape(-1, self.filters)
 
-    def forward_logits(self, X, training=False):
-        g, n = self._g, X.shape[0]
-        Z = self._buf("Z", (n, g.Ho, g.Wo, self.filters), X.dtype)
-        Z2 = Z.reshape(-1, self.filters)
+    def _block(self, itemsize: int) -> int:
+        """Samples per block of columns (of the input itself for a 1x1 kernel)."""
+        g = self._g
         if self._pointwise:
-            product(X.reshape(-1, g.C), self._kernel(), Z2)
-            self._Xp = X
-        else:
-            self._Xp = g.pad(self, X, "Xp")
-            g.convolve(self, self._Xp, self._kernel(), Z2)
-        if self.use_bias:
-            Z += self.params["b"]
-        self._Z = Z
-        return Z
+            return max(1, BLOCK_BYTES // (g.H * g.W * g.C * itemsize))
+        return g.block(itemsize)
+
+    def _pieces(self, n: int, itemsize: int, training: bool) -> tuple[int, list[tuple[int, int]]]:
+        """(block, pieces): the samples of a batch cut into blocks and, in training, into
+        pieces of whole blocks, one per thread of the run (``nnlab.nn.workers``, whose
+        products are single-threaded). In evaluation one piece runs with the BLAS threads in
+        force, as the exported NumPy program does: OpenBLAS' sums depend on its threads, and
+        predictions equal the export's bit for bit."""
+        block = self._block(itemsize)
+        return block, workers.pieces(n, workers.count() if training else 1, block)
+
+    def _columns(self, start: int, stop: int, key: str) -> Array:
+        """The columns of samples start:stop of the cached (padded) input."""
+        if self._pointwise:
+            return self._Xp[start:stop].reshape(-1, self._g.C)
+        return self._g.columns(self, self._Xp[start:stop], key)
+
+    def forward_logits(self, X, training=False):
+        return self._forward(X, training, activation=False)
 
     def forward(self, X, training=False):
-        Z = self.forward_logits(X, training)
-        self._A = self.activation_fn.forward(Z, self._buf("A", Z.shape, Z.dtype))
-        return self._A
+        return self._forward(X, training, activation=True)
+
+    def _forward(self, X: Array, training: bool, activation: bool) -> Array:
+        """Z = x * W + b, and with ``activation`` A = activation(Z), a piece of samples per
+        thread, each a block at a time: the columns of a block, their product, its bias, its
+        activation, while they are in the cache."""
+        g, n, F = self._g, X.shape[0], self.filters
+        self._Xp = X if self._pointwise else g.pad(self, X, "Xp")
+        Z = self._Z = self._buf("Z", (n, g.Ho, g.Wo, F), X.dtype)
+        fn = self.activation_fn
+        act = activation and fn.name != "linear"  # linear returns Z itself
+        A = self._A = self._buf("A", Z.shape, Z.dtype) if act else Z
+        W, rows = self._kernel(), g.Ho * g.Wo
+        Z2 = Z.reshape(-1, F)
+        block, pieces = self._pieces(n, X.dtype.itemsize, training)
+        self._training = training
+
+        def piece(k: int, a: int, b: int) -> None:
+            for start in range(a, b, block):
+                stop = min(start + block, b)
+                Zb = Z2[start * rows : stop * rows]
+                product(self._columns(start, stop, f"cols{k}"), W, Zb)
+                if self.use_bias:
+                    Zb += self.params["b"]
+            if act:
+                fn.forward(Z[a:b], A[a:b])
+
+        workers.run([partial(piece, k, a, b) for k, (a, b) in enumerate(pieces)])
+        return A
 
     def backward(self, dY, need_dx=True):
-        return self.backward_logits(self.activation_fn.backward(dY, self._Z, self._A), need_dx)
+        return self._backward(dY, need_dx, activation=True)
 
     def backward_logits(self, dZ, need_dx=True):
-        g = self._g
-        dZ2 = dZ.reshape(-1, self.filters)  # (batch * Ho * Wo, filters)
-        if self._pointwise:
-            product(self._Xp.reshape(-1, g.C).T, dZ2, self._kernel("grad"))
-        else:
-            g.kernel_gradient(self, self._Xp, dZ2, self._kernel("grad"))
-        if self.use_bias:
-            product(self._ones(dZ2.shape[0], dZ.dtype), dZ2, self.grads["b"])
-        if not need_dx:
-            return None
-        if self._pointwise:
-            dX = self._buf("dX", (dZ.shape[0], g.H, g.W, g.C), dZ.dtype)
-            product(dZ2, self._kernel().T, dX.reshape(-1, g.C))
+        return self._backward(dZ, need_dx, activation=False)
+
+    def _backward(self, dY: Array, need_dx: bool, activation: bool) -> Array | None:
+        """The gradients of W and b (each thread's piece of samples summed, then the pieces
+        in order) and, with ``need_dx``, dL/d(input), a piece of samples per thread."""
+        g, n = self._g, dY.shape[0]
+        block, pieces = self._pieces(n, dY.dtype.itemsize, self._training)
+        dX = None
+        if need_dx:
+            shape = (n, g.H, g.W, g.C) if self._pointwise else (n, *g.padded_shape)
+            dX = self._buf("dX", shape, dY.dtype)
+        parts = workers.run(
+            [
+                partial(self._backward_piece, k, a, b, block, dY, activation, dX)
+                for k, (a, b) in enumerate(pieces)
+            ]
+        )
+        for dW, db in parts[1:]:  # the first piece wrote into the gradients themselves
+            self._kernel("grad")[...] += dW
+            if self.use_bias:
+                self.grads["b"] += db
+        if dX is None or self._pointwise:
             return dX
-        return g.col2im(self, dZ2, self._kernel())
+        return g.interior(dX)
+
+    def _backward_piece(
+        self, k: int, a: int, b: int, block: int, dY: Array, activation: bool, dX: Array | None
+    ) -> tuple[Array, Array | None]:
+        """Samples a:b of backward: their dZ, their part of the gradients of W (their
+        columns made again, a block at a time) and b, and their input gradient in dX."""
+        g, F, rows = self._g, self.filters, self._g.Ho * self._g.Wo
+        dZ = dY[a:b]
+        if activation:
+            dZ = self.activation_fn.backward(dZ, self._Z[a:b], self._A[a:b])
+        dZ2 = dZ.reshape(-1, F)
+        own = k == 0
+        dW = self._kernel("grad") if own else self._buf(f"dW{k}", self._kernel().shape, dY.dtype)
+        tmp = self._buf(f"dWtmp{k}", dW.shape, dY.dtype)
+        for start in range(a, b, block):
+            stop = min(start + block, b)
+            part = dZ2[(start - a) * rows : (stop - a) * rows]
+            cols = self._columns(start, stop, f"cols{k}")
+            if start == a:
+                product(cols.T, part, dW)
+            else:
+                dW += product(cols.T, part, tmp)
+        db = None
+        if self.use_bias:
+            db = self.grads["b"] if own else self._buf(f"db{k}", (F,), dY.dtype)
+            product(self._ones(dZ2.shape[0], dY.dtype), dZ2, db)
+        if dX is not None:
+            if self._pointwise:
+                product(dZ2, self._kernel().T, dX[a:b].reshape(-1, g.C))
+            else:
+                dX[a:b].fill(0.0)
+                g.input_gradient(
+                    self, dZ.reshape(b - a, g.Ho, g.Wo, F), self._kernel(), dX[a:b], str(k)
+                )
+        return dW, db
 
 
 @dataclass(eq=False)
@@ -419,14 +472,18 @@ class _Pool(Layer):
         g = self._g
         return (n, *g.padded_shape), (n, g.Ho, g.padded_shape[1], g.C), (n, g.Ho, g.Wo, g.C)
 
-    def _gradient(self, key: str, shape: tuple, axis: int, dtype) -> tuple[Array, bool]:
-        """The buffer of a pass's input gradient, zeroed unless its taps tile it (then every
-        element is written once); and whether they tile it."""
-        d = self._buf(key, shape, dtype)
+    def _zero_unless_tiled(self, d: Array, axis: int) -> bool:
+        """Zero a pass's input gradient unless its taps tile it (then every element is
+        written once); returns whether they tile it."""
         tiles = self._g.tiles(axis)
         if not tiles:
             d.fill(0.0)
-        return d, tiles
+        return tiles
+
+    @staticmethod
+    def _in_pieces(n: int, piece) -> None:
+        """piece(a, b) for the samples of a batch cut into a piece per thread of the run."""
+        workers.run([partial(piece, a, b) for a, b in workers.pieces(n, workers.count())])
 
 
 @LAYERS.register("maxpool2d", aliases=("max_pooling2d", "maxpool"))
@@ -436,55 +493,69 @@ class MaxPool2D(_Pool):
     The gradient goes to one largest element of each window: of the largest in each window
     row, the first; of those rows, the first holding the window's largest."""
 
-    def _max(self, key: str, A: Array, axis: int, out: Array, training: bool) -> None:
-        """The maximum over the taps along ``axis`` into ``out``; in training, for each tap
-        after the first, where it exceeded the taps before it (``key`` + tap: for backward)."""
+    def _max(self, A: Array, axis: int, out: Array, won: list[Array] | None) -> None:
+        """The maximum over the taps along ``axis`` into ``out``; with ``won`` (a boolean
+        array per tap after the first), where each tap exceeded the taps before it."""
         g = self._g
         np.copyto(out, g.along(A, axis, 0))
         for t in range(1, self._taps(axis)):
             v = g.along(A, axis, t)
-            if training:
-                np.greater(v, out, out=self._buf(f"{key}{t}", out.shape, bool))
+            if won is not None:
+                np.greater(v, out, out=won[t - 1])
             np.maximum(out, v, out=out)
 
+    def _won(self, key: str, axis: int, shape: tuple) -> list[Array]:
+        return [self._buf(f"{key}{t}", shape, bool) for t in range(1, self._taps(axis))]
+
     def forward(self, X, training=False):
-        _, rows, out = self._shapes(X.shape[0])
-        R = self._buf("R", rows, X.dtype)
-        self._max("rows", self._g.pad(self, X, "Xp", fill=-np.inf), 1, R, training)
-        Y = self._buf("out", out, X.dtype)
-        self._max("cols", R, 2, Y, training)
+        _padded, rows, out = self._shapes(X.shape[0])
+        Xp = self._g.pad(self, X, "Xp", fill=-np.inf)
+        R, Y = self._buf("R", rows, X.dtype), self._buf("out", out, X.dtype)
+        won_r = self._won("rows", 1, rows) if training else None
+        won_c = self._won("cols", 2, out) if training else None
+
+        def piece(a: int, b: int) -> None:
+            self._max(Xp[a:b], 1, R[a:b], won_r and [w[a:b] for w in won_r])
+            self._max(R[a:b], 2, Y[a:b], won_c and [w[a:b] for w in won_c])
+
+        self._in_pieces(X.shape[0], piece)
         return Y
 
-    def _route(self, key: str, dY: Array, shape: tuple, axis: int) -> Array:
-        """Backward of one pass: each element of dY goes to the last tap that exceeded all
-        the taps before it (the first tap if none did)."""
+    def _route(self, dY: Array, d: Array, axis: int, won: list[Array], rest: Array) -> None:
+        """Backward of one pass into d: each element of dY goes to the last tap that exceeded
+        all the taps before it (the first tap if none did). ``rest`` is scratch like dY."""
         g = self._g
-        d, tiles = self._gradient(f"d{key}", shape, axis, dY.dtype)
-        rest = self._buf("rest", dY.shape, dY.dtype)
+        tiles = self._zero_unless_tiled(d, axis)
         np.copyto(rest, dY)
-        part = self._buf("part", dY.shape, dY.dtype)
         for t in range(self._taps(axis) - 1, 0, -1):
             v = g.along(d, axis, t)
-            won = self._buf(f"{key}{t}", dY.shape, bool)
             if tiles:
-                np.multiply(rest, won, out=v)
+                np.multiply(rest, won[t - 1], out=v)
                 rest -= v
             else:
-                v += np.multiply(rest, won, out=part)
+                part = rest * won[t - 1]
+                v += part
                 rest -= part
         v = g.along(d, axis, 0)
         if tiles:
             np.copyto(v, rest)
         else:
             v += rest
-        return d
 
     def backward(self, dY, need_dx=True):
         if not need_dx:
             return None
-        padded, rows, _ = self._shapes(dY.shape[0])
-        dR = self._route("cols", dY, rows, 2)
-        return self._g.interior(self._route("rows", dR, padded, 1))
+        padded, rows, out = self._shapes(dY.shape[0])
+        dR, dXp = self._buf("dR", rows, dY.dtype), self._buf("dXp", padded, dY.dtype)
+        won_r, won_c = self._won("rows", 1, rows), self._won("cols", 2, out)
+        rest_c, rest_r = self._buf("rest_c", out, dY.dtype), self._buf("rest_r", rows, dY.dtype)
+
+        def piece(a: int, b: int) -> None:
+            self._route(dY[a:b], dR[a:b], 2, [w[a:b] for w in won_c], rest_c[a:b])
+            self._route(dR[a:b], dXp[a:b], 1, [w[a:b] for w in won_r], rest_r[a:b])
+
+        self._in_pieces(dY.shape[0], piece)
+        return self._g.interior(dXp)
 
 
 @LAYERS.register("avgpool2d", aliases=("average_pooling2d", "avgpool"))
@@ -501,49 +572,60 @@ class AvgPool2D(_Pool):
         if g.padded:  # how many elements of each window are inside the image: (Ho, Wo, 1)
             inside = np.zeros((1, *g.padded_shape[:2], 1))
             g.interior(inside)[...] = 1
-            self._count = self._sum(self._sum(inside, 1), 2)[0].astype(dtype)
+            R = np.empty((1, g.Ho, g.padded_shape[1], 1))
+            count = np.empty((1, g.Ho, g.Wo, 1))
+            self._sum(inside, 1, R)
+            self._sum(R, 2, count)
+            self._count = count[0].astype(dtype)
         else:
             self._count = np.asarray(g.kh * g.kw, dtype)
         return out
 
-    def _sum(self, A: Array, axis: int, out: Array | None = None) -> Array:
-        """The sum over the taps along ``axis``, added in tap order (into ``out``)."""
+    def _sum(self, A: Array, axis: int, out: Array) -> None:
+        """The sum over the taps along ``axis``, added in tap order, into ``out``."""
         g = self._g
-        first = g.along(A, axis, 0)
-        if out is None:
-            out = first.copy()
-        else:
-            np.copyto(out, first)
+        np.copyto(out, g.along(A, axis, 0))
         for t in range(1, self._taps(axis)):
             out += g.along(A, axis, t)
-        return out
 
     def forward(self, X, training=False):
-        _, rows, out = self._shapes(X.shape[0])
-        R = self._sum(self._g.pad(self, X, "Xp"), 1, self._buf("R", rows, X.dtype))
-        Y = self._sum(R, 2, self._buf("out", out, X.dtype))
-        Y /= self._count
+        _padded, rows, out = self._shapes(X.shape[0])
+        Xp = self._g.pad(self, X, "Xp")
+        R, Y = self._buf("R", rows, X.dtype), self._buf("out", out, X.dtype)
+
+        def piece(a: int, b: int) -> None:
+            self._sum(Xp[a:b], 1, R[a:b])
+            self._sum(R[a:b], 2, Y[a:b])
+            Y[a:b] /= self._count
+
+        self._in_pieces(X.shape[0], piece)
         return Y
 
-    def _spread(self, key: str, dY: Array, shape: tuple, axis: int) -> Array:
-        """Backward of one pass: every tap receives dY."""
+    def _spread(self, dY: Array, d: Array, axis: int) -> None:
+        """Backward of one pass into d: every tap receives dY."""
         g = self._g
-        d, tiles = self._gradient(key, shape, axis, dY.dtype)
+        tiles = self._zero_unless_tiled(d, axis)
         for t in range(self._taps(axis)):
             v = g.along(d, axis, t)
             if tiles:
                 np.copyto(v, dY)
             else:
                 v += dY
-        return d
 
     def backward(self, dY, need_dx=True):
         if not need_dx:
             return None
-        padded, rows, _ = self._shapes(dY.shape[0])
-        share = np.divide(dY, self._count, out=self._buf("share", dY.shape, dY.dtype))
-        dR = self._spread("dR", share, rows, 2)
-        return self._g.interior(self._spread("dXp", dR, padded, 1))
+        padded, rows, out = self._shapes(dY.shape[0])
+        share = self._buf("share", out, dY.dtype)
+        dR, dXp = self._buf("dR", rows, dY.dtype), self._buf("dXp", padded, dY.dtype)
+
+        def piece(a: int, b: int) -> None:
+            np.divide(dY[a:b], self._count, out=share[a:b])
+            self._spread(share[a:b], dR[a:b], 2)
+            self._spread(dR[a:b], dXp[a:b], 1)
+
+        self._in_pieces(dY.shape[0], piece)
+        return self._g.interior(dXp)
 
 
 @LAYERS.register("global_avgpool2d", aliases=("global_average_pooling2d",))
