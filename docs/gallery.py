@@ -829,9 +829,9 @@ def batchnorm(g: Gallery) -> None:
         "`configs/questions/init_batchnorm.yaml` is question 1's network (six hidden layers of "
         "64 on the digits, SGD with momentum, `layers.csv`) with a `batchnorm` layer between "
         "each hidden layer's product and its activation (the dense layers have no bias: "
-        "batchnorm's beta takes its place). Each is trained with N(0, 1), zeros and he_normal in every "
-        "dense layer, with ReLU and with tanh units, without batchnorm (`init_deep.yaml`) and "
-        "with it:",
+        "batchnorm's beta takes its place). Each is trained with N(0, 1), zeros and he_normal "
+        "in every dense layer, with ReLU and with tanh units, without batchnorm "
+        "(`init_deep.yaml`) and with it:",
         "",
     )
     inits = {k: INITS[k] for k in ("random_normal(stddev=1)", "zeros", "he_normal")}
