@@ -304,19 +304,7 @@ class Model:
         (an array the model may own: copy it to keep it); training leaves it off, so the first
         layer skips that product."""
         if self.chain:
-            if isinstance(logits, list):
-                (logits,) = logits
-            last = len(self.layers) - 1
-            for i in range(last, -1, -1):
-                layer = self.layers[i]
-                need_dx = need_input_grad or (i > 0 and self.trained_upstream[i - 1])
-                if logits and i == last:
-                    dY = layer.backward_logits(dY, need_dx=need_dx)
-                else:
-                    dY = layer.backward(dY, need_dx=need_dx)
-                if not need_dx:  # no layer below has parameters
-                    break
-            return dY if need_input_grad else None
+            return self._backward_chain(dY, logits, need_input_grad)
         flags = self._logit_flags(logits)
         grads: list[Array | None] = [None] * len(self.layers)
         dX: Array | None = None  # dL/d(input), summed over the layers that read it
@@ -358,6 +346,25 @@ class Model:
             n = next(g.shape[0] for g in (dY if self.n_outputs > 1 else [dY]) if g is not None)
             dX = np.zeros((n, *self.input_shape), self.dtype)
         return dX
+
+    def _backward_chain(
+        self, dY: Array, logits: bool | list[bool], need_input_grad: bool
+    ) -> Array | None:
+        """``backward`` of a chain: each layer from the last, down to the first layer with
+        parameters (or to the input, with ``need_input_grad``)."""
+        if isinstance(logits, list):
+            (logits,) = logits
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
+            layer = self.layers[i]
+            need_dx = need_input_grad or (i > 0 and self.trained_upstream[i - 1])
+            if logits and i == last:
+                dY = layer.backward_logits(dY, need_dx=need_dx)
+            else:
+                dY = layer.backward(dY, need_dx=need_dx)
+            if not need_dx:  # no layer below has parameters
+                break
+        return dY if need_input_grad else None
 
     def _logit_flags(self, logits: bool | list[bool]) -> list[bool]:
         flags = [False] * len(self.layers)
