@@ -39,21 +39,16 @@ CONFIG = ROOT / "configs" / "mnist_cnn.yaml"
 BATCH = 128
 
 
-def mnist_env() -> None:
-    shared = ROOT.parent / "shared" / "data" / "mnist"
-    if "NNLAB_DATA_DIR" not in os.environ and shared.is_dir():
-        os.environ["NNLAB_DATA_DIR"] = str(shared)
-
-
-def nnlab_trainer(batches: int | None, threads: int | None):
-    """nnlab's Trainer on configs/mnist_cnn.yaml, one epoch (or the first ``batches``), with
-    ``threads`` BLAS threads (None: nnlab's choice)."""
-    from nnlab.config import load_config
+def nnlab_trainer(data, batches: int | None, threads: int | None):
+    """nnlab's Trainer on configs/mnist_cnn.yaml with ``data`` (as ``nnlab train`` loads it),
+    one epoch (or the first ``batches``), with ``threads`` threads (None: nnlab's choice)."""
+    from nnlab.config import load_raw, resolve
     from nnlab.data import Split
     from nnlab.train import Trainer, build
 
-    sets = ["training.epochs=1"] + ([f"training.threads={threads}"] if threads else [])
-    exp = build(load_config(CONFIG, sets))
+    raw = load_raw(CONFIG)
+    raw["training"].update(epochs=1, **({"threads": threads} if threads else {}))
+    exp = build(resolve(raw), data)
     if batches is not None:
         n = batches * BATCH
         tr = exp.data.train
@@ -175,17 +170,22 @@ def main() -> None:
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     ap.add_argument("--threads", type=int, default=None, help="threads (default: nnlab's choice)")
     args = ap.parse_args()
-    mnist_env()
+    from bench_core import mnist_data  # the data as nnlab train loads it, or random data
+
     from nnlab import threads
 
-    trainer, nnlab_epoch = nnlab_trainer(args.batches, args.threads)
+    data, source = mnist_data()
+    trainer, nnlab_epoch = nnlab_trainer(data, args.batches, args.threads)
     exp = trainer.exp
     steps = math.ceil(len(exp.data.train) / BATCH)
     scale = math.ceil(60000 / BATCH) / steps  # to an epoch
     n_threads = threads.choose(exp.model, BATCH, args.threads)
-    print(f"MNIST CNN ({CONFIG.name}), Adam, batch {BATCH}, float32, {steps} batches timed")
+    print(
+        f"MNIST CNN ({CONFIG.name}), Adam, batch {BATCH}, float32, {steps} batches timed, {source}"
+    )
     print(f"numpy {np.__version__}, {os.cpu_count()} cores, {n_threads} BLAS threads")
-    products = step_products(trainer)
+    with threads.limited(n_threads):  # the pieces of the image layers follow the threads
+        products = step_products(trainer)
     print(f"{len(products)} matrix products a step")
     contenders = {"floor (products alone)": floor_epoch(products, steps), "nnlab": nnlab_epoch}
     if not args.no_torch:
