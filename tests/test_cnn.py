@@ -42,7 +42,8 @@ model:
     - {type: avgpool2d, pool_size: 2, strides: 1, padding: same}
     - {type: layernorm}
     - {type: upsample2d, size: [2, 1]}
-    - {type: conv2d, filters: 5, kernel_size: 3, dilation: 2, padding: same, activation: tanh}
+    - {type: conv2d, filters: 5, kernel_size: 3, dilation: 2, strides: [2, 1], padding: same,
+       activation: tanh}
     - {type: batchnorm, center: false, momentum: 0.3}
     - {type: conv2d, filters: 4, kernel_size: 1, strides: 1}
     - {type: flatten}
@@ -132,6 +133,9 @@ def _windows_loop(X, k, s, d, padding, fill):
         {"kernel_size": 3, "strides": 2, "padding": "same"},
         {"kernel_size": [2, 3], "strides": [1, 2]},
         {"kernel_size": 3, "dilation": 2, "padding": "same"},
+        {"kernel_size": 2, "strides": 2, "dilation": 2},
+        {"kernel_size": [2, 3], "strides": [2, 1], "dilation": [1, 2], "padding": "same"},
+        {"kernel_size": 2, "padding": "same"},
         {"kernel_size": 1},
     ],
     ids=str,
@@ -280,14 +284,6 @@ def test_batchnorm_and_layernorm_against_pytorch():
             ],
             "model.layers[1].kernel_size",
             "expected an integer >= 1 or a list of two (height, width), got [3, 3, 3]",
-        ),
-        (
-            [
-                {"type": "reshape", "target_shape": [8, 8, 1]},
-                {"type": "conv2d", "filters": 2, "kernel_size": 3, "strides": 2, "dilation": 2},
-            ],
-            "model.layers[1].dilation",
-            "dilation and strides > 1 together are not supported",
         ),
         (
             [{"type": "reshape", "target_shape": [8, 8, 1]}, {"type": "maxpool2d", "strides": 0}],

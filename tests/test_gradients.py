@@ -57,23 +57,40 @@ LAYER_EXAMPLES = {
         ),
         ({"type": "conv2d", "filters": 4, "kernel_size": 1, "activation": "sigmoid"}, "image"),
         ({"type": "conv2d", "filters": 2, "kernel_size": 1, "strides": 2}, "image"),
+        ({"type": "conv2d", "filters": 2, "kernel_size": 2, "padding": "same"}, "image"),
+        (
+            {"type": "conv2d", "filters": 2, "kernel_size": [2, 3], "strides": 2,
+             "padding": "same", "activation": "relu", "bias_initializer": "random_normal"},
+            "image",
+        ),
+        ({"type": "conv2d", "filters": 2, "kernel_size": 2, "strides": 2, "dilation": 2}, "image"),
+        (
+            {"type": "conv2d", "filters": 2, "kernel_size": [2, 3], "strides": [1, 2],
+             "dilation": [1, 2], "padding": "same"},
+            "image",
+        ),
     ],
     "maxpool2d": [
         ({"type": "maxpool2d"}, "image"),
         ({"type": "maxpool2d", "pool_size": 3, "strides": 2, "padding": "same"}, "image"),
         ({"type": "maxpool2d", "pool_size": [2, 3], "strides": 1}, "image"),
         ({"type": "maxpool2d", "pool_size": 3, "strides": [1, 2], "padding": "same"}, "image"),
+        ({"type": "maxpool2d", "pool_size": 3, "strides": 2}, "image"),
+        ({"type": "maxpool2d", "pool_size": 2, "padding": "same"}, "image"),
     ],
     "avgpool2d": [
         ({"type": "avgpool2d"}, "image"),
         ({"type": "avgpool2d", "pool_size": 3, "strides": 2, "padding": "same"}, "image"),
         ({"type": "avgpool2d", "pool_size": [2, 3], "strides": 1}, "image"),
         ({"type": "avgpool2d", "pool_size": [3, 2], "padding": "same"}, "image"),
+        ({"type": "avgpool2d", "pool_size": 3, "strides": 2}, "image"),
+        ({"type": "avgpool2d", "pool_size": 2, "strides": [1, 2], "padding": "same"}, "image"),
     ],
     "global_avgpool2d": [({"type": "global_avgpool2d"}, "image")],
     "upsample2d": [
         ({"type": "upsample2d"}, "image"),
         ({"type": "upsample2d", "size": [1, 3]}, "image"),
+        ({"type": "upsample2d", "size": 3}, "image"),
     ],
     "reshape": [
         ({"type": "reshape", "target_shape": [5, 1]}, "flat"),
@@ -84,11 +101,15 @@ LAYER_EXAMPLES = {
         ({"type": "batchnorm", "momentum": 0.5, "gamma_initializer": "random_normal"}, "image"),
         ({"type": "batchnorm", "center": False, "scale": False}, "image"),
         ({"type": "batchnorm", "center": False}, "flat"),
+        ({"type": "batchnorm", "scale": False, "eps": 0.1, "momentum": 1.0}, "image"),
+        ({"type": "batchnorm", "eps": 1e-3, "beta_initializer": "random_normal"}, "flat"),
     ],
     "layernorm": [
         ({"type": "layernorm", "gamma_initializer": "random_normal"}, "flat"),
         ({"type": "layernorm", "beta_initializer": "random_normal"}, "image"),
         ({"type": "layernorm", "scale": False}, "image"),
+        ({"type": "layernorm", "center": False, "eps": 0.1}, "flat"),
+        ({"type": "layernorm", "center": False, "scale": False}, "image"),
     ],
 }  # fmt: skip
 

@@ -285,13 +285,9 @@ class Conv2D(Layer):
 
     @staticmethod
     def __post_check__(p: dict, path: str) -> None:
+        # strides and dilation together: PyTorch allows them, Keras refuses; the windows'
+        # geometry is the same either way
         check_pairs(p, path, "kernel_size", "strides", "dilation")
-        if pair(p["dilation"]) != (1, 1) and pair(p["strides"]) != (1, 1):
-            raise ConfigError(
-                "dilation and strides > 1 together are not supported (as in Keras): set one of "
-                "them to 1",
-                f"{path}.dilation",
-            )
 
     def __post_init__(self):
         self.no_decay = ("b",)
