@@ -50,8 +50,8 @@ def run_inputs(run: str | Path, split: str) -> tuple[Any, dict, Any, Array]:
     its data, as they were in training (same splits, same scaling)."""
     from nnlab.config import load_config
     from nnlab.data import load
+    from nnlab.experiment import seed_streams
     from nnlab.predict import load_run
-    from nnlab.train import seed_streams
 
     path = Path(run)
     if not (path / "config.yaml").is_file():

@@ -155,7 +155,7 @@ def check_experiment(
     rtol: float = RTOL,
     seed: int = 0,
 ) -> list[Check]:
-    """Check the gradient of every parameter tensor of a built experiment (``nnlab.train.build``
+    """Check the gradient of every parameter tensor of a built experiment (``experiment.build``
     of a config with ``training.dtype: float64``) through its real losses (every head, its
     weight and its mask of unlabelled samples; fused outputs from their logits) on a batch of
     ``samples`` training samples, in training mode with dropout masks frozen. ``entries``: at
@@ -164,8 +164,6 @@ def check_experiment(
     The L2 penalty and weight decay are added by the optimizer, not by backpropagation, and are
     not part of the check.
     """
-    from nnlab.train import Targets, objective
-
     if exp.model.dtype != np.float64:
         raise ConfigError(
             f"a gradient check needs float64, the model is {exp.model.dtype.name}",
@@ -175,13 +173,10 @@ def check_experiment(
         raise ValueError(f"samples must be >= 1, got {samples}")
     rows = batch_rows(exp, samples)
     X = exp.data.train.X[rows]
-    targets = [
-        Targets(t.T[rows], None if t.L is None else t.L[rows], None if t.W is None else t.W[rows])
-        for t in exp.targets["train"]
-    ]
+    targets = [t.take(rows) for t in exp.targets["train"]]
     return check_model(
         exp.model,
-        objective(exp, targets),
+        exp.objective.of(targets),
         X,
         logits=exp.logit_flags,
         training=True,

@@ -13,15 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from nnlab.compare import (
-    Run,
-    collapse,
-    components,
-    differing_keys,
-    fmt_config,
-    group_key,
-    short_names,
-)
+from nnlab.compare.keys import SEED_KEY, describe_differences, group_key
+from nnlab.compare.table import Run
 from nnlab.errors import ConfigError, NnlabError, did_you_mean
 
 Array = np.ndarray
@@ -44,26 +37,16 @@ class Curve:
 def labels(runs: list[Run], skip: tuple[str, ...] = ()) -> list[str]:
     """``initializer=he_normal lr=0.01``: the config keys that differ between ``runs``, by
     their short names; the run folders' names when nothing differs."""
-    keys = differing_keys([r.flat for r in runs], skip=skip)
-    keys, texts = collapse(keys, [components(r.config) for r in runs])
-    if not keys:
-        return [r.label for r in runs]
-    short = short_names(keys)
-    out = []
-    for i, r in enumerate(runs):
-        parts = [
-            f"{short[k]}={texts[k][i] if k in texts else fmt_config(r.flat.get(k))}" for k in keys
-        ]
-        out.append(" ".join(parts))
-    return out
+    texts = describe_differences([r.config for r in runs], [r.flat for r in runs], skip)
+    return texts if texts is not None else [r.label for r in runs]
 
 
 def _series(run: Run, metric: str) -> tuple[Array, Array]:
     m = run.metrics
     if metric not in m.columns or not len(m):
         return np.zeros(0), np.zeros(0)
-    x = m["epoch"].to_numpy(dtype=float)
-    y = m[metric].to_numpy(dtype=float).copy()
+    x = m.column("epoch").copy()
+    y = m.column(metric).copy()
     y[~np.isfinite(y)] = np.nan
     return x, y
 
@@ -89,7 +72,7 @@ def curves(
         groups.setdefault(group_key(r.config), []).append(r)
     firsts = [g[0] for g in groups.values()]
     out = []
-    for lab, members in zip(labels(firsts, skip=("training.seed",)), groups.values(), strict=True):
+    for lab, members in zip(labels(firsts, skip=(SEED_KEY,)), groups.values(), strict=True):
         series = [_series(r, metric) for r in members]
         epochs = np.unique(np.concatenate([x for x, _ in series])) if series else np.zeros(0)
         table = np.full((len(members), len(epochs)), np.nan)  # (runs, epochs)
@@ -129,7 +112,7 @@ def pyplot(without: str = "") -> Any:
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> None:
     """Write a figure atomically in the format of ``path``'s extension (PNG by default) and
     close it."""
-    from nnlab.runs import atomic_write
+    from nnlab.files import atomic_write
 
     plt = pyplot()
     buf = io.BytesIO()

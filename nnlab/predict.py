@@ -14,7 +14,8 @@ import numpy as np
 
 from nnlab.errors import DataError, RunError
 from nnlab.export import standalone
-from nnlab.runs import atomic_write, load_model
+from nnlab.files import atomic_write
+from nnlab.runs import load_model
 
 Array = np.ndarray
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnlab.errors import ConfigError
-from nnlab.train import Experiment, Trainer, build, evaluate
+from nnlab.experiment import Experiment, build, evaluate
+from nnlab.train import Trainer
 
 FIT = 0.99  # a training accuracy at least this counts as fitting the set
 FIRST, FACTOR = 16, 4

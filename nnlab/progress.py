@@ -1,4 +1,6 @@
-"""Progress of a training run on stderr: a live line on a terminal, a line now and then in a log."""
+"""Progress on stderr, one display for everything that takes a while: training, sweeps and
+downloads. On a terminal a live line is redrawn in place (at most every ``interval`` seconds)
+under the lines that stay; in a log (not a terminal) only the lines that stay are written."""
 
 from __future__ import annotations
 
@@ -7,15 +9,75 @@ import time
 from typing import TextIO
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``1:02:03`` or ``2:03``: a duration as a clock."""
     seconds = int(max(0, seconds))
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def bar(fraction: float, width: int = 20) -> str:
+    """``[#####               ]``: a fraction as a bar of ``width`` characters."""
+    return f"[{'#' * int(min(1.0, max(0.0, fraction)) * width):<{width}}]"
+
+
+class LiveLine:
+    """A live line on a terminal (redrawn in place, throttled) with permanent lines above it.
+
+    ``enabled=False`` writes nothing; on a stream that is not a terminal the live line is never
+    drawn and ``say`` writes plain lines."""
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        enabled: bool = True,
+        interval: float = 0.1,
+        delay: float = 0.0,
+    ):
+        """``delay``: the first draw comes no sooner than this many seconds from now."""
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and self.stream.isatty()
+        self.interval = interval
+        self._next = time.perf_counter() + delay
+        self._drawn = False
+
+    def due(self) -> bool:
+        """Whether a throttled redraw would draw now (for callers whose text is costly)."""
+        return self.tty and time.perf_counter() >= self._next
+
+    def draw(self, text: str, force: bool = False) -> None:
+        """Redraw the live line (a terminal only; at most every ``interval`` s unless forced)."""
+        if not self.tty:
+            return
+        now = time.perf_counter()
+        if now < self._next and not force:
+            return
+        self._next = now + self.interval
+        self.stream.write("\r" + text[:119] + "\x1b[K")
+        self.stream.flush()
+        self._drawn = True
+
+    def say(self, text: str) -> None:
+        """A line that stays (above the live line, which the next ``draw`` puts back)."""
+        if not self.enabled:
+            return
+        self.clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._drawn = False
+
+
 class Progress:
-    """Shown only once a run has taken ``delay`` seconds, so short runs print nothing."""
+    """Training progress: a live line with the batch loss and the time left on a terminal, an
+    epoch line now and then in a log. Shown only once a run has taken ``delay`` seconds, so
+    short runs print nothing."""
 
     def __init__(
         self,
@@ -27,36 +89,24 @@ class Progress:
         log_every: float = 5.0,
     ):
         self.epochs, self.batches = epochs, batches
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.tty = enabled and self.stream.isatty()
-        self.delay, self.log_every = delay, log_every
         self.start = time.perf_counter()
-        self._next_draw = self.start + delay
+        self.line = LiveLine(stream, enabled, delay=delay)
+        self.enabled, self.tty = enabled, self.line.tty
+        self.delay, self.log_every = delay, log_every
         self._last_log = self.start
-        self._drawn = False
         self.first_epoch = 0
 
     def batch(self, epoch: int, index: int, loss: float) -> None:
         """After batch ``index`` (0-based) of ``epoch`` (0-based)."""
-        if not self.tty:
+        if not self.line.due():
             return
-        now = time.perf_counter()
-        if now < self._next_draw:
-            return
-        self._next_draw = now + 0.1
         done = (epoch - self.first_epoch) + (index + 1) / self.batches
-        total = self.epochs - self.first_epoch
-        frac = min(1.0, done / total)
-        eta = (now - self.start) * (1 - frac) / frac if frac > 0 else 0.0
-        bar = "#" * int(frac * 20)
-        line = (
-            f"\repoch {epoch + 1}/{self.epochs} [{bar:<20}] {frac:4.0%} "
-            f"loss {loss:.4g}  eta {_clock(eta)} "
+        frac = min(1.0, done / (self.epochs - self.first_epoch))
+        eta = (time.perf_counter() - self.start) * (1 - frac) / frac if frac > 0 else 0.0
+        self.line.draw(
+            f"epoch {epoch + 1}/{self.epochs} {bar(frac)} {frac:4.0%} loss {loss:.4g}  "
+            f"eta {clock(eta)}"
         )
-        self.stream.write(line)
-        self.stream.flush()
-        self._drawn = True
 
     def epoch(self, epoch: int, row: dict) -> None:
         if not self.enabled or self.tty:
@@ -69,10 +119,106 @@ class Progress:
         shown = "  ".join(
             f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr")
         )
-        self.stream.write(f"epoch {epoch + 1}/{self.epochs}  {shown}\n")
-        self.stream.flush()
+        self.line.say(f"epoch {epoch + 1}/{self.epochs}  {shown}")
 
     def close(self) -> None:
-        if self._drawn:
-            self.stream.write("\r" + " " * 79 + "\r")
-            self.stream.flush()
+        self.line.clear()
+
+
+class Transfer:
+    """Download progress: a live bar on a terminal, a line per file when it ends."""
+
+    def __init__(self, label: str, total: int | None, stream: TextIO | None = None):
+        self.label, self.total = label, total
+        self.line = LiveLine(stream)
+        self.done = 0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if not self.line.due():
+            return
+        mb = self.done / 1e6
+        if self.total:
+            frac = self.done / self.total
+            text = (
+                f"{self.label} {bar(frac)} {min(1.0, frac):4.0%} {mb:.1f}/{self.total / 1e6:.1f} MB"
+            )
+        else:
+            text = f"{self.label} {mb:.1f} MB"
+        self.line.draw(text)
+
+    def close(self, note: str) -> None:
+        self.line.say(f"{self.label}: {note}")
+
+
+class SweepProgress:
+    """A sweep's progress: a line per finished trial and, on a terminal, a live status line
+    below them (trials done, failed and running, time elapsed and left)."""
+
+    def __init__(
+        self,
+        name: str,
+        total: int,
+        skipped: int,
+        todo: int,
+        stream: TextIO | None = None,
+        quiet: bool = False,
+    ):
+        self.name, self.total, self.skipped, self.todo = name, total, skipped, todo
+        self.line = LiveLine(stream, not quiet, interval=0.5)
+        self.enabled, self.tty = self.line.enabled, self.line.tty
+        self.start = time.perf_counter()
+        self.finished = 0
+        self.counts: dict[str, int] = {}
+        self.running = 0
+        self._width = len(str(total))
+
+    def left(self) -> str:
+        if not self.finished:
+            return "?"
+        rate = self.finished / (time.perf_counter() - self.start)
+        return clock((self.todo - self.finished) / rate)
+
+    def status_line(self) -> str:
+        done = self.skipped + self.finished
+        bad = self.counts.get("failed", 0) + self.counts.get("interrupted", 0)
+        elapsed = clock(time.perf_counter() - self.start)
+        return (
+            f"sweep {self.name}: {done}/{self.total} done, {bad} failed, {self.running} running"
+            f"  {elapsed} elapsed, ~{self.left()} left"
+        )
+
+    def say(self, text: str) -> None:
+        self.line.say(text)
+        self.tick(force=True)
+
+    def trial(
+        self,
+        label: str,
+        status: str,
+        metric: tuple[str, float] | None = None,
+        seconds: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """A trial ended: ``status``, its headline ``metric``, its time and error."""
+        self.finished += 1
+        self.counts[status] = self.counts.get(status, 0) + 1
+        if not self.enabled:
+            return
+        done = self.skipped + self.finished
+        line = f"[{done:>{self._width}}/{self.total}] {label}: {status}"
+        if metric:
+            line += f"  {metric[0]} {metric[1]:.4f}"
+        if seconds is not None:
+            line += f"  {seconds:.1f} s"
+        if not self.tty:
+            line += f"  (~{self.left()} left)"
+        if error and status in ("failed", "interrupted"):
+            line += f"\n    {error}"
+        self.say(line)
+
+    def tick(self, force: bool = False) -> None:
+        self.line.draw(self.status_line(), force=force)
+
+    def close(self) -> None:
+        self.line.clear()

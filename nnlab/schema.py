@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from nnlab.errors import ConfigError, allowed_list, did_you_mean
+from nnlab.files import jsonable
 
 NoneType = type(None)
 
@@ -98,16 +99,18 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _unwrap(ann: Any) -> tuple[Any, tuple]:
+def unwrap(ann: Any) -> tuple[Any, tuple]:
+    """An annotation's base type and its metadata (``Interval``, ``Doc``, ``Ref``...), with
+    nested ``Annotated`` layers flattened."""
     if get_origin(ann) is Annotated:
         base, *meta = get_args(ann)
-        inner, more = _unwrap(base)
+        inner, more = unwrap(base)
         return inner, tuple(meta) + more
     return ann, ()
 
 
 def _meta(ann: Any, kind: type) -> Any:
-    for m in _unwrap(ann)[1]:
+    for m in unwrap(ann)[1]:
         if isinstance(m, kind):
             return m
     return None
@@ -146,7 +149,7 @@ def _a(word: str) -> str:
 
 def describe(ann: Any) -> str:
     """What a value of this annotation may be, in words."""
-    base, meta = _unwrap(ann)
+    base, meta = unwrap(ann)
     ref = next((m for m in meta if isinstance(m, Ref)), None)
     if ref is not None:
         reg = ref.registry
@@ -174,7 +177,7 @@ def _describe_base(ann: Any) -> str:
         return "one of " + ", ".join(fmt(a) for a in get_args(ann))
     if get_origin(ann) is list:
         (item,) = get_args(ann) or (Any,)
-        _, meta = _unwrap(item)
+        _, meta = unwrap(item)
         ref = next((m for m in meta if isinstance(m, Ref)), None)
         if ref is not None:
             return f"a list of {ref.registry.kind}s"
@@ -206,7 +209,7 @@ def _plural(text: str) -> str:
 
 def check(value: Any, ann: Any, path: str) -> Any:
     """Validate ``value`` against ``ann`` and return it normalised; ``path`` names it in errors."""
-    base, meta = _unwrap(ann)
+    base, meta = unwrap(ann)
     ref = next((m for m in meta if isinstance(m, Ref)), None)
     if ref is not None:
         if value is None and _is_union(base) and NoneType in get_args(base):
@@ -305,7 +308,7 @@ def _check_base(value: Any, base: Any, ann: Any, path: str) -> Any:
 
 
 def _shape_matches(value: Any, ann: Any) -> bool:
-    base, meta = _unwrap(ann)
+    base, meta = unwrap(ann)
     if any(isinstance(m, Ref) for m in meta) or dataclasses.is_dataclass(base) or base is dict:
         return isinstance(value, dict)
     if get_origin(base) is list:
@@ -355,7 +358,7 @@ def check_mapping(
 
 def json_schema(ann: Any) -> dict:
     """The JSON Schema (draft 2020-12 subset) of an annotation."""
-    base, meta = _unwrap(ann)
+    base, meta = unwrap(ann)
     ref = next((m for m in meta if isinstance(m, Ref)), None)
     if ref is not None:
         out = ref.registry.json_schema()
@@ -411,7 +414,7 @@ def mapping_schema(fields: list[Field], extra: dict | None = None) -> dict:
     for f in fields:
         sub = json_schema(f.annotation)
         if not f.required:
-            sub = {**sub, "default": _jsonable(f.default)}
+            sub = {**sub, "default": jsonable(f.default)}
         props[f.name] = sub
     return {
         "type": "object",
@@ -419,13 +422,3 @@ def mapping_schema(fields: list[Field], extra: dict | None = None) -> dict:
         "required": [f.name for f in fields if f.required],
         "additionalProperties": False,
     }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return repr(value)

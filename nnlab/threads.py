@@ -7,9 +7,9 @@ machine, and tiny ones (XOR) not at all; but when another process is busy on the
 OpenBLAS' threads wait on each other and small products become tens of times slower. So a run
 uses one thread unless its largest product per step has at least ``PARALLEL_MACS``
 multiply-adds, and never more than the cores it may run on, or than a limit set in the
-environment (``NNLAB_THREADS``, ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``,
-``MKL_NUM_THREADS``: a sweep's workers set these). ``training.threads`` sets the number
-explicitly; on a machine that is busy with other work, 1 is the safe choice.
+environment (``NNLAB_THREADS`` or one of ``BLAS_VARIABLES``: a sweep's workers set these).
+``training.threads`` sets the number explicitly; on a machine that is busy with other work, 1
+is the safe choice.
 
 The choice depends only on the model, the batch size, the cores and the environment, never on
 the load of the moment: the number of BLAS threads changes how products are summed, so the same
@@ -25,7 +25,16 @@ from collections.abc import Iterator
 from typing import Any
 
 PARALLEL_MACS = 4_000_000
-ENV_LIMITS = ("NNLAB_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: the environment variables that cap the threads of OpenBLAS, OpenMP, MKL, BLIS, ...
+BLAS_VARIABLES = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+ENV_LIMITS = ("NNLAB_THREADS", *BLAS_VARIABLES)
 
 
 def cores() -> int:
@@ -34,6 +43,17 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def per_worker(jobs: int, n_cores: int | None = None) -> int:
+    """BLAS threads per worker so that ``jobs`` workers do not oversubscribe the cores."""
+    return max(1, (n_cores or cores()) // max(1, jobs))
+
+
+def blas_env(n: int) -> dict[str, str]:
+    """The environment that caps a new process's BLAS libraries at ``n`` threads (set before
+    NumPy is imported in it)."""
+    return {name: str(n) for name in BLAS_VARIABLES}
 
 
 def env_limit() -> int | None:

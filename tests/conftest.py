@@ -87,7 +87,7 @@ def write_config(tmp_path: Path):
 def train_run(config: Path, runs_dir: Path, *overrides: str) -> Path:
     """Train a config file (with ``--set`` overrides) in this process; returns the run folder."""
     from nnlab.config import load_config
-    from nnlab.train import train
+    from nnlab.lifecycle import train
 
     result = train(load_config(config, list(overrides)), runs_dir, handle_signals=False)
     assert result.summary["status"] == "completed", result.summary

@@ -237,9 +237,13 @@ def test_damaged_folders_are_reported_by_name_and_skipped(tmp_path):
         assert any(f"{tmp_path / name}" in line and words in line for line in err), (name, err)
     rows = pd.read_csv(io.StringIO(proc.stdout))
     assert list(rows["run"]) == ["good", "other"]
-    # a folder of runs is not a run, but says how to give its runs
-    proc = run_nnlab("compare", tmp_path)
-    assert "not a run folder (it holds runs: give" in proc.stderr
+    # a folder of runs stands for the runs under it; the damaged ones are reported
+    proc = run_nnlab("compare", tmp_path, "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    assert list(pd.read_csv(io.StringIO(proc.stdout))["run"]) == ["good", "other"]
+    err = proc.stderr.splitlines()
+    for name in ("bad-summary", "bad-config", "bad-metrics", "no-summary"):
+        assert any(f"{tmp_path / name}" in line for line in err), (name, err)
     assert good.exists()
 
 

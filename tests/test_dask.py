@@ -20,8 +20,8 @@ import pytest
 from conftest import CONFIGS, nnlab_env, run_nnlab, wait_for
 from nnlab.config import load_config
 from nnlab.errors import ConfigError
+from nnlab.lifecycle import train
 from nnlab.runs import RUN_FILES
-from nnlab.train import train
 
 distributed = pytest.importorskip("distributed")
 

@@ -11,9 +11,9 @@ from conftest import CONFIGS, run_nnlab
 from nnlab.cli import cli
 from nnlab.config import load_config
 from nnlab.errors import ConfigError
+from nnlab.experiment import build
 from nnlab.gradcheck import batch_rows, check_experiment, report
 from nnlab.nn.layers import Dense
-from nnlab.train import build
 
 SEMI = CONFIGS / "questions" / "semi_supervised.yaml"
 

@@ -27,9 +27,9 @@ from conftest import CONFIGS, run_nnlab
 from nnlab.config import Config, config_hash, load_config
 from nnlab.docs import registries
 from nnlab.errors import NnlabError
+from nnlab.lifecycle import train
 from nnlab.runs import RUN_FILES, read_summary
-from nnlab.schema import Ref, _unwrap, fields_of
-from nnlab.train import train
+from nnlab.schema import Ref, fields_of, unwrap
 
 BASES = ["xor.yaml", "threshold.yaml", "digits.yaml", "questions/semi_supervised.yaml"]
 LIBRARY_EXAMPLES = 150  # per library property, in the default run
@@ -60,7 +60,7 @@ def _walk(fields: list, prefix: str, out: dict[str, list], depth: int = 0) -> No
 
 def _walk_value(ann: Any, key: str, out: dict[str, list], depth: int) -> None:
     out.setdefault(key, []).append(ann)
-    base, meta = _unwrap(ann)
+    base, meta = unwrap(ann)
     ref = next((m for m in meta if isinstance(m, Ref)), None)
     if ref is not None:
         reg = ref.registry
@@ -143,7 +143,7 @@ ANY_VALUE = st.recursive(
 def typed(ann: Any, depth: int = 0) -> st.SearchStrategy:
     """Values of the type a key wants, mostly plausible, often at or past its edges (sizes stay
     small or become absurd; nothing in between that would fill the memory honestly)."""
-    base, meta = _unwrap(ann)
+    base, meta = unwrap(ann)
     ref = next((m for m in meta if isinstance(m, Ref)), None)
     if ref is not None:
         reg = ref.registry
@@ -174,7 +174,7 @@ def typed(ann: Any, depth: int = 0) -> st.SearchStrategy:
         return st.sampled_from(get_args(base))
     if get_origin(base) is list:
         (item,) = get_args(base)
-        components = any(isinstance(m, Ref) for m in _unwrap(item)[1])
+        components = any(isinstance(m, Ref) for m in unwrap(item)[1])
         return st.lists(typed(item, depth + 1), min_size=int(components), max_size=3)
     if dataclasses.is_dataclass(base):
         if depth > 2:

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import CONFIGS, run_nnlab
 from nnlab.config import load_config
+from nnlab.lifecycle import train
 from nnlab.nn import ACTIVATIONS, LOSSES
 from nnlab.runs import read_metrics
-from nnlab.train import train
 
 EXTREMES = [-1e30, -1e4, -100.0, -1.0, 0.0, 1.0, 100.0, 1e4, 1e30]
 

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import CONFIGS, run_nnlab
 from nnlab.config import load_config
+from nnlab.lifecycle import train
 from nnlab.runs import safe_name
-from nnlab.train import train
 
 THRESHOLD = (CONFIGS / "threshold.yaml").read_text().replace("epochs: 10000", "epochs: 5")
 HOSTILE_NAMES = ["../../evil", "/tmp/evil", "..", ".", "a/../../b", "~root", "..\\..\\x", "\x00"]

@@ -63,8 +63,8 @@ def test_predicted_classes_give_the_accuracy_the_run_measured(digits_run, tmp_pa
 
 def test_npy_in_and_out_match_the_model_on_the_scaled_training_data(digits_run, tmp_path):
     from nnlab.config import load_config
+    from nnlab.experiment import build
     from nnlab.runs import load_model
-    from nnlab.train import build
 
     np.save(tmp_path / "x.npy", DIGITS.X[:100])  # uint8, as the data set holds them
     assert predict_file(digits_run, tmp_path / "x.npy", tmp_path / "p.npy") is None

@@ -12,8 +12,9 @@ import pytest
 
 from conftest import CONFIGS, MNIST_DIR, NO_MNIST, run_nnlab
 from nnlab.config import load_config
+from nnlab.experiment import Experiment, build, evaluate
 from nnlab.gradcheck import check_experiment
-from nnlab.train import Experiment, Trainer, build, evaluate
+from nnlab.train import Trainer
 
 QUESTIONS = CONFIGS / "questions"
 NO_OUTLIER = "data={name: csv, path: %s}" % (QUESTIONS / "threshold_no_outlier.csv")
@@ -169,7 +170,7 @@ def test_the_reconstruction_head_helps_the_classifier_over_seeds():
 def test_the_printed_result_shows_each_group_of_samples():
     """The sin and +1 steps of `sequence` are reported apart (summary.json's test_groups), so
     `nnlab train` prints them too."""
-    from nnlab.report import format_result
+    from nnlab.result import format_result
 
     summary = {
         "name": "lstm_sequence", "status": "completed", "epochs_completed": 1,

@@ -18,9 +18,9 @@ import pytest
 from conftest import CONFIGS, ROOT, nnlab_env, run_nnlab, wait_for
 from nnlab.errors import ConfigError, RunError
 from nnlab.sweeps import Executor, TrialOutcome, TrialTask, load_sweep, run_sweep
-from nnlab.sweeps.executor import blas_env, blas_threads
 from nnlab.sweeps.runner import SweepFolder, SweepResult, sweep_dir_for
 from nnlab.sweeps.spec import check_trials, parse_axis
+from nnlab.threads import blas_env, per_worker
 
 # A fast config: the threshold toy, 50 full-batch epochs (lr 1.0 diverges within a few).
 THRESHOLD = (CONFIGS / "threshold.yaml").read_text().replace("epochs: 10000", "epochs: 50")
@@ -201,7 +201,7 @@ class InProcess(Executor):
         return len(self._done)
 
     def submit(self, task: TrialTask) -> None:
-        from nnlab.train import train
+        from nnlab.lifecycle import train
 
         self.submitted.append(task.key)
         if task.key in self.fail:
@@ -313,7 +313,7 @@ def test_exit_status_counts_the_failed_trials():
 
 
 def test_blas_threads_share_the_cores():
-    assert [blas_threads(j, cores=8) for j in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    assert [per_worker(j, n_cores=8) for j in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
     env = blas_env(2)
     assert env["OPENBLAS_NUM_THREADS"] == env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "2"
 
@@ -393,7 +393,7 @@ def test_sigterm_then_rerun_completes_the_sweep_without_repeating_trials(runs):
 
         trials = wait_for(both_long_trials)
         # the workers run with their BLAS threads limited to cores // jobs
-        threads = blas_threads(2, len(os.sched_getaffinity(0)))
+        threads = per_worker(2, len(os.sched_getaffinity(0)))
         for s in trials:
             env = Path(f"/proc/{s['pid']}/environ").read_bytes().split(b"\0")
             assert f"OPENBLAS_NUM_THREADS={threads}".encode() in env

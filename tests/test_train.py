@@ -11,9 +11,11 @@ import pytest
 
 from conftest import CONFIGS, run_nnlab
 from nnlab.config import load_config
+from nnlab.experiment import build, evaluate
+from nnlab.lifecycle import train
 from nnlab.nn import LAYERS
 from nnlab.runs import load_model, read_metrics
-from nnlab.train import Batches, Trainer, build, evaluate, train
+from nnlab.train import Batches, Trainer
 
 # The seed question's starting point and its printed trajectory (TensorFlow, float32).
 SEED_W, SEED_B = 0.75648874, -0.9745011329650879
@@ -179,7 +181,7 @@ def test_run_folder_files_and_model_reload(runs):
         "summary.json",
         "model.npz",
     }
-    rows = read_metrics(d)
+    rows = read_metrics(d).rows()
     header = (d / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
     assert [r["epoch"] for r in rows] == [1, 2, 3]

@@ -104,8 +104,9 @@ def diff(run_a, run_b, fmt):
       nnlab diff runs/digits-20260101-120000 runs/digits-20260101-120500
     """
     from nnlab.compare import diff as diff_runs
-    from nnlab.compare import find_runs, load_runs, render_diff
+    from nnlab.compare import load_runs, render_diff
     from nnlab.errors import RunError
+    from nnlab.runs import find_runs
 
     for path in (run_a, run_b):
         if len(find_runs([path], _warn)) != 1:

@@ -20,7 +20,7 @@ def validate(config, overrides):
       nnlab validate configs/digits.yaml --set model.layers.0.units=64
     """
     from nnlab.config import load_config
-    from nnlab.train import build
+    from nnlab.experiment import build
 
     cfg = load_config(config, list(overrides))
     exp = build(cfg)

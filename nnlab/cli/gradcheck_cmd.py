@@ -60,8 +60,8 @@ def gradcheck(config, overrides, samples, entries, seed):
     Exit status: 0 every tensor passes, 1 some fail, 2 a bad config.
     """
     from nnlab.config import load_config
+    from nnlab.experiment import build
     from nnlab.gradcheck import ATOL, EPS, RTOL, check_experiment, report
-    from nnlab.train import build
 
     n_entries = _entries(entries)
     cfg = load_config(config, [*overrides, "training.dtype=float64"])

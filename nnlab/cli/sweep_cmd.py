@@ -84,7 +84,7 @@ def sweep(
     2 a bad sweep or config (nothing ran); 130/143 interrupted by Ctrl-C/SIGTERM.
     """
     from nnlab.sweeps import check_trials, load_sweep, run_sweep, trial_table
-    from nnlab.sweeps.executor import available_cores
+    from nnlab.threads import cores
 
     sw = load_sweep(spec, list(grid), list(overrides), seeds, jobs, name)
     trials = sw.trials
@@ -109,9 +109,9 @@ def sweep(
         executor = DaskExecutor(cluster)
         for note in executor.notes:
             click.echo(f"note: {note}", err=True)
-    elif (jobs or sw.jobs) > available_cores() and not quiet:
+    elif (jobs or sw.jobs) > cores() and not quiet:
         click.echo(
-            f"note: {jobs or sw.jobs} jobs on {available_cores()} cores: the trials share cores",
+            f"note: {jobs or sw.jobs} jobs on {cores()} cores: the trials share cores",
             err=True,
         )
     try:

@@ -39,9 +39,9 @@ def train(config, overrides, runs_dir, name, seed, resume_run, quiet):
     its metrics are those of an uninterrupted run.
     """
     from nnlab.config import load_config
-    from nnlab.report import format_result
-    from nnlab.train import exit_code, resume
-    from nnlab.train import train as run
+    from nnlab.lifecycle import exit_code, resume
+    from nnlab.lifecycle import train as run
+    from nnlab.result import format_result
 
     if resume_run is not None:
         if config is not None or overrides or seed is not None or name:

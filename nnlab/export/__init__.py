@@ -58,8 +58,8 @@ def export(
     """Export the model of a run folder (or a model.npz) to ``output``; returns the files
     written (a numpy export with ``weights="npz"`` writes the weights beside the program)."""
     from nnlab.export.base import check_finite
+    from nnlab.files import atomic_write
     from nnlab.predict import load_run, model_info
-    from nnlab.runs import atomic_write
 
     fmt = format_of(fmt, output)
     spec = FORMATS[fmt]

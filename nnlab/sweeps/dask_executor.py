@@ -186,8 +186,8 @@ def run_trial(task: dict, stop_name: str) -> dict:
     import distributed
 
     from nnlab.errors import NnlabError
+    from nnlab.lifecycle import train
     from nnlab.runs import read_summary
-    from nnlab.train import train
 
     worker = distributed.get_worker()
     stop = distributed.Variable(stop_name, client=distributed.get_client())

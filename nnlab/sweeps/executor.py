@@ -24,15 +24,7 @@ from pathlib import Path
 from typing import IO
 
 import nnlab
-
-BLAS_VARIABLES = (
-    "OPENBLAS_NUM_THREADS",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
+from nnlab.threads import blas_env, per_worker
 
 
 @dataclass
@@ -86,7 +78,7 @@ class Executor(ABC):
 
 def materialize(outcome: TrialOutcome, run_dir: Path) -> None:
     """Write a remote outcome's files into ``run_dir`` (each atomically)."""
-    from nnlab.runs import atomic_write
+    from nnlab.files import atomic_write
 
     if not outcome.files:
         return
@@ -95,24 +87,6 @@ def materialize(outcome: TrialOutcome, run_dir: Path) -> None:
         if Path(name).name != name or name.startswith("."):
             raise ValueError(f"a run file name must be a plain name, got {name!r}")
         atomic_write(run_dir / name, data)
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (its affinity mask, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def blas_threads(jobs: int, cores: int | None = None) -> int:
-    """BLAS threads per worker so that ``jobs`` workers do not oversubscribe the cores."""
-    return max(1, (cores or available_cores()) // max(1, jobs))
-
-
-def blas_env(threads: int) -> dict[str, str]:
-    """The environment variables that cap the threads of OpenBLAS, MKL, BLIS, OpenMP, ..."""
-    return {name: str(threads) for name in BLAS_VARIABLES}
 
 
 # ---------------------------------------------------------------- local processes
@@ -134,7 +108,7 @@ class LocalExecutor(Executor):
 
     def __init__(self, jobs: int, log_dir: Path | None = None, threads: int | None = None):
         self.slots = max(1, jobs)
-        self.threads = threads or blas_threads(self.slots)
+        self.threads = threads or per_worker(self.slots)
         self.log_dir = log_dir
         self._workers: list[_Worker] = []
         self._sel = selectors.DefaultSelector()

@@ -36,28 +36,20 @@ from typing import Any, TextIO
 
 from nnlab.config import dump_yaml
 from nnlab.errors import RunError
-from nnlab.progress import _clock
-from nnlab.runs import (
-    atomic_write,
-    make_dir,
-    read_metrics,
-    read_summary,
-    safe_name,
-    write_json,
-)
+from nnlab.files import atomic_write, write_json
+from nnlab.progress import SweepProgress
+from nnlab.runs import DONE, Status, make_dir, mark_ended, now, read_summary, safe_name
 from nnlab.sweeps.executor import (
     Executor,
     LocalExecutor,
     TrialOutcome,
     TrialTask,
-    blas_threads,
     materialize,
 )
 from nnlab.sweeps.spec import Sweep, Trial
-from nnlab.train import _now
+from nnlab.threads import per_worker
 
 INDEX_FORMAT = "nnlab-sweep-index/1"
-DONE = ("completed", "diverged")
 
 
 def sweep_dir_for(runs_dir: str | Path, name: str) -> Path:
@@ -167,7 +159,7 @@ class SweepFolder:
         data = {
             "format": INDEX_FORMAT,
             "name": name,
-            "updated": _now(),
+            "updated": now(),
             "trials": sorted(entries, key=lambda e: e["number"]),
         }
         write_json(self.index_path, data)
@@ -218,7 +210,7 @@ def plan(sweep: Sweep, folder: SweepFolder, rerun: tuple[str, ...] = ()) -> Plan
     for h, (run, summary) in found.items():
         e = entries.setdefault(h, {"hash": h, "overrides": {}, "seed": summary.get("seed")})
         e["run"] = run
-        e["status"] = summary.get("status", "failed")
+        e["status"] = summary.get("status", Status.FAILED)
     numbers = [e.get("number") for e in entries.values() if isinstance(e.get("number"), int)]
     for e in entries.values():
         if not isinstance(e.get("number"), int):
@@ -236,8 +228,8 @@ def plan(sweep: Sweep, folder: SweepFolder, rerun: tuple[str, ...] = ()) -> Plan
             next_number += 1
         e["overrides"], e["seed"] = trial.overrides, trial.seed
         status = found[trial.hash][1].get("status") if trial.hash in found else None
-        keep = (status == "completed" and "all" not in rerun) or (
-            status == "diverged" and not set(rerun) & {"diverged", "all"}
+        keep = (status == Status.COMPLETED and "all" not in rerun) or (
+            status == Status.DIVERGED and not set(rerun) & {"diverged", "all"}
         )
         if keep:
             e["status"] = status
@@ -257,82 +249,6 @@ def _number_of(run: str, taken: list[int]) -> int:
 
 
 # ---------------------------------------------------------------- progress
-
-
-class SweepProgress:
-    """A line per finished trial and, on a terminal, a live status line below them."""
-
-    def __init__(self, name: str, total: int, skipped: int, todo: int, stream: TextIO, quiet: bool):
-        self.name, self.total, self.skipped, self.todo = name, total, skipped, todo
-        self.stream = stream
-        self.enabled = not quiet
-        self.tty = self.enabled and stream.isatty()
-        self.start = time.perf_counter()
-        self.finished = 0
-        self.counts: dict[str, int] = {}
-        self.running = 0
-        self._next = 0.0
-        self._width = len(str(total))
-
-    def left(self) -> str:
-        if not self.finished:
-            return "?"
-        rate = self.finished / (time.perf_counter() - self.start)
-        return _clock((self.todo - self.finished) / rate)
-
-    def status_line(self) -> str:
-        done = self.skipped + self.finished
-        bad = self.counts.get("failed", 0) + self.counts.get("interrupted", 0)
-        elapsed = _clock(time.perf_counter() - self.start)
-        return (
-            f"sweep {self.name}: {done}/{self.total} done, {bad} failed, {self.running} running"
-            f"  {elapsed} elapsed, ~{self.left()} left"
-        )
-
-    def say(self, text: str) -> None:
-        if self.enabled:
-            self._clear()
-            self.stream.write(text + "\n")
-            self.stream.flush()
-            self.tick(force=True)
-
-    def trial(self, trial: Trial, entry: dict, summary: dict | None) -> None:
-        status = entry["status"]
-        self.finished += 1
-        self.counts[status] = self.counts.get(status, 0) + 1
-        if not self.enabled:
-            return
-        done = self.skipped + self.finished
-        line = f"[{done:>{self._width}}/{self.total}] {trial.label}: {status}"
-        metric = headline(summary)
-        if metric:
-            line += f"  {metric[0]} {metric[1]:.4f}"
-        if entry.get("seconds") is not None:
-            line += f"  {entry['seconds']:.1f} s"
-        if not self.tty:
-            line += f"  (~{self.left()} left)"
-        if entry.get("error") and status in ("failed", "interrupted"):
-            line += f"\n    {entry['error']}"
-        self.say(line)
-
-    def tick(self, force: bool = False) -> None:
-        if not self.tty:
-            return
-        now = time.perf_counter()
-        if now < self._next and not force:
-            return
-        self._next = now + 0.5
-        self.stream.write("\r" + self.status_line()[:119] + "\x1b[K")
-        self.stream.flush()
-
-    def _clear(self) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[K")
-
-    def close(self) -> None:
-        self._clear()
-        if self.tty:
-            self.stream.flush()
 
 
 def headline(summary: dict | None) -> tuple[str, float] | None:
@@ -384,7 +300,7 @@ def run_sweep(
         if p.todo:
             jobs = jobs or sweep.jobs
             # BLAS threads follow the jobs asked for, also when fewer trials are left
-            threads = threads or blas_threads(jobs)
+            threads = threads or per_worker(jobs)
             workers = max(1, min(jobs, len(p.todo)))
             ex = executor or LocalExecutor(workers, log_dir=folder.path / "logs", threads=threads)
             stop = _loop(sweep, folder, entries, p.todo, ex, progress, handle_signals)
@@ -393,14 +309,17 @@ def run_sweep(
         counts: dict[str, int] = {}
         for e in grid:
             counts[e["status"]] = counts.get(e["status"], 0) + 1
-        failures = [e for e in grid if e["status"] in ("failed", "interrupted", "pending")]
+        unfinished = (Status.FAILED, Status.INTERRUPTED, "pending")
+        failures = [e for e in grid if e["status"] in unfinished]
         return SweepResult(
             folder.path,
             total=len(grid),
             counts=counts,
             skipped=len(p.skipped),
             ran=progress.finished,
-            failures=failures if stop is None else [e for e in grid if e["status"] == "failed"],
+            failures=failures
+            if stop is None
+            else [e for e in grid if e["status"] == Status.FAILED],
             signal=stop,
             seconds=time.perf_counter() - started,
         )
@@ -448,7 +367,7 @@ def _loop(
                     if run_dir.exists():
                         shutil.rmtree(run_dir)  # an unfinished or replaced attempt
                     run_dir.parent.mkdir(parents=True, exist_ok=True)
-                    e.update(status="running", error=None, started=_now(), finished=None)
+                    e.update(status=Status.RUNNING, error=None, started=now(), finished=None)
                     e["attempts"] = e.get("attempts", 0) + 1
                     ex.submit(TrialTask(trial.hash, trial.config, str(run_dir)))
                     running[trial.hash] = (trial, time.perf_counter())
@@ -461,15 +380,15 @@ def _loop(
                 _record(folder, entries[trial.hash], outcome, time.perf_counter() - t0, signals)
                 save()
                 progress.running = len(running)
-                progress.trial(trial, entries[trial.hash], _summary_of(folder, entries, trial))
+                _report(progress, trial, entries[trial.hash], _summary_of(folder, entries, trial))
             progress.tick()
     finally:
         ex.close(grace=1.0 if len(signals) >= 3 else 10.0)
         for key in running:
             e = entries[key]
-            e.update(status="interrupted" if signals else "failed", finished=_now())
+            e.update(status=Status.INTERRUPTED if signals else Status.FAILED, finished=now())
             e["error"] = "the sweep stopped before the trial ended"
-            _mark_run(folder.path / e["run"], e["status"], e["error"])
+            mark_ended(folder.path / e["run"], e["status"], e["error"])
         for trial in queue:
             entries[trial.hash]["status"] = "pending"
         save()
@@ -483,31 +402,18 @@ def _record(
 ) -> None:
     run_dir = folder.path / e["run"]
     materialize(outcome, run_dir)
-    status = outcome.status if outcome.status in (*DONE, "failed", "interrupted") else "failed"
-    if signals and status == "failed":
-        status = "interrupted"  # stopped at once by a repeated signal
-    e.update(status=status, error=outcome.error, finished=_now(), seconds=round(seconds, 3))
+    ended = (*DONE, Status.FAILED, Status.INTERRUPTED)
+    status = outcome.status if outcome.status in ended else Status.FAILED
+    if signals and status == Status.FAILED:
+        status = Status.INTERRUPTED  # stopped at once by a repeated signal
+    e.update(status=status, error=outcome.error, finished=now(), seconds=round(seconds, 3))
     e["worker"] = outcome.worker or None
-    if status in ("failed", "interrupted"):
-        _mark_run(run_dir, status, outcome.error)
+    if status in (Status.FAILED, Status.INTERRUPTED):
+        mark_ended(run_dir, status, outcome.error)
 
 
-def _mark_run(run_dir: Path, status: str, error: str | None) -> None:
-    """A run whose process died says 'running' in its summary: record how it ended."""
-    try:
-        summary = read_summary(run_dir)
-    except RunError:
-        return
-    if summary.get("status") != "running":
-        return
-    try:
-        epochs = len(read_metrics(run_dir))
-    except RunError:
-        epochs = 0
-    summary.update(status=status, epochs_completed=epochs, finished=_now())
-    if error:
-        summary["error"] = error
-    write_json(run_dir / "summary.json", summary)
+def _report(progress: SweepProgress, trial: Trial, e: dict, summary: dict | None) -> None:
+    progress.trial(trial.label, e["status"], headline(summary), e.get("seconds"), e.get("error"))
 
 
 def _summary_of(folder: SweepFolder, entries: dict[str, dict], trial: Trial) -> dict | None:

@@ -403,8 +403,9 @@ def _set(raw: dict, parts: list, value: Any, source: str, where: str) -> None:
 def check_trials(trials: list[Trial]) -> None:
     """Build every distinct data/model/loss combination once (seeds aside), so that a
     combination that cannot train is an error before any trial runs."""
+    from nnlab.experiment import build
     from nnlab.nn import OPTIMIZERS
-    from nnlab.train import Trainer, build
+    from nnlab.train import Trainer
 
     built: set[str] = set()
     optimizers: set[str] = set()

@@ -1,6 +1,6 @@
 """A sweep worker process: ``python -m nnlab.sweeps.worker``, started by ``LocalExecutor``.
 
-It reads trial tasks as JSON lines on stdin, trains each with ``nnlab.train.train`` into the
+It reads trial tasks as JSON lines on stdin, trains each with ``nnlab.lifecycle.train`` into the
 task's run folder, and writes one JSON line per trial on its original stdout (the result channel;
 anything else it prints goes to stderr, the worker's log). End of input: it exits.
 
@@ -63,8 +63,8 @@ class _State:
 def run_task(task: dict) -> dict:
     """Train one trial; the outcome as a JSON-able dict."""
     from nnlab.errors import NnlabError
+    from nnlab.lifecycle import train
     from nnlab.runs import read_summary
-    from nnlab.train import train
 
     key, run_dir = task["key"], task["run_dir"]
     try:
@@ -117,7 +117,7 @@ def main() -> int:
         signal.signal(sig, state.handle)
     threading.Thread(target=state.watch, daemon=True).start()
     try:
-        import nnlab.train  # noqa: F401  (imported while the first task is on its way)
+        import nnlab.lifecycle  # noqa: F401  (imported while the first task is on its way)
 
         serve(sys.stdin, results, state)
     except (_Stop, BrokenPipeError):

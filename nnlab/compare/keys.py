@@ -1,0 +1,215 @@
+"""The config keys of runs: flattened to dotted paths, the ones that differ, their short names,
+and components (an initializer with its options) shown as one text. Used by the compare table,
+diff and the legends of plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Iterable
+from typing import Any
+
+from nnlab.config import config_hash
+
+SEED_KEY = "training.seed"
+TOP_COMPONENTS = ("data", "loss", "optimizer")  # top-level config keys that name a component
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config -> dotted keys (``model.layers.0.units``). A list of plain values stays
+    one value (shown as text)."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict) and obj:
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(obj, list) and any(isinstance(v, dict | list) for v in obj):
+        for i, v in enumerate(obj):
+            out.update(flatten(v, f"{prefix}{i}."))
+    elif isinstance(obj, list | dict):
+        out[prefix[:-1]] = json.dumps(obj)
+    else:
+        out[prefix[:-1]] = obj
+    return out
+
+
+def flatten_configs(configs: list[dict]) -> list[dict[str, Any]]:
+    """Flatten several configs so that their keys line up: a component given by name in one
+    (``relu``) and as a mapping in another (``{name: leaky_relu, alpha: 0.1}``) is ``KEY.name``
+    in both, and a top-level component (``loss``) is always ``loss.name``, apart from the
+    metric ``loss``."""
+    flats = [
+        flatten({k: v for k, v in c.items() if k not in ("name", "description")}) for c in configs
+    ]
+    keys = {k for f in flats for k in f}
+    out = []
+    for flat in flats:
+        fixed = {}
+        for k, v in flat.items():
+            if k in TOP_COMPONENTS and isinstance(v, str):
+                k = f"{k}.name"
+            for sub in ("name", "type"):
+                if isinstance(v, str) and f"{k}.{sub}" in keys:
+                    k = f"{k}.{sub}"
+                    break
+            fixed[k] = v
+        out.append(fixed)
+    return out
+
+
+def differing_keys(flats: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> list[str]:
+    """Config keys whose value is not the same in every run (a missing key counts)."""
+    order: dict[str, None] = {}
+    for f in flats:
+        order.update(dict.fromkeys(f))
+    out = []
+    for k in order:
+        if k in skip:
+            continue
+        values = {json.dumps(f.get(k, "<missing>"), sort_keys=True, default=str) for f in flats}
+        if len(values) > 1:
+            out.append(k)
+    return out
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """The shortest unique dotted suffix of each key, without a trailing ``.name``/``.type``:
+    ``model.layers.0.initializer.name`` -> ``initializer``, ``optimizer.lr`` -> ``lr``."""
+    parts = {}
+    for k in keys:
+        segs = k.split(".")
+        if len(segs) > 1 and segs[-1] in ("name", "type"):
+            segs = segs[:-1]
+        parts[k] = segs
+    out = {}
+    for k, segs in parts.items():
+        for n in range(1, len(segs) + 1):
+            tail = segs[-n:]
+            if tail[0].isdigit() and n < len(segs):
+                continue
+            if sum(p[-n:] == tail for p in parts.values()) == 1:
+                out[k] = ".".join(tail)
+                break
+        else:
+            out[k] = k
+    return out
+
+
+def components(config: dict) -> dict[str, str]:
+    """Each named component of a resolved config (data set, loss, optimizer, schedule,
+    activation, initializer) as one text: its name and the options that differ from their
+    defaults, ``random_normal(stddev=1.0)``; keyed by dotted path."""
+    from nnlab.config import Config
+
+    out: dict[str, str] = {}
+    _walk(config, Config, "", out)
+    return out
+
+
+def _walk(value: Any, ann: Any, path: str, out: dict[str, str]) -> str | None:
+    """The component text of ``value`` if ``ann`` names a registry; records every component
+    met on the way into ``out``."""
+    from nnlab.schema import Ref, fields_of, unwrap
+
+    base, meta = unwrap(ann)
+    ref = next((m for m in meta if isinstance(m, Ref)), None)
+    if ref is not None:
+        return _component(value, ref.registry, path, out)
+    if dataclasses.is_dataclass(base) and isinstance(value, dict):
+        for f in fields_of(base):
+            if f.name in value:
+                _walk(value[f.name], f.annotation, f"{path}.{f.name}".lstrip("."), out)
+    elif typing.get_origin(base) is list and isinstance(value, list):
+        (item,) = typing.get_args(base) or (Any,)
+        for i, v in enumerate(value):
+            _walk(v, item, f"{path}.{i}", out)
+    elif typing.get_args(base) and isinstance(value, dict):  # a union: its mapping member
+        for arg in typing.get_args(base):
+            if dataclasses.is_dataclass(arg):
+                _walk(value, arg, path, out)
+    return None
+
+
+def _component(value: Any, reg: Any, path: str, out: dict[str, str]) -> str | None:
+    name = value.get(reg.key) if isinstance(value, dict) else value
+    if not isinstance(name, str) or name not in reg:
+        return None
+    options = value if isinstance(value, dict) else {}
+    changed = []
+    for f in reg.fields(name):
+        if f.name not in options:
+            continue
+        sub = _walk(options[f.name], f.annotation, f"{path}.{f.name}", out)
+        if f.required or options[f.name] != f.default:
+            changed.append(f"{f.name}={sub if sub is not None else option_text(options[f.name])}")
+    text = name + (f"({', '.join(changed)})" if changed else "")
+    if reg.key == "name":
+        out[path] = text
+    return text
+
+
+def option_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return fmt_config(value)
+
+
+def fmt_config(x: Any) -> str:
+    """A config value as a table cell: ``-`` for none, ``true``/``false``, floats as written."""
+    if x is None or (isinstance(x, float) and x != x):
+        return "-"
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, float):
+        return repr(x)
+    return str(x)
+
+
+def collapse(
+    keys: list[str], comps: list[dict[str, str]], taken: Iterable[str] = ()
+) -> tuple[list[str], dict[str, list]]:
+    """Where a component's name differs between runs, one column for it (its text) instead of
+    its name and every option: ``initializer`` = he_normal, random_normal(stddev=1.0). A
+    component whose path is ``taken`` by another column (the config's ``loss`` and the metric
+    ``loss``) keeps the column ``PATH.name``."""
+    keys = list(keys)
+    texts: dict[str, list] = {}
+    taken = set(taken)
+    paths = sorted({p for c in comps for p in c}, key=lambda p: p.count("."))
+    for path in paths:
+        if f"{path}.name" not in keys:
+            continue
+        inside = [k for k in keys if k == f"{path}.name" or k.startswith(f"{path}.")]
+        at = keys.index(inside[0])
+        keys = [k for k in keys if k not in inside]
+        column = f"{path}.name" if path in taken else path
+        keys.insert(at, column)
+        texts[column] = [c.get(path) for c in comps]
+    return keys, texts
+
+
+def group_key(config: dict) -> str:
+    """The identity of a config with its seed left out: the runs that differ only by seed."""
+    cfg = json.loads(json.dumps(config))
+    (cfg.get("training") or {}).pop("seed", None)
+    return config_hash(cfg)
+
+
+def describe_differences(
+    configs: list[dict], flats: list[dict[str, Any]], skip: tuple[str, ...] = ()
+) -> list[str] | None:
+    """``initializer=he_normal lr=0.01`` for each config: the keys that differ between them, by
+    their short names; None when nothing differs."""
+    keys = differing_keys(flats, skip=skip)
+    keys, texts = collapse(keys, [components(c) for c in configs])
+    if not keys:
+        return None
+    short = short_names(keys)
+    return [
+        " ".join(
+            f"{short[k]}={texts[k][i] if k in texts else fmt_config(flat.get(k))}" for k in keys
+        )
+        for i, flat in enumerate(flats)
+    ]

@@ -1,0 +1,356 @@
+"""Runs -> one table: the config keys that differ between the runs, and how each run did.
+
+``load_runs`` reads run folders (through ``nnlab.runs``; a folder holding runs stands for all of
+them); a run with a damaged file is reported through ``warn`` and skipped. ``record`` gives a row
+per run with every config key flattened (``model.layers.0.units``) and the metric columns: ``M``
+(last value), ``M.best``, ``M.best_epoch`` for each metric of metrics.csv, ``test_M`` from the
+summary, ``status``, ``epochs``, ``seconds``. ``build_table`` filters (``--where``), groups
+seeds, sorts and picks the columns; ``nnlab.compare.render`` writes it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nnlab.compare.keys import (
+    SEED_KEY,
+    collapse,
+    components,
+    differing_keys,
+    flatten_configs,
+    group_key,
+)
+from nnlab.compare.query import matches, resolve_column
+from nnlab.errors import ConfigError, RunError, did_you_mean
+from nnlab.metrics import NOT_METRICS, higher_is_better
+from nnlab.runs import (
+    Metrics,
+    Status,
+    find_runs,
+    read_config,
+    read_metrics,
+    read_summary,
+    run_status,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Warn = Callable[[str], None]
+META = ("status", "epochs", "seconds")
+
+
+@dataclass
+class Run:
+    """A run folder, read."""
+
+    path: Path
+    config: dict
+    summary: dict
+    metrics: Metrics  # a row per epoch, the columns of metrics.csv
+    status: str  # the summary's, or 'killed' for a run whose process is gone
+    label: str = ""
+    flat: dict[str, Any] = field(default_factory=dict)
+
+
+def read_run(path: Path) -> Run:
+    """Read a run folder; a RunError names the file that is missing or damaged."""
+    summary = read_summary(path)
+    config = read_config(path)
+    return Run(path, config, summary, read_metrics(path, missing_ok=True), run_status(summary))
+
+
+def load_runs(paths: Iterable[str | Path], warn: Warn) -> list[Run]:
+    """Read every run among ``paths``; damaged ones are reported through ``warn`` and skipped."""
+    runs = []
+    for path in find_runs(paths, warn):
+        try:
+            runs.append(read_run(path))
+        except RunError as e:
+            warn(f"{e}; skipped")
+    names = [r.path.name for r in runs]
+    unique = len(set(names)) == len(names)
+    for r, flat in zip(runs, flatten_configs([r.config for r in runs]), strict=True):
+        r.label = r.path.name if unique else str(r.path)
+        r.flat = flat
+    return runs
+
+
+# ---------------------------------------------------------------- records
+
+
+def number(x: Any) -> float:
+    """A summary's value as a float (NaN for anything else; non-finite numbers are text)."""
+    if isinstance(x, bool) or x is None:
+        return math.nan
+    if isinstance(x, int | float):
+        return float(x)
+    if isinstance(x, str):
+        try:
+            return float(x)
+        except ValueError:
+            return math.nan
+    return math.nan
+
+
+def metric_names(runs: list[Run]) -> list[str]:
+    """The metrics of metrics.csv over all runs, in file order."""
+    names: dict[str, None] = {}
+    for r in runs:
+        cols = list(r.metrics.columns) or list((r.summary.get("last") or {}).keys())
+        names.update(dict.fromkeys(c for c in cols if c not in NOT_METRICS))
+    return list(names)
+
+
+def _metric(rec: dict, run: Run, name: str) -> None:
+    """A metric's last value, best value and the epoch of the best, from metrics.csv (or the
+    summary when the run has no metrics log)."""
+    m = run.metrics
+    if name in m.columns and len(m):
+        col = m.column(name)
+        rec[name] = float(col[-1])
+        finite = np.flatnonzero(np.isfinite(col))
+        if len(finite):
+            i = finite[np.argmax(col[finite]) if higher_is_better(name) else np.argmin(col[finite])]
+            rec[f"{name}.best"] = float(col[i])
+            rec[f"{name}.best_epoch"] = int(m.column("epoch")[i])
+        else:
+            rec[f"{name}.best"] = rec[f"{name}.best_epoch"] = math.nan
+        return
+    rec[name] = number((run.summary.get("last") or {}).get(name))
+    best = (run.summary.get("best") or {}).get(name) or {}
+    rec[f"{name}.best"] = number(best.get("value") if isinstance(best, dict) else None)
+    rec[f"{name}.best_epoch"] = number(best.get("epoch") if isinstance(best, dict) else None)
+
+
+def record(run: Run, metrics: list[str]) -> dict[str, Any]:
+    """A run as one row: its flattened config and its metric columns."""
+    rec: dict[str, Any] = {"run": run.label, **run.flat}
+    for name in metrics:
+        _metric(rec, run, name)
+    test = run.summary.get("test")
+    for key, value in test.items() if isinstance(test, dict) else ():
+        rec[f"test_{key}"] = number(value)
+    rec["status"] = run.status
+    epochs = run.summary.get("epochs_completed")
+    unfinished = run.status in (Status.RUNNING, Status.KILLED)  # the summary is written last
+    rec["epochs"] = epochs if isinstance(epochs, int) and not unfinished else len(run.metrics)
+    seconds = run.summary.get("train_seconds")
+    if not isinstance(seconds, int | float):
+        m = run.metrics
+        seconds = float(m.column("seconds").sum()) if "seconds" in m.columns else math.nan
+    rec["seconds"] = float(seconds)
+    return rec
+
+
+def filter_runs(runs: list[Run], where: Iterable[str]) -> list[Run]:
+    """The runs that satisfy every ``--where`` condition."""
+    where = list(where)
+    if not where:
+        return runs
+    metrics = metric_names(runs)
+    keep = matches(
+        [record(r, metrics) for r in runs], where, differing_keys([r.flat for r in runs])
+    )
+    return [r for r, k in zip(runs, keep, strict=True) if k]
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclass
+class Table:
+    """What ``render`` prints: a frame and how to show it."""
+
+    frame: pd.DataFrame
+    columns: list[str]  # shown, in order (grouped: the base names of the mean/std/n columns)
+    config_keys: list[str]  # which of the columns are config keys
+    grouped: bool
+    aggregated: set[str] = field(default_factory=set)  # grouped: columns shown as mean ± std (n)
+
+
+def build_table(
+    runs: list[Run],
+    metrics: Iterable[str] = (),
+    columns: Iterable[str] = (),
+    where: Iterable[str] = (),
+    sort: str | None = None,
+    reverse: bool = False,
+    top: int | None = None,
+    group_seeds: bool = False,
+) -> Table:
+    """One row per run (or per group of seeds), filtered, sorted and cut to ``top`` rows."""
+    import pandas as pd
+
+    all_metrics = metric_names(runs)
+    chosen = _choose_metrics(list(metrics), all_metrics)
+    recs = [record(r, all_metrics) for r in runs]
+    frame = pd.DataFrame.from_records(recs) if recs else pd.DataFrame(columns=["run", *META])
+    cols = list(frame.columns)
+    prefer = differing_keys([r.flat for r in runs])
+    keep = matches(recs, where, prefer)
+    runs = [r for r, k in zip(runs, keep, strict=True) if k]
+    frame = frame[pd.Series(keep, index=frame.index, dtype=bool)] if len(frame) else frame
+    numeric = [c for c in cols if _is_metric_column(c, all_metrics)]
+    if group_seeds:
+        frame, firsts = _group(frame, runs, numeric)
+        config_keys = differing_keys([r.flat for r in firsts], skip=(SEED_KEY,))
+    else:
+        firsts = runs
+        config_keys = differing_keys([r.flat for r in runs])
+    comps = [components(r.config) for r in firsts]
+    config_keys, texts = collapse(config_keys, comps, taken=[c for c in cols if c not in prefer])
+    for path, values in texts.items():
+        frame[path] = values
+    if columns:
+        shown = _asked_columns(frame, columns, cols, comps, config_keys, prefer, group_seeds)
+    else:
+        shown = _default_columns(config_keys, chosen, cols, group_seeds)
+    shown = ["runs" if group_seeds else "run", *shown]
+    frame = _order(frame, sort, reverse, top, cols, numeric, prefer, group_seeds)
+    config_keys = [c for c in shown if c in config_keys or (c not in numeric and "." in c)]
+    aggregated = set(numeric) if group_seeds else set()
+    return Table(frame.reset_index(drop=True), shown, config_keys, group_seeds, aggregated)
+
+
+def _asked_columns(
+    frame: pd.DataFrame,
+    columns: Iterable[str],
+    cols: list[str],
+    comps: list[dict[str, str]],
+    config_keys: list[str],
+    prefer: list[str],
+    group_seeds: bool,
+) -> list[str]:
+    """The columns ``--columns`` names; a component asked for by its path shows its options."""
+    names = cols + (["runs", "seeds"] if group_seeds else [])
+    shown = []
+    for given in _split(columns):
+        col = resolve_column(given, names, "--columns", prefer)
+        path = col.removesuffix(".name")
+        if col.endswith(".name") and not given.endswith(".name") and any(path in c for c in comps):
+            frame[path] = [c.get(path) for c in comps]  # the component with its options
+            config_keys.append(path)
+            col = path
+        if col not in ("run", "runs"):
+            shown.append(col)
+    return shown
+
+
+def _default_columns(
+    config_keys: list[str], chosen: list[str], cols: list[str], group_seeds: bool
+) -> list[str]:
+    shown = list(config_keys)
+    for name in chosen:
+        shown += [name, f"{name}.best"] + ([] if group_seeds else [f"{name}.best_epoch"])
+    shown += [c for c in cols if c.startswith("test_")]
+    return shown + list(META)
+
+
+def _order(
+    frame: pd.DataFrame,
+    sort: str | None,
+    reverse: bool,
+    top: int | None,
+    cols: list[str],
+    numeric: list[str],
+    prefer: list[str],
+    group_seeds: bool,
+) -> pd.DataFrame:
+    """``--sort`` (best first for metrics), ``--reverse`` and ``--top``."""
+    if sort:
+        key = resolve_column(sort, cols, "--sort", prefer)
+        by = f"{key}.mean" if group_seeds and key in numeric else key
+        if by not in frame.columns:
+            raise ConfigError(f"cannot sort by {key!r} here", source="--sort")
+        ascending = not higher_is_better(key) if key in numeric else True
+        if reverse:
+            ascending = not ascending
+        frame = frame.sort_values(by, ascending=ascending, na_position="last", kind="stable")
+    elif reverse:
+        frame = frame.iloc[::-1]
+    return frame.head(top) if top is not None else frame
+
+
+def _split(items: Iterable[str]) -> list[str]:
+    return [c.strip() for item in items for c in item.split(",") if c.strip()]
+
+
+def _choose_metrics(asked: list[str], available: list[str]) -> list[str]:
+    """``--metric`` names (``all``: every one); by default the validation metrics if the runs
+    have them, else the training metrics."""
+    asked = _split(asked)
+    if not asked:
+        val = [m for m in available if m.startswith("val_")]
+        return val or available
+    if asked == ["all"]:
+        return available
+    out = []
+    for name in asked:
+        if name not in available:
+            raise ConfigError(
+                f"no metric {name!r} in these runs.{did_you_mean(name, available)} "
+                f"Metrics: {', '.join(available) or 'none'} (or all)",
+                source="--metric",
+            )
+        out.append(name)
+    return out
+
+
+def _is_metric_column(col: str, metrics: list[str]) -> bool:
+    """A metric's last value, ``NAME.best`` or ``NAME.best_epoch``, a test metric, or timing
+    (not a config key such as ``loss.name``)."""
+    base, _, rest = col.partition(".")
+    return (
+        (base in metrics and rest in ("", "best", "best_epoch"))
+        or col.startswith("test_")
+        or col in ("epochs", "seconds")
+    )
+
+
+def _group(frame: pd.DataFrame, runs: list[Run], numeric: list[str]):
+    """Mean, sample standard deviation (ddof=1) and count of the finite values of each numeric
+    column, over the runs of each group; config columns from the group's first run."""
+    import pandas as pd
+
+    columns = ["runs"]
+    for col in frame.columns:
+        if col in numeric:
+            columns += [f"{col}.mean", f"{col}.std", f"{col}.n"]
+        elif col != "run":
+            columns.append("seeds" if col == SEED_KEY else col)
+    order: dict[str, list[int]] = {}
+    for i, r in enumerate(runs):
+        order.setdefault(group_key(r.config), []).append(i)
+    rows, firsts = [], []
+    for idx in order.values():
+        rows.append(_group_row(frame.iloc[idx], numeric))
+        firsts.append(runs[idx[0]])
+    return pd.DataFrame.from_records(rows, columns=columns), firsts
+
+
+def _group_row(part: pd.DataFrame, numeric: list[str]) -> dict[str, Any]:
+    import pandas as pd
+
+    row: dict[str, Any] = {"runs": len(part)}
+    for col in part.columns:
+        if col in numeric:
+            values = pd.to_numeric(part[col], errors="coerce").to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            row[f"{col}.mean"] = float(values.mean()) if len(values) else math.nan
+            row[f"{col}.std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            row[f"{col}.n"] = len(values)
+        elif col == "status":
+            counts = part["status"].value_counts(sort=False)
+            row["status"] = ", ".join(f"{n} {s}" for s, n in counts.items())
+        elif col == SEED_KEY:
+            row["seeds"] = ",".join(str(s) for s in part[col])
+        elif col != "run":
+            row[col] = part[col].iloc[0]
+    return row
