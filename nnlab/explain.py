@@ -51,12 +51,12 @@ def run_inputs(run: str | Path, split: str) -> tuple[Any, dict, Any, Array]:
     from nnlab.config import load_config
     from nnlab.data import load
     from nnlab.experiment import seed_streams
-    from nnlab.predict import load_run
+    from nnlab.runs import load_model
 
     path = Path(run)
     if not (path / "config.yaml").is_file():
         raise DataError(f"{run}: not a run folder (no config.yaml); give a run folder")
-    model, meta = load_run(path)
+    model, meta = load_model(path)
     config = load_config(path / "config.yaml")
     rngs = seed_streams(config["training"]["seed"], config["data"].get("split_seed"))
     data = load(config["data"], rngs["data"], model.dtype)
@@ -116,7 +116,7 @@ def saliency(
         predicted class of each sample (classifiers) or the only output (regression).
     score : ``logit`` (the output layer's pre-activation) or ``output`` (the model's output).
     """
-    from nnlab.predict import model_info
+    from nnlab.nn.graph import model_info
 
     if score not in SCORES:
         raise ConfigError(f"{score!r} is not a score.{did_you_mean(score, SCORES)}", "--score")

@@ -446,13 +446,15 @@ def read_model_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def load_model(run: str | Path) -> tuple[Any, dict]:
-    """Rebuild a trained model from a run folder (or a model.npz): (model, meta)."""
+    """Rebuild a trained model from a run folder (or a model.npz): (model, meta), with the run
+    folder's name as ``meta["run"]``."""
     from nnlab.nn import Model
 
     path = Path(run)
-    if path.is_dir():
-        path = path / "model.npz"
-    meta, params = read_model_file(path)
+    if not path.exists():
+        raise RunError(f"{run}: no such run folder or model file")
+    meta, params = read_model_file(path / "model.npz" if path.is_dir() else path)
+    meta["run"] = (path if path.is_dir() else path.parent).resolve().name
     model = Model.from_spec(
         meta["model"], tuple(meta["input_shape"]), np.random.default_rng(0), meta["dtype"]
     )

@@ -11,7 +11,8 @@ from nnlab.config import resolve
 from nnlab.data import DATASETS
 from nnlab.invert import NotInvertibleError, check_invertible, invert, invert_file
 from nnlab.nn import Model
-from nnlab.predict import load_run, predict, predict_file
+from nnlab.predict import predict, predict_file
+from nnlab.runs import load_model
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_every_invertible_activation_round_trips(activation, tmp_path):
         "model.layers.3={type: dense, units: 2}",
         "training.epochs=3",
     )
-    model, meta = load_run(run)
+    model, meta = load_model(run)
     X = points(seed=2)
     Y = predict(model, meta, X)
     np.testing.assert_allclose(invert(model, meta, Y), X, atol=1e-3)
@@ -126,7 +127,7 @@ def test_a_singular_weight_matrix_is_refused():
 
 
 def test_outputs_outside_an_activations_range_are_counted_and_named(twist_run, tmp_path):
-    model, meta = load_run(twist_run)
+    model, meta = load_model(twist_run)
     Y = predict(model, meta, points(5))
     Y[1] = [50.0, -50.0]  # far beyond what the tanh of layer 0 can give
     with pytest.raises(NotInvertibleError) as e:

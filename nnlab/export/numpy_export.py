@@ -31,7 +31,7 @@ from nnlab.export.base import (
     outputs_text,
     recurrent_shapes,
 )
-from nnlab.predict import head_names
+from nnlab.nn.graph import head_names
 
 Array = np.ndarray
 WEIGHTS = ("inline", "npz")
