@@ -139,10 +139,7 @@ def saliency(
     others = [False] * (model.n_outputs - 1)  # the outputs after the first are not explained
     flags: bool | list[bool] = [logits, *others] if others else logits
     k_classes = len(classes) if classify else 0
-    sum_abs = np.zeros(model.input_shape, np.float64)
-    sum_signed = np.zeros(model.input_shape, np.float64)
-    per_class = np.zeros((k_classes, *model.input_shape)) if classify and fixed is None else None
-    counts = np.zeros(k_classes, np.int64)
+    sums = _Sums(model.input_shape, k_classes, per_class=classify and fixed is None)
     for start in range(0, n, BATCH):
         xb = X[start : start + BATCH]
         outs = model.forward(xb, training=False, logits=flags)
@@ -154,42 +151,68 @@ def saliency(
             target = _decide(out, logits, activation, threshold)
         else:
             target = np.zeros(b, np.int64)
-        d = np.zeros_like(out)
-        if n_units == 1:  # one unit: class 1's score is the output, class 0's its negative
-            d[:, 0] = np.where(target == 1, 1.0, -1.0) if classify else 1.0
-        else:
-            d[np.arange(b), target] = 1.0
+        d = _score_gradient(out, target, classify)
         douts = [d, *[None for _ in others]] if others else d
-        grad = model.backward(douts, logits=flags, need_input_grad=True)  # (b, *input_shape)
-        g = np.abs(grad, dtype=np.float64)
-        sum_abs += g.sum(axis=0)
-        sum_signed += grad.sum(axis=0, dtype=np.float64)
-        if per_class is not None:
-            onehot = np.eye(k_classes)[target]  # (b, classes)
-            per_class += (onehot.T @ g.reshape(b, -1)).reshape(per_class.shape)
-        if k_classes:
-            counts += np.bincount(target, minlength=k_classes)[:k_classes]
+        sums.add(model.backward(douts, logits=flags, need_input_grad=True), target)
     what = "logit" if logits else ("probability" if info["probabilities"] else "output")
-    if fixed is not None:
-        name = classes[fixed] if fixed < len(classes) else str(fixed)
-        target_text = f"the {what} of {'class' if classify else 'output'} {name}"
-    elif classify:
-        target_text = f"the {what} of the predicted class"
-    else:
-        target_text = f"the {what}"
+    target_text = _target_text(what, fixed, classes, classify)
+    per_class = sums.per_class
     if per_class is not None:
-        per_class /= np.maximum(counts, 1).reshape(-1, *([1] * len(model.input_shape)))
+        per_class /= np.maximum(sums.counts, 1).reshape(-1, *([1] * len(model.input_shape)))
     return Saliency(
-        mean_abs=sum_abs / n,
-        mean=sum_signed / n,
+        mean_abs=sums.abs / n,
+        mean=sums.signed / n,
         split=split,
         samples=n,
         target=target_text,
         image_shape=image_shape,
         class_names=classes,
         per_class=per_class,
-        class_counts=counts if per_class is not None else None,
+        class_counts=sums.counts if per_class is not None else None,
     )
+
+
+class _Sums:
+    """Running sums of input gradients: of their absolute values, signed, and per class."""
+
+    def __init__(self, input_shape: tuple[int, ...], k_classes: int, per_class: bool):
+        self.abs = np.zeros(input_shape, np.float64)
+        self.signed = np.zeros(input_shape, np.float64)
+        self.per_class = np.zeros((k_classes, *input_shape)) if per_class else None
+        self.counts = np.zeros(k_classes, np.int64)
+        self.k = k_classes
+
+    def add(self, grad: Array, target: Array) -> None:
+        """A batch's gradients (b, *input_shape) and the class each explains (b,)."""
+        b = grad.shape[0]
+        g = np.abs(grad, dtype=np.float64)
+        self.abs += g.sum(axis=0)
+        self.signed += grad.sum(axis=0, dtype=np.float64)
+        if self.per_class is not None:
+            onehot = np.eye(self.k)[target]  # (b, classes)
+            self.per_class += (onehot.T @ g.reshape(b, -1)).reshape(self.per_class.shape)
+        if self.k:
+            self.counts += np.bincount(target, minlength=self.k)[: self.k]
+
+
+def _score_gradient(out: Array, target: Array, classify: bool) -> Array:
+    """d score / d out: 1 at each sample's target unit. One unit: class 1's score is the
+    output, class 0's its negative."""
+    d = np.zeros_like(out)
+    if out.shape[1] == 1:
+        d[:, 0] = np.where(target == 1, 1.0, -1.0) if classify else 1.0
+    else:
+        d[np.arange(out.shape[0]), target] = 1.0
+    return d
+
+
+def _target_text(what: str, fixed: int | None, classes: list[str], classify: bool) -> str:
+    if fixed is not None:
+        name = classes[fixed] if fixed < len(classes) else str(fixed)
+        return f"the {what} of {'class' if classify else 'output'} {name}"
+    if classify:
+        return f"the {what} of the predicted class"
+    return f"the {what}"
 
 
 def explain(
