@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nnlab.runs import Status
+
 
 def _num(x: Any) -> str:
     if x is None:
@@ -20,7 +22,7 @@ def format_result(summary: dict) -> str:
     head = f"{s['name']}: {status}, {s['epochs_completed']}/{s['epochs_planned']} epochs"
     head += f" in {s.get('train_seconds', 0):.2f} s ({s.get('parameters', 0):,d} parameters)"
     lines = [head]
-    if status == "diverged":
+    if status == Status.DIVERGED:
         at = s.get("diverged_at") or {}
         where = f"epoch {at.get('epoch')}" + (f", batch {at['batch']}" if at.get("batch") else "")
         lines.append(
@@ -49,6 +51,6 @@ def format_result(summary: dict) -> str:
         from nnlab.baselines import describe
 
         lines += ["  " + line for line in describe(s["baselines"])]
-    if status == "failed" and s.get("error"):
+    if status == Status.FAILED and s.get("error"):
         lines.append(f"  error: {s['error']}")
     return "\n".join(lines)

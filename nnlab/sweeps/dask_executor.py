@@ -26,6 +26,7 @@ from typing import Any
 
 import nnlab
 from nnlab.errors import ConfigError
+from nnlab.runs import Status
 from nnlab.sweeps.executor import Executor, TrialOutcome, TrialTask
 
 INSTALL = "pip install 'nnlab[dask]'"
@@ -135,7 +136,7 @@ class DaskExecutor(Executor):
             try:
                 msg = future.result()
             except Exception as e:  # the result could not be fetched (the scheduler went away)
-                return TrialOutcome(key, "failed", error=f"{type(e).__name__}: {e}")
+                return TrialOutcome(key, Status.FAILED, error=f"{type(e).__name__}: {e}")
             return TrialOutcome(
                 key,
                 msg["status"],
@@ -144,7 +145,7 @@ class DaskExecutor(Executor):
                 files=msg.get("files"),
                 worker=msg.get("worker", ""),
             )
-        status = "interrupted" if self._interrupts else "failed"
+        status = Status.INTERRUPTED if self._interrupts else Status.FAILED
         if self.client.status != "running":  # cancelled because the scheduler went away
             return TrialOutcome(key, status, error=f"lost the Dask scheduler at {self.address}")
         if future.status == "cancelled":
@@ -207,7 +208,7 @@ def run_trial(task: dict, stop_name: str) -> dict:
 
     with contextlib.suppress(TimeoutError):
         stop.get(timeout=0.01)  # set already: the sweep stopped while the trial was queued
-        return {**outcome, "status": "interrupted", "error": "the sweep stopped first"}
+        return {**outcome, "status": Status.INTERRUPTED, "error": "the sweep stopped first"}
     scratch = Path(tempfile.mkdtemp(prefix="nnlab-trial-", dir=worker.local_directory))
     run_dir = scratch / task["run"]
     threading.Thread(target=watch, daemon=True).start()
@@ -218,10 +219,10 @@ def run_trial(task: dict, stop_name: str) -> dict:
             )
             outcome.update(status=result.summary["status"], error=None)
         except NnlabError as e:
-            outcome.update(status="failed", error=str(e))
+            outcome.update(status=Status.FAILED, error=str(e))
         except Exception as e:
             traceback.print_exc()  # the worker's log
-            outcome.update(status="failed", error=f"{type(e).__name__}: {e}")
+            outcome.update(status=Status.FAILED, error=f"{type(e).__name__}: {e}")
         if run_dir.is_dir():
             with contextlib.suppress(NnlabError):
                 outcome["summary"] = read_summary(run_dir)

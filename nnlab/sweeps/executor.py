@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 import nnlab
+from nnlab.runs import Status
 from nnlab.threads import blas_env, per_worker
 
 
@@ -219,7 +220,7 @@ class LocalExecutor(Executor):
             else f"exit status {code}"
         )
         tail = self._log_tail(worker.name)
-        status = "interrupted" if self._stopping else "failed"
+        status = Status.INTERRUPTED if self._stopping else Status.FAILED
         error = f"the worker process died ({how})" + (f": {tail}" if tail else "")
         return [TrialOutcome(worker.task.key, status, error=error, worker=worker.name)]
 

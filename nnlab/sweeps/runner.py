@@ -37,8 +37,8 @@ from typing import Any, TextIO
 from nnlab.config import dump_yaml
 from nnlab.errors import RunError
 from nnlab.files import atomic_write, write_json
-from nnlab.progress import SweepProgress
 from nnlab.runs import DONE, Status, make_dir, mark_ended, now, read_summary, safe_name
+from nnlab.sweeps.display import SweepProgress
 from nnlab.sweeps.executor import (
     Executor,
     LocalExecutor,

@@ -64,19 +64,19 @@ def run_task(task: dict) -> dict:
     """Train one trial; the outcome as a JSON-able dict."""
     from nnlab.errors import NnlabError
     from nnlab.lifecycle import train
-    from nnlab.runs import read_summary
+    from nnlab.runs import Status, read_summary
 
     key, run_dir = task["key"], task["run_dir"]
     try:
         result = train(task["config"], runs_dir=run_dir, quiet=True, run_dir=run_dir)
     except (_Stop, KeyboardInterrupt):
-        return {"key": key, "status": "interrupted", "error": "stopped by a signal"}
+        return {"key": key, "status": Status.INTERRUPTED, "error": "stopped by a signal"}
     except NnlabError as e:
-        return {"key": key, "status": "failed", "error": str(e), "summary": _summary(run_dir)}
+        return {"key": key, "status": Status.FAILED, "error": str(e), "summary": _summary(run_dir)}
     except Exception as e:
         traceback.print_exc()
         error = f"{type(e).__name__}: {e}"
-        return {"key": key, "status": "failed", "error": error, "summary": _summary(run_dir)}
+        return {"key": key, "status": Status.FAILED, "error": error, "summary": _summary(run_dir)}
     try:
         summary = read_summary(run_dir)
     except NnlabError:
