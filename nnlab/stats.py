@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from nnlab.errors import NnlabError
+from nnlab.errors import DataError, NnlabError
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -65,11 +65,6 @@ def _scipy_stats() -> Any:
 def _t_quantile(confidence: float, df: float) -> float:
     """The two-sided critical value of Student's t: ``t.ppf((1 + confidence) / 2, df)``."""
     return float(_scipy_stats().t.ppf((1 + confidence) / 2, df))
-
-
-def _finite(values: ArrayLike) -> np.ndarray:
-    x = np.asarray(values, dtype=np.float64).ravel()  # (n,)
-    return x[np.isfinite(x)]
 
 
 def _rounding(*arrays: np.ndarray) -> float:
@@ -127,7 +122,7 @@ def summarize(values: ArrayLike, confidence: float = CONFIDENCE) -> Summary:
         standard deviation (ddof=1): ``mean ± half_width`` is ``scipy.stats.t.interval``.
         n = 1: std and half_width nan; n = 0: mean nan too.
     """
-    x = _finite(values)
+    x = _finite(values)[0]
     n = int(x.size)
     if n == 0:
         return Summary(0, math.nan, math.nan, math.nan, confidence)
@@ -194,17 +189,16 @@ def paired_by_seed(
     if seeds is None or ref_seeds is None:
         return None
     s, r = np.asarray(seeds).ravel(), np.asarray(ref_seeds).ravel()
-    if s.size != values.size or r.size != ref.size:
-        raise ValueError("seeds and values differ in length")
-    if len(set(s.tolist())) != s.size or set(s.tolist()) != set(r.tolist()):
+    if s.size != r.size or len(set(s.tolist())) != s.size or set(s.tolist()) != set(r.tolist()):
         return None
     order_s, order_r = np.argsort(s, kind="stable"), np.argsort(r, kind="stable")
     return values[order_s], ref[order_r]
 
 
-def _finite_with_seeds(
-    values: ArrayLike, seeds: ArrayLike | None
+def _finite(
+    values: ArrayLike, seeds: ArrayLike | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The finite values (n,) and their seeds."""
     x = np.asarray(values, dtype=np.float64).ravel()  # (n,)
     keep = np.isfinite(x)
     if seeds is None:
@@ -224,7 +218,7 @@ def compare(
     reference_seeds: ArrayLike | None = None,
     alpha: float = ALPHA,
     confidence: float = CONFIDENCE,
-    seed: int = 0,
+    rng_seed: int = 0,
 ) -> Comparison:
     """A group against a reference group: the difference, its interval, p-value and verdict.
 
@@ -242,18 +236,18 @@ def compare(
         Significance level of the verdict (two-sided).
     confidence : float
         Coverage of the interval of the difference.
-    seed : int
+    rng_seed : int
         Seed of the Monte Carlo sign flips beyond ``EXACT_MAX_PAIRS`` pairs.
 
     Returns
     -------
     Comparison
     """
-    x, sx = _finite_with_seeds(values, seeds)
-    r, sr = _finite_with_seeds(reference, reference_seeds)
+    x, sx = _finite(values, seeds)
+    r, sr = _finite(reference, reference_seeds)
     pairs = paired_by_seed(x, sx, r, sr)
     if pairs is not None:
-        c = _paired(pairs[0] - pairs[1], confidence, seed, _rounding(x, r))
+        c = _paired(pairs[0] - pairs[1], confidence, rng_seed, _rounding(x, r))
     else:
         c = _welch(x, r, confidence, _rounding(x, r))
     verdict = _verdict(c["diff"], c["p_value"], higher_is_better, alpha)
@@ -274,7 +268,7 @@ def _paired(d: np.ndarray, confidence: float, seed: int, floor: float) -> dict[s
     diff = float(np.mean(d)) if n else math.nan
     out = {"diff": diff, "test": PAIRED, "n_pairs": n, "df": float(n - 1)}
     if n < 2:
-        return {**out, "low": math.nan, "high": math.nan, "p_value": math.nan}
+        return {**out, "test": NO_TEST, "low": math.nan, "high": math.nan, "p_value": math.nan}
     out["p_exact"] = sign_flip_test(d, seed=seed)
     sd = _std(d, floor)
     if sd == 0.0:
@@ -358,17 +352,11 @@ def seeds_needed(
     """How many seeds per group would tell the two groups apart, from their spread.
 
     The smallest n at which the two-sided t-test at ``alpha`` has ``power`` against the
-    observed difference, if the spread stays what it is: paired (same seeds, as
-    :func:`compare` pairs them) from the mean and standard deviation of the per-seed
-    differences, with n - 1 degrees of freedom; otherwise Welch's test with n seeds in each
-    group (df (n - 1)(v1 + v2)^2 / (v1^2 + v2^2)). Power is read off the noncentral t
-    distribution (noncentrality difference / standard error).
-
-    Parameters
-    ----------
-    values, reference : array_like, shapes (n,) and (m,)
-    seeds, reference_seeds : array_like, optional
-        As in :func:`compare`.
+    observed difference if the spread stays what it is: paired (the same seeds, as in
+    :func:`compare`) from the per-seed differences, df n - 1; otherwise Welch with n seeds
+    in each group, df (n - 1)(v1 + v2)^2 / (v1^2 + v2^2). Power from the noncentral t
+    distribution (noncentrality: difference / standard error). ``values``, ``reference``
+    and the seeds are as in :func:`compare`.
 
     Returns
     -------
@@ -377,8 +365,8 @@ def seeds_needed(
         tell them apart) or needs more than ``MAX_SEEDS``; ``nan`` when a group has fewer
         than 2 values (no spread to go by).
     """
-    x, sx = _finite_with_seeds(values, seeds)
-    r, sr = _finite_with_seeds(reference, reference_seeds)
+    x, sx = _finite(values, seeds)
+    r, sr = _finite(reference, reference_seeds)
     floor = _rounding(x, r)
     pairs = paired_by_seed(x, sx, r, sr)
     if pairs is not None:
@@ -408,8 +396,7 @@ def seeds_needed(
 
 def _power(noncentrality: float, df: float, alpha: float) -> float:
     """Power of the two-sided t-test: P(|T| > t_crit) for T noncentral t(df, noncentrality)."""
-    st = _scipy_stats()
-    crit = float(st.t.ppf(1 - alpha / 2, df))
+    st, crit = _scipy_stats(), _t_quantile(1 - alpha, df)
     with np.errstate(all="ignore"):
         p = st.nct.sf(crit, df, noncentrality) + st.nct.cdf(-crit, df, noncentrality)
     return float(np.clip(p, 0.0, 1.0)) if np.isfinite(p) else 1.0
@@ -433,13 +420,9 @@ def _smallest(reaches: Any) -> float:
 
 @dataclass(frozen=True)
 class Verdicts:
-    """Every group of a table against one reference group.
-
-    ``reference`` is the index of the reference group; ``rows[i]`` compares group i with it
-    (verdict 'reference' for itself); ``runner_up`` is the best group after the best one and
-    ``seeds_needed`` the seeds per group that would tell the two best apart (see
-    :func:`seeds_needed`; nan with fewer than two groups).
-    """
+    """Every group of a table against the group at index ``reference``: ``rows[i]`` for
+    group i (verdict 'reference' for itself); ``best`` and ``runner_up`` (None for a single
+    group) by mean, and the ``seeds_needed`` to tell them apart (nan for a single group)."""
 
     reference: int
     rows: list[Comparison]
@@ -482,29 +465,23 @@ def verdicts(
     higher_is_better : bool
         The metric's direction.
 
-    Notes
-    -----
     Each p-value is for its own comparison (no correction for comparing many rows); against
     the best row, chosen for its high mean, differences tend to come out larger than they are.
     """
     means = [summarize(v).mean for v, _ in groups]
     best = best_index(means, higher_is_better)
-    rest = [m if i != best else math.nan for i, m in enumerate(means)]
-    runner_up = best_index(rest, higher_is_better) if best >= 0 else -1
+    if best < 0:
+        raise DataError("no row has a finite value to compare")
+    runner_up = best_index(
+        [m if i != best else math.nan for i, m in enumerate(means)], higher_is_better
+    )
     ref = best if against == "best" else int(against)
     if not 0 <= ref < len(groups):
         raise IndexError(f"no row {against} among {len(groups)}")
     ref_values, ref_seeds = groups[ref]
+    options = {"higher_is_better": higher_is_better, "alpha": alpha, "confidence": confidence}
     rows = [
-        compare(
-            v,
-            ref_values,
-            seeds=s,
-            reference_seeds=ref_seeds,
-            higher_is_better=higher_is_better,
-            alpha=alpha,
-            confidence=confidence,
-        )
+        compare(v, ref_values, seeds=s, reference_seeds=ref_seeds, **options)
         if i != ref
         else _as_reference(summarize(ref_values).n)
         for i, (v, s) in enumerate(groups)

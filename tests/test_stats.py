@@ -11,7 +11,7 @@ import pytest
 import scipy.stats as st
 
 from nnlab import stats
-from nnlab.errors import NnlabError
+from nnlab.errors import DataError, NnlabError
 
 pytestmark = pytest.mark.filterwarnings("error")  # no RuntimeWarning on any edge case
 
@@ -104,6 +104,10 @@ def test_groups_with_other_seeds_are_compared_unpaired():
         higher_is_better=True,
     )
     assert c.test == stats.WELCH and c.n == 3 and c.n_ref == 4
+    c = stats.compare(
+        a[:3], b, seeds=[1, 2, 3], reference_seeds=[1, 2, 3, 3], higher_is_better=True
+    )
+    assert c.test == stats.WELCH and (c.n, c.n_ref) == (3, 4)
 
 
 def test_p_value_is_two_sided_and_the_difference_signed():
@@ -193,7 +197,12 @@ def test_too_few_seeds_gives_no_verdict():
         ([], [0.8, 0.9], {}),
     ]:
         c = stats.compare(a, b, higher_is_better=True, **kw)
-        assert c.verdict == stats.TOO_FEW and c.marker == "?" and math.isnan(c.p_value)
+        assert (
+            c.test == stats.NO_TEST
+            and c.verdict == stats.TOO_FEW
+            and c.marker == "?"
+            and math.isnan(c.p_value)
+        )
         assert math.isnan(c.low) and not c.significant
 
 
@@ -310,6 +319,8 @@ def test_verdicts_against_the_best_row_by_the_metrics_direction():
     assert (loss.best, loss.runner_up, loss.reference) == (3, 0, 0)
     assert loss.rows[3].verdict == stats.BETTER and loss.rows[1].verdict == stats.WORSE
     assert stats.verdicts(rows[:1], higher_is_better=True).runner_up is None
+    with pytest.raises(DataError, match="no row has a finite value"):
+        stats.verdicts([([math.nan], [1]), ([], [])], higher_is_better=True)
     with pytest.raises(IndexError):
         stats.verdicts(rows, against=4, higher_is_better=True)
 
