@@ -112,15 +112,13 @@ def importance(
     Parameters
     ----------
     trials : DataFrame or list of dicts
-        A row per trial (run): the ``axes`` columns, the ``objective`` column, and the
-        ``seed`` column when a config ran several seeds (rows with equal axis values are seeds
-        of one config either way; the seed column lets the bootstrap draw seeds jointly).
+        A row per trial (run): the ``axes`` columns, the ``objective`` column (trials where it
+        is not finite are left out) and, if any, the ``seed`` column. Rows with equal axis
+        values are seeds of one config; the seed column lets the bootstrap draw seeds jointly.
     axes : list of str
         The columns that vary (numbers, strings, booleans; other values are compared as text).
-    objective : str
-        The column to explain; trials where it is not finite are left out (``dropped``).
-    seed : str or None
-        The seed column, if any.
+    objective, seed : str
+        The column to explain, and the seed column (None: none).
     method : 'auto', 'anova' or 'fanova'
         auto: the exact functional ANOVA when the configs form a complete grid, else fANOVA.
     distributions : mapping axis -> optuna distribution, optional
@@ -133,10 +131,6 @@ def importance(
         Seeds the bootstrap's generator and the forest.
     n_trees : int
         fanova: trees in the forest (Optuna's default 64; the time grows with it).
-
-    Returns
-    -------
-    Importance
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; one of {', '.join(METHODS)}", "method")

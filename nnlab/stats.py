@@ -262,14 +262,14 @@ def _verdict(diff: float, p: float, higher_is_better: bool, alpha: float) -> str
     return BETTER if (diff > 0) == higher_is_better else WORSE
 
 
-def _paired(d: np.ndarray, confidence: float, seed: int, floor: float) -> dict[str, Any]:
+def _paired(d: np.ndarray, confidence: float, rng_seed: int, floor: float) -> dict[str, Any]:
     """The paired t-test on the differences ``d`` (n,): df n - 1, se = sd(d) / sqrt(n)."""
     n = int(d.size)
     diff = float(np.mean(d)) if n else math.nan
     out = {"diff": diff, "test": PAIRED, "n_pairs": n, "df": float(n - 1)}
     if n < 2:
         return {**out, "test": NO_TEST, "low": math.nan, "high": math.nan, "p_value": math.nan}
-    out["p_exact"] = sign_flip_test(d, seed=seed)
+    out["p_exact"] = sign_flip_test(d, rng_seed=rng_seed)
     sd = _std(d, floor)
     if sd == 0.0:
         return {**out, **_certain(diff, floor)}
@@ -304,14 +304,16 @@ def _t_test(diff: float, se: float, df: float, confidence: float) -> dict[str, f
     return {"low": diff - half, "high": diff + half, "p_value": min(p, 1.0)}
 
 
-def sign_flip_test(differences: ArrayLike, *, resamples: int = RESAMPLES, seed: int = 0) -> float:
+def sign_flip_test(
+    differences: ArrayLike, *, resamples: int = RESAMPLES, rng_seed: int = 0
+) -> float:
     """Two-sided p-value of the sign-flip permutation test of a zero mean difference.
 
     Under the null each per-seed difference is as likely positive as negative; the p-value is
     the share of sign patterns whose mean is at least as far from 0 as the observed one
     (within 100 ulps, as ``scipy.stats.permutation_test``). Exact (all ``2**n`` patterns) up
     to ``EXACT_MAX_PAIRS`` differences; beyond, ``resamples`` random patterns from
-    ``np.random.default_rng(seed)`` and ``(hits + 1) / (resamples + 1)``.
+    ``np.random.default_rng(rng_seed)`` and ``(hits + 1) / (resamples + 1)``.
 
     Parameters
     ----------
@@ -328,7 +330,7 @@ def sign_flip_test(differences: ArrayLike, *, resamples: int = RESAMPLES, seed: 
         signs = 1.0 - 2.0 * ((codes >> np.arange(n)) & 1)  # (2**n, n)
         null = np.abs(signs @ d) / n  # (2**n,)
         return float(np.mean(null >= observed - tol))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(rng_seed)
     hits = 0
     for start in range(0, resamples, 4096):  # bounded memory for many pairs
         m = min(4096, resamples - start)

@@ -149,9 +149,9 @@ def test_sign_flip_test_floor_and_monte_carlo():
     assert stats.sign_flip_test(np.zeros(4)) == 1.0
     assert stats.sign_flip_test([0.01]) == 1.0
     d = np.random.default_rng(0).normal(0.003, 0.01, stats.EXACT_MAX_PAIRS + 1)
-    p = stats.sign_flip_test(d, seed=0)
-    assert p == stats.sign_flip_test(d, seed=0)  # seeded: the same p every time
-    assert p != stats.sign_flip_test(d, seed=1)
+    p = stats.sign_flip_test(d, rng_seed=0)
+    assert p == stats.sign_flip_test(d, rng_seed=0)  # seeded: the same p every time
+    assert p != stats.sign_flip_test(d, rng_seed=1)
     assert p == pytest.approx(_scipy_sign_flip(d), abs=0.02)
     c = stats.compare(
         d,
