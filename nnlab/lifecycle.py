@@ -95,9 +95,14 @@ def train(
     return _execute(exp, trainer, path, summary, handle_signals, stop)
 
 
-def resume(run_dir: str | Path, quiet: bool = True, handle_signals: bool = True) -> RunResult:
+def resume(
+    run_dir: str | Path,
+    quiet: bool = True,
+    handle_signals: bool = True,
+    stop: queue.SimpleQueue | None = None,
+) -> RunResult:
     """Continue a killed or interrupted run from its last checkpoint. The metrics it writes are
-    those of an uninterrupted run, bit for bit (timing apart)."""
+    those of an uninterrupted run, bit for bit (timing apart). ``stop`` as for ``train``."""
     from nnlab.config import load_config
 
     path = Path(run_dir)
@@ -128,7 +133,7 @@ def resume(run_dir: str | Path, quiet: bool = True, handle_signals: bool = True)
         summary.pop(key, None)
     summary.setdefault("resumed", []).append({"at_epoch": trainer.epoch, "time": now()})
     write_summary(path, summary)
-    return _execute(exp, trainer, path, summary, handle_signals)
+    return _execute(exp, trainer, path, summary, handle_signals, stop)
 
 
 def _execute(

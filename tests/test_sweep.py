@@ -18,7 +18,8 @@ import pytest
 from conftest import CONFIGS, ROOT, nnlab_env, run_nnlab, wait_for
 from nnlab.errors import ConfigError, RunError
 from nnlab.sweeps import Executor, TrialOutcome, TrialTask, load_sweep, run_sweep
-from nnlab.sweeps.runner import SweepFolder, SweepResult, sweep_dir_for
+from nnlab.sweeps.folder import SweepFolder, sweep_dir_for
+from nnlab.sweeps.runner import SweepResult
 from nnlab.sweeps.spec import check_trials, parse_axis
 from nnlab.threads import blas_env, per_worker
 

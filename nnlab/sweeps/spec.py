@@ -15,6 +15,7 @@ import copy
 import itertools
 import json
 import math
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,8 @@ def seed_list(seeds: Any, where: str, source: str | None = None) -> list[int] | 
     if isinstance(seeds, list) and seeds:
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise ConfigError(f"seeds must be integers, got {fmt(seeds)}", where, source)
+        if min(seeds) < 0:
+            raise ConfigError(f"seeds must be >= 0, got {min(seeds)}", where, source)
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"a seed is repeated in {fmt(seeds)}", where, source)
         return list(seeds)
@@ -253,38 +256,44 @@ class Sweep:
         return self._trials
 
     def _expand(self) -> list[Trial]:
+        """The grid points, each resolved once (the first seed's config validated in full);
+        the other seeds of a point are copies with their seed set, which validating again
+        would not change (seeds are checked integers >= 0): 10,000 seeds cost one check."""
         trials: list[Trial] = []
         seen: dict[str, Trial] = {}
-        total = self.size
-        for i, (values, seed) in enumerate(
-            itertools.product(
-                itertools.product(*[a.values for a in self.axes]), self.seeds or [None]
-            )
-        ):
-            raw = copy.deepcopy(self.base)
-            overrides = {}
-            for axis, value in zip(self.axes, values, strict=True):
-                set_path(raw, axis.parts, copy.deepcopy(value))
-                overrides[axis.key] = value
-            if seed is not None:
-                set_path(raw, ["training", "seed"], seed)
-            try:
-                cfg = self.resolve(raw)
-            except ConfigError as e:
-                where = f"trial {i + 1} of {total} ({trial_label(overrides, seed)})"
-                raise ConfigError(str(e), source=where) from None
-            cfg["name"] = self.name
-            h = config_hash(cfg)
-            if h in seen:
-                self.notes.append(
-                    f"trial {i + 1} ({trial_label(overrides, seed)}) is the same config as trial "
-                    f"{seen[h].number} ({seen[h].label}); it runs once"
-                )
-                continue
-            trial = Trial(len(trials) + 1, overrides, cfg["training"]["seed"], cfg, h)
-            seen[h] = trial
-            trials.append(trial)
+        seeds = self.seeds or [None]
+        grid = itertools.product(*[a.values for a in self.axes])
+        for g, values in enumerate(grid):
+            overrides = {a.key: v for a, v in zip(self.axes, values, strict=True)}
+            point = self._point(values, seeds[0], g * len(seeds) + 1, overrides)
+            for j, seed in enumerate(seeds):
+                cfg = point if j == 0 else _with_seed(point, seed)
+                h = config_hash(cfg)
+                if h in seen:
+                    self.notes.append(
+                        f"trial {g * len(seeds) + j + 1} ({trial_label(overrides, seed)}) is the "
+                        f"same config as trial {seen[h].number} ({seen[h].label}); it runs once"
+                    )
+                    continue
+                trial = Trial(len(trials) + 1, overrides, cfg["training"]["seed"], cfg, h)
+                seen[h] = trial
+                trials.append(trial)
         return trials
+
+    def _point(self, values: tuple, seed: int | None, number: int, overrides: dict) -> dict:
+        """The resolved config of a grid point with ``seed`` (trial ``number`` of the grid)."""
+        raw = copy.deepcopy(self.base)
+        for axis, value in zip(self.axes, values, strict=True):
+            set_path(raw, axis.parts, copy.deepcopy(value))
+        if seed is not None:
+            set_path(raw, ["training", "seed"], seed)
+        try:
+            cfg = self.resolve(raw)
+        except ConfigError as e:
+            where = f"trial {number} of {self.size} ({trial_label(overrides, seed)})"
+            raise ConfigError(str(e), source=where) from None
+        cfg["name"] = self.name
+        return cfg
 
     def resolve(self, raw: dict) -> dict:
         """Validate a trial's raw config; errors name where the key was set."""
@@ -295,6 +304,29 @@ class Sweep:
                 if e.path and (e.path == key or e.path.startswith((key + ".", key + "["))):
                     raise e.located(source, note) from None
             raise e.located(self.base_source) from None
+
+
+def _with_seed(config: dict, seed: int) -> dict:
+    """A copy of a resolved config (plain data: dicts, lists, scalars) with another seed."""
+    out = pickle.loads(pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL))
+    out["training"]["seed"] = seed
+    return out
+
+
+@dataclass
+class _Given:
+    """What a sweep file (or a plain config) says, before the command line adds to it."""
+
+    base: dict
+    base_source: str
+    axes: list[Axis]
+    origins: dict[str, tuple[str, str]]
+    seeds: list[int] | None = None
+    jobs: int = 1
+    description: str = ""
+    name: str | None = None
+    default_name: str = ""
+    spec: dict = field(default_factory=dict)
 
 
 def load_sweep(
@@ -309,40 +341,11 @@ def load_sweep(
     overrides (``sets``: ``KEY=VALUE``), seeds (``"5"`` or ``"0,1,7"``), jobs and name."""
     source = str(path)
     raw = load_raw(path)
-    origins: dict[str, tuple[str, str]] = {}
-    axes: list[Axis] = []
-    if isinstance(raw, dict) and "base" in raw:
-        try:
-            spec = check(raw, SweepFile, "")
-        except ConfigError as e:
-            raise e.located(source) from None
-        if isinstance(spec["base"], str):
-            base_path = Path(path).parent / spec["base"]
-            base, base_source = load_raw(base_path), str(base_path)
-        else:
-            base, base_source = copy.deepcopy(spec["base"]), f"{source} (base)"
-        default_name = Path(path).stem
-        if not isinstance(base, dict):
-            raise ConfigError("a config is a YAML mapping", source=base_source)
-        for key, value in spec["set"].items():
-            parts = _key_parts(key, f"set.{key}", source)
-            _set(base, parts, copy.deepcopy(value), source, f"set.{key}")
-            origins[format_key(parts)] = (source, f"(from set: {key})")
-        for key, values in spec["axes"].items():
-            parts = _key_parts(key, f"axes.{key}", source)
-            axes.append(Axis(key, parts, values, source))
-        file_seeds, file_jobs = spec["seeds"], spec["jobs"]
-        description, file_name = spec["description"], spec["name"]
-        given = raw
-    else:
-        if not isinstance(raw, dict):
-            raise ConfigError("a config is a YAML mapping", source=source)
-        base, base_source = raw, source
-        default_name = raw.get("name") if isinstance(raw.get("name"), str) else Path(path).stem
-        file_seeds, file_jobs, description, file_name = None, 1, "", None
-        given = {"base": source}
-    for key in apply_overrides(base, list(sets), source="--set"):
-        origins[key] = (base_source, "(from --set)")
+    is_sweep_file = isinstance(raw, dict) and "base" in raw
+    given = _sweep_file(raw, path) if is_sweep_file else _config(raw, path)
+    origins, axes = given.origins, given.axes
+    for key in apply_overrides(given.base, list(sets), source="--set"):
+        origins[key] = (given.base_source, "(from --set)")
     for text in grid:
         key, values = parse_axis(text)
         parts = _key_parts(key, key, "-g")
@@ -350,31 +353,79 @@ def load_sweep(
         axes.append(Axis(key, parts, values, "-g"))
     for axis in axes:
         note = "(from -g)" if axis.origin == "-g" else f"(from axes: {axis.key})"
-        origins[format_key(axis.parts)] = (base_source if axis.origin == "-g" else source, note)
-    seed_values = seed_list(_parse_seeds(seeds), "--seeds") if seeds else file_seeds
+        origins[format_key(axis.parts)] = (
+            given.base_source if axis.origin == "-g" else source,
+            note,
+        )
+    seed_values = seed_list(_parse_seeds(seeds), "--seeds") if seeds else given.seeds
     if seed_values is not None and any(format_key(a.parts) == SEED_KEY for a in axes):
         raise ConfigError(
             "the seeds are given twice: by seeds and by an axis over training.seed; use one",
             source=source,
         )
-    sweep = Sweep(
-        name=name or file_name or default_name,
-        description=description,
+    return Sweep(
+        name=name or given.name or given.default_name,
+        description=given.description,
         source=source,
-        base=base,
-        base_source=base_source,
+        base=given.base,
+        base_source=given.base_source,
         axes=axes,
         seeds=seed_values,
-        jobs=jobs if jobs is not None else file_jobs,
+        jobs=jobs if jobs is not None else given.jobs,
         spec={
-            **given,
+            **given.spec,
             **({"cli_grid": list(grid)} if grid else {}),
             **({"cli_set": list(sets)} if sets else {}),
             **({"cli_seeds": seeds} if seeds else {}),
         },
         origins=origins,
     )
-    return sweep
+
+
+def _sweep_file(raw: dict, path: str | Path) -> _Given:
+    """A sweep file: its base config (a path or inline), fixed overrides, axes and options."""
+    source = str(path)
+    try:
+        spec = check(raw, SweepFile, "")
+    except ConfigError as e:
+        raise e.located(source) from None
+    if isinstance(spec["base"], str):
+        base_path = Path(path).parent / spec["base"]
+        base, base_source = load_raw(base_path), str(base_path)
+    else:
+        base, base_source = copy.deepcopy(spec["base"]), f"{source} (base)"
+    if not isinstance(base, dict):
+        raise ConfigError("a config is a YAML mapping", source=base_source)
+    origins: dict[str, tuple[str, str]] = {}
+    for key, value in spec["set"].items():
+        parts = _key_parts(key, f"set.{key}", source)
+        _set(base, parts, copy.deepcopy(value), source, f"set.{key}")
+        origins[format_key(parts)] = (source, f"(from set: {key})")
+    axes = [
+        Axis(key, _key_parts(key, f"axes.{key}", source), values, source)
+        for key, values in spec["axes"].items()
+    ]
+    return _Given(
+        base,
+        base_source,
+        axes,
+        origins,
+        seeds=spec["seeds"],
+        jobs=spec["jobs"],
+        description=spec["description"],
+        name=spec["name"],
+        default_name=Path(path).stem,
+        spec=raw,
+    )
+
+
+def _config(raw: Any, path: str | Path) -> _Given:
+    """A plain config: the base of a sweep whose axes come from the command line."""
+    source = str(path)
+    if not isinstance(raw, dict):
+        raise ConfigError("a config is a YAML mapping", source=source)
+    name = raw.get("name") if isinstance(raw.get("name"), str) else Path(path).stem
+    return _Given(raw, source, [], {}, default_name=name, spec={"base": source})
 
 
 def _parse_seeds(text: str) -> Any:
