@@ -25,7 +25,6 @@ from nnlab.config import config_hash
 from nnlab.errors import RunError
 from nnlab.experiment import Experiment, build, evaluate, evaluate_groups, model_meta
 from nnlab.layerstats import LayerStats
-from nnlab.metrics import best_of
 from nnlab.runs import (
     CHECKPOINT,
     DONE,
@@ -89,7 +88,7 @@ def train(
         "host": socket.gethostname(),
         "versions": versions(),
     }
-    write_config(path, config)
+    summary.update(write_config(path, config))  # a copy of the config, for fast readers
     write_summary(path, summary)
     trainer.log = MetricsLog(path / "metrics.csv", trainer.columns)
     return _execute(exp, trainer, path, summary, handle_signals, stop)
@@ -120,9 +119,7 @@ def resume(
     rows: list[dict] = []
     if checkpoint.is_file():
         arrays, meta = read_checkpoint(checkpoint)
-        rows = read_metrics(path).rows()[: meta["epoch"]]
-        if len(rows) < meta["epoch"]:
-            raise RunError(f"{path}: metrics.csv has fewer rows than the checkpoint's epochs")
+        rows = _rows_before(read_metrics(path).rows(), meta["epoch"], trainer.log_every, path)
         try:
             trainer.load_state(arrays, meta, rows)
         except (KeyError, ValueError) as e:
@@ -134,6 +131,16 @@ def resume(
     summary.setdefault("resumed", []).append({"at_epoch": trainer.epoch, "time": now()})
     write_summary(path, summary)
     return _execute(exp, trainer, path, summary, handle_signals, stop)
+
+
+def _rows_before(rows: list[dict], epoch: int, every: int, path: Path) -> list[dict]:
+    """The metrics rows an uninterrupted run has written by the end of ``epoch`` (every
+    ``every``-th epoch's): those to keep when resuming from a checkpoint there. They must be
+    the first rows of the file; the last row of a session that ended between two is not."""
+    kept = rows[: epoch // every]
+    if len(kept) < epoch // every or any(r["epoch"] != (i + 1) * every for i, r in enumerate(kept)):
+        raise RunError(f"{path}: metrics.csv does not hold the rows the checkpoint counts")
+    return kept
 
 
 def _execute(
@@ -248,8 +255,8 @@ def _record(exp: Experiment, trainer: Trainer, path: Path, summary: dict, status
 
 def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: float) -> None:
     """Fill in what the loop saw."""
-    rows = trainer.rows
-    summary["epochs_completed"] = len(rows)
+    last = trainer.last
+    summary["epochs_completed"] = last["epoch"] if last else 0
     summary["threads"] = trainer.threads
     summary["stopped_early"] = trainer.stopped_early
     if trainer.early_stopping is not None and trainer.es_epoch is not None:
@@ -258,8 +265,8 @@ def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: floa
             "best_epoch": trainer.es_epoch,
             "restored": trainer.best_theta is not None,
         }
-    summary["last"] = {k: v for k, v in rows[-1].items() if k != "seconds"} if rows else {}
-    summary["best"] = best_of(rows)
+    summary["last"] = {k: v for k, v in last.items() if k != "seconds"} if last else {}
+    summary["best"] = trainer.best
     summary["finished"] = now()
     summary["train_seconds"] = round(train_seconds, 4)
     summary["wall_seconds"] = round(time.time() - started, 4)

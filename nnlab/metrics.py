@@ -27,10 +27,15 @@ def best_of(rows: Iterable[dict]) -> dict[str, dict]:
     on ties): the highest accuracy, the lowest loss."""
     best: dict[str, dict] = {}
     for row in rows:
-        for k, v in row.items():
-            if k in NOT_METRICS or v is None or not math.isfinite(v):
-                continue
-            b = best.get(k)
-            if b is None or better(k, v, b["value"]):
-                best[k] = {"value": v, "epoch": row["epoch"]}
+        update_best(best, row)
     return best
+
+
+def update_best(best: dict[str, dict], row: dict) -> None:
+    """``best`` (as ``best_of`` gives) with one more row, of a later epoch, counted in."""
+    for k, v in row.items():
+        if k in NOT_METRICS or v is None or not math.isfinite(v):
+            continue
+        b = best.get(k)
+        if b is None or better(k, v, b["value"]):
+            best[k] = {"value": v, "epoch": row["epoch"]}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import hashlib
 import io
 import json
 import math
@@ -117,12 +118,15 @@ def runs_under(folder: Path, warn: Callable[[str], None] | None = None) -> list[
     files but no summary.json are reported through ``warn``."""
     out: list[Path] = []
     try:
-        children = sorted((c for c in folder.iterdir() if c.is_dir()), key=_natural)
+        with os.scandir(folder) as entries:
+            names = [
+                e.name
+                for e in entries
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+            ]
     except OSError:
         return out
-    for child in children:
-        if child.name.startswith(".") or child.is_symlink():
-            continue
+    for child in sorted((folder / n for n in names), key=_natural):
         if is_run(child):
             out.append(child)
         elif _damaged_run(child):
@@ -138,6 +142,7 @@ def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[
     sweep, a folder of sweeps, the whole runs folder); what holds none is reported through
     ``warn``. Each run once, in the order given."""
     out: list[Path] = []
+    paths = list(paths)
     for given in paths:
         p = Path(given)
         if is_run(p):
@@ -152,6 +157,8 @@ def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[
             out += found
         else:
             warn(f"{p}: not a run folder, and no run folders under it; skipped")
+    if len(paths) == 1:
+        return out  # the runs under one folder are each there once (links are not followed)
     seen: set[Path] = set()
     unique = []
     for p in out:
@@ -165,22 +172,40 @@ def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[
 # ---------------------------------------------------------------- config and summary
 
 
-def write_config(run: Path, config: dict) -> None:
+def write_config(run: Path, config: dict) -> dict[str, Any]:
+    """Write config.yaml. Returns what summary.json keeps of it: a copy of the config and the
+    digest of the file's text, so that a reader of thousands of runs can take the copy
+    instead of parsing YAML, as long as the file is unchanged (``read_config``)."""
     from nnlab.config import dump_yaml
 
-    atomic_write(Path(run) / "config.yaml", dump_yaml(config))
+    data = dump_yaml(config).encode("utf-8")
+    atomic_write(Path(run) / "config.yaml", data)
+    return {"config_digest": _digest(data), "config": config}
 
 
-def read_config(run: str | Path) -> dict:
-    """The config a run folder holds, as written (not validated again)."""
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def read_config(run: str | Path, summary: dict | None = None) -> dict:
+    """The config a run folder holds, as written (not validated again). With the run's
+    ``summary``: the copy it keeps when config.yaml is the file it was written with (its
+    digest matches; parsing YAML is 50-300 times slower), else the file parsed."""
     from nnlab.config import parse_yaml
 
     path = Path(run) / "config.yaml"
     try:
-        config = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise RunError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, ConfigError) as e:
+    except OSError as e:
+        raise RunError(f"{path}: damaged ({e})") from None
+    copy = (summary or {}).get("config")
+    if isinstance(copy, dict) and summary.get("config_digest") == _digest(data):
+        return copy
+    try:
+        config = parse_yaml(data.decode("utf-8"), str(path))
+    except (UnicodeDecodeError, ConfigError) as e:
         reason = e.detail if isinstance(e, ConfigError) else e
         raise RunError(f"{path}: damaged ({reason})") from None
     if not isinstance(config, dict):
@@ -196,7 +221,7 @@ def read_summary(run: str | Path) -> dict:
     """A run's summary.json; a RunError when it is missing, unreadable or not a summary."""
     path = Path(run) / "summary.json"
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise RunError(f"{run}: not a run folder (no summary.json)") from None
     except (OSError, ValueError, RecursionError) as e:
@@ -263,7 +288,7 @@ def mark_ended(run: Path, status: str, error: str | None) -> None:
     if summary.get("status") != Status.RUNNING:
         return
     try:
-        epochs = len(read_metrics(run))
+        epochs = last_epoch(read_last_metrics(run))
     except RunError:
         epochs = 0
     summary.update(status=status, epochs_completed=epochs, finished=now())
@@ -373,28 +398,96 @@ def read_metrics(run: str | Path, missing_ok: bool = False) -> Metrics:
     wrong length) is a RunError naming the file."""
     path = Path(run) / "metrics.csv"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         if missing_ok:
             return Metrics([], np.empty((0, 0)))
         raise RunError(f"{run}: no metrics.csv") from None
     except (OSError, UnicodeDecodeError) as e:
         raise RunError(f"{path}: damaged ({e})") from None
-    lines = complete_lines(text)
-    if not lines or not lines[0].strip():
+    return _parse_metrics(text[: text.rfind("\n") + 1], path)  # complete lines only
+
+
+#: bytes read from each end of a metrics.csv by ``read_last_metrics``
+ENDS = 1 << 16
+
+
+def read_last_metrics(run: str | Path, missing_ok: bool = False) -> Metrics:
+    """The header and the last complete row of a run's metrics.csv (``values``: (0 or 1,
+    columns)), reading only the file's two ends: what a reader that takes a finished run's
+    last and best values from its summary needs (a log of millions of epochs stays on disk).
+    Missing or damaged as for ``read_metrics``."""
+    path = Path(run) / "metrics.csv"
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = tail = f.read(ENDS)
+            if size > ENDS:
+                f.seek(size - ENDS)
+                tail = f.read(ENDS)
+    except FileNotFoundError:
+        if missing_ok:
+            return Metrics([], np.empty((0, 0)))
+        raise RunError(f"{run}: no metrics.csv") from None
+    except OSError as e:
+        raise RunError(f"{path}: damaged ({e})") from None
+    header_end, end = head.find(b"\n"), tail.rfind(b"\n")
+    start = tail.rfind(b"\n", 0, max(end, 0)) + 1  # of the last complete line
+    if header_end < 0 or (size > ENDS and start == 0):  # a line longer than ENDS
+        whole = read_metrics(run, missing_ok)
+        return Metrics(whole.columns, whole.values[-1:])
+    last = tail[start : end + 1] if size > ENDS or start > header_end else b""
+    try:
+        text = (head[: header_end + 1] + last).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path}: damaged ({e})") from None
+    return _parse_metrics(text, path)
+
+
+def last_epoch(metrics: Metrics) -> int:
+    """The epoch of the last row (0 for none): the epochs a run's log counts, also when it
+    writes every k-th row (``training.log_every``)."""
+    if not len(metrics) or "epoch" not in metrics.columns:
+        return 0
+    epoch = metrics.column("epoch")[-1]
+    return int(epoch) if math.isfinite(epoch) else 0
+
+
+def _parse_metrics(text: str, path: Path) -> Metrics:
+    """Complete lines of a metrics.csv -> Metrics; numbers by NumPy's C parser, with the
+    careful reader (which names what is wrong) for anything it does not take."""
+    header, _, body = text.partition("\n")
+    if not header.strip():
         return Metrics([], np.empty((0, 0)))
-    reader = csv.reader(lines)
-    columns = next(reader)
+    columns = next(csv.reader([header]))
     if "epoch" not in columns:
         raise RunError(f"{path}: damaged (no 'epoch' column)")
+    if not body.strip():
+        return Metrics(columns, np.empty((0, len(columns))))
     try:
-        rows = [[float(v) if v != "" else math.nan for v in row] for row in reader if row]
+        values = np.loadtxt(
+            io.StringIO(body), delimiter=",", comments=None, ndmin=2, dtype=np.float64
+        )
+        if values.shape[1] == len(columns):
+            return Metrics(columns, values)
+    except ValueError:
+        pass
+    return Metrics(columns, _careful_rows(body, len(columns), path))
+
+
+def _careful_rows(body: str, width: int, path: Path) -> np.ndarray:
+    """Rows cell by cell: empty cells are NaN, anything else not a number is a RunError."""
+    try:
+        rows = [
+            [float(v) if v != "" else math.nan for v in r]
+            for r in csv.reader(body.splitlines())
+            if r
+        ]
     except ValueError as e:
         raise RunError(f"{path}: damaged ({e})") from None
-    if any(len(r) != len(columns) for r in rows):
-        raise RunError(f"{path}: damaged (a row without {len(columns)} values)")
-    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
-    return Metrics(columns, values)
+    if any(len(r) != width for r in rows):
+        raise RunError(f"{path}: damaged (a row without {width} values)")
+    return np.array(rows, dtype=np.float64).reshape(len(rows), width)
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:

@@ -70,7 +70,7 @@ def compare(runs, group_seeds, metrics, columns, where, sort, reverse, top, fmt)
     from nnlab.compare import build_table, load_runs, render
     from nnlab.errors import RunError
 
-    loaded = load_runs(runs, _warn)
+    loaded = load_runs(runs, _warn, curves=False)
     if not loaded:
         raise RunError("no runs to compare")
     table = build_table(
@@ -111,7 +111,7 @@ def diff(run_a, run_b, fmt):
     for path in (run_a, run_b):
         if len(find_runs([path], _warn)) != 1:
             raise RunError(f"{path}: not a run folder")
-    pair = load_runs([run_a, run_b], _warn)
+    pair = load_runs([run_a, run_b], _warn, curves=False)
     if len(pair) != 2:
         raise RunError("diff needs two readable runs")
     click.echo(render_diff(diff_runs(*pair), fmt))

@@ -5,6 +5,7 @@ diff and the legends of plots."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import typing
 from collections.abc import Iterable
@@ -16,16 +17,16 @@ SEED_KEY = "training.seed"
 TOP_COMPONENTS = ("data", "loss", "optimizer")  # top-level config keys that name a component
 
 
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(obj: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
     """Nested config -> dotted keys (``model.layers.0.units``). A list of plain values stays
     one value (shown as text)."""
-    out: dict[str, Any] = {}
+    out = {} if out is None else out
     if isinstance(obj, dict) and obj:
         for k, v in obj.items():
-            out.update(flatten(v, f"{prefix}{k}."))
+            flatten(v, f"{prefix}{k}.", out)
     elif isinstance(obj, list) and any(isinstance(v, dict | list) for v in obj):
         for i, v in enumerate(obj):
-            out.update(flatten(v, f"{prefix}{i}."))
+            flatten(v, f"{prefix}{i}.", out)
     elif isinstance(obj, list | dict):
         out[prefix[:-1]] = json.dumps(obj)
     else:
@@ -62,14 +63,16 @@ def differing_keys(flats: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> l
     order: dict[str, None] = {}
     for f in flats:
         order.update(dict.fromkeys(f))
-    out = []
-    for k in order:
-        if k in skip:
-            continue
-        values = {json.dumps(f.get(k, "<missing>"), sort_keys=True, default=str) for f in flats}
-        if len(values) > 1:
-            out.append(k)
-    return out
+    return [k for k in order if k not in skip and _differ([f.get(k, "<missing>") for f in flats])]
+
+
+def _differ(values: list[Any]) -> bool:
+    """Whether the values differ as JSON (1 and 1.0 and true do)."""
+    first = values[0]
+    kind = type(first)
+    if first == first and all(type(v) is kind and v == first for v in values):
+        return False  # the common case, without writing thousands of values as JSON
+    return len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -99,10 +102,19 @@ def components(config: dict) -> dict[str, str]:
     """Each named component of a resolved config (data set, loss, optimizer, schedule,
     activation, initializer) as one text: its name and the options that differ from their
     defaults, ``random_normal(stddev=1.0)``; keyed by dotted path."""
+    body = {k: v for k, v in config.items() if k not in ("name", "description")}
+    if isinstance(body.get("training"), dict):  # no component holds the seed
+        body["training"] = {k: v for k, v in body["training"].items() if k != "seed"}
+    return dict(_components(json.dumps(body, sort_keys=True, default=str)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _components(text: str) -> dict[str, str]:
+    """``components`` of a config given as JSON text: the seeds of a sweep share one answer."""
     from nnlab.config import Config
 
     out: dict[str, str] = {}
-    _walk(config, Config, "", out)
+    _walk(json.loads(text), Config, "", out)
     return out
 
 

@@ -33,7 +33,9 @@ from nnlab.runs import (
     Metrics,
     Status,
     find_runs,
+    last_epoch,
     read_config,
+    read_last_metrics,
     read_metrics,
     read_summary,
     run_status,
@@ -53,25 +55,44 @@ class Run:
     path: Path
     config: dict
     summary: dict
-    metrics: Metrics  # a row per epoch, the columns of metrics.csv
+    metrics: Metrics  # the rows of metrics.csv (read without curves: see ``read_run``)
     status: str  # the summary's, or 'killed' for a run whose process is gone
     label: str = ""
     flat: dict[str, Any] = field(default_factory=dict)
+    final: bool = False  # the summary holds the final last and best values (``is_final``)
 
 
-def read_run(path: Path) -> Run:
-    """Read a run folder; a RunError names the file that is missing or damaged."""
+def is_final(summary: dict, status: str) -> bool:
+    """Whether a summary holds its run's final last and best values (exact also when
+    metrics.csv has every k-th row only): the run ended and recorded how."""
+    ended = status not in (Status.RUNNING, Status.KILLED)
+    have = all(isinstance(summary.get(k), dict) for k in ("last", "best"))
+    return ended and have and isinstance(summary.get("epochs_completed"), int)
+
+
+def read_run(path: Path, curves: bool = True) -> Run:
+    """Read a run folder; a RunError names the file that is missing or damaged. Without
+    ``curves``, a finished run's metrics.csv is read at its two ends only (its header and
+    last row: the table takes the last and best values from the summary), which keeps
+    reading thousands of runs, or runs of millions of epochs, fast."""
     summary = read_summary(path)
-    config = read_config(path)
-    return Run(path, config, summary, read_metrics(path, missing_ok=True), run_status(summary))
+    config = read_config(path, summary)
+    status = run_status(summary)
+    final = is_final(summary, status)
+    if curves or not final:
+        metrics = read_metrics(path, missing_ok=True)
+    else:
+        metrics = read_last_metrics(path, missing_ok=True)
+    return Run(path, config, summary, metrics, status, final=final)
 
 
-def load_runs(paths: Iterable[str | Path], warn: Warn) -> list[Run]:
-    """Read every run among ``paths``; damaged ones are reported through ``warn`` and skipped."""
+def load_runs(paths: Iterable[str | Path], warn: Warn, curves: bool = True) -> list[Run]:
+    """Read every run among ``paths``; damaged ones are reported through ``warn`` and skipped.
+    ``curves``: every row of each metrics.csv (plots), not only what the table needs."""
     runs = []
     for path in find_runs(paths, warn):
         try:
-            runs.append(read_run(path))
+            runs.append(read_run(path, curves))
         except RunError as e:
             warn(f"{e}; skipped")
     names = [r.path.name for r in runs]
@@ -109,10 +130,11 @@ def metric_names(runs: list[Run]) -> list[str]:
 
 
 def _metric(rec: dict, run: Run, name: str) -> None:
-    """A metric's last value, best value and the epoch of the best, from metrics.csv (or the
-    summary when the run has no metrics log)."""
+    """A metric's last value, best value and the epoch of the best: from the summary of a
+    run that ended, else from metrics.csv (a run still going, or killed), else whatever the
+    summary has."""
     m = run.metrics
-    if name in m.columns and len(m):
+    if not run.final and name in m.columns and len(m):
         col = m.column(name)
         rec[name] = float(col[-1])
         finite = np.flatnonzero(np.isfinite(col))
@@ -140,7 +162,8 @@ def record(run: Run, metrics: list[str]) -> dict[str, Any]:
     rec["status"] = run.status
     epochs = run.summary.get("epochs_completed")
     unfinished = run.status in (Status.RUNNING, Status.KILLED)  # the summary is written last
-    rec["epochs"] = epochs if isinstance(epochs, int) and not unfinished else len(run.metrics)
+    whole = isinstance(epochs, int) and not unfinished
+    rec["epochs"] = epochs if whole else last_epoch(run.metrics)
     seconds = run.summary.get("train_seconds")
     if not isinstance(seconds, int | float):
         m = run.metrics
@@ -195,15 +218,15 @@ def build_table(
     cols = list(frame.columns)
     prefer = differing_keys([r.flat for r in runs])
     keep = matches(recs, where, prefer)
-    runs = [r for r, k in zip(runs, keep, strict=True) if k]
+    kept = [r for r, k in zip(runs, keep, strict=True) if k]
     frame = frame[pd.Series(keep, index=frame.index, dtype=bool)] if len(frame) else frame
     numeric = [c for c in cols if _is_metric_column(c, all_metrics)]
     if group_seeds:
-        frame, firsts = _group(frame, runs, numeric)
+        frame, firsts = _group(frame, kept, numeric)
         config_keys = differing_keys([r.flat for r in firsts], skip=(SEED_KEY,))
     else:
-        firsts = runs
-        config_keys = differing_keys([r.flat for r in runs])
+        firsts = kept
+        config_keys = prefer if len(kept) == len(runs) else differing_keys([r.flat for r in kept])
     comps = [components(r.config) for r in firsts]
     config_keys, texts = collapse(config_keys, comps, taken=[c for c in cols if c not in prefer])
     for path, values in texts.items():

@@ -108,9 +108,9 @@ def _read_log(path: Path, seq: int, warnings: list[str]) -> tuple[list[dict], in
         try:
             event = json.loads(line)
             n, entry = event["seq"], event["trial"]
-            if not isinstance(n, int) or not isinstance(entry, dict):
+            if not isinstance(n, int) or not isinstance(entry.get("hash"), str):
                 raise ValueError
-        except (ValueError, KeyError, TypeError, RecursionError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             bad += 1
             continue
         first = n if first is None else first
