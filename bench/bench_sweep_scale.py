@@ -73,10 +73,13 @@ def baseline_tree(ref: str, into: Path) -> Path | None:
 
 
 def nnlab(tree: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
-    """``python -m nnlab ARGS`` of a source tree; its wall time."""
+    """``python -m nnlab ARGS`` of a source tree (run in it: ``-m`` puts the working folder
+    first on the path); its wall time."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "nnlab", *args], env=env, capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nnlab", *args], env=env, cwd=tree, capture_output=True
+    )
     seconds = time.perf_counter() - t0
     if proc.returncode not in (0, 1):
         sys.exit(f"nnlab {' '.join(args)} ({tree}) failed:\n{proc.stderr.decode()[-2000:]}")
@@ -234,7 +237,7 @@ def bench_runner(sizes: list[int], work: Path, old: Path | None) -> None:
             out = subprocess.run(
                 [sys.executable, str(script), str(ROOT / "configs" / "xor.yaml"), str(n),
                  str(work / f"old-instant{n}")],
-                env=env, capture_output=True, text=True, check=True,
+                env=env, cwd=old, capture_output=True, text=True, check=True,
             ).stdout.split()  # fmt: skip
             o_expand, o_run = float(out[0]), float(out[1])
             line += (

@@ -89,7 +89,7 @@ def train(
         "versions": versions(),
     }
     summary.update(write_config(path, config))  # a copy of the config, for fast readers
-    write_summary(path, summary)
+    write_summary(path, summary, durable=False)  # the final one is
     trainer.log = MetricsLog(path / "metrics.csv", trainer.columns)
     return _execute(exp, trainer, path, summary, handle_signals, stop)
 

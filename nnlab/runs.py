@@ -179,7 +179,7 @@ def write_config(run: Path, config: dict) -> dict[str, Any]:
     from nnlab.config import dump_yaml
 
     data = dump_yaml(config).encode("utf-8")
-    atomic_write(Path(run) / "config.yaml", data)
+    atomic_write(Path(run) / "config.yaml", data, durable=False)  # the summary keeps a copy
     return {"config_digest": _digest(data), "config": config}
 
 
@@ -213,8 +213,9 @@ def read_config(run: str | Path, summary: dict | None = None) -> dict:
     return config
 
 
-def write_summary(run: Path, summary: dict) -> None:
-    write_json(Path(run) / "summary.json", summary)
+def write_summary(run: Path, summary: dict, durable: bool = True) -> None:
+    """summary.json, atomically (``durable``: see ``files.atomic_write``)."""
+    write_json(Path(run) / "summary.json", summary, durable)
 
 
 def read_summary(run: str | Path) -> dict:
@@ -329,7 +330,7 @@ class MetricsLog:
             if lines[0].strip().split(",") != columns or len(lines) - 1 < keep_rows:
                 raise RunError(f"{path}: does not match the checkpoint; cannot resume")
             kept = "".join(lines[1 : keep_rows + 1])
-        atomic_write(path, ",".join(columns) + "\n" + kept)
+        atomic_write(path, ",".join(columns) + "\n" + kept, durable=False)  # a log: never synced
         self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
         self._flushed = time.monotonic()
 

@@ -583,7 +583,9 @@ def test_an_interrupted_trial_continues_from_its_checkpoint(runs, tmp_path):
         proc.wait(timeout=30)
     (run,) = sweep_dir.glob("trials/*")
     before = len((run / "metrics.csv").read_text().splitlines()) - 1
-    assert json.loads((run / "summary.json").read_text())["status"] == "running"
+    # running, as a SIGKILL leaves it (on a busy machine the worker may notice the dead sweep
+    # between the two kills, and stop at a safe point first: interrupted)
+    assert json.loads((run / "summary.json").read_text())["status"] in ("running", "interrupted")
     assert 2000 <= before < epochs
     proc = run_nnlab("sweep", *args, "--runs-dir", runs)
     assert proc.returncode == 0, proc.stderr

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nnlab.errors import RunError
-from nnlab.runs import CHECKPOINT, DONE, Status, alive, mark_ended, now
+from nnlab.runs import CHECKPOINT, DONE, Status, alive, mark_ended, now, read_summary
 from nnlab.sweeps.display import SweepProgress
 from nnlab.sweeps.executor import (
     Executor,
@@ -106,13 +106,17 @@ class Plan:
 
 
 def plan(
-    sweep: Sweep, folder: SweepFolder, rerun: tuple[str, ...] = (), clean: bool = False
+    sweep: Sweep,
+    folder: SweepFolder,
+    rerun: tuple[str, ...] = (),
+    found: dict[str, tuple[str, dict]] | None = None,
 ) -> Plan:
     """Which trials of the grid to run: those without a completed (or diverged) run folder;
-    unfinished ones whose folder holds a checkpoint of the same config continue from it."""
+    unfinished ones whose folder holds a checkpoint of the same config continue from it.
+    ``found``: the folder's trials (``SweepFolder.scan``), if read already."""
     entries, warnings = read_index(folder.path)
     folder.warnings += warnings
-    found = folder.scan(clean)
+    found = folder.scan() if found is None else found
     for h, (run, summary) in found.items():
         e = entries.setdefault(h, {"hash": h, "overrides": {}, "seed": summary.get("seed")})
         e["run"] = run
@@ -164,14 +168,16 @@ def _is_number(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def wait_for_orphans(folder: SweepFolder, timeout: float = ORPHAN_WAIT) -> None:
-    """Trials still trained by the worker of a killed sweep (it notices and stops at a safe
-    point within an epoch): wait for them, so that no two processes write one run folder."""
+def wait_for_orphans(
+    folder: SweepFolder, found: dict[str, tuple[str, dict]], timeout: float = ORPHAN_WAIT
+) -> bool:
+    """Trials (of ``found``) still trained by the worker of a killed sweep (it notices and
+    stops at a safe point within an epoch): wait for them, so that no two processes write one
+    run folder. Returns whether there were any (then the folder is to be read again)."""
+    busy = [(rel, s) for rel, s in found.values() if alive(s)]
+    waited = bool(busy)
     deadline = time.monotonic() + timeout
-    while True:
-        busy = [(rel, s) for rel, s in folder.scan().values() if alive(s)]
-        if not busy:
-            return
+    while busy:
         if time.monotonic() > deadline:
             rel, s = busy[0]
             raise RunError(
@@ -179,6 +185,15 @@ def wait_for_orphans(folder: SweepFolder, timeout: float = ORPHAN_WAIT) -> None:
                 "sweep that was killed?); stop it, or wait for it, and run the command again"
             )
         time.sleep(0.2)
+        busy = [(rel, s) for rel, s in busy if alive(_summary(folder.path / rel))]
+    return waited
+
+
+def _summary(run: Path) -> dict:
+    try:
+        return read_summary(run)
+    except RunError:
+        return {}
 
 
 # ---------------------------------------------------------------- progress
@@ -217,8 +232,10 @@ def run_sweep(
     with folder.locked():
         with clock:
             folder.prepare()
-            wait_for_orphans(folder)
-            p = plan(sweep, folder, tuple(rerun), clean=True)
+            found = folder.scan(clean=True)
+            if wait_for_orphans(folder, found):
+                found = folder.scan()
+            p = plan(sweep, folder, tuple(rerun), found)
             folder.write_spec(sweep)
             index = IndexWriter(folder.path, sweep.name)
             index.open(p.entries)
