@@ -151,6 +151,7 @@ class DaskExecutor(Executor):
                 files=msg.get("files"),
                 worker=msg.get("worker", ""),
                 note=msg.get("note"),
+                resumed=bool(msg.get("resumed")),
             )
         status = Status.INTERRUPTED if self._interrupts else Status.FAILED
         if self.client.status != "running":  # cancelled because the scheduler went away
@@ -223,10 +224,10 @@ def run_trial(task: dict, stop_name: str) -> dict:
     threading.Thread(target=watch, daemon=True).start()
     try:
         try:
-            result, note = train_trial(
+            result, note, resumed = train_trial(
                 task["config"], run_dir, bool(task.get("files")), handle_signals=False, stop=signals
             )
-            outcome.update(status=result.summary["status"], error=None, note=note)
+            outcome.update(status=result.summary["status"], error=None, note=note, resumed=resumed)
         except NnlabError as e:
             outcome.update(status=Status.FAILED, error=str(e))
         except Exception as e:

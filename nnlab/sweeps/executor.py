@@ -52,6 +52,7 @@ class TrialOutcome:
     files: dict[str, bytes] | None = None  # a remote worker's run folder, for the client to write
     worker: str = ""  # which worker ran it
     note: str | None = None  # e.g. why a trial to resume started over
+    resumed: bool = False  # continued from its checkpoint
 
 
 class Executor(ABC):
@@ -221,6 +222,7 @@ class LocalExecutor(Executor):
                             error=msg.get("error"),
                             worker=worker.name,
                             note=msg.get("note"),
+                            resumed=bool(msg.get("resumed")),
                         )
                     )
                     worker.task = None

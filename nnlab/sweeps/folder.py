@@ -138,7 +138,8 @@ def remove_stale(folder: Path, every: bool = False) -> int:
     them, for a folder only this process writes). Returns how many."""
     removed = 0
     try:
-        names = [d.name for d in os.scandir(folder) if d.name.startswith(".")]
+        with os.scandir(folder) as entries:
+            names = [d.name for d in entries if d.name.startswith(".")]
     except OSError:
         return 0
     for name in names:

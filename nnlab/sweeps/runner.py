@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -174,7 +175,8 @@ def wait_for_orphans(
     """Trials (of ``found``) still trained by the worker of a killed sweep (it notices and
     stops at a safe point within an epoch): wait for them, so that no two processes write one
     run folder. Returns whether there were any (then the folder is to be read again)."""
-    busy = [(rel, s) for rel, s in found.values() if alive(s)]
+    here = socket.gethostname()  # another host's process cannot be asked; we hold the lock
+    busy = [(rel, s) for rel, s in found.values() if s.get("host") == here and alive(s)]
     waited = bool(busy)
     deadline = time.monotonic() + timeout
     while busy:
@@ -250,6 +252,7 @@ def run_sweep(
                 f"already (skipped), {len(p.todo)} to run"
             )
         stop: int | None = None
+        resumed = 0
         try:
             if p.todo:
                 jobs = jobs or sweep.jobs
@@ -259,11 +262,13 @@ def run_sweep(
                 ex = executor or LocalExecutor(workers, log_dir=folder.logs_dir, threads=threads)
                 loop = _Loop(folder, index, p, ex, progress, clock)
                 stop = loop.run(handle_signals)
+                resumed = loop.resumed
         finally:
             with clock:
                 index.close()
         progress.close()
-        return _result(sweep, folder, p, progress, stop, time.perf_counter() - started, clock)
+        seconds = time.perf_counter() - started
+        return _result(sweep, folder, p, progress, stop, seconds, clock, resumed)
 
 
 def _result(
@@ -274,6 +279,7 @@ def _result(
     stop: int | None,
     seconds: float,
     clock: Stopwatch,
+    resumed: int,
 ) -> SweepResult:
     grid = [p.entries[t.hash] for t in sweep.trials]
     counts: dict[str, int] = {}
@@ -290,7 +296,7 @@ def _result(
         signal=stop,
         seconds=seconds,
         bookkeeping=clock.seconds,
-        resumed=len(p.resume),
+        resumed=resumed,
     )
 
 
@@ -312,6 +318,7 @@ class _Loop:
         self.running: dict[str, tuple[Trial, float]] = {}
         self.signals: list[int] = []
         self.forwarded = 0
+        self.resumed = 0  # trials that continued from their checkpoint
 
     def run(self, handle_signals: bool) -> int | None:
         """Until every trial ended (or a signal stopped the sweep); returns that signal."""
@@ -374,6 +381,7 @@ class _Loop:
             _record(self.folder, e, outcome, time.perf_counter() - t0, self.signals)
             self.index.record(e)
         self.progress.running = len(self.running)
+        self.resumed += outcome.resumed
         if outcome.note:
             self.progress.say(f"note: {trial.label}: {outcome.note}")
         metric = headline(outcome.summary)

@@ -70,7 +70,7 @@ def run_task(task: dict) -> dict:
 
     key, run_dir = task["key"], task["run_dir"]
     try:
-        result, note = train_trial(task["config"], run_dir, bool(task.get("resume")))
+        result, note, resumed = train_trial(task["config"], run_dir, bool(task.get("resume")))
     except (_Stop, KeyboardInterrupt):
         return {"key": key, "status": Status.INTERRUPTED, "error": "stopped by a signal"}
     except NnlabError as e:
@@ -84,15 +84,16 @@ def run_task(task: dict) -> dict:
     except NnlabError:
         summary = result.summary
     status = summary["status"]
-    return {"key": key, "status": status, "summary": summary, "error": None, "note": note}
+    outcome = {"key": key, "status": status, "summary": summary, "error": None, "note": note}
+    return {**outcome, "resumed": resumed}
 
 
 def train_trial(config: dict, run_dir: str | Path, resume: bool, **options: Any) -> tuple:
     """Train a trial into ``run_dir``, or with ``resume`` continue the unfinished attempt that
     folder holds from its checkpoint (``nnlab.lifecycle.resume``). An attempt that cannot be
     continued (a damaged checkpoint or log) starts over in a fresh folder. Returns the
-    ``RunResult`` and a note saying which happened (None for a plain start). ``options`` go to
-    ``train``/``resume`` (``handle_signals``, ``stop``)."""
+    ``RunResult``, a note saying which happened (None for a plain start) and whether the run
+    continued. ``options`` go to ``train``/``resume`` (``handle_signals``, ``stop``)."""
     from nnlab.errors import NnlabError
     from nnlab.lifecycle import resume as resume_run
     from nnlab.lifecycle import train
@@ -107,8 +108,9 @@ def train_trial(config: dict, run_dir: str | Path, resume: bool, **options: Any)
             shutil.rmtree(run_dir, ignore_errors=True)
         else:
             epoch = result.summary.get("resumed", [{}])[-1].get("at_epoch")
-            return result, f"continued from its checkpoint at epoch {epoch}"
-    return train(config, runs_dir=run_dir, quiet=True, run_dir=run_dir, **options), note
+            return result, f"continued from its checkpoint at epoch {epoch}", True
+    result = train(config, runs_dir=run_dir, quiet=True, run_dir=run_dir, **options)
+    return result, note, False
 
 
 def _summary(run_dir: str) -> dict | None:
