@@ -67,12 +67,22 @@ def differing_keys(flats: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> l
 
 
 def _differ(values: list[Any]) -> bool:
-    """Whether the values differ as JSON (1 and 1.0 and true do)."""
+    """Whether the values differ as JSON (1 and 1.0 and true do, and 0.0 and -0.0)."""
     first = values[0]
     kind = type(first)
-    if first == first and all(type(v) is kind and v == first for v in values):
+    plain = first == first and not (kind is float and first == 0.0)
+    if plain and all(type(v) is kind and v == first for v in values):
         return False  # the common case, without writing thousands of values as JSON
-    return len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1
+    one = _as_json(first)
+    return any(_as_json(v) != one for v in values)  # stops at the first that differs
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, float):
+        return repr(value)  # as JSON tells them apart (nan is one value)
+    if value is None or isinstance(value, str | int):
+        return (type(value), value)
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -204,8 +214,9 @@ def collapse(
 
 def group_key(config: dict) -> str:
     """The identity of a config with its seed left out: the runs that differ only by seed."""
-    cfg = json.loads(json.dumps(config))
-    (cfg.get("training") or {}).pop("seed", None)
+    cfg = dict(config)
+    if isinstance(cfg.get("training"), dict):
+        cfg["training"] = {k: v for k, v in cfg["training"].items() if k != "seed"}
     return config_hash(cfg)
 
 
