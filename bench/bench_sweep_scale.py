@@ -29,6 +29,7 @@ import csv
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -72,18 +73,35 @@ def baseline_tree(ref: str, into: Path) -> Path | None:
     return into / "baseline"
 
 
-def nnlab(tree: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+class Took:
+    """Wall and CPU seconds (the process and the children it waited for: a sweep's workers)
+    of a command. On a busy machine the CPU time is the steadier figure."""
+
+    def __init__(self, wall: float, cpu: float):
+        self.wall, self.cpu = wall, cpu
+
+    def __str__(self) -> str:
+        return f"{self.wall:.2f} s (CPU {self.cpu:.2f} s)"
+
+    def __truediv__(self, other: Took) -> str:
+        return f"{self.wall / other.wall:.1f}x (CPU {self.cpu / other.cpu:.1f}x)"
+
+
+def nnlab(tree: Path, *args: str) -> Took:
     """``python -m nnlab ARGS`` of a source tree (run in it: ``-m`` puts the working folder
-    first on the path); its wall time."""
+    first on the path)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "nnlab", *args], env=env, cwd=tree, capture_output=True
     )
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 1):
         sys.exit(f"nnlab {' '.join(args)} ({tree}) failed:\n{proc.stderr.decode()[-2000:]}")
-    return seconds, proc
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Took(seconds, cpu)
 
 
 # ---------------------------------------------------------------- 1. reading
@@ -151,18 +169,14 @@ def bench_reading(sizes: list[int], work: Path, old: Path | None) -> None:
             f"way (YAML parse, csv module) {1e6 * t_old / n:.0f} us: "
             f"{t_old / (t_read - t_find):.1f}x"
         )
-        new_cmd, _ = nnlab(ROOT, "compare", str(sweep), "--group-seeds")
-        line = f"    nnlab compare DIR --group-seeds, whole command: now {new_cmd:.2f} s"
-        new_plot, _ = nnlab(ROOT, "plot", str(sweep), "--group-seeds", "-m", "loss")
-        line += f" (nnlab plot: {new_plot:.2f} s)"
-        if old is not None:
-            old_cmd, _ = nnlab(old, "compare", str(sweep), "--group-seeds")
-            old_plot, _ = nnlab(old, "plot", str(sweep), "--group-seeds", "-m", "loss")
-            line += (
-                f"; pre-change {old_cmd:.2f} s (plot {old_plot:.2f} s): "
-                f"{old_cmd / new_cmd:.1f}x (plot {old_plot / new_plot:.1f}x)"
-            )
-        print(line)
+        for command in ("compare", "plot"):
+            more = ["-m", "loss"] if command == "plot" else []
+            new = nnlab(ROOT, command, str(sweep), "--group-seeds", *more)
+            line = f"    nnlab {command} DIR --group-seeds, the whole command: now {new}"
+            if old is not None:
+                was = nnlab(old, command, str(sweep), "--group-seeds", *more)
+                line += f"; pre-change {was}: {was / new}"
+            print(line)
         shutil.rmtree(work / f"read{n}")
 
 
@@ -273,11 +287,11 @@ def bench_tiny(n: int, n_old: int, epochs: int, jobs: int, work: Path, old: Path
         return
     args = ["sweep", str(ROOT / "configs" / "xor.yaml"), "--seeds", str(n_old), "--set",
             sets[0], "--jobs", str(jobs), "-q"]  # fmt: skip
-    t_new, _ = nnlab(ROOT, *args, "--runs-dir", str(work / "tiny-new"))
-    t_old, _ = nnlab(old, *args, "--runs-dir", str(work / "tiny-old"))
+    new = nnlab(ROOT, *args, "--runs-dir", str(work / "tiny-new"))
+    was = nnlab(old, *args, "--runs-dir", str(work / "tiny-old"))
     print(
-        f"  nnlab sweep, N={n_old}: now {t_new:.1f} s ({n_old / t_new:.0f} trials/s), "
-        f"pre-change {t_old:.1f} s ({n_old / t_old:.0f} trials/s): {t_old / t_new:.1f}x"
+        f"  nnlab sweep, N={n_old}: now {new}, {n_old / new.wall:.0f} trials/s; "
+        f"pre-change {was}, {n_old / was.wall:.0f} trials/s: {was / new}"
     )
     shutil.rmtree(work / "tiny-new", ignore_errors=True)
     shutil.rmtree(work / "tiny-old", ignore_errors=True)
@@ -287,14 +301,12 @@ def bench_xor100(jobs: int, work: Path, old: Path | None) -> None:
     print(f"\n4. nnlab sweep configs/xor.yaml --seeds 100 --jobs {jobs} (3000 epochs a trial)")
     args = ["sweep", str(ROOT / "configs" / "xor.yaml"), "--seeds", "100", "--jobs", str(jobs),
             "-q"]  # fmt: skip
-    t_new, _ = nnlab(ROOT, *args, "--runs-dir", str(work / "x-new"))
-    t_log, _ = nnlab(ROOT, *args, "--set", "training.log_every=100",
-                     "--runs-dir", str(work / "x-log"))  # fmt: skip
-    line = f"  now {t_new:.1f} s; with training.log_every=100 {t_log:.1f} s"
+    new = nnlab(ROOT, *args, "--runs-dir", str(work / "x-new"))
+    log = nnlab(ROOT, *args, "--set", "training.log_every=100", "--runs-dir", str(work / "x-log"))
+    print(f"  now {new}; with training.log_every=100 {log}")
     if old is not None:
-        t_old, _ = nnlab(old, *args, "--runs-dir", str(work / "x-old"))
-        line += f"; pre-change {t_old:.1f} s: {t_old / t_new:.2f}x ({t_old / t_log:.2f}x)"
-    print(line)
+        was = nnlab(old, *args, "--runs-dir", str(work / "x-old"))
+        print(f"  pre-change {was}: {was / new} ({was / log} with log_every=100)")
 
 
 def main() -> None:
