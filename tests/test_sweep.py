@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIGS, ROOT, nnlab_env, run_nnlab, wait_for
+from nnlab.config import parse_yaml
 from nnlab.errors import ConfigError, RunError
 from nnlab.sweeps import Executor, TrialOutcome, TrialTask, load_sweep, run_sweep
 from nnlab.sweeps.folder import SweepFolder, sweep_dir_for
@@ -253,6 +254,11 @@ def test_resume_skips_completed_trials_and_reruns_failed_ones(tmp_path, runs, wr
     nothing = InProcess(tmp_path)
     run_sweep(sweep, runs, quiet=True, executor=nothing, handle_signals=False)
     assert nothing.submitted == []
+    spec = parse_yaml((folder / "sweep.yaml").read_text(), "sweep.yaml")  # YAML, trials as JSON
+    assert [(t["hash"], t["overrides"]) for t in spec["trials"]] == [
+        (t.hash, t.overrides) for t in sweep.trials
+    ]
+    assert spec["seeds"] is None and spec["axes"] == {"optimizer.lr": [0.01, 0.02, 0.03]}
 
 
 def test_diverged_trials_are_results_and_rerun_only_when_asked(tmp_path, runs, write_config):

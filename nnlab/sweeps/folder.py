@@ -24,6 +24,7 @@ from nnlab.config import dump_yaml
 from nnlab.errors import RunError
 from nnlab.files import atomic_write
 from nnlab.runs import DONE, make_dir, read_summary, safe_name
+from nnlab.sweeps.index import json_line
 from nnlab.sweeps.spec import Sweep
 
 #: a temporary file of ``files.atomic_write``: ``.NAME.tmp-PID``
@@ -116,6 +117,9 @@ class SweepFolder:
         return found
 
     def write_spec(self, sweep: Sweep) -> None:
+        """sweep.yaml: the spec as given, the base config, the axes, the seeds and the trials
+        (a line each, in JSON's flow style, which YAML reads: 10,000 trials are written in
+        a few milliseconds instead of seconds)."""
         data = {
             "name": sweep.name,
             "description": sweep.description,
@@ -123,13 +127,15 @@ class SweepFolder:
             "spec": sweep.spec,
             "base": sweep.base,
             "axes": {a.key: a.values for a in sweep.axes},
-            "seeds": sweep.seeds,
-            "trials": [
-                {"number": t.number, "hash": t.hash, "seed": t.seed, "overrides": t.overrides}
-                for t in sweep.trials
-            ],
         }
-        atomic_write(self.path / "sweep.yaml", dump_yaml(data))
+        trials = [
+            "- " + json_line({"number": t.number, "hash": t.hash, "seed": t.seed,
+                              "overrides": t.overrides}) + "\n"
+            for t in sweep.trials
+        ]  # fmt: skip
+        text = dump_yaml(data) + f"seeds: {json_line(sweep.seeds)}\n"
+        text += "trials:\n" + "".join(trials) if trials else "trials: []\n"
+        atomic_write(self.path / "sweep.yaml", text)
 
 
 def remove_stale(folder: Path, every: bool = False) -> int:

@@ -5,8 +5,8 @@ Two files in the sweep folder hold it:
 
 - ``index.json``, a snapshot: every entry, and ``seq``, the number of the last event it
   holds. Written atomically (``files.atomic_write``: a temporary file, then a rename) when a
-  sweep starts, every few seconds while it runs (taking at most about 1% of the time) and
-  when it ends.
+  sweep starts, every five seconds or more while it runs (taking at most 0.5% of the time)
+  and when it ends.
 - ``index.log``, the events since that snapshot, a JSON line each:
   ``{"seq": 12, "trial": {...the trial's whole entry...}}``, appended with one ``write`` on a
   descriptor opened ``O_APPEND``. A trial's start and its end are an event each.
@@ -25,8 +25,8 @@ replacing the trial's). Why a kill at any moment leaves a readable, consistent i
 - the trials' own run folders (their summary.json) say how each trial ended, and the runner
   reads them at every start, so even a lost last event is recovered.
 
-The log is flushed to disk (``fdatasync``) at most once a second: a power cut may lose the
-events of the last second, which the trial folders then supply. An index.json written by an
+The log is flushed to disk (``fdatasync``) every five seconds at most: a power cut may lose
+the events of the last seconds, which the trial folders then supply. An index.json written by an
 earlier nnlab (a whole file rewritten at every event, no ``seq``, no log) is read as a
 snapshot, and rewritten in this form at the next start.
 """
@@ -47,9 +47,9 @@ from nnlab.runs import now
 INDEX_FORMAT = "nnlab-sweep-index/2"
 SNAPSHOT = "index.json"
 LOG = "index.log"
-SNAPSHOT_EVERY = 2.0  # seconds between snapshots while a sweep runs, at the least
-SNAPSHOT_SHARE = 0.01  # and at most this share of the time spent writing them
-SYNC_EVERY = 1.0  # seconds between flushes of the log to disk
+SNAPSHOT_EVERY = 5.0  # seconds between snapshots while a sweep runs, at the least
+SNAPSHOT_SHARE = 0.005  # and at most this share of the time spent writing them
+SYNC_EVERY = 5.0  # seconds between flushes of the log to disk (fdatasync)
 
 
 def trial_folder(run: object) -> bool:
@@ -154,7 +154,7 @@ class IndexWriter:
         """A trial's entry changed (it started, or ended): one line on the log."""
         t0 = time.perf_counter()
         self.seq += 1
-        line = _json({"seq": self.seq, "trial": entry})
+        line = json_line({"seq": self.seq, "trial": entry})
         _write_all(self._fd, (line + "\n").encode(), self.folder / LOG)
         now_ = time.monotonic()
         if now_ - self._synced_at >= SYNC_EVERY:
@@ -193,13 +193,14 @@ class IndexWriter:
 def snapshot_text(head: dict, trials: list[dict]) -> str:
     """index.json: the ``head`` keys, then ``trials``, an entry per line (greppable, and
     written by the C encoder: an indented dump of 10,000 entries takes ten times longer)."""
-    lines = [f"  {_json(k)}: {_json(v)}," for k, v in head.items()]
-    body = ",\n".join(f"    {_json(e)}" for e in trials)
+    lines = [f"  {json_line(k)}: {json_line(v)}," for k, v in head.items()]
+    body = ",\n".join(f"    {json_line(e)}" for e in trials)
     return "{\n" + "\n".join(lines) + '\n  "trials": [\n' + body + "\n  ]\n}\n"
 
 
-def _json(obj: object) -> str:
-    """One line of JSON; values JSON cannot hold as they are pass through ``jsonable``."""
+def json_line(obj: object) -> str:
+    """One line of JSON (which YAML reads too); values JSON cannot hold as they are pass
+    through ``jsonable``."""
     try:
         return json.dumps(obj, allow_nan=False)
     except (TypeError, ValueError):
