@@ -6,6 +6,13 @@ started with its BLAS threads limited (``blas_env``) before NumPy is imported in
 writing its run folder directly. A backend whose workers share no file system (a Dask cluster)
 trains in a scratch folder on the worker and returns the run folder's files in
 ``TrialOutcome.files``; the runner writes them where the task said (``materialize``).
+
+A task whose ``resume`` is set names a run folder holding an unfinished attempt: the worker
+continues it from its checkpoint (``worker.train_trial``; a remote backend sends the folder's
+files along, ``run_files``). The runner matches outcomes to trials by ``key`` alone and records
+each as it comes, and counts ``busy`` against ``slots``: an executor that trains several trials
+in one unit of work (a population) takes one slot for them and may return their outcomes
+together or one by one.
 """
 
 from __future__ import annotations
