@@ -63,7 +63,9 @@ def run_nnlab(*args: str, cwd: Path | None = None, timeout: float = 300, **env: 
     )
 
 
-def invoke_nnlab(*args: object, cwd: Path | None = None, **env: object):
+def invoke_nnlab(
+    *args: object, cwd: Path | None = None, **env: object
+) -> subprocess.CompletedProcess[str]:
     """Run ``nnlab ARGS`` in this process with click's CliRunner, as ``run_nnlab`` runs it in a
     child: in ``cwd`` (default: the project root), with ``env`` added to the environment and
     NNLAB_DEBUG removed, warnings shown on stderr as a fresh Python shows them (PYTHONWARNINGS
