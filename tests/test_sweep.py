@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIGS, ROOT, nnlab_env, run_nnlab, wait_for
+from conftest import CONFIGS, ROOT, invoke_nnlab, nnlab_env, wait_for
 from nnlab.config import parse_yaml
 from nnlab.errors import ConfigError, RunError
 from nnlab.sweeps import Executor, TrialOutcome, TrialTask, load_sweep, run_sweep
@@ -333,7 +333,7 @@ def test_bad_sweeps_exit_2_before_anything_runs(runs):
         ("loss=mse,categorical_crossentropy", ["trial 2 of 2", "softmax output"]),
         ("optimizer.lr=0.1,fast", ["trial 2 of 2", "optimizer.lr (from -g)", "'fast'"]),
     ]:
-        proc = run_nnlab("sweep", CONFIGS / "threshold.yaml", "-g", grid, "--runs-dir", runs)
+        proc = invoke_nnlab("sweep", CONFIGS / "threshold.yaml", "-g", grid, "--runs-dir", runs)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
         for w in words:
@@ -342,7 +342,7 @@ def test_bad_sweeps_exit_2_before_anything_runs(runs):
 
 
 def test_print_trials_lists_the_grid_and_runs_nothing(runs):
-    proc = run_nnlab(
+    proc = invoke_nnlab(
         "sweep", CONFIGS / "threshold.yaml", "-g", "optimizer.lr=0.1,0.01,0.001",
         "-g", "model.layers.0.activation=linear,sigmoid", "--seeds", "2",
         "--runs-dir", runs, "--print-trials",
@@ -420,14 +420,14 @@ def test_sigterm_then_rerun_completes_the_sweep_without_repeating_trials(runs):
         assert len(rows) - 1 == summary["epochs_completed"] >= 1
     finished = {e["run"]: (sweep_dir / e["run"] / "summary.json").read_bytes() for e in entries[:2]}
 
-    proc = run_nnlab("sweep", *args, "--runs-dir", runs)
+    proc = invoke_nnlab("sweep", *args, "--runs-dir", runs)
     assert proc.returncode == 0, proc.stderr
     assert "2 of 4 trials done already (skipped), 2 to run" in proc.stderr
     # progress: a line per finished trial, with the trials done of the total and the time left
     assert "[4/4] training.epochs=" in proc.stderr and "left)" in proc.stderr
     for run, data in finished.items():  # not run again
         assert (sweep_dir / run / "summary.json").read_bytes() == data
-    table = run_nnlab("compare", sweep_dir, "--format", "json")
+    table = invoke_nnlab("compare", sweep_dir, "--format", "json")
     rows = json.loads(table.stdout)
     assert [(r["training.epochs"], r["status"]) for r in rows] == [
         (2, "completed"),
@@ -495,7 +495,7 @@ def test_a_symlinked_lock_is_not_followed(tmp_path, runs, write_config):
     assert victim.read_text() == "keep me"
     (folder / ".lock").unlink()
     os.link(victim, folder / ".lock")  # a hard link would be truncated through too
-    proc = run_nnlab("sweep", write_config(THRESHOLD, "thr.yaml"), "--runs-dir", runs)
+    proc = invoke_nnlab("sweep", write_config(THRESHOLD, "thr.yaml"), "--runs-dir", runs)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "lock is a hard link; remove it" in proc.stderr
     assert victim.read_text() == "keep me" and not (folder / "trials").exists()
@@ -503,14 +503,14 @@ def test_a_symlinked_lock_is_not_followed(tmp_path, runs, write_config):
 
 def test_a_trial_folder_that_is_a_symlink_is_refused(tmp_path, runs, write_config):
     config = write_config(THRESHOLD, "thr.yaml")
-    assert run_nnlab("sweep", config, "--seeds", "2", "--runs-dir", runs, "-q").returncode == 0
+    assert invoke_nnlab("sweep", config, "--seeds", "2", "--runs-dir", runs, "-q").returncode == 0
     folder = sweep_dir_for(runs, "thr")
     entries = index_of(folder)
     outside = tmp_path / "outside"
     (folder / entries[0]["run"]).rename(outside)
     (folder / entries[0]["run"]).symlink_to(outside, target_is_directory=True)
     before = sorted(p.name for p in outside.iterdir())
-    proc = run_nnlab("sweep", config, "--seeds", "2", "--runs-dir", runs, "-q")
+    proc = invoke_nnlab("sweep", config, "--seeds", "2", "--runs-dir", runs, "-q")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "a trial folder that is a symbolic link" in proc.stderr
     assert entries[0]["run"] in proc.stderr and "Traceback" not in proc.stderr
@@ -593,7 +593,7 @@ def test_an_interrupted_trial_continues_from_its_checkpoint(runs, tmp_path):
     # between the two kills, and stop at a safe point first: interrupted)
     assert json.loads((run / "summary.json").read_text())["status"] in ("running", "interrupted")
     assert 2000 <= before < epochs
-    proc = run_nnlab("sweep", *args, "--runs-dir", runs)
+    proc = invoke_nnlab("sweep", *args, "--runs-dir", runs)
     assert proc.returncode == 0, proc.stderr
     assert "1 continued from a checkpoint" in proc.stdout
     assert "continued from its checkpoint at epoch" in proc.stderr
