@@ -154,15 +154,18 @@ def bench_reading(sizes: list[int], work: Path, old: Path | None) -> None:
     ).run_dir
     for n in sizes:
         sweep = make_runs(work / f"read{n}", n, template)
+        cpu = time.process_time()
         t_find, paths = timed(find_runs, [sweep], print)
         t_read, runs = timed(load_runs, [sweep], print, curves=False)
         t_table, table = timed(build_table, runs, group_seeds=True)
+        cpu = time.process_time() - cpu
         t_render, _ = timed(render, table, "table")
         t_curves, _ = timed(load_runs, [sweep], print, curves=True)
         t_old, _ = timed(lambda found: [old_read(p) for p in found], paths)
         print(
             f"  N={n}: find {t_find:.2f} s, read {t_read - t_find:.2f} s (with every row, for "
-            f"plot: {t_curves - t_find:.2f} s), table {t_table:.2f} s, render {t_render:.2f} s"
+            f"plot: {t_curves - t_find:.2f} s), table {t_table:.2f} s, render {t_render:.2f} s; "
+            f"find + read + table: {t_read + t_table:.2f} s (CPU {cpu:.2f} s)"
         )
         print(
             f"    reading per run: now {1e6 * (t_read - t_find) / n:.0f} us, the pre-change "
