@@ -19,7 +19,8 @@ commit the change started from); without it those rows are skipped. The machine 
 absolute times drift, ratios within one run hold.
 
     python bench/bench_sweep_scale.py [--reads 1000,5000] [--null 1000,10000] [--tiny 10000]
-        [--tiny-old 1000] [--epochs 20] [--jobs 2] [--baseline 060f14c] [--quick]
+        [--tiny-old 1000] [--epochs 20] [--jobs 2] [--baseline 060f14c] [--parts 1,2,3,4]
+        [--quick]
 """
 
 from __future__ import annotations
@@ -322,6 +323,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--baseline", default=BASELINE, help="git ref of the pre-change code")
     parser.add_argument("--quick", action="store_true", help="small sizes, a quick look")
+    parser.add_argument("--parts", default="1,2,3,4", help="which parts to run (1,2,3,4)")
     args = parser.parse_args()
     if args.quick:
         args.reads, args.null, args.tiny, args.tiny_old = "300", "300", 300, 100
@@ -329,10 +331,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nnlab-bench-") as tmp:
         work = Path(tmp)
         old = baseline_tree(args.baseline, work) if args.baseline else None
-        bench_reading([int(n) for n in args.reads.split(",")], work, old)
-        bench_runner([int(n) for n in args.null.split(",")], work, old)
-        bench_tiny(args.tiny, args.tiny_old, args.epochs, args.jobs, work, old)
-        if not args.quick:
+        parts = set(args.parts.split(","))
+        if "1" in parts:
+            bench_reading([int(n) for n in args.reads.split(",")], work, old)
+        if "2" in parts:
+            bench_runner([int(n) for n in args.null.split(",")], work, old)
+        if "3" in parts:
+            bench_tiny(args.tiny, args.tiny_old, args.epochs, args.jobs, work, old)
+        if "4" in parts and not args.quick:
             bench_xor100(args.jobs, work, old)
     print(f"\nafter: {load()}")
 
