@@ -72,26 +72,32 @@ def differing_keys(flats: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> l
     return out
 
 
-def short_names(keys: list[str]) -> dict[str, str]:
-    """The shortest unique dotted suffix of each key, without a trailing ``.name``/``.type``:
-    ``model.layers.0.initializer.name`` -> ``initializer``, ``optimizer.lr`` -> ``lr``."""
+def short_names(keys: Iterable[str], taken: Iterable[str] = ()) -> dict[str, str]:
+    """The one naming rule for headers and legends: each key by its shortest dotted suffix
+    that is unique among ``keys`` and is none of the names in ``taken`` (the metric and status
+    columns beside it). A trailing ``.name``/``.type`` is left out (``initializer`` for
+    ``model.layers.0.initializer.name``) unless a list index would end the name, and a name
+    never starts with a list index: ``optimizer.lr`` -> ``lr``, ``model.layers.0.units`` ->
+    ``units`` or, beside ``model.layers.1.units``, ``layers.0.units``."""
+    keys, taken = list(dict.fromkeys(keys)), set(taken)
     parts = {}
     for k in keys:
         segs = k.split(".")
-        if len(segs) > 1 and segs[-1] in ("name", "type"):
+        if len(segs) > 1 and segs[-1] in ("name", "type") and not segs[-2].isdigit():
             segs = segs[:-1]
         parts[k] = segs
     out = {}
     for k, segs in parts.items():
+        out[k] = k
         for n in range(1, len(segs) + 1):
             tail = segs[-n:]
-            if tail[0].isdigit() and n < len(segs):
+            bare = n == 1 < len(segs) and tail[0] in ("name", "type")  # layers.1.name, not name
+            if (tail[0].isdigit() or bare) and n < len(segs):
                 continue
-            if sum(p[-n:] == tail for p in parts.values()) == 1:
-                out[k] = ".".join(tail)
+            text = ".".join(tail)
+            if text not in taken and sum(p[-n:] == tail for p in parts.values()) == 1:
+                out[k] = text
                 break
-        else:
-            out[k] = k
     return out
 
 
