@@ -203,19 +203,26 @@ def group_key(config: dict) -> str:
     return config_hash(cfg)
 
 
+def differences(
+    configs: list[dict], flats: list[dict[str, Any]], skip: tuple[str, ...] = ()
+) -> list[dict[str, str]]:
+    """For each config, the keys that differ between them (by their short names, components
+    as one text) and its values as text: ``{"initializer": "he_normal", "lr": "0.01"}``."""
+    keys = differing_keys(flats, skip=skip)
+    keys, texts = collapse(keys, [components(c) for c in configs])
+    short = short_names(keys)
+    return [
+        {short[k]: texts[k][i] if k in texts else fmt_config(flat.get(k)) for k in keys}
+        for i, flat in enumerate(flats)
+    ]
+
+
 def describe_differences(
     configs: list[dict], flats: list[dict[str, Any]], skip: tuple[str, ...] = ()
 ) -> list[str] | None:
     """``initializer=he_normal lr=0.01`` for each config: the keys that differ between them, by
     their short names; None when nothing differs."""
-    keys = differing_keys(flats, skip=skip)
-    keys, texts = collapse(keys, [components(c) for c in configs])
-    if not keys:
+    diffs = differences(configs, flats, skip)
+    if not diffs or not diffs[0]:
         return None
-    short = short_names(keys)
-    return [
-        " ".join(
-            f"{short[k]}={texts[k][i] if k in texts else fmt_config(flat.get(k))}" for k in keys
-        )
-        for i, flat in enumerate(flats)
-    ]
+    return [" ".join(f"{k}={v}" for k, v in d.items()) for d in diffs]
