@@ -161,7 +161,8 @@ def grid(tmp_path):
                 make_run(
                     tmp_path / "runs",
                     f"{init}-{lr}-s{s}",
-                    [f"optimizer.lr={lr}", f"training.seed={s}", f"model.layers.0.initializer={init}"],
+                    [f"optimizer.lr={lr}", f"training.seed={s}",
+                     f"model.layers.0.initializer={init}"],
                     val_accuracy=acc,
                     val_loss=tuple(1 - a for a in acc),
                 )  # fmt: skip
