@@ -176,9 +176,7 @@ def plot(runs, metrics, group_seeds, band, where, logy, output):
         click.echo(output)
         return
     columns = max(40, min(160, shutil.get_terminal_size((80, 24)).columns))
-    click.echo(
-        "\n\n".join(text_plot(lines, m, columns, logy=logy) for m, lines in panels.items())
-    )
+    click.echo("\n\n".join(text_plot(lines, m, columns, logy=logy) for m, lines in panels.items()))
 
 
 COMMANDS = [compare, diff, plot]
