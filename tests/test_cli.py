@@ -178,6 +178,7 @@ def test_sigterm_stops_at_a_safe_point_and_keeps_the_files(runs):
     run_dir = Path(out.strip().splitlines()[-1])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM"
+    assert f"continue it with: nnlab train --resume {run_dir}" in out  # how to resume
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     assert len(rows) - 1 == summary["epochs_completed"] >= 3
     assert (run_dir / "model.npz").is_file()

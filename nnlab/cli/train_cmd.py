@@ -49,7 +49,7 @@ def train(config, overrides, runs_dir, name, seed, resume_run, quiet):
                 "--resume continues a run as it was: give no CONFIG or --set/--seed/--name with it"
             )
         result = resume(resume_run, quiet=quiet)
-        click.echo(format_result(result.summary))
+        click.echo(format_result(result.summary, result.run_dir))
         click.echo(str(result.run_dir))
         sys.exit(exit_code(result))
     if config is None:
@@ -59,7 +59,7 @@ def train(config, overrides, runs_dir, name, seed, resume_run, quiet):
     if name:
         cfg["name"] = name
     result = run(cfg, runs_dir=runs_dir, quiet=quiet)
-    click.echo(format_result(result.summary))
+    click.echo(format_result(result.summary, result.run_dir))
     click.echo(str(result.run_dir))
     sys.exit(exit_code(result))
 
