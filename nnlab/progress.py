@@ -118,8 +118,8 @@ class Progress:
         frac = min(1.0, (epoch + part) / self.epochs)
         last = f" | epoch {epoch}: {self.last}" if self.last else ""
         self.line.draw(
-            f"epoch {epoch + 1}/{self.epochs} {bar(frac, 12)} {frac:4.0%} batch loss {loss:.4g}"
-            f"{last} | eta {clock(self.eta(epoch, part))}"
+            f"epoch {epoch + 1}/{self.epochs} {bar(frac, 12)} {frac:4.0%} eta "
+            f"{clock(self.eta(epoch, part))} | batch loss {loss:.4g}{last}"
         )
 
     def epoch(self, epoch: int, row: dict) -> None:
