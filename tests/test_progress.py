@@ -19,7 +19,8 @@ ROW = {"epoch": 1, "loss": 0.5, "accuracy": 0.75, "val_loss": 0.625, "val_accura
        "lr": 0.1, "seconds": 0.01}  # fmt: skip
 
 
-def test_a_terminal_gets_a_live_line_with_the_loss_and_the_last_epoch():
+def test_a_terminal_gets_a_live_line_with_the_loss_and_the_last_epoch(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     out = Terminal()
     p = Progress(epochs=10, batches=5, stream=out, delay=0.0, log_every=1e9)
     p.epoch(1, {**ROW, "epoch": 2})  # epoch 2 of 10 ended: not the last, no line is due
@@ -31,6 +32,13 @@ def test_a_terminal_gets_a_live_line_with_the_loss_and_the_last_epoch():
     # the last finished epoch's metrics, validation included, and the time left
     assert "epoch 2: loss 0.5  accuracy 0.75  val_loss 0.625  val_accuracy 0.7" in text
     assert re.search(r"eta \d+:\d\d", text) and "lr" not in text and "seconds" not in text
+    monkeypatch.setenv("COLUMNS", "60")  # a narrow terminal: the line is cut, never wrapped
+    narrow = Terminal()
+    p = Progress(epochs=10, batches=5, stream=narrow, delay=0.0, log_every=1e9)
+    p.epoch(1, {**ROW, "epoch": 2})
+    p.batch(epoch=2, index=4, loss=0.12345)
+    line = narrow.getvalue().split("\r")[1].removesuffix("\x1b[K")
+    assert len(line) == 59 and re.search(r"eta \d+:\d\d", line)
 
 
 def test_epoch_lines_stay_at_their_cadence_and_for_the_last_epoch():
