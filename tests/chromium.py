@@ -132,8 +132,22 @@ class Chromium:
             time.sleep(0.1)
         return self.page
 
-    def screenshot(self, path: Path, full: bool = True) -> None:
-        shot = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=full)
+    def screenshot(self, path: Path, ready: str, width: int = 1400) -> None:
+        """The whole page as a PNG: the window is made as tall as the page and the page loaded
+        again at that size (plots laid out for a resized window may be caught halfway)."""
+        height = int(self.evaluate("document.documentElement.scrollHeight"))
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        url = self.evaluate("location.href")
+        self.call("Page.navigate", url="about:blank")
+        self.open(Path(url.removeprefix("file://")), ready)
+        time.sleep(0.5)
+        shot = self.call("Page.captureScreenshot", format="png")
         path.write_bytes(base64.b64decode(shot["data"]))
 
     def close(self) -> None:

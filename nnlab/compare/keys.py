@@ -5,6 +5,7 @@ diff and the legends of plots."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import typing
 from collections.abc import Iterable
@@ -57,8 +58,12 @@ def flatten_configs(configs: list[dict]) -> list[dict[str, Any]]:
     return out
 
 
+_MISSING = object()
+
+
 def differing_keys(flats: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> list[str]:
-    """Config keys whose value is not the same in every run (a missing key counts)."""
+    """Config keys whose value is not the same in every run (a missing key counts; ``1`` and
+    ``1.0`` differ, as in the YAML)."""
     order: dict[str, None] = {}
     for f in flats:
         order.update(dict.fromkeys(f))
@@ -66,8 +71,12 @@ def differing_keys(flats: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> l
     for k in order:
         if k in skip:
             continue
-        values = {json.dumps(f.get(k, "<missing>"), sort_keys=True, default=str) for f in flats}
-        if len(values) > 1:
+        first = flats[0].get(k, _MISSING)
+        kind = type(first)
+        if any(
+            (v := f.get(k, _MISSING)) is not first and (type(v) is not kind or v != first)
+            for f in flats
+        ):
             out.append(k)
     return out
 
@@ -105,11 +114,18 @@ def components(config: dict) -> dict[str, str]:
     """Each named component of a resolved config (data set, loss, optimizer, schedule,
     activation, initializer) as one text: its name and the options that differ from their
     defaults, ``random_normal(stddev=1.0)``; keyed by dotted path."""
+    training = {k: v for k, v in (config.get("training") or {}).items() if k != "seed"}
+    text = json.dumps({**config, "training": training}, sort_keys=True, default=str)
+    return dict(_components(text))
+
+
+@functools.lru_cache(maxsize=4096)  # the seeds of a sweep's config share their components
+def _components(text: str) -> tuple[tuple[str, str], ...]:
     from nnlab.config import Config
 
     out: dict[str, str] = {}
-    _walk(config, Config, "", out)
-    return out
+    _walk(json.loads(text), Config, "", out)
+    return tuple(out.items())
 
 
 def _walk(value: Any, ann: Any, path: str, out: dict[str, str]) -> str | None:
@@ -212,9 +228,15 @@ def differences(
     keys, texts = collapse(keys, [components(c) for c in configs])
     short = short_names(keys)
     return [
-        {short[k]: texts[k][i] if k in texts else fmt_config(flat.get(k)) for k in keys}
+        {short[k]: texts[k][i] if k in texts else fmt_short(flat.get(k)) for k in keys}
         for i, flat in enumerate(flats)
     ]
+
+
+def fmt_short(x: Any) -> str:
+    """A config value for a legend: as ``fmt_config``, floats with 6 significant digits at most
+    (``0.000215443`` for ``logspace``'s ``0.000215443469003``)."""
+    return f"{x:.6g}" if isinstance(x, float) and x == x else fmt_config(x)
 
 
 def describe_differences(

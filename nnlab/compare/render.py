@@ -154,9 +154,15 @@ def display(table: Table) -> Shown:
         shown.kinds.append(_kind(table, col, headline))
         i += 1
     shown.rows = [list(r) for r in zip(*cells, strict=True)] if cells else []
-    if table.grouped and table.aggregated & set(cols):
-        shown.note = INTERVAL_NOTE if _has_intervals(table) else STD_NOTE
+    shown.note = interval_note(table)
     return shown
+
+
+def interval_note(table: Table) -> str:
+    """What ``±`` means in a table of seed groups (empty for a table of runs)."""
+    if not (table.grouped and table.aggregated & set(table.columns)):
+        return ""
+    return INTERVAL_NOTE if _has_intervals(table) else STD_NOTE
 
 
 def _headline(table: Table) -> str | None:

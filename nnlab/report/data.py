@@ -139,7 +139,9 @@ def _verdicts(
     values = [np.array([recs[i].get(objective, math.nan) for i in g.members]) for g in groups]
     seeds = [np.array([runs[i].config["training"]["seed"] for i in g.members]) for g in groups]
     try:
-        v = verdicts(list(zip(values, seeds, strict=True)), higher_is_better=higher_is_better(objective))
+        v = verdicts(
+            list(zip(values, seeds, strict=True)), higher_is_better=higher_is_better(objective)
+        )
     except NnlabError as e:  # no scipy (the stats extra), or no finite value
         return {"metric": objective, "error": str(e)}
     rows = [
@@ -225,4 +227,3 @@ def _run(run: Run, own: dict[str, Any], group: int) -> dict:
         "config": own,
         "summary": summary,
     }
-

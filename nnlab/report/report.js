@@ -127,6 +127,7 @@ function drawTable(data) {
     return `<tr data-row="${i}">${cells}</tr>`;
   }).join("");
   $("table").innerHTML = `<table class="runs"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
+  state.shown = new Set(state.view === "groups" ? order : order.map((i) => data.runs[i].group));
   $("count").textContent = `${order.length} of ${t.rows.length} ${state.view === "groups" ? "groups" : "runs"}`;
   const notes = [t.note];
   if (state.view === "groups" && data.tables.groups.verdicts) {
@@ -142,7 +143,13 @@ function setupTable(data) {
   const views = $("views");
   if (!data.tables.groups) views.hidden = true;
   views.addEventListener("change", (e) => { state.view = e.target.value; state.sort = null; drawTable(data); });
-  $("filter").addEventListener("input", (e) => { state.filter = e.target.value; drawTable(data); });
+  let pending = null;
+  $("filter").addEventListener("input", (e) => {
+    state.filter = e.target.value;
+    drawTable(data);
+    clearTimeout(pending);  // the curves follow the filter, once the typing pauses
+    pending = setTimeout(() => drawCurves(data), 300);
+  });
   $("table").addEventListener("click", (e) => {
     const th = e.target.closest("th");
     if (th) {
@@ -201,13 +208,15 @@ function showDetails(data, view, row) {
 function curveTraces(data, metric, band) {
   const c = data.curves;
   const traces = [];
+  const many = data.groups.length > 20;
   for (const line of c.lines[metric] || []) {
+    if (state.shown && !state.shown.has(line.group)) continue;
     const g = data.groups[line.group];
     const slot = c.colour[line.group];
     const colour = PALETTE[slot % PALETTE.length];
     if (band && line.low) {
       traces.push({ x: [...line.epochs, ...line.epochs.slice().reverse()], y: [...line.high, ...line.low.slice().reverse()],
-        fill: "toself", fillcolor: colour, opacity: 0.18, line: { width: 0 }, hoverinfo: "skip", showlegend: false,
+        fill: "toself", fillcolor: colour, opacity: many ? 0.06 : 0.18, line: { width: 0 }, hoverinfo: "skip", showlegend: false,
         legendgroup: c.grouped ? "c" + slot : "g" + line.group, type: "scatter", mode: "lines" });
     }
     const name = g.label + (g.runs.length > 1 ? ` (n=${g.runs.length})` : "");
@@ -230,7 +239,7 @@ function drawCurves(data) {
   const layout = { margin: { t: 30, r: 10 }, xaxis: { title: { text: "epoch" } },
     yaxis: { title: { text: metric }, type: $("logy").checked ? "log" : "linear" },
     legend: { font: { size: 11 } }, height: 460 };
-  Plotly.react("curves", curveTraces(data, metric, true), layout, { displaylogo: false, responsive: true });
+  Plotly.react("curves", curveTraces(data, metric, $("bands").checked), layout, { displaylogo: false, responsive: true });
 }
 
 function setupCurves(data) {
@@ -241,6 +250,8 @@ function setupCurves(data) {
   if (preferred) select.value = preferred;
   select.addEventListener("change", () => drawCurves(data));
   $("logy").addEventListener("change", () => drawCurves(data));
+  $("bands").checked = data.groups.length <= 20;
+  $("bands").addEventListener("change", () => drawCurves(data));
   drawCurves(data);
 }
 

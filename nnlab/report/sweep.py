@@ -83,4 +83,3 @@ def _importance(
         "seed_share": clean(imp.seed_share),
         "notes": imp.notes,
     }
-
