@@ -8,6 +8,7 @@ None where there is none."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import shutil
@@ -29,7 +30,10 @@ FLAGS = [
     "--no-first-run",
     "--no-default-browser-check",
     "--remote-debugging-port=0",
+    "--enable-unsafe-swiftshader",  # software WebGL without a GPU (plotly's parcoords is WebGL)
 ]
+#: what the software WebGL renderer logs about its own speed (a warning, not the page's)
+DRIVER_NOTE = "GL Driver Message (OpenGL, Performance"
 
 
 def find_chromium() -> str | None:
@@ -65,7 +69,9 @@ class Chromium:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
             targets = json.load(r)
         page = next(t for t in targets if t["type"] == "page")
-        self.ws = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        self.stack = contextlib.ExitStack()
+        url = page["webSocketDebuggerUrl"]
+        self.ws = self.stack.enter_context(connect(url, max_size=None, open_timeout=10))
         self.ids = itertools.count(1)
         self.page = Page()
         for domain in ("Runtime", "Log", "Network", "Page"):
@@ -152,7 +158,7 @@ class Chromium:
 
     def close(self) -> None:
         try:
-            self.ws.close()
+            self.stack.close()
         finally:
             self.proc.terminate()
             try:

@@ -81,6 +81,7 @@ def _register() -> None:
         gradcheck_cmd,
         list_cmd,
         probe_cmd,
+        report,
         sweep_cmd,
         train_cmd,
     )
@@ -91,6 +92,7 @@ def _register() -> None:
         list_cmd,
         sweep_cmd,
         compare_cmd,
+        report,
         export_cmd,
         gradcheck_cmd,
         probe_cmd,

@@ -35,6 +35,7 @@ def report_data(runs: list[Run], objective: str | None = None, title: str = "") 
         raise NnlabError("no runs to report")
     metrics = metric_names(runs)
     recs = [record(r, metrics) for r in runs]
+    columns = list(dict.fromkeys(c for r in runs for c in r.metrics.columns if c != "epoch"))
     objective = _objective(recs, objective)
     groups = find_groups(runs)
     shared, own = _configs(runs)
@@ -43,7 +44,7 @@ def report_data(runs: list[Run], objective: str | None = None, title: str = "") 
         "title": title or _title(runs),
         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "objective": {"name": objective, "higher": higher_is_better(objective)},
-        "metrics": [m for m in metrics if any(m in r.metrics.columns for r in runs)],
+        "metrics": columns,
         "runs": [_run(r, own[i], belongs[i]) for i, r in enumerate(runs)],
         "shared": shared,
         "groups": [{"label": g.label, "keys": g.keys, "runs": g.members} for g in groups],
@@ -51,7 +52,7 @@ def report_data(runs: list[Run], objective: str | None = None, title: str = "") 
             "runs": table_data(build_table(runs)),
             "groups": _grouped(runs, groups, recs, objective),
         },
-        "curves": _curves(runs, groups, metrics),
+        "curves": _curves(runs, groups, columns),
         "sweep": sweep_data(runs, groups, recs, objective),
     }
 
@@ -161,12 +162,12 @@ def _verdicts(
 # ---------------------------------------------------------------- curves
 
 
-def _curves(runs: list[Run], groups: list[Group], metrics: list[str]) -> dict:
+def _curves(runs: list[Run], groups: list[Group], columns: list[str]) -> dict:
     """Per metric, each group's curve: the epochs, the mean over its runs and the min-max band
     (5 significant digits); and the colour of each group: a value of the swept axis when the
     groups outnumber the colours, as in ``nnlab plot``."""
     out: dict[str, Any] = {}
-    for m in metrics:
+    for m in columns:
         lines = []
         for g, group in enumerate(groups):
             series = [_series(runs[i], m) for i in group.members]
