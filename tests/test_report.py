@@ -97,7 +97,7 @@ def test_curves_are_per_config_with_seed_bands(data):
         "lr",
         "seconds",
     }
-    assert [g["label"] for g in data["groups"]][0] == "initializer=he_normal lr=0.01"
+    assert data["groups"][0]["label"] == "initializer=he_normal lr=0.01"
 
 
 def test_the_sweep_has_its_axes_and_their_importance(data):
@@ -123,7 +123,7 @@ def test_the_sweep_has_its_axes_and_their_importance(data):
 
 def test_an_unknown_objective_is_a_clear_error(sweep):
     runs = load_runs([sweep], warn=pytest.fail)
-    with pytest.raises(ConfigError, match="no column 'val_acc'.*Did you mean 'val_accuracy'"):
+    with pytest.raises(ConfigError, match=r"no column 'val_acc'.*Did you mean 'val_accuracy'"):
         report_data(runs, objective="val_acc")
     assert report_data(runs, objective="val_loss.best")["objective"]["higher"] is False
 
@@ -199,9 +199,8 @@ def test_the_table_sorts_filters_and_opens_a_run(sweep, tmp_path, chromium):
     j = chromium.evaluate(column.format("val_accuracy"))
     chromium.evaluate(f"document.querySelectorAll('#table th')[{j}].click()")  # ascending
     chromium.evaluate(f"document.querySelectorAll('#table th')[{j}].click()")  # descending
-    values = chromium.evaluate(
-        f"[...document.querySelectorAll('#table tbody tr')].map(r => Number(r.cells[{j}].textContent))"
-    )
+    cells = f"[...document.querySelectorAll('#table tbody tr')].map(r => r.cells[{j}])"
+    values = chromium.evaluate(f"{cells}.map(c => Number(c.textContent))")
     assert values == sorted(values, reverse=True) and values[0] == 0.94
     chromium.evaluate(
         "const f = document.getElementById('filter'); f.value = 'lr<0.05 he_normal';"
