@@ -14,7 +14,7 @@ import scipy.stats
 from chromium import DRIVER_NOTE, Chromium, find_chromium
 from test_compare import make_run
 
-from conftest import ROOT, run_nnlab
+from conftest import invoke_nnlab
 from nnlab.compare import load_runs
 from nnlab.errors import ConfigError
 from nnlab.report import build_page, report_data, write_report
@@ -129,21 +129,23 @@ def test_an_unknown_objective_is_a_clear_error(sweep):
 
 
 def test_the_page_holds_everything_and_names_the_extra_without_plotly(data, sweep, tmp_path):
+    import sys
+
     page = build_page(data)
     assert "<script src" not in page and "<link" not in page  # nothing loaded from elsewhere
     assert page.count("<script") == 3  # the data, plotly.js, the page's own script
-    fake = tmp_path / "fake"
-    (fake / "plotly").mkdir(parents=True)
-    (fake / "plotly" / "__init__.py").write_text("raise ImportError('no plotly here')")
     out = tmp_path / "r.html"
-    proc = run_nnlab("report", sweep, "-o", out, PYTHONPATH=f"{fake}:{ROOT}")
+    with pytest.MonkeyPatch.context() as mp:  # import plotly fails
+        mp.setitem(sys.modules, "plotly", None)
+        mp.setitem(sys.modules, "plotly.offline", None)
+        proc = invoke_nnlab("report", sweep, "-o", out)
     assert proc.returncode == 2 and "pip install 'nnlab[report]'" in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
 
 
 def test_the_cli_writes_the_report_and_says_its_size(sweep, tmp_path):
     out = tmp_path / "report.html"
-    proc = run_nnlab("report", sweep, "-o", out)
+    proc = invoke_nnlab("report", sweep, "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert str(out) in proc.stdout and "12 runs" in proc.stdout
     assert out.read_text().startswith("<!doctype html>")

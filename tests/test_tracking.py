@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, run_nnlab, train_run
+from conftest import CONFIGS, invoke_nnlab, train_run
 from nnlab.compare import load_runs
 from nnlab.tracking import export_runs, split_tag
 
@@ -102,6 +102,6 @@ def test_keras_names_and_clear_errors(three, tmp_path):
     assert split_tag("val_loss") == ("validation", "epoch_loss")
     assert split_tag("cls_accuracy") == ("train", "epoch_cls_accuracy")
     assert split_tag("lr") == ("train", "epoch_learning_rate")
-    proc = run_nnlab("export-runs", three, "--to", "wandb", tmp_path / "x")
+    proc = invoke_nnlab("export-runs", three, "--to", "wandb", tmp_path / "x")
     assert proc.returncode == 2 and "wandb" in proc.stderr and "mlflow" in proc.stderr
     assert "Traceback" not in proc.stderr

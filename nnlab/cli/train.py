@@ -1,4 +1,4 @@
-"""nnlab train."""
+"""nnlab train: train a config, or resume a run, into a run folder."""
 
 from __future__ import annotations
 
@@ -62,6 +62,3 @@ def train(config, overrides, runs_dir, name, seed, resume_run, quiet):
     click.echo(format_result(result.summary, result.run_dir))
     click.echo(str(result.run_dir))
     sys.exit(exit_code(result))
-
-
-COMMANDS = [train]
