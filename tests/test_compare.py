@@ -3,6 +3,7 @@ hand-computed values, statuses of unfinished runs, filters, formats, and damaged
 
 from __future__ import annotations
 
+import csv
 import datetime
 import io
 import json
@@ -400,6 +401,12 @@ def test_diff_shows_the_differing_keys_and_the_changes(tmp_path):
         "training.epochs": {"a": 60, "b": 5},
     }
     assert data["metrics"]["val_accuracy.best_epoch"]["delta"] == 1
+    rows = list(csv.DictReader(io.StringIO(invoke_nnlab("diff", a, b, "--format", "csv").stdout)))
+    assert rows[0] == {"section": "config", "name": "optimizer.lr", "a": "0.001", "b": "0.1",
+                       "change": ""}  # fmt: skip
+    got = {r["name"]: r for r in rows if r["section"] == "metric"}
+    assert float(got["val_accuracy"]["change"]) == pytest.approx(0.2)  # full numbers, as json
+    assert next(r for r in rows if r["section"] == "status")["a"] == "completed"
     proc = invoke_nnlab("diff", a, tmp_path / "nothing")
     assert proc.returncode == 2 and "no such file or folder" in proc.stderr
 

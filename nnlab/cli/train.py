@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from nnlab.cli.options import overrides, quiet, runs_dir
+from nnlab.cli.options import overrides, quiet, runs_dir, seed
 
 
 @click.command("train")
@@ -14,7 +14,7 @@ from nnlab.cli.options import overrides, quiet, runs_dir
 @overrides
 @runs_dir
 @click.option("--name", help="Name of the run (default: the config's name or file name).")
-@click.option("--seed", type=int, help="Shorthand for --set training.seed=N.")
+@seed
 @click.option(
     "--resume",
     "resume_run",
