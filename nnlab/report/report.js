@@ -316,7 +316,8 @@ function drawImportance(imp) {
     { height: 80 + 36 * terms.length, margin: { l: 180, t: 20 }, xaxis: { tickformat: ".0%", range: [0, 1], title: { text: "share of the variance of " + imp.objective } } },
     { displaylogo: false, responsive: true });
   const seeds = imp.seed_share === null ? "" : ` Seeds: ${(100 * imp.seed_share).toFixed(1)}% of the runs' variance.`;
-  $("importance-note").textContent = `${imp.method === "anova" ? "Exact functional ANOVA of the complete grid" : "fANOVA (Optuna)"}; bars: the 95% bootstrap interval over seeds.${seeds} ${imp.notes.join(" ")}`;
+  const bars = err ? "; the error bars: the 95% bootstrap interval over seeds" : "";
+  $("importance-note").textContent = `${imp.method === "anova" ? "Exact functional ANOVA of the complete grid" : "fANOVA (Optuna)"}${bars}.${seeds} ${imp.notes.join(" ")}`;
 }
 
 // ------------------------------------------------------------------ start

@@ -68,8 +68,11 @@ def _importance(
             seed = runs[i].config.get("training", {}).get("seed")
             trials.append({**row, "objective": y[i], "seed": seed})
     names = [a["name"] for a in axes]
+    combos = set(zip(*(a["values"] for a in axes), strict=True))
+    grid = math.prod(len(set(a["values"])) for a in axes) == len(combos)
+    quick = grid or len(groups) <= 60  # fANOVA refits its forest for each bootstrap draw
     try:
-        imp = importance(trials, names, "objective", n_boot=None if len(groups) <= 60 else 0)
+        imp = importance(trials, names, "objective", n_boot=None if quick else 0)
     except (NnlabError, ImportError, ValueError) as e:
         return {"error": str(e)}
     terms = [*imp.axes, *imp.interactions]
