@@ -214,3 +214,18 @@ def test_the_table_sorts_filters_and_opens_a_run(sweep, tmp_path, chromium):
     assert not chromium.evaluate("document.getElementById('details').hidden")
     assert "model.layers.0.initializer" in details and "he_normal" in details
     assert "Config keys every run shares" in details and "Baselines" in details
+
+
+def test_odd_runs_still_make_a_page(tmp_path):
+    """One run, and a failed one without a metrics log: no seed groups, no sweep, no error."""
+    ok = make_run(tmp_path, "ok", ["optimizer.lr=0.1"])
+    failed = make_run(tmp_path, "failed", ["optimizer.lr=0.2"], status="failed", error="boom")
+    (failed / "metrics.csv").unlink()
+    data = report_data(load_runs([ok, failed], warn=pytest.fail))
+    assert data["tables"]["groups"] is None  # no config ran two seeds
+    assert [r["status"] for r in data["runs"]] == ["completed", "failed"]
+    assert [line["group"] for line in data["curves"]["lines"]["val_loss"]] == [0]
+    assert data["sweep"]["mean"][1] is None  # the failed run has no objective
+    assert build_page(data).startswith("<!doctype html>")
+    single = report_data(load_runs([ok], warn=pytest.fail))
+    assert single["sweep"] is None and single["tables"]["groups"] is None

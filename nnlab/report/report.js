@@ -274,6 +274,10 @@ function dimension(axis, keep) {
 function drawSweep(data) {
   const s = data.sweep, obj = data.objective;
   const keep = s.mean.map((m, g) => g).filter((g) => s.mean[g] !== null);
+  if (keep.length < 2) {  // nothing to draw: no config has a value of the objective
+    $("sweep").hidden = true;
+    return;
+  }
   const dims = s.axes.map((a) => dimension(a, keep));
   dims.push({ label: obj.name, values: keep.map((g) => s.mean[g]) });
   const first = dims[0].ticktext || [];
