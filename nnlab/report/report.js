@@ -168,9 +168,16 @@ function setupTable(data) {
 
 // ------------------------------------------------------------------ details
 
-function kvTable(obj) {
-  const rows = Object.entries(obj).map(([k, v]) =>
-    `<tr><th>${esc(k)}</th><td>${esc(typeof v === "object" && v !== null ? JSON.stringify(v) : v)}</td></tr>`);
+function plain(v) {  // a summary's value as text: numbers as in the table, objects as "key value, ..."
+  if (typeof v === "number") return num(v);
+  if (Array.isArray(v)) return v.map(plain).join(", ");
+  if (typeof v === "object" && v !== null) return Object.entries(v).map(([k, x]) => k + " " + plain(x)).join(", ");
+  return v === null || v === undefined ? "-" : String(v);
+}
+
+function kvTable(obj, raw = false) {  // raw: a config's values as they are written
+  const text = (v) => raw ? (typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)) : plain(v);
+  const rows = Object.entries(obj).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(text(v))}</td></tr>`);
   return `<table class="kv">${rows.join("")}</table>`;
 }
 
@@ -185,8 +192,8 @@ function runDetails(data, i) {
     <h4>Results</h4>${kvTable(Object.fromEntries(Object.entries(splits).map(([k, m]) => [k, Object.entries(m).map(([a, b]) => a + " " + num(b)).join(", ")])))}
     <h4>Best epoch</h4>${kvTable(best)}
     <h4>Baselines</h4>${kvTable(s.baselines || {})}
-    <h4>Config (its own keys)</h4>${kvTable(r.config)}
-    <details><summary>Config keys every run shares</summary>${kvTable(data.shared)}</details>
+    <h4>Config (its own keys)</h4>${kvTable(r.config, true)}
+    <details><summary>Config keys every run shares</summary>${kvTable(data.shared, true)}</details>
     <h4>Summary</h4>${kvTable(rest)}`;
 }
 
