@@ -136,7 +136,7 @@ function drawTable(data) {
       : `verdicts on ${v.metric}: each group against the best by a paired t-test on the seeds both ran (Welch's otherwise), 95% interval of the difference; ` +
         `* a difference larger than the seed noise (p < 0.05), ≈ within noise. Seeds needed to tell the two best apart: ${v.seeds_needed === null ? "-" : v.seeds_needed}.`);
   }
-  $("table-note").textContent = notes.filter(Boolean).join(" ");
+  $("table-note").textContent = notes.filter(Boolean).map((n) => n.endsWith(".") ? n : n + ".").join(" ");
 }
 
 function setupTable(data) {
