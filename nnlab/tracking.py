@@ -241,11 +241,12 @@ def _tensorboard(runs: list[Run], out: Path, name: str) -> tuple[int, int]:
 
 
 def _hparam(text: str) -> float | str:
+    """A differing key's value for the HParams dashboard: a number where it is one."""
     try:
         value = float(text)
-    except ValueError:
-        return text
-    return value if math.isfinite(value) else text
+    except (TypeError, ValueError):
+        return str(text)
+    return value if math.isfinite(value) else str(text)
 
 
 def split_tag(column: str) -> tuple[str, str]:

@@ -105,3 +105,14 @@ def test_keras_names_and_clear_errors(three, tmp_path):
     proc = invoke_nnlab("export-runs", three, "--to", "wandb", tmp_path / "x")
     assert proc.returncode == 2 and "wandb" in proc.stderr and "mlflow" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_runs_of_different_shapes_go_to_tensorboard(tmp_path):
+    """A key one run lacks (xor has no second hidden layer's initializer of its own kind) is
+    a text value in the HParams dashboard, not an error."""
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    runs = tmp_path / "runs"
+    train_run(CONFIGS / "xor.yaml", runs, "training.epochs=3")
+    train_run(CONFIGS / "threshold.yaml", runs, "training.epochs=3")
+    done = export_runs([runs], "tensorboard", tmp_path / "tb")
+    assert (done.written, done.skipped) == (2, 0)

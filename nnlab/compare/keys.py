@@ -228,7 +228,7 @@ def differences(
     keys, texts = collapse(keys, [components(c) for c in configs])
     short = short_names(keys)
     return [
-        {short[k]: texts[k][i] if k in texts else fmt_short(flat.get(k)) for k in keys}
+        {short[k]: fmt_short(texts[k][i] if k in texts else flat.get(k)) for k in keys}
         for i, flat in enumerate(flats)
     ]
 
