@@ -26,7 +26,6 @@ The choices, in one place:
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,7 +62,6 @@ def _scipy_stats() -> Any:
     return scipy.stats
 
 
-@functools.lru_cache(maxsize=1024)  # a table of seed groups asks for the same few n
 def _t_quantile(confidence: float, df: float) -> float:
     """The two-sided critical value of Student's t: ``t.ppf((1 + confidence) / 2, df)``."""
     return float(_scipy_stats().t.ppf((1 + confidence) / 2, df))
