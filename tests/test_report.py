@@ -160,10 +160,16 @@ def chromium():
         yield browser
 
 
-def test_the_page_in_chromium_draws_without_errors_or_requests(sweep, tmp_path, chromium):
-    out = tmp_path / "report.html"
+@pytest.fixture(scope="module")
+def opened(sweep, tmp_path_factory, chromium):
+    """The sweep's report, written and opened once: (its path, what the page did)."""
+    out = tmp_path_factory.mktemp("page") / "report.html"
     write_report([sweep], out, warn=pytest.fail)
-    page = chromium.open(out, READY)
+    return out, chromium.open(out, READY)
+
+
+def test_the_page_in_chromium_draws_without_errors_or_requests(opened, chromium):
+    out, page = opened
     assert chromium.evaluate("document.getElementById('error').hidden"), chromium.evaluate(
         "document.getElementById('error').textContent"
     )
@@ -187,10 +193,7 @@ def test_the_page_in_chromium_draws_without_errors_or_requests(sweep, tmp_path, 
     assert chromium.evaluate(count.format("#importance .bars .point")) == 3
 
 
-def test_the_table_sorts_filters_and_opens_a_run(sweep, tmp_path, chromium):
-    out = tmp_path / "report.html"
-    write_report([sweep], out, warn=pytest.fail)
-    chromium.open(out, READY)
+def test_the_table_sorts_filters_and_opens_a_run(opened, chromium):
     click = "document.querySelector('{}').click()"
     chromium.evaluate(click.format("#views input[value=runs]"))
     rows = "[...document.querySelectorAll('#table tbody tr')].map(r => r.cells[0].textContent)"

@@ -29,6 +29,7 @@ def metrics_csv(run: Path) -> list[dict[str, str]]:
     return list(csv.DictReader((run / "metrics.csv").open()))
 
 
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
 def test_mlflow_holds_params_metrics_per_epoch_summary_and_files(three, tmp_path):
     mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
     out = tmp_path / "mlruns"
