@@ -249,8 +249,7 @@ class Trainer:
             self._write(row)
         if self.on_epoch is not None:
             self.on_epoch(epoch + 1)
-        if not fit.progress.tty:
-            fit.progress.epoch(epoch, row)
+        fit.progress.epoch(epoch, row)
         if has_val and not math.isfinite(row["val_loss"]):
             self.status = Status.DIVERGED
             self.diverged_at = {"epoch": epoch + 1, "batch": None}
@@ -266,7 +265,8 @@ class Trainer:
     def _write(self, row: dict) -> None:
         """A row for metrics.csv; its ``seconds`` are those of the epochs since the last row
         written (so that the column adds up to the training time with ``log_every`` too)."""
-        row["seconds"] = self._seconds
+        if row["seconds"] != self._seconds:  # a copy: the epoch's own row keeps its time
+            row = {**row, "seconds": self._seconds}
         self._seconds = 0.0
         self.rows.append(row)
         if self.log is not None:

@@ -22,6 +22,7 @@ from nnlab.config import load_config
 from nnlab.errors import ConfigError
 from nnlab.lifecycle import train
 from nnlab.runs import RUN_FILES
+from nnlab.sweeps.index import read_index
 
 distributed = pytest.importorskip("distributed")
 
@@ -115,10 +116,9 @@ def start_sweep(runs: Path, cluster: Cluster, *args: str) -> subprocess.Popen:
 
 
 def index_of(sweep_dir: Path) -> list[dict]:
-    try:
-        return json.loads((sweep_dir / "index.json").read_text())["trials"]
-    except (OSError, ValueError):
-        return []
+    """The sweep's index as it is now: the snapshot and the events logged since."""
+    entries, _ = read_index(sweep_dir)
+    return sorted(entries.values(), key=lambda e: e["number"])
 
 
 def test_a_sweep_survives_a_killed_worker_with_every_trial_once(cluster, runs, tmp_path):

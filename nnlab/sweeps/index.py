@@ -5,7 +5,7 @@ Two files in the sweep folder hold it:
 
 - ``index.json``, a snapshot: every entry, and ``seq``, the number of the last event it
   holds. Written atomically (``files.atomic_write``: a temporary file, then a rename) when a
-  sweep starts, every five seconds or more while it runs (taking at most 0.5% of the time)
+  sweep starts, every two seconds or more while it runs (taking at most 0.5% of the time)
   and when it ends.
 - ``index.log``, the events since that snapshot, a JSON line each:
   ``{"seq": 12, "trial": {...the trial's whole entry...}}``, appended with one ``write`` on a
@@ -47,7 +47,7 @@ from nnlab.runs import now
 INDEX_FORMAT = "nnlab-sweep-index/2"
 SNAPSHOT = "index.json"
 LOG = "index.log"
-SNAPSHOT_EVERY = 5.0  # seconds between snapshots while a sweep runs, at the least
+SNAPSHOT_EVERY = 2.0  # seconds between snapshots while a sweep runs, at the least
 SNAPSHOT_SHARE = 0.005  # and at most this share of the time spent writing them
 SYNC_EVERY = 5.0  # seconds between flushes of the log to disk (fdatasync)
 
