@@ -173,12 +173,17 @@ def bench_reading(sizes: list[int], work: Path, old: Path | None) -> None:
             f"way (YAML parse, csv module) {1e6 * t_old / n:.0f} us: "
             f"{t_old / (t_read - t_find):.1f}x"
         )
-        for command in ("compare", "plot"):
-            more = ["-m", "loss"] if command == "plot" else []
-            new = nnlab(ROOT, command, str(sweep), "--group-seeds", *more)
-            line = f"    nnlab {command} DIR --group-seeds, the whole command: now {new}"
+        commands = [
+            ["compare", str(sweep)],
+            ["compare", str(sweep), "--group-seeds"],  # with intervals (scipy.stats)
+            ["plot", str(sweep), "--group-seeds", "-m", "loss"],
+        ]
+        for command in commands:
+            new = nnlab(ROOT, *command)
+            shown = " ".join(["nnlab", command[0], "DIR", *command[2:]])
+            line = f"    {shown}, the whole command: now {new}"
             if old is not None:
-                was = nnlab(old, command, str(sweep), "--group-seeds", *more)
+                was = nnlab(old, *command)
                 line += f"; pre-change {was}: {was / new}"
             print(line)
         shutil.rmtree(work / f"read{n}")
