@@ -101,6 +101,18 @@ class _Fit:
     whole: tuple[list, list, list] | None  # a full batch: each head's (T, L, W), fixed
 
 
+def check_monitor(key: str, columns: list[str], path: str) -> None:
+    """A ConfigError naming ``path`` when ``key`` is not one of the run's metrics (``columns``:
+    metrics.csv's)."""
+    if key not in columns:
+        metrics = [c for c in columns if c not in NOT_METRICS]
+        raise ConfigError(
+            f"{key!r} is not a metric of this run.{did_you_mean(key, metrics)} "
+            f"Allowed: {', '.join(metrics)}",
+            path,
+        )
+
+
 class Trainer:
     """Runs the epochs of an experiment, writing rows to a metrics log as it goes."""
 
@@ -125,14 +137,16 @@ class Trainer:
         self.columns = metric_columns(exp)
         self.rows: list[dict] = []  # one per finished epoch, as written to metrics.csv
         es = exp.config["training"]["early_stopping"]
-        if es is not None and es["monitor"] not in self.columns:
-            metrics = [c for c in self.columns if c not in NOT_METRICS]
-            raise ConfigError(
-                f"{es['monitor']!r} is not a metric of this run."
-                f"{did_you_mean(es['monitor'], metrics)} Allowed: {', '.join(metrics)}",
-                "training.early_stopping.monitor",
-            )
+        if es is not None:
+            check_monitor(es["monitor"], self.columns, "training.early_stopping.monitor")
         self.early_stopping = es
+        schedule = exp.optimizer.lr_schedule  # a schedule that follows a metric (plateau)
+        self.schedule_monitor: tuple | None = None  # (schedule, higher is better)
+        if schedule.monitor is not None:
+            check_monitor(schedule.monitor, self.columns, "optimizer.schedule.monitor")
+            mode = getattr(schedule, "mode", "auto")
+            higher = mode == "max" or (mode == "auto" and higher_is_better(schedule.monitor))
+            self.schedule_monitor = (schedule, higher)
         self.best_theta: Array | None = None  # weights at the best epoch (restore_best)
         self.es_best: float | None = None
         self.es_epoch: int | None = None
@@ -246,6 +260,9 @@ class Trainer:
             self.diverged_at = {"epoch": epoch + 1, "batch": None}
             return True
         self.epoch = epoch + 1
+        if self.schedule_monitor is not None:
+            schedule, higher = self.schedule_monitor
+            schedule.observe(row[schedule.monitor], higher)
         if self.early_stopping is not None:
             self.es_wait = self._early_stop_step(row, self.es_wait)
             if self.es_wait >= self.early_stopping["patience"]:
