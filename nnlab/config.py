@@ -99,6 +99,15 @@ class TrainingSpec:
             "pre-activations and activations, saturated and dead units, weight and gradient norms"
         ),
     ] = False
+    threshold: Annotated[
+        float | Literal["tune", "accuracy", "balanced_accuracy", "f1", "mcc"] | None,
+        Doc(
+            "the decision threshold of a one-output binary classifier: null: the default (0.5 on "
+            "a probability); a number; tune (the accuracy) or a metric to maximise "
+            "(balanced_accuracy, f1, mcc), chosen after training on the validation split (the "
+            "training split without one); predict and exports use it"
+        ),
+    ] = None
     checkpoint_seconds: Annotated[
         float,
         Interval(ge=0),

@@ -124,6 +124,7 @@ def build(config: dict, data: Data | None = None) -> Experiment:
     model = Model.from_spec(config["model"], data.input_shape, rngs["init"], dtype)
     model.set_rng(rngs["train"])
     heads = make_heads(config, data, model)
+    _check_threshold(config, heads, data, model)
     optimizer = OPTIMIZERS.build(config["optimizer"])
     optimizer.setup(model.theta, model.n_decay)
     exp = Experiment(config, data, model, heads, optimizer, rngs["train"])
@@ -173,6 +174,28 @@ def make_heads(config: dict, data: Data, model: Model) -> list[Head]:
         check_head(head, where, data, model)
         heads.append(head)
     return heads
+
+
+def _check_threshold(config: dict, heads: list[Head], data: Data, model: Model) -> None:
+    """``training.threshold`` needs one output of one unit trained on two classes."""
+    spec = config["training"]["threshold"]
+    if spec is None:
+        return
+    head = heads[0]
+    if len(heads) > 1 or head.target != "labels" or data.task != "classification":
+        what = f"{len(heads)} outputs" if len(heads) > 1 else f"a {data.task} output"
+        raise ConfigError(
+            f"a decision threshold is for a classifier with one output; this model has {what}",
+            "training.threshold",
+        )
+    units = model.shapes[head.layer][0]
+    if data.n_classes != 2 or units != 1:
+        raise ConfigError(
+            f"a decision threshold is for two classes and one output unit (a sigmoid); data "
+            f"'{data.name}' has {data.n_classes} classes and the output {units} units, decided "
+            "by the largest",
+            "training.threshold",
+        )
 
 
 def check_head(head: Head, where: str, data: Data, model: Model) -> None:
