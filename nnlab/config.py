@@ -74,6 +74,34 @@ class EarlyStopping:
 
 
 @dataclass
+class PseudoLabels:
+    start: Annotated[
+        int,
+        Interval(ge=1),
+        Doc(
+            "the first epoch (counted from 1, as metrics.csv) whose steps use pseudo-labels, "
+            "made from the weights at the end of the epoch before"
+        ),
+    ] = 10
+    confidence: Annotated[
+        float,
+        Interval(gt=0, le=1),
+        Doc("an unlabelled sample gets its predicted class when its probability is >= this"),
+    ] = 0.95
+    weight: Annotated[
+        float, Interval(gt=0), Doc("a pseudo-labelled sample's weight in the loss (labelled: 1)")
+    ] = 1.0
+    ramp: Annotated[
+        int,
+        Interval(ge=0),
+        Doc("epochs over which that weight grows linearly from 0 (Lee 2013's alpha; 0: at once)"),
+    ] = 0
+    output: Annotated[
+        str | None, Doc("the output trained on labels whose predictions are used (null: first)")
+    ] = None
+
+
+@dataclass
 class TrainingSpec:
     epochs: Annotated[int, Interval(ge=1), Doc("passes over the training data")] = 10
     batch_size: Annotated[
@@ -99,6 +127,14 @@ class TrainingSpec:
             "pre-activations and activations, saturated and dead units, weight and gradient norms"
         ),
     ] = False
+    pseudo_labels: Annotated[
+        PseudoLabels | None,
+        Doc(
+            "pseudo-labelling: each epoch from `start` on, confident predictions on the "
+            "training samples without a label (data.label_fraction) become their targets "
+            "(null: off); metrics.csv counts them (pseudo_labels)"
+        ),
+    ] = None
     threshold: Annotated[
         float | Literal["tune", "accuracy", "balanced_accuracy", "f1", "mcc"] | None,
         Doc(

@@ -146,10 +146,7 @@ def head_targets(head: Head, split, data: Data, model: Model, dtype) -> Targets:
     if L is not None and (L < 0).any():  # samples without a label: masked out of the loss
         W = (L >= 0).astype(dtype)
         y = np.where(L >= 0, L, 0) if y.ndim == 1 else y
-    T = head.loss.targets(y, n_out, dtype)
-    if W is not None and T.ndim == 2 and T.shape[1] > 1:
-        T = T * W[:, None]  # rows of zeros: categorical cross-entropy then ignores them exactly
-    return Targets(T, L, W)
+    return Targets(head.loss.targets(y, n_out, dtype), L, W)
 
 
 def make_heads(config: dict, data: Data, model: Model) -> list[Head]:
@@ -341,12 +338,13 @@ class HeadMeter:
         self.loss_sum, self.count, self.correct, self.labelled = 0.0, 0.0, 0, 0
 
     def add(self, value: float, out: Array, L: Array | None, W: Array | None, n: int) -> None:
-        count = n if W is None else float(W.sum())
+        count = n if W is None else float(W.sum())  # the loss is a mean weighted by W
         self.loss_sum += value * count
         self.count += count
         if L is not None:
             self.correct += self.correct_fn(out, L)
-            self.labelled += n if W is None else int(count)
+            # accuracy counts the samples with a label (pseudo-labelled ones have weight, no L)
+            self.labelled += n if W is None else int(np.count_nonzero(L >= 0))
 
     def metrics(self, into: dict) -> float:
         """Write the loss (and accuracy) into ``into``; returns the loss."""
@@ -428,7 +426,7 @@ def evaluate_groups(exp: Experiment, split: str) -> dict[str, dict[str, float]]:
 def metric_columns(exp: Experiment) -> list[str]:
     """metrics.csv's columns: epoch, the loss (the weighted total first when there are several
     outputs, then each output's), accuracies of classification outputs, the same on the
-    validation split, lr, seconds."""
+    validation split, the pseudo-labels used (with training.pseudo_labels), lr, seconds."""
     names = ["loss"] if len(exp.heads) > 1 else []
     for h in exp.heads:
         names.append(f"{h.prefix}loss")
@@ -437,6 +435,8 @@ def metric_columns(exp: Experiment) -> list[str]:
     cols = ["epoch", *names]
     if exp.data.val is not None:
         cols += [f"val_{c}" for c in names]
+    if exp.config["training"]["pseudo_labels"] is not None:
+        cols.append("pseudo_labels")  # how many unlabelled samples had one in the epoch
     return [*cols, "lr", "seconds"]
 
 

@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterable
 
 #: columns of metrics.csv that are not metrics
-NOT_METRICS = ("epoch", "lr", "seconds")
+NOT_METRICS = ("epoch", "lr", "seconds", "pseudo_labels")
 
 
 def higher_is_better(metric: str) -> bool:

@@ -21,6 +21,7 @@ from nnlab.errors import ConfigError, did_you_mean
 from nnlab.experiment import Experiment, Meters, evaluate, metric_columns
 from nnlab.metrics import NOT_METRICS, higher_is_better
 from nnlab.progress import Progress
+from nnlab.pseudo import PseudoLabels
 from nnlab.runs import MetricsLog, Status
 
 Array = np.ndarray
@@ -147,6 +148,8 @@ class Trainer:
             mode = getattr(schedule, "mode", "auto")
             higher = mode == "max" or (mode == "auto" and higher_is_better(schedule.monitor))
             self.schedule_monitor = (schedule, higher)
+        pseudo = exp.config["training"]["pseudo_labels"]
+        self.pseudo = PseudoLabels(exp, pseudo) if pseudo is not None else None
         self.best_theta: Array | None = None  # weights at the best epoch (restore_best)
         self.es_best: float | None = None
         self.es_epoch: int | None = None
@@ -168,6 +171,8 @@ class Trainer:
                 for epoch in range(self.epoch, fit.epochs):
                     t0 = perf_counter()
                     lr = opt.set_epoch(epoch, fit.epochs)
+                    if self.pseudo is not None:
+                        self.pseudo.update(epoch)
                     fit.batches.start(rng.permutation(fit.n) if fit.shuffle else None)
                     if not self._batches(fit, epoch):
                         break  # diverged, or stopped by a signal within the epoch
@@ -246,6 +251,8 @@ class Trainer:
         if has_val:
             for k, v in evaluate(self.exp, "val").items():
                 row[f"val_{k}"] = v
+        if self.pseudo is not None:
+            row["pseudo_labels"] = self.pseudo.count
         row["lr"] = lr
         row["seconds"] = seconds
         self.rows.append(row)

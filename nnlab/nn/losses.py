@@ -33,8 +33,8 @@ def one_hot(labels: Array, n: int, dtype) -> Array:
 
 
 def _scale(d: Array, w: Array | None) -> float:
-    """Mask the rows of an elementwise difference ``d`` (batch, k) with ``w`` (batch,) and
-    return the normaliser: the number of entries the loss averages over."""
+    """Weight the rows of an elementwise term ``d`` (batch, k) by ``w`` (batch,) and return the
+    normaliser: the weighted number of entries the loss averages over."""
     if w is None:
         return float(d.size)
     d *= w[:, None]
@@ -60,8 +60,9 @@ class Loss:
         return y.reshape(-1, 1) if y.ndim == 1 else y
 
     def __call__(self, out: Array, t: Array, w: Array | None = None) -> tuple[float, Array]:
-        """(loss, dloss/dout), averaged over the samples; ``w`` (batch,) is an optional 0/1
-        mask: masked samples contribute nothing, and the mean is over the others."""
+        """(loss, dloss/dout), averaged over the samples; ``w`` (batch,) optional weights of
+        the samples, >= 0: the loss is then the weighted mean, sum_i w_i l_i / sum_i w_i (a 0/1
+        mask leaves out the samples without a label; pseudo-labels may weigh less)."""
         raise NotImplementedError
 
     def value(self, out: Array, t: Array, w: Array | None = None) -> float:
@@ -91,10 +92,15 @@ class MSE(Loss):
 
     def __call__(self, out, t, w=None):
         d = out - t
-        size = _scale(d, w)
-        value = float(np.vdot(d, d)) / size
-        d *= 2.0 / size
-        return value, d
+        if w is None:
+            value = float(np.vdot(d, d)) / d.size
+            d *= 2.0 / d.size
+            return value, d
+        wd = d * w[:, None]
+        size = max(float(w.sum()), 1.0) * d.shape[1]
+        value = float(np.vdot(wd, d)) / size
+        wd *= 2.0 / size
+        return value, wd
 
 
 @LOSSES.register("mae", aliases=("mean_absolute_error",))
@@ -109,6 +115,8 @@ class MAE(Loss):
         size = _scale(d, w)
         value = float(np.abs(d).sum()) / size
         np.sign(d, out=d)
+        if w is not None:
+            d *= w[:, None]
         d *= 1.0 / size
         return value, d
 
@@ -134,6 +142,8 @@ class Hinge(Loss):
         size = _scale(margin, w)
         value = float(margin.sum()) / size
         grad = np.multiply(t, margin > 0, dtype=out.dtype)
+        if w is not None:
+            grad *= w[:, None]
         grad *= -1.0 / size
         return value, grad
 
@@ -186,7 +196,7 @@ class CategoricalCrossentropy(Loss):
         return t.astype(dtype, copy=False)
 
     def __call__(self, z, t, w=None):
-        # a target row of zeros (no label) contributes nothing; the mean is over labelled rows
+        # a target row of zeros contributes nothing; with weights, the mean is over their sum
         if t.ndim == 1:  # integer labels given directly
             t = one_hot(t, z.shape[1], z.dtype)
         # log-sum-exp shifted by the batch's largest logit (one reduction, where a shift per
@@ -198,6 +208,7 @@ class CategoricalCrossentropy(Loss):
             return 0.0, np.zeros_like(z)
         else:  # the shift comes from labelled rows only: masked rows change nothing at all
             s = z - z.max(initial=-np.inf, where=w[:, None] > 0)
+            t = t * w[:, None]  # weighted target rows; a row of weight 0 contributes nothing
         p = np.exp(s)
         total = p @ self._ones(z)  # (batch,) sums of the rows
         if total.min() < 1e-30:
