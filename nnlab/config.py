@@ -29,8 +29,11 @@ class OutputSpec:
     loss: Annotated[Any, Ref(LOSSES), Doc("the loss of this output")]
     weight: Annotated[float, Interval(ge=0), Doc("its weight in the total loss")] = 1.0
     target: Annotated[
-        Literal["labels", "inputs"],
-        Doc("what it is trained to give: the data's labels, or its inputs (reconstruction)"),
+        Literal["labels", "inputs", "none"],
+        Doc(
+            "what it is trained to give: the data's labels, its inputs (reconstruction), or "
+            "nothing (a loss of the output alone: kl_divergence)"
+        ),
     ] = "labels"
 
 

@@ -31,13 +31,14 @@ EVAL_BATCH = 1024
 
 def seed_streams(seed: int, split_seed: int | None = None) -> dict[str, np.random.Generator]:
     """The generators of a run: ``data`` (splits), ``init`` (weights), ``train`` (shuffle,
-    dropout). ``split_seed`` fixes the splits independently of the training seed."""
-    data, init, train = np.random.SeedSequence(seed).spawn(3)
+    dropout), ``sample`` (a VAE's sampling layer). ``split_seed`` fixes the splits
+    independently of the training seed. (Spawning a fourth child leaves the first three as
+    they were: runs from before the ``sample`` stream keep their numbers.)"""
+    data, init, train, sample = np.random.SeedSequence(seed).spawn(4)
     if split_seed is not None:
         data = np.random.SeedSequence(split_seed).spawn(3)[0]
-    return {
-        k: np.random.default_rng(s) for k, s in (("data", data), ("init", init), ("train", train))
-    }
+    streams = (("data", data), ("init", init), ("train", train), ("sample", sample))
+    return {k: np.random.default_rng(s) for k, s in streams}
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Experiment:
     optimizer: Optimizer
     rng: np.random.Generator  # training-time randomness
     targets: dict[str, list[Targets]] = field(default_factory=dict)
+    sample_rng: np.random.Generator | None = None  # the sampling layers' (VAE)
 
     def __post_init__(self) -> None:
         self.objective = Objective(self.heads)
@@ -122,12 +124,13 @@ def build(config: dict, data: Data | None = None) -> Experiment:
     if data is None:
         data = load(config["data"], rngs["data"], dtype)
     model = Model.from_spec(config["model"], data.input_shape, rngs["init"], dtype)
-    model.set_rng(rngs["train"])
+    model.set_rng(rngs)
     heads = make_heads(config, data, model)
     _check_threshold(config, heads, data, model)
     optimizer = OPTIMIZERS.build(config["optimizer"])
     optimizer.setup(model.theta, model.n_decay)
     exp = Experiment(config, data, model, heads, optimizer, rngs["train"])
+    exp.sample_rng = rngs["sample"]
     for name in ("train", "val", "test"):
         split = getattr(data, name)
         if split is not None:
@@ -137,8 +140,12 @@ def build(config: dict, data: Data | None = None) -> Experiment:
 
 def head_targets(head: Head, split, data: Data, model: Model, dtype) -> Targets:
     n_out = model.shapes[head.layer][-1]
-    if head.target == "inputs":
+    if head.target == "none":  # a loss of the output alone
+        return Targets(np.zeros((len(split), 0), dtype), None, None)
+    if head.target == "inputs":  # the inputs, without the label that data.label_input appends
         X = split.X.reshape(len(split), -1)
+        if data.label_columns:
+            X = X[:, : X.shape[1] - data.label_columns]
         return Targets(head.loss.targets(X, n_out, dtype), None, None)
     L = data.labels(split)
     y = split.y
@@ -198,8 +205,24 @@ def _check_threshold(config: dict, heads: list[Head], data: Data, model: Model) 
 def check_head(head: Head, where: str, data: Data, model: Model) -> None:
     """Check that an output fits its loss and its target; a ConfigError names the key."""
     _check_output_layer(head, where, model)
-    if head.target == "inputs":
-        want = int(np.prod(data.input_shape))
+    if (head.target == "none") == head.loss.needs_target:
+        raise ConfigError(
+            f"{head.loss.name} takes no target: give its output target: none"
+            if head.target != "none"
+            else f"{head.loss.name} needs a target: labels or inputs (target: none is for a "
+            "loss of the output alone, kl_divergence)",
+            f"{where}.target" if where != "loss" else "loss",
+        )
+    if head.target == "none":
+        units = model.shapes[head.layer][0]
+        if units % 2:
+            raise ConfigError(
+                f"{head.loss.name} reads [mu, log_var], an even number of units; the layer has "
+                f"{units}",
+                f"model.layers[{head.layer}].units",
+            )
+    elif head.target == "inputs":
+        want = int(np.prod(data.input_shape)) - data.label_columns
         if model.shapes[head.layer][0] != want:
             raise ConfigError(
                 f"this output reconstructs the inputs, {want} values per sample, but has "
@@ -455,4 +478,6 @@ def model_meta(exp: Experiment) -> dict:
         "data": exp.config["data"]["name"],
         "shift": d.shift,
         "scale": d.scale,
+        "label_columns": d.label_columns,
+        "image_shape": list(d.image_shape) if d.image_shape else None,
     }

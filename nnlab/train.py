@@ -297,6 +297,8 @@ class Trainer:
                 "epoch": self.es_epoch,
             },
         }
+        if self.exp.sample_rng is not None:
+            meta["sample_rng"] = self.exp.sample_rng.bit_generator.state
         return arrays, meta
 
     def load_state(self, arrays: dict[str, Array], meta: dict, rows: list[dict]) -> None:
@@ -311,6 +313,8 @@ class Trainer:
         )
         exp.optimizer.load_state_dict(opt_state)
         exp.rng.bit_generator.state = meta["rng"]
+        if "sample_rng" in meta:  # (checkpoints from before the sample stream: unused then)
+            exp.sample_rng.bit_generator.state = meta["sample_rng"]
         es = meta["early_stopping"]
         self.es_wait, self.es_best, self.es_epoch = es["wait"], es["best"], es["epoch"]
         self.best_theta = arrays["best_theta"].copy() if "best_theta" in arrays else None

@@ -37,6 +37,12 @@ LAYER_EXAMPLES = {
         ({"type": "lstm", "units": 3}, "seq"),
         ({"type": "lstm", "units": 2, "return_sequences": True}, "seq"),
     ],
+    # in training mode with its noise frozen (the check replays the generator's state)
+    "sample": [({"type": "sample"}, "flat")],
+    "slice": [
+        ({"type": "slice", "start": 1, "stop": 3}, "flat"),
+        ({"type": "slice", "start": -2}, "flat"),
+    ],
 }
 
 
@@ -89,6 +95,8 @@ def test_layer_gradients_match_central_differences(spec, kind):
 def _loss_case(name: str):
     """(loss, outputs or logits, targets) suitable for a loss."""
     loss = LOSSES.create(name)
+    if not loss.needs_target:  # kl_divergence: [mu, log_var] of 2 latent units, no target
+        return loss, RNG.normal(size=(6, 4)), np.zeros((6, 0))
     out = RNG.normal(size=(6, 3))
     labels = RNG.integers(0, 3, 6)
     if name == "binary_crossentropy":

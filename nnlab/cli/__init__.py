@@ -81,6 +81,7 @@ def _register() -> None:
     from nnlab.cli.diff import diff
     from nnlab.cli.explain import explain
     from nnlab.cli.export import export
+    from nnlab.cli.generate import generate
     from nnlab.cli.gradcheck import gradcheck
     from nnlab.cli.invert import invert
     from nnlab.cli.list_ import list_
@@ -106,6 +107,7 @@ def _register() -> None:
         gradcheck,
         probe,
         explain,
+        generate,
         activations,
     ):
         cli.add_command(command)

@@ -47,6 +47,8 @@ class Loss:
     fused_activation: str | None = None
     #: for one output: predicted class 1 when the output is above this
     threshold: float = 0.5
+    #: False for a loss of the output alone (a VAE's KL term): its output has ``target: none``
+    needs_target = True
 
     def targets(self, y: Array, n_out: int, dtype) -> Array:
         """Targets in the form ``__call__`` wants, from class labels (1-d ints) or values."""
@@ -233,3 +235,34 @@ class CategoricalCrossentropy(Loss):
         if ones is None or ones.shape[0] != z.shape[1] or ones.dtype != z.dtype:
             ones = self._ones_vec = np.ones(z.shape[1], z.dtype)
         return ones
+
+
+@LOSSES.register("kl_divergence", aliases=("kl", "kld"))
+@dataclass
+class KLDivergence(Loss):
+    """KL divergence of N(mu, exp(log_var)) from N(0, 1), the regulariser of a variational
+    autoencoder: takes the encoder's [mu, log_var] output (2k units, linear) and no target
+    (``target: none``); -1/2 sum_j (1 + log_var_j - mu_j^2 - exp(log_var_j)), summed over the k
+    latent units and averaged over the samples. Its output's weight balances it against a
+    reconstruction loss that averages over the n inputs: 1/n gives the ELBO per input."""
+
+    name = "kl_divergence"
+    needs_target = False
+
+    def targets(self, y, n_out, dtype):
+        return np.zeros((y.shape[0], 0), dtype)
+
+    def __call__(self, out, t, w=None):
+        k = out.shape[1] // 2
+        mu, log_var = out[:, :k], out[:, k:]
+        e = np.exp(log_var)  # (batch, k)
+        per = (mu * mu + e - log_var - 1.0).sum(axis=1)  # (batch,) twice each sample's KL
+        n = out.shape[0] if w is None else max(float(w.sum()), 1.0)
+        value = 0.5 * float(per.sum() if w is None else np.dot(w, per)) / n
+        grad = np.empty_like(out)  # d/dmu = mu, d/dlog_var = (exp(log_var) - 1) / 2
+        np.multiply(mu, 1.0 / n, out=grad[:, :k])
+        np.subtract(e, 1.0, out=grad[:, k:])
+        grad[:, k:] *= 0.5 / n
+        if w is not None:
+            grad *= w[:, None]
+        return value, grad
