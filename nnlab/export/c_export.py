@@ -326,13 +326,8 @@ def output_names(info: dict) -> list[tuple[dict, str, str]]:
     return names
 
 
-def write(model: Any, meta: dict, info: dict, output: Path) -> dict[Path, str]:
-    """The C header."""
-    names = output_names(info)
-    w = CWriter(model, meta, info)
-    outs = w.walk()
-    T = w.T
-    guard = "NNLAB_" + re.sub(r"[^A-Za-z0-9_]", "_", output.name).upper()
+def _defines(w: CWriter, info: dict, names: list) -> list[str]:
+    """The sizes (and thresholds) as #defines; a classifier's CLASS_NAMES array into ``w``."""
     defines = [f"#define N_INPUTS {info['n_inputs']}"]
     defines += [f"#define {size} {head['n_outputs']}" for head, _, size in names]
     defines += [  # a one-unit classifier: class 1 when its output is above this
@@ -347,6 +342,17 @@ def write(model: Any, meta: dict, info: dict, output: Path) -> dict[Path, str]:
         w.arrays.insert(
             0, f"/* the class labels */\nstatic const char *const CLASS_NAMES[] = {{{labels}}};"
         )
+    return defines
+
+
+def write(model: Any, meta: dict, info: dict, output: Path) -> dict[Path, str]:
+    """The C header."""
+    names = output_names(info)
+    w = CWriter(model, meta, info)
+    outs = w.walk()
+    T = w.T
+    guard = "NNLAB_" + re.sub(r"[^A-Za-z0-9_]", "_", output.name).upper()
+    defines = _defines(w, info, names)
     args = ", ".join(arg for _, arg, _ in names)
     declared = ", ".join(f"{arg}[{size}]" for _, arg, size in names)
     what = "\n".join(
