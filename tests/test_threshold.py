@@ -210,3 +210,10 @@ def test_a_threshold_where_none_decides_is_a_config_error(config, overrides, wor
     assert info.value.path == "training.threshold"
     with pytest.raises(ConfigError, match=r"training\.threshold"):
         load_config(CONFIGS / "xor.yaml", ["training.threshold=best"])
+
+
+def test_roc_auc_and_threshold_accuracy_are_better_high():
+    from nnlab.metrics import higher_is_better
+
+    assert higher_is_better("test_roc_auc") and higher_is_better("val_threshold_accuracy")
+    assert not higher_is_better("val_loss")
