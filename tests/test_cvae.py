@@ -115,7 +115,7 @@ def test_generate_draws_inputs_for_a_label(cvae_run, tmp_path):
     again = invoke_nnlab("generate", cvae_run, "--label", "3", "-n", "5", "-o", tmp_path / "b.npy")
     assert again.returncode == 0
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), a)  # the same seed
-    other = invoke_nnlab("generate", cvae_run, "-l", "3", "-n", "5", "--seed", "1", "-o",
+    other = invoke_nnlab("generate", cvae_run, "-l", "3", "-n", "5", "--sample-seed", "1", "-o",
                          tmp_path / "c.npy")  # fmt: skip
     assert other.returncode == 0, other.stderr
     assert not np.array_equal(np.load(tmp_path / "c.npy"), a)

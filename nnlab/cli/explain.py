@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from nnlab.cli.options import run_arg
@@ -18,9 +20,9 @@ from nnlab.cli.options import run_arg
     help="The split of the run's data to average over (the same samples as in training).",
 )
 @click.option(
-    "--output",
+    "--target",
     "-k",
-    "output",
+    "target",
     metavar="K",
     help="Explain this class (index or name) or output unit for every sample (default: each "
     "sample's predicted class; the only output of a regression model).",
@@ -35,9 +37,10 @@ from nnlab.cli.options import run_arg
 )
 @click.option(
     "-o",
-    "--image",
+    "--output",
+    "image",
     type=click.Path(dir_okay=False),
-    help="Image data: write the heat map to this PNG (or .svg/.pdf) file.",
+    help="Image data: write the heat map to this .png (or .svg/.pdf) file.",
 )
 @click.option(
     "--method",
@@ -63,7 +66,7 @@ from nnlab.cli.options import run_arg
 )  # fmt: skip
 @click.option("--noise-samples", "samples", default=50, show_default=True,
               type=click.IntRange(min=1), help="smoothgrad: noisy copies per input.")  # fmt: skip
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--noise-seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="smoothgrad: the seed of the noise.")  # fmt: skip
 @click.option(
     "--top",
@@ -72,7 +75,8 @@ from nnlab.cli.options import run_arg
     type=click.IntRange(min=0),
     help="Features listed in the ranking (0: all).",
 )
-def explain(run, split, output, score, method, baseline, steps, noise, samples, seed, image, top):
+def explain(run, split, target, score, image, method, baseline, steps, noise, samples,
+            noise_seed, top):  # fmt: skip
     """Input-gradient saliency of RUN's model (or another attribution): which inputs its
     output depends on.
 
@@ -89,19 +93,25 @@ def explain(run, split, output, score, method, baseline, steps, noise, samples, 
     \b
     Examples:
       nnlab explain runs/digits-20261123-101500 -o saliency.png
-      nnlab explain runs/digits-20261123-101500 --output 3 --data train
+      nnlab explain runs/digits-20261123-101500 --target 3 --data train
       nnlab explain runs/threshold-20261123-101500 --top 0
       nnlab explain runs/digits-20261123-101500 --method integrated_gradients --steps 64
     """
     from nnlab.explain import Method, heat_map, heat_text, ranking
     from nnlab.explain import explain as run_explain
 
+    if image is not None and Path(image).suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise click.BadParameter(
+            f"{image!r} is not an image file (.png, .svg or .pdf). -o/--output is the file "
+            "to write, as in every command; the class or output to explain is --target K",
+            param_hint="-o/--output",
+        )
     try:
         base: str | float = float(baseline)
     except ValueError:
         base = baseline
-    m = Method(method, base, steps, noise, samples, seed)
-    s = run_explain(run, split=split, output=output, score=score, method=m)
+    m = Method(method, base, steps, noise, samples, noise_seed)
+    s = run_explain(run, split=split, output=target, score=score, method=m)
     click.echo(f"{s.method} of {s.target} over the {s.samples} samples of the {s.split} split")
     if image:
         if s.image_shape is None:

@@ -22,7 +22,7 @@ from nnlab.cli.options import run_arg
     "-n", "count", default=16, show_default=True, type=click.IntRange(min=1),
     help="Samples per label.",
 )  # fmt: skip
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--sample-seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Seed of the draws from the prior.")  # fmt: skip
 @click.option(
     "-o",
@@ -31,7 +31,7 @@ from nnlab.cli.options import run_arg
     help="Write the samples: an image grid (.png, .svg, .pdf: a row per label) or their values "
     "(.npy, .npz, .csv). Without it they are drawn in the terminal.",
 )
-def generate(run, labels, count, seed, output):
+def generate(run, labels, count, sample_seed, output):
     """Draw inputs from RUN's variational autoencoder: z from the prior N(0, 1), decoded.
 
     For a conditional VAE (data.label_input: true) the label goes in with z, and the samples
@@ -46,7 +46,7 @@ def generate(run, labels, count, seed, output):
     from nnlab.generate import generate as draw
     from nnlab.generate import text, write
 
-    g = draw(run, list(labels), count, seed)
+    g = draw(run, list(labels), count, sample_seed)
     if output:
         write(g, output)
         click.echo(f"{g.samples.shape[0] * g.samples.shape[1]} samples: {output}")
