@@ -20,7 +20,16 @@ import yaml
 from nnlab.data import DATASETS
 from nnlab.errors import ConfigError
 from nnlab.nn import LAYERS, LOSSES, OPTIMIZERS
-from nnlab.schema import Doc, Interval, Ref, check, fields_of, json_schema, mapping_schema
+from nnlab.schema import (
+    Doc,
+    Interval,
+    Ref,
+    check,
+    fields_of,
+    fmt,
+    json_schema,
+    mapping_schema,
+)
 
 
 @dataclass
@@ -140,8 +149,69 @@ class Config:
 # ---------------------------------------------------------------- YAML
 
 
+# Every YAML text nnlab reads (config and sweep files, --set and -g values) is bounded while it
+# is read, before anything is built from it: a few hundred bytes of aliases can stand for
+# billions of values, and nesting runs Python out of stack. Real configs stay far below these.
+MAX_YAML_SIZE = 2_000_000  # characters of a text, bytes of a file
+MAX_YAML_VALUES = 50_000  # scalars, lists and mappings; an alias counts the values it repeats
+MAX_YAML_DEPTH = 50  # lists and mappings inside each other
+
+
+class _TooLarge(yaml.MarkedYAMLError):
+    """A YAML text beyond the limits, found while composing it (before it is constructed)."""
+
+
 class _Loader(yaml.SafeLoader):
-    """Safe YAML with YAML 1.2 floats (``1e-3`` is a number) and no duplicate keys."""
+    """Safe YAML with YAML 1.2 floats (``1e-3`` is a number), no duplicate keys and bounded size:
+    values are counted while they are composed (an alias as the values of its anchor), so an
+    alias bomb or a huge list is refused after ``MAX_YAML_VALUES`` values, not built."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.values = 0  # values composed so far, aliases expanded
+        self.depth = 0
+        self.sizes: dict[str, int] = {}  # anchor -> the values of its node
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self.anchors and event.anchor not in self.sizes:
+                raise _TooLarge(
+                    None,
+                    None,
+                    f"the alias *{event.anchor} is inside its own anchor (a value that "
+                    "contains itself)",
+                    event.start_mark,
+                )
+            self._count(self.sizes.get(event.anchor, 0), event.start_mark)
+            return super().compose_node(parent, index)
+        self._count(1, event.start_mark)
+        before = self.values
+        self.depth += 1
+        if self.depth > MAX_YAML_DEPTH:
+            raise _TooLarge(
+                None,
+                None,
+                f"nested deeper than {MAX_YAML_DEPTH} levels (lists and mappings inside each "
+                "other); a config needs far fewer",
+                event.start_mark,
+            )
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        if event.anchor is not None:
+            self.sizes[event.anchor] = self.values - before + 1
+        return node
+
+    def _count(self, n: int, mark) -> None:
+        self.values += n
+        if self.values > MAX_YAML_VALUES:
+            raise _TooLarge(
+                None,
+                None,
+                f"more than {MAX_YAML_VALUES:,} values (an alias counts as the values it "
+                "repeats); a config needs far fewer",
+                mark,
+            )
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -149,11 +219,11 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, Hashable):
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"a key must be a plain value, got {key!r}", key_node.start_mark
+                    None, None, f"a key must be a plain value, got {fmt(key)}", key_node.start_mark
                 )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                    None, None, f"duplicate key {fmt(key)}", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep)
@@ -167,8 +237,20 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str, source: str) -> Any:
+    """One YAML document, bounded (``MAX_YAML_SIZE``, ``MAX_YAML_VALUES``, ``MAX_YAML_DEPTH``);
+    any problem is a one-line ``ConfigError`` naming ``source``."""
+    if len(text) > MAX_YAML_SIZE:
+        raise ConfigError(
+            f"{len(text):,} characters of YAML, more than the {MAX_YAML_SIZE:,} a config may have",
+            source=source,
+        )
     try:
         return yaml.load(text, Loader=_Loader)
+    except _TooLarge as e:
+        mark = e.problem_mark
+        raise ConfigError(
+            f"YAML at line {mark.line + 1}, column {mark.column + 1}: {e.problem}", source=source
+        ) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -214,17 +296,27 @@ def dump_yaml(data: Any) -> str:
 # ---------------------------------------------------------------- overrides
 
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
+MAX_KEY_CHARS = 1000  # a key path (real ones are under 60)
+MAX_KEY_PARTS = 50
 
 
 def split_key(key: str) -> list[str | int]:
-    """``model.layers.0.units`` or ``model.layers[0].units`` -> ['model', 'layers', 0, 'units']."""
+    """``model.layers.0.units`` or ``model.layers[0].units`` -> ['model', 'layers', 0, 'units'].
+
+    At most ``MAX_KEY_CHARS`` characters and ``MAX_KEY_PARTS`` parts."""
+    if len(key) > MAX_KEY_CHARS:
+        raise ConfigError(
+            f"a key path of {len(key):,} characters ({fmt(key)}), more than the "
+            f"{MAX_KEY_CHARS:,} allowed",
+            source="--set",
+        )
     parts: list[str | int] = []
     pos = 0
     if not key.isprintable():
-        raise ConfigError(f"cannot read the key path {key!r}", source="--set")
+        raise ConfigError(f"cannot read the key path {fmt(key)}", source="--set")
     for m in _SEGMENT.finditer(key):
         if m.start() != pos and key[pos : m.start()] != ".":
-            raise ConfigError(f"cannot read the key path {key!r}", source="--set")
+            raise ConfigError(f"cannot read the key path {fmt(key)}", source="--set")
         pos = m.end()
         if m.group(2) is not None:
             parts.append(int(m.group(2)))
@@ -232,7 +324,13 @@ def split_key(key: str) -> list[str | int]:
             seg = m.group(1)
             parts.append(int(seg) if re.fullmatch(r"-?\d+", seg) else seg)
     if not parts or pos != len(key):
-        raise ConfigError(f"cannot read the key path {key!r}", source="--set")
+        raise ConfigError(f"cannot read the key path {fmt(key)}", source="--set")
+    if len(parts) > MAX_KEY_PARTS:
+        raise ConfigError(
+            f"a key path of {len(parts):,} parts ({fmt(key)}), more than the {MAX_KEY_PARTS} "
+            "allowed",
+            source="--set",
+        )
     return parts
 
 
@@ -246,7 +344,9 @@ def format_key(parts: list[str | int]) -> str:
 def parse_override(text: str) -> tuple[list[str | int], Any]:
     """``KEY=VALUE`` with VALUE parsed as YAML."""
     if "=" not in text:
-        raise ConfigError(f"{text!r}: expected KEY=VALUE, e.g. optimizer.lr=0.01", source="--set")
+        raise ConfigError(
+            f"{fmt(text)}: expected KEY=VALUE, e.g. optimizer.lr=0.01", source="--set"
+        )
     key, _, value = text.partition("=")
     return split_key(key.strip()), parse_yaml(value, source=f"--set {key.strip()}")
 
@@ -257,16 +357,19 @@ def set_path(cfg: dict, parts: list[str | int], value: Any) -> None:
     node: Any = cfg
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
-        where = format_key(parts[: depth + 1])
         if isinstance(part, int):
             if not isinstance(node, list):
                 raise ConfigError(
-                    f"{format_key(parts[:depth]) or 'the config'} is not a list", where, "--set"
+                    f"{format_key(parts[:depth]) or 'the config'} is not a list",
+                    format_key(parts[: depth + 1]),
+                    "--set",
                 )
             index = part if part >= 0 else len(node) + part
             if not 0 <= index <= len(node):
                 raise ConfigError(
-                    f"index {part} is out of range (the list has {len(node)} items)", where, "--set"
+                    f"index {part} is out of range (the list has {len(node)} items)",
+                    format_key(parts[: depth + 1]),
+                    "--set",
                 )
             if index == len(node):  # one past the end appends
                 node.append({} if not last else None)
@@ -279,7 +382,11 @@ def set_path(cfg: dict, parts: list[str | int], value: Any) -> None:
                 node = node[index]
         else:
             if not isinstance(node, dict):
-                raise ConfigError(f"{format_key(parts[:depth])} is not a mapping", where, "--set")
+                raise ConfigError(
+                    f"{format_key(parts[:depth])} is not a mapping",
+                    format_key(parts[: depth + 1]),
+                    "--set",
+                )
             if last:
                 node[part] = value
             else:
@@ -323,7 +430,15 @@ def load_raw(path: str | Path) -> dict:
             "no such config file" if not p.exists() else "not a file", source=str(path)
         )
     try:
-        text = p.read_text(encoding="utf-8")
+        size = p.stat().st_size
+        if size > MAX_YAML_SIZE:
+            raise ConfigError(
+                f"the file has {size:,} bytes, more than the {MAX_YAML_SIZE:,} a config or "
+                "sweep file may have; is it the file you meant?",
+                source=str(path),
+            )
+        with p.open(encoding="utf-8") as f:
+            text = f.read(MAX_YAML_SIZE + 1)  # parse_yaml refuses more (a file that grew)
     except UnicodeDecodeError as e:
         raise ConfigError(
             f"not a text file (byte {e.start + 1} is not UTF-8); a config is a YAML file",
