@@ -13,7 +13,7 @@ import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import yaml
 
@@ -359,17 +359,13 @@ def set_path(cfg: dict, parts: list[str | int], value: Any) -> None:
         last = depth == len(parts) - 1
         if isinstance(part, int):
             if not isinstance(node, list):
-                raise ConfigError(
-                    f"{format_key(parts[:depth]) or 'the config'} is not a list",
-                    format_key(parts[: depth + 1]),
-                    "--set",
+                _set_error(
+                    f"{format_key(parts[:depth]) or 'the config'} is not a list", parts, depth
                 )
             index = part if part >= 0 else len(node) + part
             if not 0 <= index <= len(node):
-                raise ConfigError(
-                    f"index {part} is out of range (the list has {len(node)} items)",
-                    format_key(parts[: depth + 1]),
-                    "--set",
+                _set_error(
+                    f"index {part} is out of range (the list has {len(node)} items)", parts, depth
                 )
             if index == len(node):  # one past the end appends
                 node.append({} if not last else None)
@@ -382,11 +378,7 @@ def set_path(cfg: dict, parts: list[str | int], value: Any) -> None:
                 node = node[index]
         else:
             if not isinstance(node, dict):
-                raise ConfigError(
-                    f"{format_key(parts[:depth])} is not a mapping",
-                    format_key(parts[: depth + 1]),
-                    "--set",
-                )
+                _set_error(f"{format_key(parts[:depth])} is not a mapping", parts, depth)
             if last:
                 node[part] = value
             else:
@@ -397,6 +389,11 @@ def set_path(cfg: dict, parts: list[str | int], value: Any) -> None:
                     child = _as_mapping(child, parent_is_layers=False)
                 node[part] = child
                 node = child
+
+
+def _set_error(message: str, parts: list[str | int], depth: int) -> NoReturn:
+    # the key path is formatted only here: formatting it at every level was quadratic
+    raise ConfigError(message, format_key(parts[: depth + 1]), "--set")
 
 
 def _as_mapping(node: Any, parent_is_layers: bool) -> Any:
