@@ -404,7 +404,8 @@ def load_sweep(
         origins=origins,
     )
     if sweep.size > MAX_TRIALS:
-        sizes = [f"{len(a.values):,}" for a in sweep.axes] + [f"{len(seed_values or [None])} seeds"]
+        sizes = [f"{len(a.values):,}" for a in sweep.axes]
+        sizes += [f"{len(seed_values):,} seeds"] if seed_values else []
         raise ConfigError(
             f"the grid has {sweep.size:,} trials ({' x '.join(sizes)}), more than the "
             f"{MAX_TRIALS:,} a sweep may have",
