@@ -54,6 +54,29 @@ def run_nnlab(*args: str, cwd: Path | None = None, timeout: float = 300, **env: 
     )
 
 
+def run_nnlab_capped(*args: str, extra_mb: int, cwd: Path | None = None, timeout: float = 300):
+    """``run_nnlab`` in a process whose address space (RLIMIT_AS, Linux) is what this process
+    has, which imports the same libraries, plus ``extra_mb``."""
+    import re
+    import resource
+
+    size = int(re.search(r"VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text())[1])
+    limit = size * 1024 + extra_mb * 2**20
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "nnlab", *map(str, args)],
+        cwd=cwd or ROOT,
+        env=nnlab_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=cap,
+    )
+
+
 def wait_for(condition, timeout: float = 60.0, what: str = "a condition"):
     """Poll ``condition()`` until it returns something true, and return that."""
     deadline = time.monotonic() + timeout

@@ -268,32 +268,15 @@ def test_resume_refuses_a_completed_run_and_a_non_run(runs, tmp_path):
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's RLIMIT_AS")
 def test_running_out_of_memory_is_one_clear_message_and_a_failed_run(runs):
-    import re
-    import resource
-    import subprocess
-    import sys
-
-    from conftest import ROOT, nnlab_env
+    from conftest import run_nnlab_capped
 
     # the child may use what this process (which imports the same libraries) uses, plus 300 MB;
     # a full batch of 1,258 digits through 40,000 units needs 192 MiB per activation array,
     # an allocation no size check refuses in advance
-    size = int(re.search(r"VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text())[1])
-    limit = size * 1024 + 300 * 2**20
-
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
     sets = ["model.layers.0.units=40000", "training.batch_size=null", "training.epochs=1"]
     args = ["train", str(CONFIGS / "digits.yaml"), "--runs-dir", str(runs), "-q"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "nnlab", *args, *(a for s in sets for a in ("--set", s))],
-        cwd=ROOT,
-        env=nnlab_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=cap,
+    proc = run_nnlab_capped(
+        *args, *(a for s in sets for a in ("--set", s)), extra_mb=300, timeout=120
     )
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith("error: out of memory (Unable to allocate"), proc.stderr
