@@ -99,7 +99,10 @@ class TrainingSpec:
     threads: Annotated[
         int | None,
         Interval(ge=1),
-        Doc("BLAS threads (null: all cores for large products, 1 for small ones; see threads.py)"),
+        Doc(
+            "BLAS threads (null: 1, or for products of 4 M multiply-adds and more, the cores "
+            "idle at the start; see threads.py)"
+        ),
     ] = None
     log_layers: Annotated[
         bool,

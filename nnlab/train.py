@@ -492,7 +492,11 @@ class Trainer:
         every = cfg["checkpoint_seconds"] if self.checkpoint is not None else math.inf
         last_checkpoint = time.monotonic()
         self.status = "running"
-        self.threads = threads.choose(model, bs, cfg["threads"])
+        # a resumed run keeps the count it started with (it changes the numbers)
+        requested = cfg["threads"] if cfg["threads"] is not None else self.threads
+        self.threads, why = threads.decide(model, bs, requested)
+        if why and not self.quiet:
+            progress.stream.write(f"BLAS threads: {self.threads} ({why})\n")
         perf_counter = time.perf_counter
         try:
             with (
@@ -591,6 +595,7 @@ class Trainer:
             arrays["best_theta"] = self._best_theta.copy()
         meta = {
             "epoch": self.epoch,
+            "threads": self.threads,
             "optimizer": {k: v for k, v in opt_state.items() if not isinstance(v, np.ndarray)},
             "rng": self.exp.rng.bit_generator.state,
             "early_stopping": {
@@ -617,6 +622,8 @@ class Trainer:
         self._es_wait, self._es_best, self._es_epoch = es["wait"], es["best"], es["epoch"]
         self._best_theta = arrays["best_theta"].copy() if "best_theta" in arrays else None
         self.epoch = meta["epoch"]
+        n = meta.get("threads")  # checkpoints before issue 18 have none
+        self.threads = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
         self.rows = rows
 
     def _early_stop_step(self, row: dict, wait: int) -> int:
