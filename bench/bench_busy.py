@@ -8,8 +8,9 @@ machine hits them alike; the figures are medians over the rounds of the training
 Before each run the busy cores seen by ``nnlab.threads.busy_cores`` are printed: on a shared
 machine other people's work is part of the conditions.
 
-Run: ``.venv/bin/python bench/bench_busy.py [--epochs 2] [--rounds 3]`` with the MNIST files in
-$NNLAB_DATA_DIR (or ../shared/data/mnist).
+Run: ``.venv/bin/python bench/bench_busy.py [--epochs 2] [--rounds 3] [--wait-idle 600]`` with
+the MNIST files in $NNLAB_DATA_DIR (or ../shared/data/mnist); on a shared machine
+``--wait-idle`` waits for other people's work to pause before the rounds without the hog.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def start_hog() -> subprocess.Popen:
 
 def train(sets: list[str], epochs: int, runs: Path) -> dict:
     """One ``nnlab train`` process; returns its summary."""
-    args = [sys.executable, "-m", "nnlab", "train", str(CONFIG), "-q", "--runs-dir", str(runs)]
+    args = [sys.executable, "-m", "nnlab", "train", str(CONFIG), "--runs-dir", str(runs)]
     for s in [f"training.epochs={epochs}", *sets]:
         args += ["--set", s]
     env = {**os.environ, "NNLAB_DATA_DIR": data_dir(), "PYTHONPATH": str(ROOT)}
@@ -54,14 +55,32 @@ def train(sets: list[str], epochs: int, runs: Path) -> dict:
         env.pop(name, None)
     proc = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
     run = Path(proc.stdout.strip().splitlines()[-1])
-    return json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    why = [line for line in proc.stderr.splitlines() if line.startswith("BLAS threads:")]
+    summary["why"] = why[0].split("(", 1)[1].split(";")[0] if why else ""
+    return summary
 
 
-def one_round(condition: str, epochs: int, runs: Path, results: dict) -> None:
+def wait_for_idle(seconds: float) -> float:
+    """Wait up to ``seconds`` for other processes to leave every core idle; returns the busy
+    cores last seen."""
+    from nnlab import threads
+
+    deadline = time.monotonic() + seconds
+    while True:
+        busy = threads.busy_cores(0.5) or 0.0
+        if busy < threads.IDLE_SLACK or time.monotonic() > deadline:
+            return busy
+
+
+def one_round(condition: str, epochs: int, runs: Path, results: dict, wait_idle: float) -> None:
     """Every variant once in ``condition``; appends (train seconds, threads) to ``results``."""
     from nnlab import threads
 
     hog = start_hog() if condition != "idle" else None
+    if hog is None and wait_idle:
+        seen = wait_for_idle(wait_idle)
+        print(f"  (waited for idle cores: {seen:.2f} busy)", flush=True)
     try:
         time.sleep(0.3 if hog else 0)  # the hog is spinning before a run starts
         for name, sets in VARIANTS.items():
@@ -71,7 +90,8 @@ def one_round(condition: str, epochs: int, runs: Path, results: dict) -> None:
             seen = "?" if busy is None else f"{busy:.2f}"
             print(
                 f"  {condition:15s} {name:9s}: {s['train_seconds']:6.2f} s with "
-                f"{s['threads']} thread(s); busy cores seen before the run: {seen}",
+                f"{s['threads']} thread(s); busy cores seen just before: {seen}"
+                + (f"; the run saw: {s['why']}" if s["why"] else ""),
                 flush=True,
             )
     finally:
@@ -84,6 +104,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each round without the hog, wait up to this long for idle cores",
+    )
     opts = parser.parse_args()
     from nnlab import threads
 
@@ -93,7 +120,7 @@ def main() -> None:
         for r in range(opts.rounds):
             print(f"round {r + 1}")
             for condition in CONDITIONS:
-                one_round(condition, opts.epochs, Path(tmp), results)
+                one_round(condition, opts.epochs, Path(tmp), results, opts.wait_idle)
     print("\nmedian training time (range), and the ratio to 1 thread in the same condition:")
     for condition in CONDITIONS:
         one = statistics.median(t for t, _ in results[(condition, "1 thread")])

@@ -9,7 +9,7 @@ core, OpenBLAS' threads wait on each other: small products become tens of times 
 
 So a run uses one thread, unless its largest product per step has at least ``PARALLEL_MACS``
 multiply-adds and cores are idle when it starts: then one per core that other processes leave
-idle (sampled over 0.1 s from /proc/stat, less this process's own time; a core counts as taken
+idle (sampled over 0.2 s from /proc/stat, less this process's own time; a core counts as taken
 once they use more than ``IDLE_SLACK`` of one). Never more than the cores it may run on, or
 than a limit set in the environment (``NNLAB_THREADS``, ``OPENBLAS_NUM_THREADS``,
 ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``: a sweep's workers set these). ``training.threads``
@@ -75,21 +75,21 @@ def _cpu_ticks(cpus: set[int]) -> tuple[int, int] | None:
     return (busy, total) if total else None
 
 
-def busy_cores(seconds: float = 0.1) -> float | None:
+def busy_cores(seconds: float = 0.2) -> float | None:
     """How many of this process's cores other processes keep busy, sampled over ``seconds``
-    (/proc/stat, less this process's own time); None where the system does not say."""
+    (/proc/stat, in ticks of 10 ms: about 0.05 of a core per core of quantisation over 0.2 s,
+    less this process's own CPU time); None where the system does not say."""
     try:
         cpus = os.sched_getaffinity(0)
     except AttributeError:
         return None
-    before, own = _cpu_ticks(cpus), os.times()
+    before, own, t0 = _cpu_ticks(cpus), time.process_time(), time.monotonic()
     time.sleep(seconds)
-    after, own_after = _cpu_ticks(cpus), os.times()
+    after, own_after, t1 = _cpu_ticks(cpus), time.process_time(), time.monotonic()
     if before is None or after is None or after[1] <= before[1]:
         return None
     share = (after[0] - before[0]) / (after[1] - before[1])  # of all the cores' time
-    mine = (own_after.user + own_after.system - own.user - own.system) / seconds
-    return max(0.0, share * len(cpus) - mine)
+    return max(0.0, share * len(cpus) - (own_after - own) / (t1 - t0))
 
 
 def largest_product(model: Any, batch: int) -> int:

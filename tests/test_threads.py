@@ -17,12 +17,12 @@ def model(n_in: int, units: int) -> Model:
 @pytest.fixture
 def two_idle_cores(monkeypatch):
     monkeypatch.setattr(threads, "cores", lambda: 2)
-    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.1: 0.1)
+    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.2: 0.1)
     for name in threads.ENV_LIMITS:
         monkeypatch.delenv(name, raising=False)
 
 
-def unsampled(seconds=0.1):
+def unsampled(seconds=0.2):
     raise AssertionError("the load is sampled only when it decides")
 
 
@@ -40,7 +40,7 @@ def test_large_products_use_every_core(two_idle_cores):
 def test_large_products_leave_the_cores_others_use(two_idle_cores, monkeypatch, busy, n):
     # with another process on one of two cores, 2 threads made 2 epochs of MNIST 6 to 9 times
     # slower than 1 (bench/bench_busy.py); the choice says why
-    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.1: busy)
+    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.2: busy)
     chosen, why = threads.decide(model(784, 300), 128)
     assert chosen == n
     assert f"kept {busy:.1f} of the 2 cores busy" in why and "training.threads" in why
@@ -48,7 +48,7 @@ def test_large_products_leave_the_cores_others_use(two_idle_cores, monkeypatch, 
 
 def test_of_eight_cores_those_others_leave_idle(monkeypatch):
     monkeypatch.setattr(threads, "cores", lambda: 8)
-    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.1: 2.6)
+    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.2: 2.6)
     for name in threads.ENV_LIMITS:
         monkeypatch.delenv(name, raising=False)
     assert threads.choose(model(784, 300), 128) == 5
@@ -99,7 +99,7 @@ def test_a_resumed_run_keeps_the_count_it_started_with(two_idle_cores, monkeypat
     assert first.threads == 2
     arrays, meta = first.state()
     assert meta["threads"] == 2
-    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.1: 2.0)  # busy now
+    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.2: 2.0)  # busy now
     cfg["training"]["epochs"] = 2
     again = Trainer(build(cfg))
     again.load_state(arrays, meta, list(first.rows))
