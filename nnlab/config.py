@@ -99,10 +99,7 @@ class TrainingSpec:
     threads: Annotated[
         int | None,
         Interval(ge=1),
-        Doc(
-            "BLAS threads (null: 1, or for products of 4 M multiply-adds and more, the cores "
-            "idle at the start; see threads.py)"
-        ),
+        Doc("BLAS threads (null: 1, or the idle cores for large products; see threads.py)"),
     ] = None
     log_layers: Annotated[
         bool,
