@@ -19,21 +19,14 @@ from click.testing import CliRunner
 from conftest import CONFIGS, ROOT, nnlab_env, run_nnlab_capped
 from nnlab import memory
 from nnlab.cli import cli
-from nnlab.config import (
-    MAX_KEY_PARTS,
-    MAX_YAML_DEPTH,
-    MAX_YAML_SIZE,
-    MAX_YAML_VALUES,
-    load_config,
-    parse_yaml,
-    split_key,
-)
+from nnlab.config import MAX_KEY_PARTS, load_config, split_key
 from nnlab.errors import ConfigError, DataError
 from nnlab.nn import Model
 from nnlab.nn.initializers import INITIALIZERS, planning
 from nnlab.nn.layers import Dense
 from nnlab.schema import fmt
 from nnlab.sweeps.spec import MAX_TRIALS, load_sweep
+from nnlab.yaml_io import MAX_YAML_DEPTH, MAX_YAML_SIZE, MAX_YAML_VALUES, parse_yaml
 
 XOR = CONFIGS / "xor.yaml"
 XOR_TEXT = XOR.read_text()
@@ -101,7 +94,7 @@ def test_an_alias_inside_its_own_anchor_is_refused():
 
 
 def test_lists_and_mappings_are_counted_before_they_are_built(monkeypatch):
-    monkeypatch.setattr("nnlab.config.MAX_YAML_VALUES", 1000)
+    monkeypatch.setattr("nnlab.yaml_io.MAX_YAML_VALUES", 1000)
     with pytest.raises(ConfigError, match="line 1, column 2000: more than 1,000 values"):
         parse_yaml("[" + ",".join(["0"] * 1000) + "]", "f.yaml")  # at the 1000th item
     assert len(parse_yaml("[" + ",".join(["0"] * 999) + "]", "f.yaml")) == 999
@@ -126,6 +119,17 @@ def test_nesting_is_limited_with_the_place_it_goes_too_deep():
         parse_yaml(deep, "f.yaml")
     assert f"nested deeper than {MAX_YAML_DEPTH} levels" in str(info.value)
     assert "line 1, column 53" in str(info.value)  # where level 51 opens
+
+
+def test_nesting_through_aliases_counts_the_levels_they_repeat():
+    # 40 anchors of 45 levels, each inside the next: 1,800 levels in 4 KB of text
+    items = ["&a0 " + "[" * 45 + "]" * 45]
+    items += [f"&a{k} " + "[" * 45 + f"*a{k - 1}" + "]" * 45 for k in range(1, 40)]
+    with pytest.raises(ConfigError, match=r"line 1, column 147: nested deeper than 50 levels"):
+        parse_yaml("[" + ", ".join(items) + "]", "f.yaml")
+    half = "[" * 24 + "]" * 24
+    value = parse_yaml(f"x: &a {half}\ny: " + "[" * 25 + "*a" + "]" * 25, "f.yaml")
+    assert value["x"] == parse_yaml(half, "f.yaml")  # 1 + 25 + 24 levels: allowed
 
 
 def test_nesting_500_deep_is_exit_2_not_an_internal_error(write_config, runs):
