@@ -383,3 +383,13 @@ def test_the_readme_states_the_limits():
     for number in (MAX_YAML_SIZE, MAX_YAML_VALUES, MAX_TRIALS):
         assert f"{number:,}" in readme
     assert f"{MAX_YAML_DEPTH} levels" in readme and f"{MAX_KEY_PARTS} parts" in readme
+
+
+def test_axis_expressions_beyond_the_integers_and_floats_of_a_machine():
+    # len(range(...)) stops at 2**63 and 10.0**1e308 overflows: both were internal errors
+    line = refused("sweep", XOR, "-g", f"optimizer.lr=range(0, {10**25})", "--print-trials")
+    assert f"gives {10**25:,} values" in line
+    line = refused("sweep", XOR, "-g", "optimizer.lr=range(0, 1e400)", "--print-trials")
+    assert "gives infinitely many values" in line
+    line = refused("sweep", XOR, "-g", "optimizer.lr=logspace(0, 1e308, 3)", "--print-trials")
+    assert "logspace(...) gives numbers beyond the floating-point range" in line

@@ -159,13 +159,12 @@ def expression(text: str, where: str, source: str | None = None) -> list | None:
         if step == 0:
             raise ConfigError("range: the step must not be 0", where, source)
         exact = all(isinstance(a, int) for a in (start, stop, step))
-        n = len(range(start, stop, step)) if exact else (stop - start) / step - 1e-9
+        try:  # the count first, in integers when they are (len(range) stops at 2**63)
+            n = -((start - stop) // step) if exact else (stop - start) / step - 1e-9
+        except OverflowError:  # an integer beyond the floats
+            n = math.inf
         n = max(0, math.ceil(n)) if math.isfinite(n) else n
         _check_count(fn, n, where, source)
-        if exact:
-            values: list = list(range(start, stop, step))
-        else:
-            values = [_clean(start + i * step) for i in range(n)]
     else:
         if len(args) != 3 or not isinstance(args[2], int) or args[2] < 1:
             raise ConfigError(
@@ -173,8 +172,18 @@ def expression(text: str, where: str, source: str | None = None) -> list | None:
             )
         a, b, n = args
         _check_count(fn, n, where, source)
-        points = [a + (b - a) * i / (n - 1) if n > 1 else a for i in range(n)]
-        values = [_clean(10.0**p if fn == "logspace" else float(p)) for p in points]
+    try:
+        if fn != "range":
+            points = [a + (b - a) * i / (n - 1) if n > 1 else a for i in range(n)]
+            values = [_clean(10.0**p if fn == "logspace" else float(p)) for p in points]
+        elif exact:
+            values = list(range(start, stop, step))
+        else:
+            values = [_clean(start + i * step) for i in range(n)]
+    except OverflowError:
+        raise ConfigError(
+            f"{fn}(...) gives numbers beyond the floating-point range (1.8e308)", where, source
+        ) from None
     if not values:
         raise ConfigError(f"{text.strip()} gives no values", where, source)
     return values
@@ -183,7 +192,7 @@ def expression(text: str, where: str, source: str | None = None) -> list | None:
 def _check_count(fn: str, n: float, where: str, source: str | None) -> None:
     """An axis of more values than a sweep may have trials is refused before it is built."""
     if not n <= MAX_TRIALS:  # NaN too (a step of inf)
-        count = f"{n:,}" if isinstance(n, int) else f"{n:.3g}"
+        count = f"{n:,}" if isinstance(n, int) else "infinitely many"
         raise ConfigError(
             f"{fn}(...) gives {count} values, more than the {MAX_TRIALS:,} trials a sweep may have",
             where,
