@@ -19,7 +19,7 @@ from nnlab.errors import ConfigError
 from nnlab.schema import fmt
 
 MAX_YAML_SIZE = 2_000_000  # characters of a text, bytes of a file
-MAX_YAML_VALUES = 50_000  # scalars, lists and mappings; an alias counts the values it repeats
+MAX_YAML_VALUES = 20_000  # scalars, lists and mappings; an alias counts the values it repeats
 MAX_YAML_DEPTH = 50  # lists and mappings inside each other
 
 

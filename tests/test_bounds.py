@@ -344,7 +344,7 @@ def test_bombs_lists_grids_and_models_in_a_capped_process(tmp_path):
     huge.write_text(XOR_TEXT + "name: [" + ",0" * 12_000_000 + "]\n")
     runs = tmp_path / "runs"
     cases = [
-        (["train", bomb], "more than 50,000 values"),
+        (["train", bomb], f"more than {MAX_YAML_VALUES:,} values"),
         (["train", huge], "the file has 24,000,"),
         (
             [
