@@ -5,7 +5,7 @@ and ``python -m nnlab.threads``): two threads make MNIST-sized products (128x784
 30 M multiply-adds) 2x faster, small ones (digits, 32x64 @ 64x256) at most 1.4x faster on an
 idle machine, and tiny ones (XOR) not at all; but when another process is busy on the other
 core, OpenBLAS' threads wait on each other: small products become tens of times slower, and a
-2-epoch MNIST run 6 to 9 times slower with 2 threads than with 1 (bench/bench_busy.py).
+2-epoch MNIST run 7 to 9 times slower with 2 threads than with 1 (medians, bench/bench_busy.py).
 
 So a run uses one thread, unless its largest product per step has at least ``PARALLEL_MACS``
 multiply-adds and cores are idle when it starts: then one per core that other processes leave
