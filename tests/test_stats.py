@@ -326,8 +326,21 @@ def test_verdicts_against_the_best_row_by_the_metrics_direction():
 
 
 def test_missing_scipy_is_an_nnlab_error_naming_the_extra(monkeypatch):
+    stats.summarize([0.9, 0.91])  # the t quantile of n = 2 is cached: SciPy is asked anyway
     monkeypatch.setitem(sys.modules, "scipy", None)
     monkeypatch.setitem(sys.modules, "scipy.stats", None)
     with pytest.raises(NnlabError, match=r"pip install 'nnlab\[stats\]'") as e:
         stats.summarize([0.9, 0.91])
     assert e.value.exit_code == 2
+
+
+def test_the_t_quantile_is_cached_per_n_and_confidence():
+    stats._t_ppf.cache_clear()
+    for _ in range(3):
+        for n in (3, 5):
+            stats.summarize(np.linspace(0.9, 0.95, n))
+    info = stats._t_ppf.cache_info()
+    assert (info.misses, info.hits) == (2, 4)
+    assert stats.summarize([1.0, 2.0, 4.0], confidence=0.9).half_width == pytest.approx(
+        st.t.ppf(0.95, 2) * np.std([1.0, 2.0, 4.0], ddof=1) / np.sqrt(3)
+    )
