@@ -83,6 +83,7 @@ def _register() -> None:
     from nnlab.cli.export import export
     from nnlab.cli.export_runs import export_runs
     from nnlab.cli.gradcheck import gradcheck
+    from nnlab.cli.importance import importance
     from nnlab.cli.invert import invert
     from nnlab.cli.list_ import list_
     from nnlab.cli.plot import plot
@@ -101,6 +102,7 @@ def _register() -> None:
         sweep,
         compare,
         diff,
+        importance,
         plot,
         report,
         export_runs,
