@@ -86,6 +86,7 @@ def _register() -> None:
     from nnlab.cli.importance import importance
     from nnlab.cli.invert import invert
     from nnlab.cli.list_ import list_
+    from nnlab.cli.lr_find import lr_find
     from nnlab.cli.plot import plot
     from nnlab.cli.predict import predict
     from nnlab.cli.probe import probe
@@ -111,6 +112,7 @@ def _register() -> None:
         invert,
         gradcheck,
         probe,
+        lr_find,
         explain,
         activations,
     ):
