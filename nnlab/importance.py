@@ -137,9 +137,7 @@ def importance(
         raise ConfigError(f"unknown method {method!r}; one of {', '.join(METHODS)}", "method")
     configs = _configs(_table(trials, axes, objective, seed), axes, objective, seed)
     chosen = _method(configs, method)
-    boot = {**BOOTSTRAP, **n_boot} if isinstance(n_boot, Mapping) else n_boot
-    count = BOOTSTRAP[chosen] if boot is None else boot[chosen] if isinstance(boot, dict) else boot
-    draws = _bootstrap_means(configs, count, rng_seed)
+    draws = _bootstrap_means(configs, _draws(n_boot, chosen), rng_seed)
     if chosen == "anova":
         mains, inter = _anova(configs, draws)
     else:
@@ -157,6 +155,13 @@ def importance(
         n_boot=0 if draws is None else len(draws),
         notes=configs.notes,
     )
+
+
+def _draws(n_boot: int | Mapping[str, int] | None, method: str) -> int:
+    """The bootstrap draws asked for ``method`` (its default when None or not in a mapping)."""
+    if isinstance(n_boot, Mapping):
+        return n_boot.get(method, BOOTSTRAP[method])
+    return BOOTSTRAP[method] if n_boot is None else n_boot
 
 
 def _method(configs: _Configs, method: str) -> str:

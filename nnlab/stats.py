@@ -11,11 +11,10 @@ The choices, in one place:
   ddof=1, n - 1 degrees of freedom), 95% by default; one value gives no interval;
 - two groups with the same seeds are compared by the paired t-test on the per-seed
   differences; otherwise by Welch's t-test (unequal variances, Welch-Satterthwaite degrees of
-  freedom); both two-sided. The verdict comes from that test's p-value. Beside a paired test
-  the exact sign-flip permutation test's p-value is reported too (all 2**n sign patterns up to
-  ``EXACT_MAX_PAIRS`` pairs, a seeded Monte Carlo beyond): distribution-free, but its smallest
-  possible p-value is 2 / 2**n (0.25 with 3 seeds, 0.0625 with 5), so on the few seeds of a
-  usual sweep it could never call a difference, and it does not decide the verdict;
+  freedom); both two-sided. The verdict comes from that test's p-value. Beside a paired test,
+  the exact sign-flip permutation test's (2**n sign patterns up to ``EXACT_MAX_PAIRS`` pairs,
+  a seeded Monte Carlo beyond): its smallest possible p-value is 2 / 2**n (0.25 with 3 seeds),
+  so it is reported and does not decide the verdict;
 - differences whose spread is within rounding of the values (every seed the same difference)
   get the t-test's limit: p = 0 and a zero-width interval when the difference is not 0, p = 1
   when it is;
@@ -64,16 +63,12 @@ def _scipy_stats() -> Any:
 
 
 def _t_quantile(confidence: float, df: float) -> float:
-    """The two-sided critical value of Student's t: ``t.ppf((1 + confidence) / 2, df)``.
-
-    SciPy is asked for first on every call (an import already done costs a dictionary look-up),
-    so a missing SciPy is said even where the value was computed before; the value itself is
-    cached per (confidence, df), since a table of seed groups asks for the same few n and
-    ``t.ppf`` takes about 0.8 ms."""
+    """``t.ppf((1 + confidence) / 2, df)``, cached per (confidence, df) after SciPy is asked
+    for, so that a missing SciPy is said even where the value is cached."""
     return _t_ppf(_scipy_stats(), (1 + confidence) / 2, float(df))
 
 
-@functools.lru_cache(maxsize=4096)  # Welch's df are any float: bounded
+@functools.lru_cache(maxsize=4096)  # t.ppf takes ~0.8 ms; Welch's df are any float: bounded
 def _t_ppf(st: Any, q: float, df: float) -> float:
     return float(st.t.ppf(q, df))
 
@@ -141,17 +136,6 @@ def summarize(values: ArrayLike, confidence: float = CONFIDENCE) -> Summary:
     std = _std(x, _rounding(x))
     half = _t_quantile(confidence, n - 1) * std / math.sqrt(n) if n >= 2 else math.nan
     return Summary(n, mean, std, half, confidence)
-
-
-def format_interval(summary: Summary, digits: int = 4) -> str:
-    """``0.9712 ± 0.0040 (3)``: the mean, the half-width of its confidence interval (not the
-    standard deviation) and n; ``0.9712 (1)`` for one value, ``-`` for none."""
-    if summary.n == 0:
-        return "-"
-    text = f"{summary.mean:.{digits}f}"
-    if summary.n >= 2:
-        text += f" ± {summary.half_width:.{digits}f}"
-    return f"{text} ({summary.n})"
 
 
 # ---------------------------------------------------------------- two groups

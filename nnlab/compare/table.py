@@ -227,7 +227,7 @@ def build_table(
     cols = list(frame.columns)
     prefer = differing_keys([r.flat for r in runs])
     numeric = [c for c in cols if _is_metric_column(c, all_metrics)]
-    members: list[list[int]] = []
+    members: list[list[int]] | None = None
     if group_seeds:
         frame, firsts, members = _group(frame, runs, numeric)
         config_keys = differing_keys([r.flat for r in firsts], skip=(SEED_KEY,))
@@ -248,14 +248,9 @@ def build_table(
     frame = _sort(frame, sort, reverse, cols, numeric, prefer, group_seeds)
     verdict = None
     if objective or any(a.strip() for a in against):
-        if not group_seeds:
-            raise ConfigError(
-                "the verdicts compare groups of seeds: add --group-seeds", "--against"
-            )
         metric = _objective(objective, shown, numeric, chosen or all_metrics)
-        verdict = _verdicts(frame, recs, members, metric, against, config_keys, numeric)
+        verdict = _verdicts(frame, recs, members, metric, against, config_keys)
         shown = _with_verdicts(shown, verdict)
-        frame.insert(0, "row", range(1, len(frame) + 1))  # the numbers --against N names
     frame = frame.head(top) if top is not None else frame
     config_keys = [c for c in shown if c in config_keys or (c not in numeric and "." in c)]
     aggregated = set(numeric) if group_seeds else set()
@@ -265,23 +260,27 @@ def build_table(
 def _verdicts(
     frame: pd.DataFrame,
     recs: list[dict[str, Any]],
-    members: list[list[int]],
+    members: list[list[int]] | None,
     metric: str,
     against: Iterable[str],
     prefer: list[str],
-    numeric: list[str],
 ) -> TableVerdicts | None:
-    """Every row of a table of seed groups against the row ``against`` names (``--objective``
-    alone: against the best). ``--against`` conditions are read on the rows as shown: config
-    keys by their short names (a component as its text), a metric as its mean."""
+    """Every row of a table of seed groups (``members``: each group's runs) against the row
+    ``against`` names (``--objective`` alone: against the best), and the column of the rows'
+    numbers. ``--against`` conditions are read on the rows as shown: config keys by their
+    short names (a component as its text), a metric as its mean."""
+    if members is None:
+        raise ConfigError("the verdicts compare groups of seeds: add --group-seeds", "--against")
     given = [a for a in against if a.strip()] or ["best"]
-    if not len(frame):
-        return None
-    rows = [
-        {c[: -len(".mean")] if c.endswith(".mean") else c: v for c, v in row.items()}
-        for row in frame.to_dict("records")
-    ]
-    return add_verdicts(frame, recs, members, metric, given, rows, prefer)
+    found = None
+    if len(frame):
+        rows = [
+            {c[: -len(".mean")] if c.endswith(".mean") else c: v for c, v in row.items()}
+            for row in frame.to_dict("records")
+        ]
+        found = add_verdicts(frame, recs, members, metric, given, rows, prefer)
+    frame.insert(0, "row", range(1, len(frame) + 1))  # the numbers --against N names
+    return found
 
 
 def _objective(asked: str | None, shown: list[str], numeric: list[str], metrics: list[str]) -> str:

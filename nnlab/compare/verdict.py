@@ -129,8 +129,6 @@ def add_verdicts(
     its 95% interval), ``M.p``, ``M.p_exact`` (the exact sign-flip test, paired rows),
     ``M.test``, ``M.verdict`` and ``M.seeds_needed`` (per row, to tell it from the reference).
     """
-    import pandas as pd
-
     from nnlab import stats
 
     groups = [_values(recs, members[g], metric) for g in frame.index]
@@ -144,7 +142,23 @@ def add_verdicts(
         else stats.seeds_needed(v, ref_values, seeds=s, reference_seeds=ref_seeds)
         for i, (v, s) in enumerate(groups)
     ]
-    rows = found.rows
+    _write(frame, metric, found.rows, needed)
+    return TableVerdicts(
+        metric,
+        higher,
+        found.reference,
+        found.best,
+        found.runner_up,
+        found.seeds_needed,
+        tuple(c.test for i, c in enumerate(found.rows) if i != found.reference),
+        max((c.n for c in found.rows), default=0),
+    )
+
+
+def _write(frame: pd.DataFrame, metric: str, rows: list[Any], needed: list[float]) -> None:
+    """The columns ``M.diff`` ... ``M.seeds_needed`` of the comparisons ``rows``."""
+    import pandas as pd
+
     columns = {
         "diff": [c.diff for c in rows],
         "diff_low": [c.low for c in rows],
@@ -153,22 +167,11 @@ def add_verdicts(
         "p_exact": [c.p_exact for c in rows],
         "test": [c.test for c in rows],
         "verdict": [c.verdict for c in rows],
-        "seeds_needed": needed,
     }
     for stat, values in columns.items():
         frame[f"{metric}.{stat}"] = values
     whole = [int(n) if math.isfinite(n) else n for n in needed]  # a count: 26, not 26.0
     frame[f"{metric}.seeds_needed"] = pd.Series(whole, index=frame.index, dtype=object)
-    return TableVerdicts(
-        metric,
-        higher,
-        found.reference,
-        found.best,
-        found.runner_up,
-        found.seeds_needed,
-        tuple(c.test for i, c in enumerate(rows) if i != found.reference),
-        max((c.n for c in rows), default=0),
-    )
 
 
 def _values(recs: list[dict[str, Any]], runs: list[int], metric: str) -> tuple:
