@@ -138,20 +138,25 @@ def summarize(values: ArrayLike, confidence: float = CONFIDENCE) -> Summary:
     return Summary(n, mean, std, half, confidence)
 
 
+def format_interval(summary: Summary, digits: int = 4) -> str:
+    """``0.9712 ± 0.0040 (3)``: the mean, the half-width of its confidence interval (not the
+    standard deviation) and n; ``0.9712 (1)`` for one value, ``-`` for none."""
+    if summary.n == 0:
+        return "-"
+    half = f" ± {summary.half_width:.{digits}f}" if summary.n >= 2 else ""
+    return f"{summary.mean:.{digits}f}{half} ({summary.n})"
+
+
 # ---------------------------------------------------------------- two groups
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """A group against a reference group.
-
-    ``diff`` is mean(group) - mean(reference) (paired: the mean of the per-seed differences),
-    ``low``/``high`` its confidence interval, ``p_value`` the two-sided p-value of ``test``
-    (``'paired t'``, ``'welch t'`` or ``'none'``), ``p_exact`` the exact sign-flip p-value of
-    a paired comparison (nan otherwise), ``n_pairs`` the seeds paired (0 for Welch), ``n`` and
-    ``n_ref`` the finite values of each group, ``verdict`` one of 'better', 'worse', 'within
-    noise', 'too few seeds' (or 'reference' for the reference itself).
-    """
+    """A group against a reference group: ``diff`` = mean(group) - mean(reference) (paired:
+    the mean of the per-seed differences) and its interval ``low``/``high``; the two-sided
+    ``p_value`` of ``test`` ('paired t', 'welch t', 'none') and, paired, the exact sign-flip
+    ``p_exact`` (nan otherwise); ``n_pairs`` seeds paired (0 for Welch), ``n``/``n_ref`` the
+    finite values; ``verdict``: 'better', 'worse', 'within noise', 'too few seeds', 'reference'."""
 
     diff: float
     low: float

@@ -45,8 +45,10 @@ def test_interval_is_scipys_student_t_interval(n):
 
 
 def test_interval_of_one_value_none_and_non_finite():
-    def shown(s: stats.Summary) -> str:  # as the compare table prints a seed group
-        return mean_std(s.mean, s.half_width, s.n, 4)
+    def shown(s: stats.Summary) -> str:  # the gallery's text, and the compare table's cells
+        text = stats.format_interval(s)
+        assert text == mean_std(s.mean, s.half_width, s.n, 4)
+        return text
 
     one = stats.summarize([0.97, math.nan])
     assert one.n == 1 and one.mean == 0.97 and math.isnan(one.half_width)

@@ -82,6 +82,7 @@ def _register() -> None:
     from nnlab.cli.explain import explain
     from nnlab.cli.export import export
     from nnlab.cli.export_runs import export_runs
+    from nnlab.cli.generate import generate
     from nnlab.cli.gradcheck import gradcheck
     from nnlab.cli.importance import importance
     from nnlab.cli.invert import invert
@@ -114,6 +115,7 @@ def _register() -> None:
         probe,
         lr_find,
         explain,
+        generate,
         activations,
     ):
         cli.add_command(command)
