@@ -164,6 +164,9 @@ def test_against_names_a_row_by_number_or_by_conditions(known):
     assert by_number[1]["val_accuracy.verdict"] == "reference"
     by_mean = compare_json(known, "--against", "val_accuracy<0.915")  # a row by its mean
     assert by_lr(by_mean)[0.1]["val_accuracy.verdict"] == "reference"
+    alone = by_lr(compare_json(known, "--objective", "val_loss"))  # against the best
+    assert alone[0.01]["val_loss.verdict"] == "reference"  # every val_loss is 0.8: the first
+    assert alone[0.1]["val_loss.p"] == 1.0 and alone[0.1]["val_loss.verdict"] == "within noise"
     top = compare_json(known, "--against", "best", "--top", "1")  # --top cuts after
     assert len(top) == 1 and top[0]["val_accuracy.verdict"] == "worse"  # the best is row 3
 

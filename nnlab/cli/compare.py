@@ -42,16 +42,18 @@ FORMATS = ["table", "markdown", "csv", "json"]
     multiple=True,
     metavar="best|N|EXPR",
     help="With --group-seeds: compare every row with the best row (best), with row N as "
-    "printed (the # column), or with the one row whose runs satisfy KEY OP VALUE (as --where; "
-    "repeat to AND): the difference of the means with its 95% interval, the p-value (paired "
+    "printed (the # column), or with the one row that satisfies KEY OP VALUE as shown (the "
+    "--where language, a metric by its mean; repeat to AND): the difference of the means with "
+    "its 95% interval, the p-value (paired "
     "t-test by seed where both rows ran the same seeds, else Welch's) and a verdict; below "
     "the table, the seeds needed to tell the two best rows apart.",
 )
 @click.option(
     "--objective",
     metavar="COL",
-    help="The metric column the verdicts are on (val_accuracy, test_accuracy, val_loss.best). "
-    "Default: the first accuracy shown (its last value), else the first metric shown.",
+    help="The metric column the verdicts are on (val_accuracy, test_accuracy, val_loss.best; "
+    "without --against: against the best). Default: the first accuracy shown (its last "
+    "value), else the first metric shown.",
 )
 @click.option("--sort", "-S", metavar="COL", help="Sort by a column: metrics best first.")
 @click.option("--reverse", is_flag=True, help="Reverse the order.")
