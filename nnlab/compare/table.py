@@ -1,19 +1,19 @@
 """Runs -> one table: the config keys that differ between the runs, and how each run did.
 
-``load_runs`` reads run folders (through ``nnlab.runs``; a folder holding runs stands for all of
-them); a run with a damaged file is reported through ``warn`` and skipped. ``record`` gives a row
-per run with every config key flattened (``model.layers.0.units``) and the metric columns: ``M``
-(last value), ``M.best``, ``M.best_epoch`` for each metric of metrics.csv, ``test_M`` from the
-summary, ``status``, ``epochs``, ``seconds``. ``build_table`` filters (``--where``), groups
+``load_runs`` reads run folders (``nnlab.compare.load``, whose names are given here too; a
+folder holding runs stands for all of them); a run with a damaged file is reported through
+``warn`` and skipped. ``record`` gives a row per run with every config key flattened
+(``model.layers.0.units``) and the metric columns: ``M`` (last value), ``M.best``,
+``M.best_epoch`` for each metric of metrics.csv, ``test_M`` from the summary, ``status``,
+``epochs``, ``seconds``. ``build_table`` filters (``--where``), groups
 seeds, sorts and picks the columns; ``nnlab.compare.render`` writes it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,96 +23,30 @@ from nnlab.compare.keys import (
     collapse,
     components,
     differing_keys,
-    flatten_configs,
     group_key,
 )
+from nnlab.compare.load import Run as Run
+from nnlab.compare.load import is_final as is_final
+from nnlab.compare.load import load_runs as load_runs
+from nnlab.compare.load import read_run as read_run
+from nnlab.compare.load import run_labels as run_labels
 from nnlab.compare.query import matches, resolve_column
-from nnlab.errors import ConfigError, RunError, did_you_mean
-from nnlab.metrics import NOT_METRICS, higher_is_better
-from nnlab.runs import (
-    Metrics,
-    Status,
-    find_runs,
-    last_epoch,
-    read_config,
-    read_last_metrics,
-    read_metrics,
-    read_summary,
-    run_status,
+from nnlab.compare.verdict import (
+    TableVerdicts,
+    add_verdicts,
+    check_objective,
+    default_objective,
+    table_objective,
 )
+from nnlab.errors import ConfigError, did_you_mean
+from nnlab.metrics import NOT_METRICS, higher_is_better
+from nnlab.runs import Status, last_epoch
 
 if TYPE_CHECKING:
     import pandas as pd
 
-Warn = Callable[[str], None]
 META = ("status", "epochs", "seconds")
 GROUP_STATS = ("mean", "std", "n", "low", "high")  # the columns of a metric over seeds
-
-
-@dataclass
-class Run:
-    """A run folder, read."""
-
-    path: Path
-    config: dict
-    summary: dict
-    metrics: Metrics  # the rows of metrics.csv (read without curves: see ``read_run``)
-    status: str  # the summary's, or 'killed' for a run whose process is gone
-    label: str = ""
-    flat: dict[str, Any] = field(default_factory=dict)
-    final: bool = False  # the summary holds the final last and best values (``is_final``)
-
-
-def is_final(summary: dict, status: str) -> bool:
-    """Whether a summary holds its run's final last and best values (exact also when
-    metrics.csv has every k-th row only): the run ended and recorded how."""
-    ended = status not in (Status.RUNNING, Status.KILLED)
-    have = all(isinstance(summary.get(k), dict) for k in ("last", "best"))
-    return ended and have and isinstance(summary.get("epochs_completed"), int)
-
-
-def read_run(path: Path, curves: bool = True) -> Run:
-    """Read a run folder; a RunError names the file that is missing or damaged. Without
-    ``curves``, a finished run's metrics.csv is read at its two ends only (its header and
-    last row: the table takes the last and best values from the summary), which keeps
-    reading thousands of runs, or runs of millions of epochs, fast."""
-    summary = read_summary(path)
-    config = read_config(path, summary)
-    status = run_status(summary)
-    final = is_final(summary, status)
-    if curves or not final:
-        metrics = read_metrics(path, missing_ok=True)
-    else:
-        metrics = read_last_metrics(path, missing_ok=True)
-    return Run(path, config, summary, metrics, status, final=final)
-
-
-def load_runs(paths: Iterable[str | Path], warn: Warn, curves: bool = True) -> list[Run]:
-    """Read every run among ``paths``; damaged ones are reported through ``warn`` and skipped.
-    ``curves``: every row of each metrics.csv (plots), not only what the table needs."""
-    runs = []
-    for path in find_runs(paths, warn):
-        try:
-            runs.append(read_run(path, curves))
-        except RunError as e:
-            warn(f"{e}; skipped")
-    labels = run_labels([r.path for r in runs])
-    for r, label, flat in zip(runs, labels, flatten_configs([r.config for r in runs]), strict=True):
-        r.label = label
-        r.flat = flat
-    return runs
-
-
-def run_labels(paths: list[Path]) -> list[str]:
-    """Short unique names for run folders: a sweep's trial ``sweeps/NAME/trials/003-4fb9...``
-    is ``NAME/003``, another run its folder's name; the paths themselves when those clash."""
-    names = []
-    for path in paths:
-        if path.parent.name == "trials" and (path.parent.parent / "index.json").is_file():
-            names.append(f"{path.parent.parent.name}/{path.name.split('-')[0]}")
-        else:
-            names.append(path.name)
-    return names if len(set(names)) == len(names) else [str(p) for p in paths]
 
 
 # ---------------------------------------------------------------- records
@@ -208,6 +142,7 @@ class Table:
     config_keys: list[str]  # which of the columns are config keys
     grouped: bool
     aggregated: set[str] = field(default_factory=set)  # grouped: columns shown as mean ± std (n)
+    verdict: TableVerdicts | None = None  # grouped, with --against: each row against one
 
 
 def build_table(
@@ -219,11 +154,16 @@ def build_table(
     reverse: bool = False,
     top: int | None = None,
     group_seeds: bool = False,
+    against: Iterable[str] = (),
+    objective: str | None = None,
 ) -> Table:
     """One row per run (or per group of seeds), filtered, sorted and cut to ``top`` rows.
 
     The columns are those of the runs that pass ``where``: the config keys that differ among
-    them, their metrics, and no column that is empty in every row (unless asked for)."""
+    them, their metrics, and no column that is empty in every row (unless asked for).
+    ``against`` (seed groups): ``best``, a row number as printed or ``--where`` conditions
+    naming one row; every row is then compared with that row on ``objective`` (default: the
+    first accuracy shown, ``nnlab.compare.verdict.table_objective``), before ``top`` cuts."""
     import pandas as pd
 
     all_metrics = metric_names(runs)
@@ -237,8 +177,9 @@ def build_table(
     cols = list(frame.columns)
     prefer = differing_keys([r.flat for r in runs])
     numeric = [c for c in cols if _is_metric_column(c, all_metrics)]
+    members: list[list[int]] | None = None
     if group_seeds:
-        frame, firsts = _group(frame, runs, numeric)
+        frame, firsts, members = _group(frame, runs, numeric)
         config_keys = differing_keys([r.flat for r in firsts], skip=(SEED_KEY,))
     else:
         firsts = runs
@@ -254,10 +195,62 @@ def build_table(
         if len(frame):
             shown = [c for c in shown if not _empty(frame, c, group_seeds and c in numeric)]
     shown = ["runs" if group_seeds else "run", *shown]
-    frame = _order(frame, sort, reverse, top, cols, numeric, prefer, group_seeds)
+    frame = _sort(frame, sort, reverse, cols, numeric, prefer, group_seeds)
+    verdict = None
+    if objective or any(a.strip() for a in against):
+        metric = _objective(objective, shown, numeric, chosen or all_metrics)
+        verdict = _verdicts(frame, recs, members, metric, against, config_keys)
+        shown = _with_verdicts(shown, verdict)
+    frame = frame.head(top) if top is not None else frame
     config_keys = [c for c in shown if c in config_keys or (c not in numeric and "." in c)]
     aggregated = set(numeric) if group_seeds else set()
-    return Table(frame.reset_index(drop=True), shown, config_keys, group_seeds, aggregated)
+    return Table(frame.reset_index(drop=True), shown, config_keys, group_seeds, aggregated, verdict)
+
+
+def _verdicts(
+    frame: pd.DataFrame,
+    recs: list[dict[str, Any]],
+    members: list[list[int]] | None,
+    metric: str,
+    against: Iterable[str],
+    prefer: list[str],
+) -> TableVerdicts | None:
+    """Every row of a table of seed groups (``members``: each group's runs) against the row
+    ``against`` names (``--objective`` alone: against the best), and the column of the rows'
+    numbers. ``--against`` conditions are read on the rows as shown: config keys by their
+    short names (a component as its text), a metric as its mean."""
+    if members is None:
+        raise ConfigError("the verdicts compare groups of seeds: add --group-seeds", "--against")
+    given = [a for a in against if a.strip()] or ["best"]
+    found = None
+    if len(frame):
+        rows = [
+            {c[: -len(".mean")] if c.endswith(".mean") else c: v for c, v in row.items()}
+            for row in frame.to_dict("records")
+        ]
+        found = add_verdicts(frame, recs, members, metric, given, rows, prefer)
+    frame.insert(0, "row", range(1, len(frame) + 1))  # the numbers --against N names
+    return found
+
+
+def _objective(asked: str | None, shown: list[str], numeric: list[str], metrics: list[str]) -> str:
+    """The column the verdicts are on: ``--objective``, else the first accuracy shown."""
+    if asked:
+        names = [c for c in numeric if c not in META]
+        return check_objective(asked, names, names, "--objective")
+    return table_objective(shown, numeric, default_objective(metrics) or "loss")
+
+
+def _with_verdicts(shown: list[str], verdict: TableVerdicts | None) -> list[str]:
+    """The verdict columns right after their metric's column (which is shown if it was not)."""
+    if verdict is None:
+        return shown
+    shown = list(shown)
+    if verdict.metric not in shown:
+        at = next((i for i, c in enumerate(shown) if c in META), len(shown))
+        shown.insert(at, verdict.metric)
+    at = shown.index(verdict.metric) + 1
+    return shown[:at] + verdict.columns() + shown[at:]
 
 
 def _frame(recs: list[dict[str, Any]], names: list[str], metrics: list[str]) -> pd.DataFrame:
@@ -318,17 +311,16 @@ def _default_columns(
     return shown + list(META)
 
 
-def _order(
+def _sort(
     frame: pd.DataFrame,
     sort: str | None,
     reverse: bool,
-    top: int | None,
     cols: list[str],
     numeric: list[str],
     prefer: list[str],
     group_seeds: bool,
 ) -> pd.DataFrame:
-    """``--sort`` (best first for metrics), ``--reverse`` and ``--top``."""
+    """``--sort`` (best first for metrics) and ``--reverse``; the rows keep their index."""
     if sort:
         key = resolve_column(sort, cols, "--sort", prefer)
         by = f"{key}.mean" if group_seeds and key in numeric else key
@@ -340,7 +332,7 @@ def _order(
         frame = frame.sort_values(by, ascending=ascending, na_position="last", kind="stable")
     elif reverse:
         frame = frame.iloc[::-1]
-    return frame.head(top) if top is not None else frame
+    return frame
 
 
 def _split(items: Iterable[str]) -> list[str]:
@@ -380,10 +372,13 @@ def _is_metric_column(col: str, metrics: list[str]) -> bool:
     )
 
 
-def _group(frame: pd.DataFrame, runs: list[Run], numeric: list[str]):
+def _group(
+    frame: pd.DataFrame, runs: list[Run], numeric: list[str]
+) -> tuple[pd.DataFrame, list[Run], list[list[int]]]:
     """Mean, sample standard deviation (ddof=1), count and the 95% t-interval of the mean
     (``nnlab.stats.summarize``) of the finite values of each numeric column, over the runs of
-    each group; config columns from the group's first run."""
+    each group; config columns from the group's first run. Returns the frame (a row per
+    group, indexed by its number), each group's first run and its runs (indices)."""
     import pandas as pd
 
     columns = ["runs"]
@@ -399,7 +394,7 @@ def _group(frame: pd.DataFrame, runs: list[Run], numeric: list[str]):
     for idx in order.values():
         rows.append(_group_row(frame.iloc[idx], numeric))
         firsts.append(runs[idx[0]])
-    return pd.DataFrame.from_records(rows, columns=columns), firsts
+    return pd.DataFrame.from_records(rows, columns=columns), firsts, list(order.values())
 
 
 def _group_row(part: pd.DataFrame, numeric: list[str]) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import itertools
 import json
 import math
 import pickle
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +32,7 @@ from nnlab.config import (
 )
 from nnlab.errors import ConfigError, NnlabError
 from nnlab.schema import Doc, Interval, check, fmt
+from nnlab.sweeps.axes import MAX_TRIALS, expression, parse_axis
 
 SEED_KEY = "training.seed"
 
@@ -89,8 +89,12 @@ def seed_list(seeds: Any, where: str, source: str | None = None) -> list[int] | 
     if seeds is None:
         return None
     if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise ConfigError(f"a seed count must be >= 1, got {seeds}", where, source)
+        if not 1 <= seeds <= MAX_TRIALS:
+            raise ConfigError(
+                f"a seed count must be >= 1 and at most {MAX_TRIALS:,}, got {fmt(seeds)}",
+                where,
+                source,
+            )
         return list(range(seeds))
     if isinstance(seeds, list) and seeds:
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
@@ -103,93 +107,6 @@ def seed_list(seeds: Any, where: str, source: str | None = None) -> list[int] | 
     raise ConfigError(
         f"expected a count N (seeds 0..N-1) or a list of integers, got {fmt(seeds)}", where, source
     )
-
-
-# ---------------------------------------------------------------- axis values
-
-_EXPRESSION = re.compile(r"^\s*(range|linspace|logspace)\s*\((.*)\)\s*$", re.S)
-
-
-def split_values(text: str) -> list[str]:
-    """``a,b,c`` -> ['a', 'b', 'c'], splitting only at commas outside brackets and quotes, so
-    that ``{name: random_normal, stddev: 1},he_normal`` is two values."""
-    parts: list[str] = []
-    depth, quote, start = 0, "", 0
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts]
-
-
-def _clean(x: float) -> float | int:
-    """Round away float noise (0.30000000000000004 -> 0.3)."""
-    return float(f"{x:.12g}") if isinstance(x, float) else x
-
-
-def expression(text: str, where: str, source: str | None = None) -> list | None:
-    """The values of ``range(start, stop[, step])`` (stop excluded, as in Python and Hydra),
-    ``linspace(a, b, n)`` or ``logspace(a, b, n)`` (10**a .. 10**b); None if ``text`` is not
-    one of them."""
-    m = _EXPRESSION.match(text)
-    if m is None:
-        return None
-    fn = m.group(1)
-    args = [parse_yaml(a, source=source or where) for a in split_values(m.group(2))]
-    if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
-        raise ConfigError(f"{fn}(...) takes numbers, got {text.strip()!r}", where, source)
-    if fn == "range":
-        if not 1 <= len(args) <= 3:
-            raise ConfigError(
-                "range takes (stop), (start, stop) or (start, stop, step)", where, source
-            )
-        start, stop, step = ([0, *args, 1] if len(args) == 1 else [*args, 1])[:3]
-        if step == 0:
-            raise ConfigError("range: the step must not be 0", where, source)
-        if all(isinstance(a, int) for a in (start, stop, step)):
-            values: list = list(range(start, stop, step))
-        else:
-            n = max(0, math.ceil((stop - start) / step - 1e-9))
-            values = [_clean(start + i * step) for i in range(n)]
-    else:
-        if len(args) != 3 or not isinstance(args[2], int) or args[2] < 1:
-            raise ConfigError(
-                f"{fn} takes (start, stop, count) with an integer count >= 1", where, source
-            )
-        a, b, n = args
-        points = [a + (b - a) * i / (n - 1) if n > 1 else a for i in range(n)]
-        values = [_clean(10.0**p if fn == "logspace" else float(p)) for p in points]
-    if not values:
-        raise ConfigError(f"{text.strip()} gives no values", where, source)
-    return values
-
-
-def parse_axis(text: str) -> tuple[str, list]:
-    """``KEY=V1,V2,...`` (each value YAML) or ``KEY=range(...)`` -> (key, values)."""
-    if "=" not in text:
-        raise ConfigError(
-            f"{text!r}: expected KEY=V1,V2,..., e.g. optimizer.lr=0.1,0.01", source="-g"
-        )
-    key, _, rest = text.partition("=")
-    key = key.strip()
-    where = f"-g {key}"
-    values = expression(rest, key, source="-g")
-    if values is None:
-        items = split_values(rest)
-        if any(item == "" for item in items):
-            raise ConfigError(f"an empty value in {rest!r}", key, "-g")
-        values = [parse_yaml(item, source=where) for item in items]
-    return key, values
 
 
 # ---------------------------------------------------------------- the sweep
@@ -224,10 +141,19 @@ def trial_label(overrides: dict[str, Any], seed: int | None) -> str:
     return " ".join(parts + ([f"seed={seed}"] if seed is not None else []))
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
-    return fmt(value) if not isinstance(value, str) else value
+def _short(value: Any, limit: int = 80) -> str:
+    """A value as a label shows it: compact JSON for lists and mappings, cut to ``limit``
+    characters without encoding the rest."""
+    if isinstance(value, str):
+        return value if len(value) <= limit and value.isprintable() else fmt(value)
+    if not isinstance(value, dict | list):
+        return fmt(value)
+    text = ""
+    for piece in json.JSONEncoder(separators=(",", ":")).iterencode(value):
+        text += piece
+        if len(text) > limit:
+            return text[: limit - 3] + "..."
+    return text
 
 
 @dataclass
@@ -363,7 +289,7 @@ def load_sweep(
             "the seeds are given twice: by seeds and by an axis over training.seed; use one",
             source=source,
         )
-    return Sweep(
+    sweep = Sweep(
         name=name or given.name or given.default_name,
         description=given.description,
         source=source,
@@ -380,6 +306,15 @@ def load_sweep(
         },
         origins=origins,
     )
+    if sweep.size > MAX_TRIALS:
+        sizes = [f"{len(a.values):,}" for a in sweep.axes]
+        sizes += [f"{len(seed_values):,} seeds"] if seed_values else []
+        raise ConfigError(
+            f"the grid has {sweep.size:,} trials ({' x '.join(sizes)}), more than the "
+            f"{MAX_TRIALS:,} a sweep may have",
+            source=source,
+        )
+    return sweep
 
 
 def _sweep_file(raw: dict, path: str | Path) -> _Given:
