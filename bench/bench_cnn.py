@@ -44,7 +44,8 @@ def nnlab_trainer(data, batches: int | None, threads: int | None):
     one epoch (or the first ``batches``), with ``threads`` threads (None: nnlab's choice)."""
     from nnlab.config import load_raw, resolve
     from nnlab.data import Split
-    from nnlab.train import Trainer, build
+    from nnlab.experiment import build
+    from nnlab.train import Trainer
 
     raw = load_raw(CONFIG)
     raw["training"].update(epochs=1, **({"threads": threads} if threads else {}))
@@ -54,9 +55,7 @@ def nnlab_trainer(data, batches: int | None, threads: int | None):
         tr = exp.data.train
         codes = None if tr.codes is None else (tr.codes[0][:n], tr.codes[1])
         exp.data.train = Split(tr.X[:n], tr.y[:n], codes=codes)
-        exp.targets["train"] = [
-            type(t)(t.T[:n], None if t.L is None else t.L[:n], None) for t in exp.targets["train"]
-        ]
+        exp.targets["train"] = [t.take(slice(0, n)) for t in exp.targets["train"]]
     exp.data.val = None
     trainer = Trainer(exp)
 
@@ -89,7 +88,7 @@ def step_products(trainer) -> list[tuple]:
     try:
         xb = exp.data.train.X[:BATCH]
         out = exp.model.forward(xb, training=True, logits=exp.logit_flags)
-        _, dout = exp.heads[0].loss(out, exp.targets["train"][0].T[:BATCH], None)
+        _, dout, _ = exp.objective(out, [exp.targets["train"][0].T[:BATCH]], [None])
         exp.model.backward(dout, logits=exp.logit_flags)
     finally:
         for m in modules:

@@ -91,7 +91,8 @@ def floor_epoch(X: np.ndarray) -> callable:
 
 def nnlab_trainer(data, epochs: int):
     from nnlab.config import resolve
-    from nnlab.train import Trainer, build
+    from nnlab.experiment import build
+    from nnlab.train import Trainer
 
     cfg = resolve(
         {
@@ -198,7 +199,8 @@ def xor_contenders(steps: int) -> dict[str, callable]:
     """Each contender as a function that runs ``steps`` full-batch steps of a 2-2-1 sigmoid
     net on XOR (SGD with momentum, binary cross-entropy)."""
     from nnlab.config import load_config
-    from nnlab.train import Trainer, build
+    from nnlab.experiment import build
+    from nnlab.train import Trainer
 
     out = {}
     trainer = Trainer(

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from nnlab.registry import Registry
-from nnlab.schema import Field, Ref, _unwrap, describe, fields_of, fmt
+from nnlab.schema import Field, Ref, describe, fields_of, fmt, unwrap
 
 
 def registries() -> dict[str, Registry]:
@@ -52,7 +52,7 @@ def _rows(fields: list[Field], prefix: str) -> list[str]:
     rows = []
     for f in fields:
         key = f"{prefix}{f.name}"
-        base, meta = _unwrap(f.annotation)
+        base, meta = unwrap(f.annotation)
         ref = next((m for m in meta if isinstance(m, Ref)), None)
         what = describe(f.annotation).replace("|", "\\|")
         if ref is not None:
@@ -83,7 +83,7 @@ def _shared_fields(registry: Registry) -> dict[str, Field]:
     shared = {}
     for name in sorted(names, key=lambda n: list(per[0]).index(n)):
         defaults = [fmt(p[name].default) for p in per]
-        common = max(set(defaults), key=defaults.count)
+        common = max(defaults, key=defaults.count)  # on a tie the first entry's (not set order)
         shared[name] = next(p[name] for p in per if fmt(p[name].default) == common)
     return shared
 

@@ -2,7 +2,8 @@
 
 An analytic gradient ``a`` passes against the numerical ``n`` when every entry satisfies
 ``|a - n| <= atol + rtol * |n|``. Randomness (dropout) is frozen: every evaluation replays the
-same generator state, so the network is one fixed function while it is being differentiated.
+same generator states (dropout's masks, a sampling layer's noise), so the network is one fixed
+function while it is being differentiated.
 
 An entry that fails is looked at once more: if the loss has a kink there (a ReLU input or a
 max pooling tie exactly at the point, as zero biases on the blank border of an image give),
@@ -143,16 +144,16 @@ def check_model(
     The model should be float64; with ``training`` dropout is on (with frozen masks). With
     ``entries``, a tensor with more entries has that many of them checked, drawn from ``rng``
     (every entry of smaller tensors)."""
-    dropout_rng = next((layer.rng for layer in model.layers if layer.rng is not None), None)
-    frozen = FrozenRandomness(dropout_rng) if dropout_rng is not None else None
+    rngs = {id(layer.rng): layer.rng for layer in model.layers if layer.rng is not None}
+    frozen = [FrozenRandomness(r) for r in rngs.values()]  # dropout's, the sampling's
 
     def value() -> float:
-        if frozen:
-            frozen.reset()
+        for f in frozen:
+            f.reset()
         return objective(model.forward(X, training=training, logits=logits))[0]
 
-    if frozen:
-        frozen.reset()
+    for f in frozen:
+        f.reset()
     _, dout = objective(model.forward(X, training=training, logits=logits))
     model.backward(dout, logits=logits)
     analytic = model.grad.copy()
@@ -170,8 +171,8 @@ def check_model(
         check = compare(name, analytic[idx], numeric, atol, rtol, kinks)
         check.size, check.checked, check.shape = size, idx.size, shapes[name]
         checks.append(check)
-    if frozen:
-        frozen.reset()
+    for f in frozen:
+        f.reset()
     return checks
 
 
@@ -206,7 +207,7 @@ def check_experiment(
     rtol: float = RTOL,
     seed: int = 0,
 ) -> list[Check]:
-    """Check the gradient of every parameter tensor of a built experiment (``nnlab.train.build``
+    """Check the gradient of every parameter tensor of a built experiment (``experiment.build``
     of a config with ``training.dtype: float64``) through its real losses (every head, its
     weight and its mask of unlabelled samples; fused outputs from their logits) on a batch of
     ``samples`` training samples, in training mode with dropout masks frozen. ``entries``: at
@@ -215,8 +216,6 @@ def check_experiment(
     The L2 penalty and weight decay are added by the optimizer, not by backpropagation, and are
     not part of the check.
     """
-    from nnlab.train import Targets, objective
-
     if exp.model.dtype != np.float64:
         raise ConfigError(
             f"a gradient check needs float64, the model is {exp.model.dtype.name}",
@@ -226,13 +225,10 @@ def check_experiment(
         raise ValueError(f"samples must be >= 1, got {samples}")
     rows = batch_rows(exp, samples)
     X = exp.data.train.X[rows]
-    targets = [
-        Targets(t.T[rows], None if t.L is None else t.L[rows], None if t.W is None else t.W[rows])
-        for t in exp.targets["train"]
-    ]
+    targets = [t.take(rows) for t in exp.targets["train"]]
     return check_model(
         exp.model,
-        objective(exp, targets),
+        exp.objective.of(targets),
         X,
         logits=exp.logit_flags,
         training=True,

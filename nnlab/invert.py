@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from nnlab.errors import NnlabError
-from nnlab.export.base import Node, activation_text, nodes, output_indices, source_labels
-from nnlab.predict import load_run, output_kind, read_input, write_table
+from nnlab.export.base import activation_text
+from nnlab.nn.graph import Node, nodes, output_indices, source_labels
+from nnlab.predict import output_kind, read_input, write_table
+from nnlab.runs import load_model
 
 Array = np.ndarray
 
@@ -222,7 +224,7 @@ def invert_file(
     """Invert the rows of a CSV or .npy file of outputs; write the inputs to ``output`` (.csv,
     .npy, or .npz with one array ``inputs``), or return the CSV text when ``output`` is None."""
     output_kind(output)  # a bad output name fails before any work
-    model, meta = load_run(run)
+    model, meta = load_model(run)
     check_invertible(model)
     Y = read_input(outputs_path, int(np.prod(model.output_shape)), model.dtype, "outputs")
     X = invert(model, meta, Y).reshape(Y.shape[0], -1)

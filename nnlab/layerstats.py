@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from nnlab.nn.layers import LAYERS
-from nnlab.runs import fmt_number, read_csv_rows, rewrite_csv
+from nnlab.runs import number_text, read_csv_rows, rewrite_csv
 
 Array = np.ndarray
 PROBE = 512
@@ -64,16 +64,11 @@ class LayerStats:
     """Writes layers.csv rows for an experiment, from a fixed probe batch."""
 
     def __init__(self, exp: Any, path: Path, keep_epochs: int | None = None):
-        from nnlab.train import Targets
-
         self.exp = exp
         self.path = path
         n = min(PROBE, len(exp.data.train))
         self.X = exp.data.train.X[:n]
-        self.targets = [
-            Targets(t.T[:n], None if t.L is None else t.L[:n], None if t.W is None else t.W[:n])
-            for t in exp.targets["train"]
-        ]
+        self.objective = exp.objective.of([t.take(slice(0, n)) for t in exp.targets["train"]])
         kept = []
         if keep_epochs is not None and path.exists():
             kept = [r for r in read_csv_rows(path) if int(r["epoch"]) <= keep_epochs]
@@ -81,12 +76,10 @@ class LayerStats:
         self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
 
     def record(self, epoch: int) -> None:
-        from nnlab.train import objective
-
         exp = self.exp
         model = exp.model
         outs = model.forward(self.X, training=False, logits=exp.logit_flags)
-        _, douts = objective(exp, self.targets)(outs)
+        _, douts = self.objective(outs)
         model.backward(douts, logits=exp.logit_flags)
         for i, layer in enumerate(model.layers):
             fn = layer.activation_fn
@@ -138,7 +131,7 @@ def _text(v: Any) -> str:
         return v
     if isinstance(v, float) and math.isnan(v):
         return ""
-    return fmt_number(v)
+    return number_text(v)
 
 
 def mode_means(

@@ -12,81 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from nnlab.errors import DataError, RunError
+from nnlab.errors import DataError
 from nnlab.export import standalone
-from nnlab.runs import atomic_write, load_model
+from nnlab.files import atomic_write
+from nnlab.nn.graph import head_names, input_scaling, is_identity, model_info
+from nnlab.runs import load_model
 
 Array = np.ndarray
-
-
-def load_run(run: str | Path) -> tuple[Any, dict]:
-    """(model, meta) of a run folder or a model.npz, with an error naming a missing one."""
-    path = Path(run)
-    if not path.exists():
-        raise RunError(f"{run}: no such run folder or model file")
-    model, meta = load_model(path)
-    meta["run"] = (path if path.is_dir() else path.parent).resolve().name
-    return model, meta
-
-
-def head_names(model: Any) -> list[str]:
-    """The names of a model's outputs (its output layers' names), in the model's order."""
-    return [model.names[j] for j in model.outputs]
-
-
-def model_info(model: Any, meta: dict) -> dict:
-    """What a program needs to read a model's inputs and label its outputs (JSON-able).
-
-    A model with one output gets ``name``, ``n_inputs``, ``n_outputs``, ``dtype``, ``task``,
-    ``classes``, ``threshold`` and ``probabilities`` (see ``nnlab.export.standalone``). A model
-    with several gets ``name``, ``n_inputs``, ``dtype`` and ``heads``: per output, in order, a
-    dict of its ``name`` (the output layer's) and the keys above from ``n_outputs`` on but
-    ``dtype``; a head trained on the inputs (reconstruction) gives values, as regression does.
-    """
-    name = meta.get("run") or "model"
-    n_inputs = int(np.prod(model.input_shape))
-    heads = [_head_info(model, meta, k) for k in range(model.n_outputs)]
-    if len(heads) == 1:
-        head = heads[0]
-        return {"name": name, "n_inputs": n_inputs, "n_outputs": head.pop("n_outputs"),
-                "dtype": model.dtype.name, **head}  # fmt: skip
-    heads = [{"name": label, **h} for label, h in zip(head_names(model), heads, strict=True)]
-    return {"name": name, "n_inputs": n_inputs, "dtype": model.dtype.name, "heads": heads}
-
-
-def _head_info(model: Any, meta: dict, k: int) -> dict:
-    from nnlab.nn import LOSSES
-
-    outputs = meta["model"].get("outputs")
-    spec = outputs[k] if outputs else {"loss": meta["loss"], "target": "labels"}
-    n_out = int(np.prod(model.output_shapes[k]))
-    task = meta["task"] if spec["target"] == "labels" else "regression"
-    classes = threshold = None
-    if task == "classification":
-        names = meta.get("class_names")
-        classes = [str(c) for c in (names or range(meta["n_classes"]))]
-        if n_out == 1:
-            loss = LOSSES.build(spec["loss"])
-            # a fused loss compares its logits with 0: the same as the probability with 0.5
-            threshold = 0.5 if loss.fused_activation else float(loss.threshold)
-    return {
-        "n_outputs": n_out,
-        "task": task,
-        "classes": classes,
-        "threshold": threshold,
-        "probabilities": task == "classification"
-        and model.output_activations[k] in ("softmax", "sigmoid"),
-    }
-
-
-def input_scaling(meta: dict, dtype: Any) -> tuple[Array, Array]:
-    """(shift, scale) in the model's dtype: the model takes ``(x - shift) / scale``. Each is a
-    scalar (0-d) or has the input's shape."""
-    return np.asarray(meta["shift"], dtype), np.asarray(meta["scale"], dtype)
-
-
-def is_identity(shift: Array, scale: Array) -> bool:
-    return not shift.any() and bool((scale == 1).all())
 
 
 def predict(model: Any, meta: dict, X: Array) -> Array | dict[str, Array]:
@@ -157,7 +89,7 @@ def predict_file(
     """Predict the rows of a CSV or .npy file; write them to ``output`` (.csv, .npy, or .npz
     with an array per output), or return the CSV text when ``output`` is None."""
     output_kind(output)  # a bad output name fails before any work
-    model, meta = load_run(run)
+    model, meta = load_model(run)
     info = model_info(model, meta)
     output_kind(output, info)  # .npy holds the output of a model with one
     X = read_input(input_path, info["n_inputs"], model.dtype)

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnlab.errors import ConfigError
-from nnlab.train import Experiment, Trainer, build, evaluate
+from nnlab.experiment import Experiment, build, evaluate
+from nnlab.runs import Status
+from nnlab.train import Trainer
 
 FIT = 0.99  # a training accuracy at least this counts as fitting the set
 FIRST, FACTOR = 16, 4
@@ -75,7 +77,7 @@ class ProbeRow:
     shuffled_train: float
     shuffled_held_out: float | None
     seconds: float
-    status: str = "completed"  # or diverged (of either training)
+    status: str = Status.COMPLETED  # or diverged (of either training)
 
 
 @dataclass
@@ -162,7 +164,7 @@ def probe(
             shuffled_train=_accuracy(noise, "train", metric),
             shuffled_held_out=_accuracy(noise, held_out, metric),
             seconds=time.perf_counter() - t0,
-            status="diverged" if "diverged" in (s1, s2) else "completed",
+            status=Status.DIVERGED if Status.DIVERGED in (s1, s2) else Status.COMPLETED,
         )
         rows.append(row)
         if on_row is not None:
@@ -235,7 +237,7 @@ def format_probe(result: ProbeResult) -> str:
         if h:
             row.append(_pct(r.shuffled_held_out))
         fits = "yes" if r.train >= FIT else "no"
-        row.append(fits if r.status == "completed" else f"{fits} (diverged)")
+        row.append(fits if r.status == Status.COMPLETED else f"{fits} (diverged)")
         table.append(row)
     text = tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True)
     return "\n".join([text, "", *verdict(result)])

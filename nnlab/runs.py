@@ -1,43 +1,75 @@
-"""The run folder: written as a run goes, read back by compare, predict and export.
+"""The run folder: its one owner. Everything that writes or reads a run's files goes through here.
 
 A run folder holds ``config.yaml`` (the resolved config), ``metrics.csv`` (a row per epoch,
-flushed as it is written), ``summary.json`` (status, last/best/test metrics, timing, versions)
-and ``model.npz`` (the weights with the architecture beside them). Every file but the metrics
-log is written atomically: a temporary file, then a rename, so a killed run never leaves half a
-file behind.
+flushed as it is written), ``summary.json`` (status, last/best/test metrics, timing, versions),
+``model.npz`` (the weights with the architecture beside them) and, while training,
+``checkpoint.npz``. Every file but the metrics log is written atomically (``files.atomic_write``),
+so a killed run never leaves half a file behind. The metrics log's own code is in
+``nnlab.metrics_csv``; its names are given here too.
+
+A run's status is one of ``Status``; a run whose summary says running but whose process is gone
+is ``killed`` (``run_status``), and that is the only place liveness is decided.
 """
 
 from __future__ import annotations
 
-import csv
+import datetime as _dt
+import hashlib
 import io
 import json
-import math
 import os
 import re
+import socket
 import time
+from collections.abc import Callable, Iterable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nnlab.errors import RunError
+from nnlab.errors import ConfigError, RunError
+from nnlab.files import atomic_write, jsonable, write_json
+from nnlab.metrics_csv import ENDS as ENDS
+from nnlab.metrics_csv import Metrics as Metrics
+from nnlab.metrics_csv import MetricsLog as MetricsLog
+from nnlab.metrics_csv import complete_lines as complete_lines
+from nnlab.metrics_csv import last_epoch as last_epoch
+from nnlab.metrics_csv import number_text as number_text
+from nnlab.metrics_csv import read_csv_rows as read_csv_rows
+from nnlab.metrics_csv import read_last_metrics as read_last_metrics
+from nnlab.metrics_csv import read_metrics as read_metrics
+from nnlab.metrics_csv import rewrite_csv as rewrite_csv
 
 MODEL_FORMAT = "nnlab-model/1"
+CHECKPOINT = "checkpoint.npz"
+CHECKPOINT_FORMAT = "nnlab-checkpoint/1"
 RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "model.npz")
-STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write a file so that it is either the old or the whole new content, never a part."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    mode = "wb" if isinstance(data, bytes) else "w"
-    with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+class Status(StrEnum):
+    """How a run stands. A run's summary.json holds one of the first five; ``killed`` is what a
+    reader concludes when a run says running and its process is gone."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    KILLED = "killed"
+
+
+STATUSES = tuple(s.value for s in Status if s is not Status.KILLED)
+#: a run that ended this way ends the same way again: nothing to resume or rerun
+DONE = (Status.COMPLETED, Status.DIVERGED)
+
+
+def now() -> str:
+    """The local time as ISO 8601 with its offset, to the second (the times summaries hold)."""
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- folders
 
 
 def safe_name(name: str) -> str:
@@ -71,88 +103,211 @@ def new_run_dir(runs_dir: str | Path, name: str) -> Path:
     raise RunError(f"{root}: could not create a new run folder named {stem}")
 
 
-def fmt_number(x: Any) -> str:
-    """A metric as text that reads back to the same float (shortest round trip)."""
-    if x is None:
-        return ""
-    if isinstance(x, int | np.integer):
-        return str(int(x))
-    return repr(float(x))
+def is_run(path: Path) -> bool:
+    return (path / "summary.json").is_file()
 
 
-class MetricsLog:
-    """metrics.csv: a header, then one row per epoch. A row is flushed to the file as it is
-    written, except that epochs shorter than ``flush_every`` seconds (toy problems doing
-    thousands of epochs a second) are flushed together at that interval."""
-
-    def __init__(
-        self, path: Path, columns: list[str], flush_every: float = 0.02, keep_rows: int = 0
-    ):
-        """Start a new log, or with ``keep_rows`` continue an existing one after its first
-        ``keep_rows`` rows (the rest, written after the last checkpoint, are dropped)."""
-        self.path = path
-        self.columns = columns
-        self.flush_every = flush_every
-        kept = ""
-        if keep_rows:
-            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-            if lines[0].strip().split(",") != columns or len(lines) - 1 < keep_rows:
-                raise RunError(f"{path}: does not match the checkpoint; cannot resume")
-            kept = "".join(lines[1 : keep_rows + 1])
-        atomic_write(path, ",".join(columns) + "\n" + kept)
-        self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
-        self._flushed = time.monotonic()
-
-    def append(self, row: dict[str, Any]) -> None:
-        cells = []
-        for c in self.columns:
-            v = row.get(c)
-            cells.append(repr(v) if type(v) in (float, int) else fmt_number(v))
-        self._f.write(",".join(cells) + "\n")
-        now = time.monotonic()
-        if now - self._flushed >= self.flush_every:
-            self._f.flush()
-            self._flushed = now
-
-    def flush(self) -> None:
-        self._f.flush()
-        self._flushed = time.monotonic()
-
-    def close(self) -> None:
-        self._f.close()
+def _natural(path: Path) -> list:
+    """Sort key: ``trials/999-x`` before ``trials/1000-y``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
-def read_csv_rows(path: Path) -> list[dict[str, str]]:
-    """The complete rows of a CSV file (an unfinished last line is left out), as text."""
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines = lines[:-1]
-    return list(csv.DictReader(lines))
+def _damaged_run(path: Path) -> bool:
+    """A folder with a run's files but no summary.json."""
+    return (path / "config.yaml").exists() or (path / "metrics.csv").exists()
 
 
-def rewrite_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
-    """Write a CSV file atomically: a header and rows (values as they are)."""
-    body = "".join(",".join(r.get(c, "") or "" for c in columns) + "\n" for r in rows)
-    atomic_write(path, ",".join(columns) + "\n" + body)
+def runs_under(folder: Path, warn: Callable[[str], None] | None = None) -> list[Path]:
+    """The run folders under ``folder`` (any depth: sweeps, their trials, folders of sweeps),
+    in natural order of their names; hidden folders are not searched. Folders with a run's
+    files but no summary.json are reported through ``warn``."""
+    out: list[Path] = []
+    try:
+        with os.scandir(folder) as entries:
+            names = [
+                e.name
+                for e in entries
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+            ]
+    except OSError:
+        return out
+    for child in sorted((folder / n for n in names), key=_natural):
+        if is_run(child):
+            out.append(child)
+        elif _damaged_run(child):
+            if warn is not None:
+                warn(f"{child}: damaged run (no summary.json); skipped")
+        else:
+            out += runs_under(child, warn)
+    return out
 
 
-def write_json(path: Path, data: dict) -> None:
-    atomic_write(path, json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
+def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[Path]:
+    """The run folders among ``paths``: a run folder itself, or every run under a folder (a
+    sweep, a folder of sweeps, the whole runs folder); what holds none is reported through
+    ``warn``. Each run once, in the order given."""
+    out: list[Path] = []
+    paths = list(paths)
+    for given in paths:
+        p = Path(given)
+        if is_run(p):
+            out.append(p)
+        elif not p.exists():
+            warn(f"{p}: no such file or folder; skipped")
+        elif not p.is_dir():
+            warn(f"{p}: not a run folder; skipped")
+        elif _damaged_run(p):
+            warn(f"{p}: damaged run (no summary.json); skipped")
+        elif found := runs_under(p, warn):
+            out += found
+        else:
+            warn(f"{p}: not a run folder, and no run folders under it; skipped")
+    if len(paths) == 1:
+        return out  # the runs under one folder are each there once (links are not followed)
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, float | np.floating):
-        x = float(x)
-        return x if math.isfinite(x) else str(x)  # NaN/inf as text: JSON has no NaN
-    return x
+# ---------------------------------------------------------------- config and summary
+
+
+def write_config(run: Path, config: dict) -> dict[str, Any]:
+    """Write config.yaml. Returns what summary.json keeps of it: a copy of the config and the
+    digest of the file's text, so that a reader of thousands of runs can take the copy
+    instead of parsing YAML, as long as the file is unchanged (``read_config``)."""
+    from nnlab.config import dump_yaml
+
+    data = dump_yaml(config).encode("utf-8")
+    atomic_write(Path(run) / "config.yaml", data, durable=False)  # the summary keeps a copy
+    return {"config_digest": _digest(data), "config": config}
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def read_config(run: str | Path, summary: dict | None = None) -> dict:
+    """The config a run folder holds, as written (not validated again). With the run's
+    ``summary``: the copy it keeps when config.yaml is the file it was written with (its
+    digest matches; parsing YAML is 50-300 times slower), else the file parsed."""
+    from nnlab.config import parse_yaml
+
+    path = Path(run) / "config.yaml"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    except OSError as e:
+        raise RunError(f"{path}: damaged ({e})") from None
+    copy = (summary or {}).get("config")
+    if isinstance(copy, dict) and summary.get("config_digest") == _digest(data):
+        return copy
+    try:
+        config = parse_yaml(data.decode("utf-8"), str(path))
+    except (UnicodeDecodeError, ConfigError) as e:
+        reason = e.detail if isinstance(e, ConfigError) else e
+        raise RunError(f"{path}: damaged ({reason})") from None
+    if not isinstance(config, dict):
+        raise RunError(f"{path}: damaged (not a mapping)")
+    return config
+
+
+def write_summary(run: Path, summary: dict, durable: bool = True) -> None:
+    """summary.json, atomically (``durable``: see ``files.atomic_write``)."""
+    write_json(Path(run) / "summary.json", summary, durable)
+
+
+def read_summary(run: str | Path) -> dict:
+    """A run's summary.json; a RunError when it is missing, unreadable or not a summary."""
+    path = Path(run) / "summary.json"
+    try:
+        summary = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise RunError(f"{run}: not a run folder (no summary.json)") from None
+    except (OSError, ValueError, RecursionError) as e:
+        raise RunError(f"{path}: damaged ({e})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("status"), str):
+        raise RunError(f"{path}: damaged (not an nnlab summary)")
+    return summary
+
+
+def run_status(summary: dict) -> str:
+    """The summary's status; a run that says running but whose process on this host is gone
+    (or whose pid now belongs to a process that started after the run) was killed: SIGKILL,
+    out of memory, a power cut."""
+    status = str(summary.get("status", "unknown"))
+    if status != Status.RUNNING or summary.get("host") != socket.gethostname():
+        return status
+    pid = summary.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return Status.KILLED
+    except (PermissionError, OverflowError, ValueError):
+        return status
+    began, started = process_start(pid), summary.get("started")
+    if began is not None and isinstance(started, str):
+        try:
+            if began > _dt.datetime.fromisoformat(started).timestamp() + 2:
+                return Status.KILLED
+        except ValueError:
+            pass
+    return status
+
+
+def alive(summary: dict) -> bool:
+    """Whether the run a summary describes is being trained by a live process right now."""
+    return summary.get("status") == Status.RUNNING and run_status(summary) == Status.RUNNING
+
+
+def process_start(pid: int) -> float | None:
+    """When a process started (seconds since the epoch), from /proc on Linux; else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22, starttime
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def mark_ended(run: Path, status: str, error: str | None) -> None:
+    """Record how a run whose process died ended (its summary still says running): the status,
+    the epochs its metrics log holds, the error. Nothing happens to a run that is not running
+    or cannot be read."""
+    try:
+        summary = read_summary(run)
+    except RunError:
+        return
+    if summary.get("status") != Status.RUNNING:
+        return
+    try:
+        epochs = last_epoch(read_last_metrics(run))
+    except RunError:
+        epochs = 0
+    summary.update(status=status, epochs_completed=epochs, finished=now())
+    if error:
+        summary["error"] = error
+    write_summary(run, summary)
+
+
+# ---------------------------------------------------------------- model and checkpoint
+
+
+def _json_bytes(header: dict) -> np.ndarray:
+    return np.frombuffer(json.dumps(jsonable(header)).encode(), dtype=np.uint8)
 
 
 def save_model(path: Path, model: Any, meta: dict) -> None:
@@ -162,7 +317,7 @@ def save_model(path: Path, model: Any, meta: dict) -> None:
         arrays[f"input/{key}"] = np.asarray(meta.get(key, 0.0 if key == "shift" else 1.0))
     header = {k: v for k, v in meta.items() if k not in ("shift", "scale")}
     header["format"] = MODEL_FORMAT
-    arrays["architecture"] = np.frombuffer(json.dumps(_jsonable(header)).encode(), dtype=np.uint8)
+    arrays["architecture"] = _json_bytes(header)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write(path, buf.getvalue())
@@ -186,13 +341,15 @@ def read_model_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def load_model(run: str | Path) -> tuple[Any, dict]:
-    """Rebuild a trained model from a run folder (or a model.npz): (model, meta)."""
+    """Rebuild a trained model from a run folder (or a model.npz): (model, meta), with the run
+    folder's name as ``meta["run"]``."""
     from nnlab.nn import Model
 
     path = Path(run)
-    if path.is_dir():
-        path = path / "model.npz"
-    meta, params = read_model_file(path)
+    if not path.exists():
+        raise RunError(f"{run}: no such run folder or model file")
+    meta, params = read_model_file(path / "model.npz" if path.is_dir() else path)
+    meta["run"] = (path if path.is_dir() else path.parent).resolve().name
     model = Model.from_spec(
         meta["model"], tuple(meta["input_shape"]), np.random.default_rng(0), meta["dtype"]
     )
@@ -200,15 +357,11 @@ def load_model(run: str | Path) -> tuple[Any, dict]:
     return model, meta
 
 
-CHECKPOINT = "checkpoint.npz"
-CHECKPOINT_FORMAT = "nnlab-checkpoint/1"
-
-
 def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """The training state at an epoch's end, written atomically (see ``Trainer.state``)."""
     header = {"format": CHECKPOINT_FORMAT, **meta}
     buf = io.BytesIO()
-    np.savez(buf, **arrays, meta=np.frombuffer(json.dumps(_jsonable(header)).encode(), np.uint8))
+    np.savez(buf, **arrays, meta=_json_bytes(header))
     atomic_write(path, buf.getvalue())
 
 
@@ -222,29 +375,3 @@ def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise RunError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
     return arrays, meta
-
-
-def read_summary(run: str | Path) -> dict:
-    path = Path(run) / "summary.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{run}: not a run folder (no summary.json)") from None
-    except (OSError, ValueError) as e:
-        raise RunError(f"{path}: damaged ({e})") from None
-
-
-def read_metrics(run: str | Path) -> list[dict[str, float]]:
-    """The rows of metrics.csv as dicts of floats (an unfinished last line is skipped)."""
-    path = Path(run) / "metrics.csv"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RunError(f"{run}: no metrics.csv") from None
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines = lines[:-1]  # a run killed mid-write
-    rows = []
-    for row in csv.DictReader(lines):
-        rows.append({k: (float(v) if v not in ("", None) else math.nan) for k, v in row.items()})
-    return rows

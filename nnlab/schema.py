@@ -14,14 +14,17 @@ give the JSON Schema (``json_schema``) and the README's key reference.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from nnlab.errors import ConfigError, allowed_list, did_you_mean
+from nnlab.files import jsonable
 
 NoneType = type(None)
 
@@ -93,21 +96,64 @@ def fmt(value: Any) -> str:
     return _short(value)
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters; only the part shown is formatted, so a
+    value of a billion items costs no more than a small one."""
+    out: list[str] = []
+    size = 0
+    for piece in _repr_pieces(value, limit):
+        out.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    text = "".join(out)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _unwrap(ann: Any) -> tuple[Any, tuple]:
+_BRACKETS = {
+    list: ("[", "]"),
+    tuple: ("(", ")"),
+    dict: ("{", "}"),
+    set: ("{", "}"),
+    frozenset: ("frozenset({", "})"),
+}
+
+
+def _repr_pieces(value: Any, limit: int) -> Iterator[str]:
+    """The pieces of ``repr(value)``, lazily (containers item by item); strings beyond
+    ``limit`` characters are cut, which a caller cuts anyway."""
+    brackets = _BRACKETS.get(type(value))
+    if brackets is not None and value:
+        yield brackets[0]
+        for i, item in enumerate(value):
+            if i:
+                yield ", "
+            yield from _repr_pieces(item, limit)
+            if type(value) is dict:
+                yield ": "
+                yield from _repr_pieces(value[item], limit)
+        yield ("," if type(value) is tuple and len(value) == 1 else "") + brackets[1]
+    elif isinstance(value, str | bytes):
+        yield repr(value[: limit + 1])
+    else:
+        try:
+            yield repr(value)
+        except ValueError:  # an integer beyond Python's 4300 digits
+            yield f"an integer of {value.bit_length():,} bits"
+
+
+def unwrap(ann: Any) -> tuple[Any, tuple]:
+    """An annotation's base type and its metadata (``Interval``, ``Doc``, ``Ref``...), with
+    nested ``Annotated`` layers flattened."""
     if get_origin(ann) is Annotated:
         base, *meta = get_args(ann)
-        inner, more = _unwrap(base)
+        inner, more = unwrap(base)
         return inner, tuple(meta) + more
     return ann, ()
 
 
 def _meta(ann: Any, kind: type) -> Any:
-    for m in _unwrap(ann)[1]:
+    for m in unwrap(ann)[1]:
         if isinstance(m, kind):
             return m
     return None
@@ -117,10 +163,17 @@ def _is_union(ann: Any) -> bool:
     return get_origin(ann) in (Union, types.UnionType)
 
 
+@functools.cache
+def _hints(obj: Any) -> dict[str, Any]:
+    """``obj``'s annotations, evaluated once (a sweep validates thousands of configs against
+    the same few classes; evaluating them each time was most of the work). Read only."""
+    return typing.get_type_hints(obj, include_extras=True)
+
+
 def fields_of(obj: Any, skip: tuple[str, ...] = ()) -> list[Field]:
     """The schema fields of a dataclass or of a function's keyword parameters."""
     if dataclasses.is_dataclass(obj):
-        hints = typing.get_type_hints(obj, include_extras=True)
+        hints = _hints(obj)
         out = []
         for f in dataclasses.fields(obj):
             if not f.init or f.name.startswith("_") or f.name in skip:
@@ -130,7 +183,7 @@ def fields_of(obj: Any, skip: tuple[str, ...] = ()) -> list[Field]:
                 default = f.default_factory()
             out.append(Field(f.name, hints[f.name], default))
         return out
-    hints = typing.get_type_hints(obj, include_extras=True)
+    hints = _hints(obj)
     out = []
     for p in inspect.signature(obj).parameters.values():
         if p.name in skip or p.name.startswith("_"):
@@ -146,7 +199,7 @@ def _a(word: str) -> str:
 
 def describe(ann: Any) -> str:
     """What a value of this annotation may be, in words."""
-    base, meta = _unwrap(ann)
+    base, meta = unwrap(ann)
     ref = next((m for m in meta if isinstance(m, Ref)), None)
     if ref is not None:
         reg = ref.registry
@@ -174,7 +227,7 @@ def _describe_base(ann: Any) -> str:
         return "one of " + ", ".join(fmt(a) for a in get_args(ann))
     if get_origin(ann) is list:
         (item,) = get_args(ann) or (Any,)
-        _, meta = _unwrap(item)
+        _, meta = unwrap(item)
         ref = next((m for m in meta if isinstance(m, Ref)), None)
         if ref is not None:
             return f"a list of {ref.registry.kind}s"
@@ -206,7 +259,7 @@ def _plural(text: str) -> str:
 
 def check(value: Any, ann: Any, path: str) -> Any:
     """Validate ``value`` against ``ann`` and return it normalised; ``path`` names it in errors."""
-    base, meta = _unwrap(ann)
+    base, meta = unwrap(ann)
     ref = next((m for m in meta if isinstance(m, Ref)), None)
     if ref is not None:
         if value is None and _is_union(base) and NoneType in get_args(base):
@@ -230,26 +283,7 @@ def _check_base(value: Any, base: Any, ann: Any, path: str) -> Any:
     if base is Any:
         return value
     if _is_union(base):
-        args = get_args(base)
-        if value is None:
-            if NoneType in args:
-                return None
-            raise _type_error(value, ann, path)
-        options = [a for a in args if a is not NoneType]
-        errors = []
-        for option in options:
-            try:
-                return check(value, option, path)
-            except ConfigError as e:
-                errors.append(e)
-        if len(options) == 1:
-            raise errors[0]
-        # A structured option (mapping or list) gives a more precise message when the value had
-        # that shape: report its error rather than the union's summary.
-        for option, err in zip(options, errors, strict=True):
-            if _shape_matches(value, option):
-                raise err
-        raise _type_error(value, ann, path)
+        return _check_union(value, base, ann, path)
     if get_origin(base) is Literal:
         choices = get_args(base)
         if value in choices and type(value) is type(choices[choices.index(value)]):
@@ -267,45 +301,60 @@ def _check_base(value: Any, base: Any, ann: Any, path: str) -> Any:
         return [check(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(base):
         return check_mapping(value, fields_of(base), path, owner=None, post=base)
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-        raise _type_error(value, ann, path)
-    if base is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise _type_error(value, ann, path)
     if base is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            try:
-                number = float(value)
-            except OverflowError:  # an integer beyond the floats
-                number = math.inf
-            if not math.isfinite(number):
-                raise ConfigError(
-                    f"expected {describe(ann)}, got {fmt(value)}: a number must be finite", path
-                )
-            return number
-        raise _type_error(value, ann, path)
-    if base is str:
-        if isinstance(value, str):
+        return _check_float(value, ann, path)
+    if base is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    plain = {bool: bool, int: int, str: str, dict: dict, NoneType: NoneType}
+    if base in plain:
+        # bool is an int in Python, but a YAML true is not a count
+        if isinstance(value, base) and not (base is int and isinstance(value, bool)):
             return value
-        raise _type_error(value, ann, path)
-    if base is dict:
-        if isinstance(value, dict):
-            return value
-        raise _type_error(value, ann, path)
-    if base is NoneType:
-        if value is None:
-            return None
         raise _type_error(value, ann, path)
     raise TypeError(f"schema: unsupported annotation {ann!r} at {path}")  # a bug, not user error
 
 
+def _check_union(value: Any, base: Any, ann: Any, path: str) -> Any:
+    """The value checked against the first option of a union that accepts it."""
+    args = get_args(base)
+    if value is None:
+        if NoneType in args:
+            return None
+        raise _type_error(value, ann, path)
+    options = [a for a in args if a is not NoneType]
+    errors = []
+    for option in options:
+        try:
+            return check(value, option, path)
+        except ConfigError as e:
+            errors.append(e)
+    if len(options) == 1:
+        raise errors[0]
+    # A structured option (mapping or list) gives a more precise message when the value had
+    # that shape: report its error rather than the union's summary.
+    for option, err in zip(options, errors, strict=True):
+        if _shape_matches(value, option):
+            raise err
+    raise _type_error(value, ann, path)
+
+
+def _check_float(value: Any, ann: Any, path: str) -> float:
+    """A finite float from an int or float (not a boolean)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _type_error(value, ann, path)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the floats
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(
+            f"expected {describe(ann)}, got {fmt(value)}: a number must be finite", path
+        )
+    return number
+
+
 def _shape_matches(value: Any, ann: Any) -> bool:
-    base, meta = _unwrap(ann)
+    base, meta = unwrap(ann)
     if any(isinstance(m, Ref) for m in meta) or dataclasses.is_dataclass(base) or base is dict:
         return isinstance(value, dict)
     if get_origin(base) is list:
@@ -355,7 +404,7 @@ def check_mapping(
 
 def json_schema(ann: Any) -> dict:
     """The JSON Schema (draft 2020-12 subset) of an annotation."""
-    base, meta = _unwrap(ann)
+    base, meta = unwrap(ann)
     ref = next((m for m in meta if isinstance(m, Ref)), None)
     if ref is not None:
         out = ref.registry.json_schema()
@@ -411,7 +460,7 @@ def mapping_schema(fields: list[Field], extra: dict | None = None) -> dict:
     for f in fields:
         sub = json_schema(f.annotation)
         if not f.required:
-            sub = {**sub, "default": _jsonable(f.default)}
+            sub = {**sub, "default": jsonable(f.default)}
         props[f.name] = sub
     return {
         "type": "object",
@@ -419,13 +468,3 @@ def mapping_schema(fields: list[Field], extra: dict | None = None) -> dict:
         "required": [f.name for f in fields if f.required],
         "additionalProperties": False,
     }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return repr(value)

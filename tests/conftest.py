@@ -1,12 +1,21 @@
-"""Shared fixtures: isolated run folders and a way to run the real command line."""
+"""Shared fixtures: isolated run folders, the command line in this process (``invoke_nnlab``)
+and as a real process (``run_nnlab``, for what needs one: signals, kills, the entry point)."""
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import importlib
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import traceback
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,6 +63,146 @@ def run_nnlab(*args: str, cwd: Path | None = None, timeout: float = 300, **env: 
     )
 
 
+def invoke_nnlab(
+    *args: object, cwd: Path | None = None, **env: object
+) -> subprocess.CompletedProcess[str]:
+    """Run ``nnlab ARGS`` in this process with click's CliRunner, as ``run_nnlab`` runs it in a
+    child: in ``cwd`` (default: the project root), with ``env`` added to the environment and
+    NNLAB_DEBUG removed, warnings shown on stderr as a fresh Python shows them (PYTHONWARNINGS
+    honoured), an exception that escapes the command printed as a traceback with exit status 1.
+    What a command may change in the process is put back afterwards: the working folder, the
+    environment, sys.argv, the SIGINT/SIGTERM handlers, the BLAS thread limits and NumPy's
+    error state. Returns a CompletedProcess, as run_nnlab does."""
+    from click.testing import CliRunner
+
+    from nnlab.cli import cli
+
+    if "PYTHONPATH" in env:
+        raise ValueError("PYTHONPATH does nothing in this process: patch sys.modules instead")
+    if "timeout" in env:
+        raise TypeError("no timeout in this process: use run_nnlab for what may hang")
+    argv = [str(a) for a in args]
+    with _process_state(cwd or ROOT, {k: str(v) for k, v in env.items()}, argv):
+        result = CliRunner().invoke(cli, argv, prog_name="nnlab")
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess(["nnlab", *argv], result.exit_code, result.stdout, stderr)
+
+
+@contextlib.contextmanager
+def _process_state(cwd: Path, env: dict[str, str], argv: list[str]) -> Iterator[None]:
+    """Run the body in ``cwd`` with ``env``, then restore what a command may have changed."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    saved_env, saved_argv = dict(os.environ), sys.argv
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    numpy_errors = np.geterr()
+    os.environ.pop("NNLAB_DEBUG", None)
+    os.environ.update(env)
+    # a child's output is a pipe, whose terminal size is the fallback 80 x 24 unless set
+    os.environ.setdefault("COLUMNS", "80")
+    os.environ.setdefault("LINES", "24")
+    sys.argv = ["nnlab", *argv]
+    try:
+        with contextlib.chdir(cwd), threadpool_limits(limits=None), warnings.catch_warnings():
+            _python_warning_filters(os.environ.get("PYTHONWARNINGS", ""))
+            warnings.showwarning = _warning_on_stderr
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        np.seterr(**numpy_errors)
+
+
+def _python_warning_filters(options: str) -> None:
+    """The warning filters of a fresh Python started with PYTHONWARNINGS=``options`` (pytest
+    shows and records every warning; a real process shows each once and no DeprecationWarning).
+    """
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.filterwarnings("ignore", category=category)
+    actions = ("default", "always", "ignore", "module", "once", "error")
+    for option in filter(None, (o.strip() for o in options.split(","))):
+        action, message, category, module, lineno = ([*option.split(":"), "", "", "", ""])[:5]
+        full = next(a for a in actions if a.startswith(action.strip() or "default"))
+        kind, _, name = category.strip().rpartition(".")
+        where = importlib.import_module(kind) if kind else builtins
+        warnings.filterwarnings(
+            full,
+            message=re.escape(message.strip()),
+            category=getattr(where, name) if name else Warning,
+            module=re.escape(module.strip()) + r"\Z" if module.strip() else "",
+            lineno=int(lineno or 0),
+        )
+
+
+def _warning_on_stderr(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+_PEAK = (
+    "import re, sys\n"
+    "from pathlib import Path\n"
+    "import nnlab.lifecycle, nnlab.sweeps.runner\n"
+    "from nnlab.cli import cli\n"
+    "if sys.argv[1:]:\n"
+    "    try:\n"
+    "        cli.main(sys.argv[1:], prog_name='nnlab')\n"
+    "    except SystemExit as e:\n"
+    "        assert e.code == 0, e.code\n"
+    "print(re.search(r'VmPeak:\\s+(\\d+) kB', Path('/proc/self/status').read_text())[1])\n"
+)
+
+
+def peak_kb(*args: str, cwd: Path | None = None) -> int:
+    """The peak address space (VmPeak, kB) of a child that imports what ``nnlab train`` and
+    ``nnlab sweep`` import and, with ``args``, runs ``nnlab ARGS`` (which must succeed)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEAK, *map(str, args)],
+        cwd=cwd or ROOT,
+        env=nnlab_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.splitlines()[-1])
+
+
+def run_nnlab_capped(
+    *args: str,
+    extra_mb: int,
+    baseline: tuple[str, ...] = (),
+    cwd: Path | None = None,
+    timeout: float = 300,
+):
+    """``run_nnlab`` in a process whose address space (RLIMIT_AS, Linux) is capped at the peak
+    of a child that imports the same libraries and runs ``nnlab BASELINE`` (``peak_kb``), plus
+    ``extra_mb``. (Not this process's size, which grows with what the tests before did.)"""
+    import resource
+
+    limit = peak_kb(*baseline, cwd=cwd) * 1024 + extra_mb * 2**20
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "nnlab", *map(str, args)],
+        cwd=cwd or ROOT,
+        env=nnlab_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=cap,
+    )
+
+
 def wait_for(condition, timeout: float = 60.0, what: str = "a condition"):
     """Poll ``condition()`` until it returns something true, and return that."""
     deadline = time.monotonic() + timeout
@@ -87,7 +236,7 @@ def write_config(tmp_path: Path):
 def train_run(config: Path, runs_dir: Path, *overrides: str) -> Path:
     """Train a config file (with ``--set`` overrides) in this process; returns the run folder."""
     from nnlab.config import load_config
-    from nnlab.train import train
+    from nnlab.lifecycle import train
 
     result = train(load_config(config, list(overrides)), runs_dir, handle_signals=False)
     assert result.summary["status"] == "completed", result.summary

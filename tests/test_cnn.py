@@ -21,11 +21,13 @@ from conftest import c_compiler, run_nnlab, run_without_nnlab, train_run
 from nnlab.config import load_config, resolve
 from nnlab.data.digits import digits
 from nnlab.errors import ConfigError
+from nnlab.experiment import build
 from nnlab.export import export
 from nnlab.nn import LAYERS, Model
-from nnlab.predict import load_run, predict_file
+from nnlab.predict import predict_file
+from nnlab.runs import load_model as load_run
 from nnlab.runs import read_checkpoint, save_checkpoint
-from nnlab.train import Trainer, build
+from nnlab.train import Trainer
 
 RNG = np.random.default_rng(14)
 
@@ -421,7 +423,7 @@ def test_early_stopping_restores_the_running_averages_of_the_best_epoch(tmp_path
 
     trainer.on_epoch = remember
     trainer.fit()
-    best_epoch = trainer._es_epoch
+    best_epoch = trainer.es_epoch
     np.testing.assert_array_equal(trainer.exp.model.buffers, snapshots[best_epoch])
 
 
@@ -437,7 +439,7 @@ def test_activations_command_leaves_the_running_averages_alone(trained, tmp_path
 
 
 def test_layers_csv_reports_convolutions_and_batchnorm(tmp_path):
-    from nnlab.train import train
+    from nnlab.lifecycle import train
 
     cfg = _cfg(CNN, tmp_path, "training.log_layers=true", "training.epochs=1")
     run = train(cfg, tmp_path / "runs").run_dir

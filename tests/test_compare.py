@@ -3,6 +3,7 @@ hand-computed values, statuses of unfinished runs, filters, formats, and damaged
 
 from __future__ import annotations
 
+import csv
 import datetime
 import io
 import json
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import scipy.stats
 
-from conftest import CONFIGS, run_nnlab
+from conftest import CONFIGS, invoke_nnlab
 from nnlab.compare import build_table, load_runs, render, short_names
 from nnlab.config import config_hash, dump_yaml, load_config
 from nnlab.errors import ConfigError
@@ -157,8 +159,15 @@ def test_group_seeds_gives_mean_sample_std_and_count(tmp_path):
     assert g1["val_accuracy.best.mean"] == pytest.approx(0.7)
     assert g1["epochs.std"] == 0
     assert g2["status"] == "2 completed, 1 diverged"
+    # the 95% t-interval of the mean: t(0.975, n - 1) * std / sqrt(n) either side
+    low, high = scipy.stats.t.interval(0.95, 2, loc=0.7, scale=0.2 / math.sqrt(3))
+    assert (g1["val_accuracy.low"], g1["val_accuracy.high"]) == pytest.approx((low, high))
+    low2, high2 = scipy.stats.t.interval(0.95, 1, loc=0.7, scale=math.sqrt(0.02 / 2))
+    assert (g2["val_accuracy.low"], g2["val_accuracy.high"]) == pytest.approx((low2, high2))
     text = render(table(runs, group_seeds=True, metrics=["val_accuracy"]), "markdown")
-    assert "| 0.7000 ± 0.2000 (3) |" in text and "| 0.7000 ± 0.1414 (2) |" in text
+    assert f"| 0.7000 ± {high - 0.7:.4f} (3) |" in text  # 0.4968: about 2.5 std with 3 seeds
+    assert f"| 0.7000 ± {high2 - 0.7:.4f} (2) |" in text
+    assert text.endswith("mean ± half-width of the 95% t-interval of the mean (runs with a value)")
     assert "seed" not in text.splitlines()[0]
 
 
@@ -218,7 +227,7 @@ def test_damaged_folders_are_reported_by_name_and_skipped(tmp_path):
     (no_summary / "summary.json").unlink()
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("hi")
-    proc = run_nnlab(
+    proc = invoke_nnlab(
         "compare", *sorted(tmp_path.iterdir()), tmp_path / "missing", "--format", "csv"
     )
     assert proc.returncode == 0, proc.stderr
@@ -237,9 +246,13 @@ def test_damaged_folders_are_reported_by_name_and_skipped(tmp_path):
         assert any(f"{tmp_path / name}" in line and words in line for line in err), (name, err)
     rows = pd.read_csv(io.StringIO(proc.stdout))
     assert list(rows["run"]) == ["good", "other"]
-    # a folder of runs is not a run, but says how to give its runs
-    proc = run_nnlab("compare", tmp_path)
-    assert "not a run folder (it holds runs: give" in proc.stderr
+    # a folder of runs stands for the runs under it; the damaged ones are reported
+    proc = invoke_nnlab("compare", tmp_path, "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    assert list(pd.read_csv(io.StringIO(proc.stdout))["run"]) == ["good", "other"]
+    err = proc.stderr.splitlines()
+    for name in ("bad-summary", "bad-config", "bad-metrics", "no-summary"):
+        assert any(f"{tmp_path / name}" in line for line in err), (name, err)
     assert good.exists()
 
 
@@ -301,7 +314,7 @@ def test_cli_errors_exit_2_without_traceback(tmp_path):
         (["--metric", "val_acc"], "Did you mean 'val_accuracy'?"),
         (["--columns", "nothing"], "no column 'nothing'"),
     ]:
-        proc = run_nnlab("compare", run, *args)
+        proc = invoke_nnlab("compare", run, *args)
         assert proc.returncode == 2 and proc.stderr.startswith("error: ") and words in proc.stderr
         assert "Traceback" not in proc.stderr
 
@@ -372,7 +385,7 @@ def test_diff_shows_the_differing_keys_and_the_changes(tmp_path):
         val_accuracy=(0.6, 0.7, 0.9),
         test={"loss": 0.2, "accuracy": 0.95},
     )
-    proc = run_nnlab("diff", a, b)
+    proc = invoke_nnlab("diff", a, b)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     keys = [line.split()[0] for line in lines[2 : lines.index("")]]
@@ -382,21 +395,27 @@ def test_diff_shows_the_differing_keys_and_the_changes(tmp_path):
     assert row.split() == ["val_accuracy", "0.7000", "0.9000", "+0.2000"]
     row = next(line for line in lines if line.startswith("test_accuracy "))
     assert row.split()[-1] == "+0.0500"
-    data = json.loads(run_nnlab("diff", a, b, "--format", "json").stdout)
+    data = json.loads(invoke_nnlab("diff", a, b, "--format", "json").stdout)
     assert data["config"] == {
         "optimizer.lr": {"a": 0.001, "b": 0.1},
         "training.epochs": {"a": 60, "b": 5},
     }
     assert data["metrics"]["val_accuracy.best_epoch"]["delta"] == 1
-    proc = run_nnlab("diff", a, tmp_path / "nothing")
+    rows = list(csv.DictReader(io.StringIO(invoke_nnlab("diff", a, b, "--format", "csv").stdout)))
+    assert rows[0] == {"section": "config", "name": "optimizer.lr", "a": "0.001", "b": "0.1",
+                       "change": ""}  # fmt: skip
+    got = {r["name"]: r for r in rows if r["section"] == "metric"}
+    assert float(got["val_accuracy"]["change"]) == pytest.approx(0.2)  # full numbers, as json
+    assert next(r for r in rows if r["section"] == "status")["a"] == "completed"
+    proc = invoke_nnlab("diff", a, tmp_path / "nothing")
     assert proc.returncode == 2 and "no such file or folder" in proc.stderr
 
 
 @pytest.mark.parametrize("command", ["compare", "diff", "plot", "sweep"])
 def test_help_shows_an_example(command):
-    proc = run_nnlab(command, "--help")
+    proc = invoke_nnlab(command, "--help")
     assert proc.returncode == 0 and "Example" in proc.stdout and f"nnlab {command} " in proc.stdout
-    assert command in run_nnlab("--help").stdout
+    assert command in invoke_nnlab("--help").stdout
 
 
 def test_a_config_loss_and_the_loss_metric_stay_apart(runs):
@@ -405,10 +424,10 @@ def test_a_config_loss_and_the_loss_metric_stay_apart(runs):
     import csv as _csv
     import io
 
-    from conftest import CONFIGS, run_nnlab
+    from conftest import CONFIGS, invoke_nnlab
 
     for name in ("mse", "binary_crossentropy"):
-        done = run_nnlab(
+        done = invoke_nnlab(
             "train",
             CONFIGS / "xor.yaml",
             "--runs-dir",
@@ -420,9 +439,84 @@ def test_a_config_loss_and_the_loss_metric_stay_apart(runs):
             "training.epochs=20",
         )
         assert done.returncode == 0, done.stderr
-    out = run_nnlab("compare", *sorted(runs.iterdir()), "--format", "csv")
+    out = invoke_nnlab("compare", *sorted(runs.iterdir()), "--format", "csv")
     rows = list(_csv.DictReader(io.StringIO(out.stdout)))
     assert [r["loss.name"] for r in rows] == ["mse", "binary_crossentropy"]
     assert all(float(r["loss"]) > 0 for r in rows)
-    grouped = run_nnlab("compare", *sorted(runs.iterdir()), "--group-seeds")
+    grouped = invoke_nnlab("compare", *sorted(runs.iterdir()), "--group-seeds")
     assert "mse" in grouped.stdout and "binary_crossentropy" in grouped.stdout
+
+
+def test_whole_numbers_stay_whole_and_empty_columns_go(tmp_path):
+    """A key missing from one run (a second layer) keeps its integers; a key that is null in
+    some runs and missing in others is no column at all."""
+    two = make_run(tmp_path, "two", ["model.layers.0.units=32"])
+    three = make_run(
+        tmp_path,
+        "three",
+        ["model.layers.0.units=16", "model.layers.2={type: dense, units: 10, activation: softmax}",
+         "model.layers.1.units=12", "model.layers.1.activation=relu"],
+    )  # fmt: skip
+    t = table([two, three])
+    text = render(t, "table")
+    header, _, first, second = text.splitlines()[:4]
+    assert "layers.1.units" in header and "12" in second.split() and "12.0" not in text
+    assert "32" in first.split() and "32.0" not in text
+    rows = json.loads(render(t, "json"))
+    for col in rows[0]:  # no column is empty in every row
+        assert any(r[col] is not None for r in rows), col
+    # null in one run (layers.0.name), missing in the other (layers.2.name): no column
+    assert "layers.2.name" not in header and "model.layers.2.name" not in rows[0]
+
+
+def test_headers_are_the_shortest_unique_key_paths():
+    keys = ["model.layers.1.name", "model.layers.1.type", "model.layers.0.units", "loss.name"]
+    assert short_names(keys, taken={"loss", "status"}) == {
+        "model.layers.1.name": "layers.1.name",  # never a bare 'name' or '1.name'
+        "model.layers.1.type": "layers.1.type",
+        "model.layers.0.units": "units",
+        "loss.name": "loss.name",  # 'loss' is the metric beside it
+    }
+
+
+def test_trials_are_named_by_their_sweep_and_number(tmp_path):
+    for sweep, lr in (("one", 0.1), ("two", 0.2)):
+        make_run(tmp_path / sweep / "trials", "001-4fb9c189be51", [f"optimizer.lr={lr}"])
+        (tmp_path / sweep / "index.json").write_text(
+            json.dumps({"trials": [{"number": 1, "run": "trials/001-4fb9c189be51"}]})
+        )
+    make_run(tmp_path, "digits-20260101-120000")
+    assert list(
+        frame([tmp_path / "one", tmp_path / "two", tmp_path / "digits-20260101-120000"])["run"]
+    ) == ["one/001", "two/001", "digits-20260101-120000"]
+
+
+def test_where_recomputes_what_differs_and_which_metrics(tmp_path):
+    a = make_run(tmp_path, "a", ["optimizer.lr=0.1", "model.layers.0.units=8"])
+    b = make_run(tmp_path, "b", ["optimizer.lr=0.1", "model.layers.0.units=16"])
+    c = make_run(tmp_path, "c", ["optimizer.lr=0.01", "model.layers.0.units=16"])
+    assert table([a, b, c]).config_keys == ["model.layers.0.units", "optimizer.lr"]
+    assert table([a, b, c], where=["lr==0.1"]).config_keys == ["model.layers.0.units"]
+    assert table([a, b, c], where=["units==16"]).config_keys == ["optimizer.lr"]
+
+
+def test_a_wide_table_fits_the_width_and_says_what_it_left_out(tmp_path):
+    sets = [
+        ["optimizer.lr=0.1", "model.layers.0.units=8", "training.batch_size=16"],
+        ["optimizer.lr=0.01", "model.layers.0.units=16", "model.layers.0.activation=tanh"],
+        ["optimizer.lr=0.001", "training.epochs=3", "data.validation_split=0.2"],
+    ]
+    runs = [make_run(tmp_path, f"run-{i}", s, test={"accuracy": 0.9}) for i, s in enumerate(sets)]
+    t = table(runs)
+    full = render(t, "table")
+    assert max(map(len, full.splitlines())) > 60
+    text = render(t, "table", width=60)
+    table_lines, note = text.split("\n\n")
+    assert max(len(line) for line in text.splitlines()) <= 60
+    header = table_lines.splitlines()[0].split()
+    assert header[0] == "run" and "val_accuracy" in header and header[-1] == "status"
+    assert header.index("lr") < header.index("val_accuracy")  # the differing keys first
+    assert note.startswith("left out to fit 60 columns:")
+    for gone in ("seconds", "epochs", "test_accuracy", "val_loss"):
+        assert gone in note.replace("\n", " ") and gone not in header
+    assert "--width 0" in note.replace("\n", " ")

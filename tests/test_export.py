@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, c_compiler, run_nnlab, run_without_nnlab, train_run
+from conftest import CONFIGS, c_compiler, invoke_nnlab, run_without_nnlab, train_run
 from nnlab.data.digits import digits
 from nnlab.export import export
 from nnlab.export.base import ExportError
 from nnlab.export.standalone import decide
-from nnlab.predict import load_run, model_info, predict_file
+from nnlab.nn.graph import model_info
+from nnlab.predict import predict_file
+from nnlab.runs import load_model
 
 ACTIVATIONS = """
 data: {name: digits, scale: standard, test_split: 0}
@@ -180,7 +182,7 @@ def test_onnx_export_matches_predict_under_onnxruntime(models, name, tmp_path):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     results = session.run(None, {"input": X.astype(ref.dtype)})
     np.testing.assert_allclose(results[0], ref, rtol=1e-5, atol=1e-5)
-    info = model_info(*load_run(run))
+    info = model_info(*load_model(run))
     if info["task"] == "classification":
         np.testing.assert_array_equal(results[1], decide(ref, info))
         props = {p.key: p.value for p in model.metadata_props}
@@ -242,7 +244,7 @@ def test_c_header_compiles_and_matches_predict(models, name, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    info = model_info(*load_run(run))
+    info = model_info(*load_model(run))
     if info["task"] == "classification":
         assert lines.pop(0).split(",") == info["classes"]
     out = np.loadtxt(lines, ndmin=2)
@@ -284,7 +286,7 @@ def test_a_layer_or_activation_a_format_cannot_express_is_named(models, tmp_path
     if fmt == "onnx":
         pytest.importorskip("onnx")
     module = importlib.import_module(f"nnlab.export.{FORMATS[fmt].module}")
-    model, meta = load_run(models["xor"][0])
+    model, meta = load_model(models["xor"][0])
     info = model_info(model, meta)
     model.layers.insert(1, Square())
     with pytest.raises(ExportError) as e:
@@ -336,14 +338,14 @@ def test_export_refuses_weights_that_are_not_finite(models, tmp_path):
 def test_cli_export_infers_the_format_and_prints_the_file(models, tmp_path):
     pytest.importorskip("onnx")
     run = models["threshold"][0]
-    proc = run_nnlab("export", run, "-o", tmp_path / "t.onnx")
+    proc = invoke_nnlab("export", run, "-o", tmp_path / "t.onnx")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{tmp_path / 't.onnx'}\n"
     assert (tmp_path / "t.onnx").read_bytes()[:2] == b"\x08\x08"  # ir_version 8, protobuf
-    proc = run_nnlab("export", run, "-o", tmp_path / "t.tflite")
+    proc = invoke_nnlab("export", run, "-o", tmp_path / "t.tflite")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "cannot tell the format from the suffix" in proc.stderr
-    proc = run_nnlab("export", run, cwd=tmp_path)
+    proc = invoke_nnlab("export", run, cwd=tmp_path)
     assert proc.returncode == 0 and (tmp_path / "predict.py").is_file()
 
 
@@ -363,7 +365,7 @@ def test_class_names_with_quotes_backslashes_and_comment_ends_survive_every_form
         "loss: categorical_crossentropy\ntraining: {epochs: 1}\n"
     )
     run = train_run(cfg, tmp_path)
-    info = model_info(*load_run(run))
+    info = model_info(*load_model(run))
     assert sorted(info["classes"]) == sorted(names)
     np.savetxt(tmp_path / "x.csv", X, delimiter=",")
 
@@ -398,6 +400,6 @@ def test_class_names_with_quotes_backslashes_and_comment_ends_survive_every_form
 
 @pytest.mark.parametrize("command", ["predict", "export", "invert"])
 def test_help_shows_an_example(command):
-    proc = run_nnlab(command, "--help")
+    proc = invoke_nnlab(command, "--help")
     assert proc.returncode == 0
     assert "Examples:" in proc.stdout and f"nnlab {command} runs/" in proc.stdout

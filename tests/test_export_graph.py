@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, c_compiler, run_nnlab, run_without_nnlab, train_run
+from conftest import CONFIGS, c_compiler, invoke_nnlab, run_without_nnlab, train_run
 from nnlab.data.digits import digits
 from nnlab.data.sequence import sequence
 from nnlab.errors import DataError
@@ -25,7 +25,9 @@ from nnlab.export import FORMATS, export
 from nnlab.export.base import ExportError
 from nnlab.export.standalone import decide
 from nnlab.invert import NotInvertibleError, check_invertible, invert
-from nnlab.predict import load_run, model_info, predict, predict_file
+from nnlab.nn.graph import model_info
+from nnlab.predict import predict, predict_file
+from nnlab.runs import load_model
 
 QUESTIONS = CONFIGS / "questions"
 
@@ -193,7 +195,7 @@ def test_onnx_export_matches_predict(models, name, tmp_path):
     proto = onnx.load(path)
     onnx.checker.check_model(proto, full_check=True)
     assert [o.version for o in proto.opset_import] == [OPSET]
-    model, meta = load_run(run)
+    model, meta = load_model(run)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = X.reshape(-1, *model.input_shape).astype(model.dtype)  # (N, time, features) for rnns
     results = dict(
@@ -256,7 +258,7 @@ def test_c_header_matches_predict(models, name, tmp_path):
     run, X = models[name]
     _, ref = reference(run, X, tmp_path)
     export(run, "c", tmp_path / "model.h")
-    model, meta = load_run(run)
+    model, meta = load_model(run)
     double = model.dtype == np.float64
     program = compile_c(tmp_path, main_c(model_info(model, meta), double))
     text = "\n".join(" ".join(repr(float(v)) for v in row) for row in X.astype(model.dtype))
@@ -295,7 +297,7 @@ def test_onnx_lstm_weights_are_in_the_operators_gate_order(models, tmp_path):
     run = models["lstm_sequence"][0]
     (path,) = export(run, "onnx", tmp_path / "m.onnx")
     weights = {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
-    layer = load_run(run)[0].layers[0]
+    layer = load_model(run)[0].layers[0]
     u = layer.units
     i, f, o, g = np.split(layer.params["W"], 4, axis=1)
     np.testing.assert_array_equal(weights["layers.0.W"][0], np.concatenate([i, o, f, g], 1).T)
@@ -311,7 +313,7 @@ def test_numpy_export_takes_sequences_as_rows_or_as_arrays(models, tmp_path):
     (program,) = export(run, "numpy", tmp_path / "seq.py")
     namespace: dict = {}
     exec(compile(program.read_text(), str(program), "exec"), namespace)
-    ref = predict(*load_run(run), X)
+    ref = predict(*load_model(run), X)
     np.testing.assert_array_equal(namespace["predict"](X), ref)
     np.testing.assert_array_equal(namespace["predict"](X.reshape(40, 10, 1)), ref)
     one = namespace["predict"](X[0].reshape(10, 1))  # a batch of 1: other BLAS rounding
@@ -331,7 +333,7 @@ def test_predict_writes_every_output(models, tmp_path):
     assert rows[0] == (
         ["cls_class", *(f"cls_prob_{k}" for k in range(10)), *(f"recon_y{j}" for j in range(64))]
     )
-    outputs = predict(*load_run(run), X[:5])
+    outputs = predict(*load_model(run), X[:5])
     assert list(outputs) == ["cls", "recon"]
     assert [int(r[0]) for r in rows[1:]] == list(outputs["cls"].argmax(axis=1))
     np.testing.assert_allclose(np.array(rows[1:], float)[:, 11:], outputs["recon"], rtol=1e-6)
@@ -347,7 +349,7 @@ def test_predict_writes_every_output(models, tmp_path):
     with pytest.raises(DataError) as e:
         predict_file(run, tmp_path / "x.csv", tmp_path / "p.npy")
     assert str(e.value) == message and not (tmp_path / "p.npy").exists()
-    proc = run_nnlab("predict", run, tmp_path / "x.csv", "-o", tmp_path / "p.npy")
+    proc = invoke_nnlab("predict", run, tmp_path / "x.csv", "-o", tmp_path / "p.npy")
     assert proc.returncode == 2 and proc.stderr == f"error: {message}\n"
 
 
@@ -416,7 +418,7 @@ def refusal(fmt: str, run: Path, change, tmp_path: Path) -> str:
     if fmt == "onnx":
         pytest.importorskip("onnx")
     module = importlib.import_module(f"nnlab.export.{FORMATS[fmt].module}")
-    model, meta = load_run(run)
+    model, meta = load_model(run)
     info = model_info(model, meta)
     change(model)
     with pytest.raises(ExportError) as e:
@@ -468,7 +470,7 @@ HINT = " (an invertible network is a chain of dense layers with as many units as
     ],
 )  # fmt: skip
 def test_invert_refuses_graphs_and_recurrent_layers_naming_the_first(models, name, message):
-    model, _ = load_run(models[name][0])
+    model, _ = load_model(models[name][0])
     with pytest.raises(NotInvertibleError) as e:
         check_invertible(model)
     assert str(e.value).startswith(message) and HINT in str(e.value)

@@ -93,7 +93,7 @@ LAYER_EXAMPLES = {
         ({"type": "upsample2d", "size": 3}, "image"),
     ],
     "reshape": [
-        ({"type": "reshape", "target_shape": [5, 1]}, "flat"),
+        ({"type": "reshape", "target_shape": [2, 2]}, "flat"),
         ({"type": "reshape", "target_shape": [-1, 7, 3]}, "image"),
     ],
     "batchnorm": [
@@ -110,6 +110,12 @@ LAYER_EXAMPLES = {
         ({"type": "layernorm", "scale": False}, "image"),
         ({"type": "layernorm", "center": False, "eps": 0.1}, "flat"),
         ({"type": "layernorm", "center": False, "scale": False}, "image"),
+    ],
+    # in training mode with its noise frozen (the check replays the generator's state)
+    "sample": [({"type": "sample"}, "flat")],
+    "slice": [
+        ({"type": "slice", "start": 1, "stop": 3}, "flat"),
+        ({"type": "slice", "start": -2}, "flat"),
     ],
 }  # fmt: skip
 
@@ -144,7 +150,7 @@ def test_every_layer_has_an_example():
 def test_layer_gradients_match_central_differences(spec, kind):
     layer = LAYERS.create(spec)
     if kind == "flat":
-        before = [Dense(units=5, activation="sigmoid", bias_initializer={"name": "random_normal"})]
+        before = [Dense(units=4, activation="sigmoid", bias_initializer={"name": "random_normal"})]
         shape, X = (5,), RNG.normal(size=(6, 5))
     elif kind == "seq":
         before = [LAYERS.create({"type": "lstm", "units": 3, "return_sequences": True})]
@@ -165,6 +171,8 @@ def test_layer_gradients_match_central_differences(spec, kind):
 def _loss_case(name: str):
     """(loss, outputs or logits, targets) suitable for a loss."""
     loss = LOSSES.create(name)
+    if not loss.needs_target:  # kl_divergence: [mu, log_var] of 2 latent units, no target
+        return loss, RNG.normal(size=(6, 4)), np.zeros((6, 0))
     out = RNG.normal(size=(6, 3))
     labels = RNG.integers(0, 3, 6)
     if name == "binary_crossentropy":
@@ -186,6 +194,26 @@ def test_loss_gradient_matches_central_differences(name):
     numeric = numerical_gradient(lambda: loss(out, t)[0], out)
     check = compare(name, grad, numeric)
     assert check.passed, check
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_weighted_loss_is_the_weighted_mean_and_its_gradient_checks(name):
+    """Sample weights (a 0/1 mask, or pseudo-labels' smaller weights): the value is
+    sum_i w_i l_i / sum_i w_i with l_i the loss of sample i alone, and its gradient checks."""
+    loss, out, t = _loss_case(name)
+    if name == "mae":
+        out = np.where(np.abs(out - t) < 0.05, out + 0.2, out)
+    if name == "hinge":
+        margin = 1 - t * out
+        out = np.where(np.abs(margin) < 0.05, out + 0.2 * t, out)
+    w = np.array([1.0, 0.0, 0.3, 1.0, 0.7, 0.0])
+    alone = [loss(out[i : i + 1].copy(), t[i : i + 1])[0] for i in range(6)]
+    value, grad = loss(out.copy(), t, w)
+    assert value == pytest.approx(np.dot(w, alone) / w.sum(), rel=1e-12)
+    numeric = numerical_gradient(lambda: loss(out, t, w)[0], out)
+    check = compare(name, grad, numeric)
+    assert check.passed, check
+    assert not grad[[1, 5]].any()  # weight 0: no gradient
 
 
 def test_categorical_crossentropy_one_hot_and_integer_targets_agree():
@@ -439,3 +467,4 @@ def test_batchnorm_gradient_in_evaluation_mode():
     X, T = RNG.normal(size=(6, 3)), RNG.normal(size=(6, 2))
     checks = check_model(model, loss_objective(LOSSES.create("mse"), T), X, training=False)
     assert all(c.passed for c in checks), checks
+

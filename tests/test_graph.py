@@ -11,7 +11,9 @@ import pytest
 from conftest import CONFIGS
 from nnlab.config import load_config
 from nnlab.errors import ConfigError
-from nnlab.train import Trainer, build, evaluate, evaluate_groups, train
+from nnlab.experiment import build, evaluate, evaluate_groups
+from nnlab.lifecycle import train
+from nnlab.train import Trainer
 
 QUESTIONS = CONFIGS / "questions"
 

@@ -23,17 +23,17 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import CONFIGS, run_nnlab
+from conftest import CONFIGS, invoke_nnlab
 from nnlab.config import Config, config_hash, load_config
 from nnlab.docs import registries
 from nnlab.errors import NnlabError
+from nnlab.lifecycle import train
 from nnlab.runs import RUN_FILES, read_summary
-from nnlab.schema import Ref, _unwrap, fields_of
-from nnlab.train import train
+from nnlab.schema import Ref, fields_of, unwrap
 
 BASES = ["xor.yaml", "threshold.yaml", "digits.yaml", "questions/semi_supervised.yaml"]
 LIBRARY_EXAMPLES = 150  # per library property, in the default run
-CLI_EXAMPLES = 6  # through the real command line, a process each
+CLI_EXAMPLES = 6  # through the command line (in this process)
 DEEP_EXAMPLES = 2000  # the slow profile
 CLI_DEEP_EXAMPLES = 100
 
@@ -60,7 +60,7 @@ def _walk(fields: list, prefix: str, out: dict[str, list], depth: int = 0) -> No
 
 def _walk_value(ann: Any, key: str, out: dict[str, list], depth: int) -> None:
     out.setdefault(key, []).append(ann)
-    base, meta = _unwrap(ann)
+    base, meta = unwrap(ann)
     ref = next((m for m in meta if isinstance(m, Ref)), None)
     if ref is not None:
         reg = ref.registry
@@ -102,6 +102,8 @@ HOSTILE_KEYS = [
     "../../etc",
     "ü.ß",
     "training.seed=1",
+    ".".join(["a"] * 60),  # beyond the limits of a key path: parts, then characters
+    "training." + "x" * 1000,
 ]
 # the names components take, and the choices of Literal keys
 NAMES = sorted(
@@ -143,7 +145,7 @@ ANY_VALUE = st.recursive(
 def typed(ann: Any, depth: int = 0) -> st.SearchStrategy:
     """Values of the type a key wants, mostly plausible, often at or past its edges (sizes stay
     small or become absurd; nothing in between that would fill the memory honestly)."""
-    base, meta = _unwrap(ann)
+    base, meta = unwrap(ann)
     ref = next((m for m in meta if isinstance(m, Ref)), None)
     if ref is not None:
         reg = ref.registry
@@ -174,7 +176,7 @@ def typed(ann: Any, depth: int = 0) -> st.SearchStrategy:
         return st.sampled_from(get_args(base))
     if get_origin(base) is list:
         (item,) = get_args(base)
-        components = any(isinstance(m, Ref) for m in _unwrap(item)[1])
+        components = any(isinstance(m, Ref) for m in unwrap(item)[1])
         return st.lists(typed(item, depth + 1), min_size=int(components), max_size=3)
     if dataclasses.is_dataclass(base):
         if depth > 2:
@@ -226,6 +228,14 @@ HOSTILE_YAML = [
     "{type: dense, units: 1e12}",
     "{name: sequence, n_samples: 1000000000000}",
     "{name: twist, samples: 99999999999}",
+    # inputs that cost gigabytes unless they are bounded while read: a billion strings by
+    # aliases, nesting beyond Python's stack, a number beyond what Python prints
+    "[&a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol], "
+    + ", ".join(f"&{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]" for i in range(8))
+    + "]",
+    "[" * 60 + "]" * 60,
+    "{a: " * 60 + "1" + "}" * 60,
+    "1" + "0" * 5000,
 ]
 
 
@@ -397,7 +407,7 @@ def _cli_case(sandbox: Path, base: str, overrides: list[str]) -> None:
     args = ["train", CONFIGS / base, "--runs-dir", runs, "-q"]
     for text in overrides:
         args += ["--set", text]
-    proc = run_nnlab(*args, "--set", "training.epochs=2", cwd=sandbox, timeout=120)
+    proc = invoke_nnlab(*args, "--set", "training.epochs=2", cwd=sandbox)
     after = set(runs.iterdir()) if runs.exists() else set()
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
     assert proc.returncode in (0, 2, 3), (proc.returncode, proc.stderr)

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import CONFIGS
 from nnlab.config import load_config
-from nnlab.train import train
+from nnlab.lifecycle import train
 
 DEEP = CONFIGS / "questions" / "init_deep.yaml"
 

@@ -12,8 +12,9 @@ import pytest
 
 from conftest import CONFIGS, MNIST_DIR, NO_MNIST, run_nnlab
 from nnlab.config import load_config
+from nnlab.experiment import Experiment, build, evaluate
 from nnlab.gradcheck import check_experiment
-from nnlab.train import Experiment, Trainer, build, evaluate
+from nnlab.train import Trainer
 
 QUESTIONS = CONFIGS / "questions"
 NO_OUTLIER = "data={name: csv, path: %s}" % (QUESTIONS / "threshold_no_outlier.csv")
@@ -169,7 +170,7 @@ def test_the_reconstruction_head_helps_the_classifier_over_seeds():
 def test_the_printed_result_shows_each_group_of_samples():
     """The sin and +1 steps of `sequence` are reported apart (summary.json's test_groups), so
     `nnlab train` prints them too."""
-    from nnlab.report import format_result
+    from nnlab.result import format_result
 
     summary = {
         "name": "lstm_sequence", "status": "completed", "epochs_completed": 1,
@@ -235,7 +236,7 @@ def test_a_convolutional_trunk_learns_more_from_few_labels_than_a_dense_one():
 
 @pytest.mark.slow
 def test_the_decoder_adds_less_to_a_convolutional_trunk_than_to_a_dense_one():
-    """The gallery's question 13 over 5 seeds: the conv semi-supervised model beats the dense
+    """The gallery's question 14 over 5 seeds: the conv semi-supervised model beats the dense
     one on 4 or more seeds; the gain from the decoder is smaller with the conv trunk, and
     within the spread of the conv classifier alone."""
     acc: dict[str, list[float]] = {}

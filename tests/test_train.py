@@ -9,11 +9,13 @@ import json
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, run_nnlab
+from conftest import CONFIGS, invoke_nnlab
 from nnlab.config import load_config
+from nnlab.experiment import build, evaluate
+from nnlab.lifecycle import train
 from nnlab.nn import LAYERS
 from nnlab.runs import load_model, read_metrics
-from nnlab.train import Batches, Trainer, build, evaluate, train
+from nnlab.train import Batches, Trainer
 
 # The seed question's starting point and its printed trajectory (TensorFlow, float32).
 SEED_W, SEED_B = 0.75648874, -0.9745011329650879
@@ -83,13 +85,13 @@ def test_xor_2_2_1_reaches_full_accuracy(activation, runs):
     assert result.summary["train"]["accuracy"] == 1.0
 
 
-def test_digits_config_reaches_97_percent_in_under_a_minute(runs):
-    proc = run_nnlab("train", CONFIGS / "digits.yaml", "--runs-dir", runs, "--quiet")
+def test_digits_config_reaches_97_percent(runs):
+    # its time (goal: under a minute) is measured by bench/bench_cli.py
+    proc = invoke_nnlab("train", CONFIGS / "digits.yaml", "--runs-dir", runs, "--quiet")
     assert proc.returncode == 0, proc.stderr
     run_dir = proc.stdout.strip().splitlines()[-1]
     summary = json.loads((runs / run_dir.split("/")[-1] / "summary.json").read_text())
     assert summary["test"]["accuracy"] >= 0.97
-    assert summary["wall_seconds"] < 60
 
 
 def _metrics_without_timing(path):
@@ -110,7 +112,7 @@ def test_same_config_and_seed_give_byte_identical_metrics(runs, write_config):
     ]
     dirs = []
     for _ in range(2):
-        proc = run_nnlab("train", cfg, "--runs-dir", runs, "-q", *args)
+        proc = invoke_nnlab("train", cfg, "--runs-dir", runs, "-q", *args)
         assert proc.returncode == 0, proc.stderr
         dirs.append(runs / proc.stdout.strip().splitlines()[-1].split("/")[-1])
     a, b = (_metrics_without_timing(d / "metrics.csv") for d in dirs)
@@ -120,7 +122,7 @@ def test_same_config_and_seed_give_byte_identical_metrics(runs, write_config):
     for k in wa.files:
         np.testing.assert_array_equal(wa[k], wb[k])
     # and a different seed gives different numbers
-    proc = run_nnlab("train", cfg, "--runs-dir", runs, "-q", "--seed", "1", *args)
+    proc = invoke_nnlab("train", cfg, "--runs-dir", runs, "-q", "--seed", "1", *args)
     c = _metrics_without_timing(
         runs / proc.stdout.strip().splitlines()[-1].split("/")[-1] / "metrics.csv"
     )
@@ -129,7 +131,7 @@ def test_same_config_and_seed_give_byte_identical_metrics(runs, write_config):
 
 def test_a_diverging_run_is_recorded_as_diverged(runs):
     # least squares with x up to 9: gradient descent with lr 1 overshoots by x34 a step
-    proc = run_nnlab(
+    proc = invoke_nnlab(
         "train", CONFIGS / "threshold.yaml", "--runs-dir", runs, "-q", "--set", "optimizer.lr=1.0"
     )
     assert proc.returncode == 3
@@ -179,7 +181,7 @@ def test_run_folder_files_and_model_reload(runs):
         "summary.json",
         "model.npz",
     }
-    rows = read_metrics(d)
+    rows = read_metrics(d).rows()
     header = (d / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
@@ -299,3 +301,70 @@ def test_inputs_that_are_not_bytes_scaled_by_one_number_keep_no_codes():
     assert standard.data.train.codes is None  # a shift and a scale per feature
     xor = build(load_config(CONFIGS / "xor.yaml"))
     assert xor.data.train.codes is None  # float inputs
+
+
+# ---------------------------------------------------------------- resume, in this process
+
+RESUMABLE = {
+    "plateau": (
+        "digits.yaml",
+        [
+            "training.epochs=14",
+            "optimizer.lr=0.01",
+            "optimizer.schedule={name: plateau, monitor: val_accuracy, patience: 2, factor: 0.5}",
+        ],
+    ),
+    "cvae": ("questions/cvae.yaml", ["training.epochs=10"]),  # the sample layer's noise
+    "pseudo_labels": (
+        "questions/semi_supervised.yaml",
+        [
+            "training.epochs=12",
+            "data.label_fraction=0.1",
+            "training.pseudo_labels={start: 4, confidence: 0.6, weight: 0.5, ramp: 3}",
+        ],
+    ),
+}
+
+
+def _state_through_files(trainer, path):
+    """What a checkpoint file gives back: the loop's state written and read as resume does."""
+    from nnlab.runs import read_checkpoint, save_checkpoint
+
+    save_checkpoint(path, *trainer.state())
+    return read_checkpoint(path)
+
+
+@pytest.mark.parametrize("case", sorted(RESUMABLE))
+def test_resume_from_a_checkpoint_gives_the_uninterrupted_run(case, tmp_path):
+    """The state a checkpoint holds (the plateau schedule's, the pseudo-labels', ...) is all
+    the loop needs: continuing from any epoch gives the uninterrupted run's rows and weights,
+    bit for bit."""
+    config, overrides = RESUMABLE[case]
+    cfg = load_config(CONFIGS / config, [*overrides, "training.checkpoint_seconds=0"])
+    exp = build(cfg)
+    full = Trainer(exp)
+    states = []
+    full.checkpoint = lambda tr: states.append(_state_through_files(tr, tmp_path / "c.npz"))
+    full.fit()
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.rows]
+    for arrays, meta in (states[2], states[len(states) // 2 + 1]):
+        again = build(cfg)
+        trainer = Trainer(again)
+        trainer.load_state(arrays, meta, full.rows[: meta["epoch"]])
+        trainer.fit()
+        assert [{k: v for k, v in r.items() if k != "seconds"} for r in trainer.rows] == strip
+        np.testing.assert_array_equal(again.model.theta, exp.model.theta)
+    if case == "plateau":
+        assert len({r["lr"] for r in full.rows}) >= 2  # the schedule did reduce the rate
+    elif case == "pseudo_labels":
+        assert full.rows[2]["pseudo_labels"] == 0 < full.rows[-1]["pseudo_labels"]
+
+
+def test_plateau_follows_a_metric_of_the_run(runs):
+    from nnlab.errors import ConfigError
+
+    cfg = load_config(CONFIGS / "xor.yaml", ["optimizer.schedule={name: plateau}"])
+    with pytest.raises(ConfigError, match="'val_loss' is not a metric") as info:
+        train(cfg, runs)
+    assert info.value.path == "optimizer.schedule.monitor"
+    assert not any(runs.iterdir())

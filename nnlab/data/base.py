@@ -61,6 +61,14 @@ class DataOptions:
         Interval(ge=0),
         Doc("seed of the splits, subset and label shuffle (null: training.seed)"),
     ] = None
+    label_input: Annotated[
+        bool,
+        Doc(
+            "append each sample's one-hot class label to its inputs, as the last n_classes "
+            "values (a row of zeros without a label), for conditional models such as a "
+            "conditional VAE (a slice layer picks it out); reconstructions leave it out"
+        ),
+    ] = False
 
     @staticmethod
     def __post_check__(p: dict, path: str) -> None:
@@ -72,7 +80,7 @@ class DataOptions:
             )
 
 
-DATASETS = Registry("data set", key="name", common=DataOptions, runtime=("rng",))
+DATASETS = Registry("data set", key="name", common=DataOptions, runtime=("rng", "dtype"))
 
 
 @dataclass
@@ -124,6 +132,7 @@ class Data:
     description: str = ""
     sizes: dict[str, int] = field(default_factory=dict)
     image_shape: tuple[int, ...] | None = None  # what one input row is as an image
+    label_columns: int = 0  # data.label_input: the one-hot label, the inputs' last columns
 
     def labels(self, split: Split) -> Array | None:
         """Integer class labels of a split (for accuracy; -1 where a sample has none), or None
@@ -162,11 +171,60 @@ def _check_finite(a: Array, what: str, kind: str) -> None:
 def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
     """Load the data set of a resolved ``data`` section, split and scaled."""
     entry, params, opts = DATASETS.split(spec)
-    if "rng" in inspect.signature(entry.factory).parameters:  # generated data sets
+    wants = inspect.signature(entry.factory).parameters
+    if "rng" in wants:  # generated data sets
         params = {**params, "rng": rng}
+    if "dtype" in wants:  # files whose values must fit the training dtype
+        params = {**params, "dtype": np.dtype(dtype)}
     raw: Raw = entry.factory(**params)
-    X, y = np.asarray(raw.X), np.asarray(raw.y)
     name = entry.name
+    X, y, n_classes = _checked(raw, name)
+    train_idx, val_idx, test_idx = _split_indices(X.shape[0], raw, name, opts, rng)
+
+    def part(idx: Array) -> Split:
+        groups = {g: m[idx] for g, m in raw.groups.items()} if raw.groups else None
+        return Split(X[idx], y[idx], groups)
+
+    val = part(val_idx) if val_idx.size else None
+    test = _test_split(raw, n_classes, name) if raw.X_test is not None else None
+    if test is None and test_idx.size:
+        test = part(test_idx)
+    train_idx, labelled = _hidden_labels(train_idx, raw, name, opts, rng)
+    train = part(train_idx)
+    if opts["shuffle_labels"]:
+        train.y = rng.permutation(train.y)
+    if labelled is not None:
+        train.y = np.where(labelled, train.y, -1)
+    shift, scale = _scaler(opts["scale"], train.X, raw.unit_scale)
+    splits = [s for s in (train, val, test) if s is not None]
+    _finish_splits(train, splits, X.dtype, shift, scale, raw.task, n_classes, opts["labels"],
+                   dtype)  # fmt: skip
+    label_columns = 0
+    if opts["label_input"]:
+        shift, scale = _append_labels(splits, X.shape[1:], raw.task, n_classes, shift, scale)
+        label_columns = n_classes
+    return Data(
+        name=name,
+        train=train,
+        val=val,
+        test=test,
+        task=raw.task,
+        n_classes=n_classes,
+        input_shape=tuple(train.X.shape[1:]),
+        shift=shift,
+        scale=scale,
+        class_names=raw.class_names,
+        description=raw.description,
+        sizes={k: len(s) for k, s in (("train", train), ("val", val), ("test", test)) if s},
+        image_shape=raw.image_shape,
+        label_columns=label_columns,
+    )
+
+
+def _checked(raw: Raw, name: str) -> tuple[Array, Array, int | None]:
+    """The raw inputs and targets, checked: as many of each, none empty, labels in range,
+    values finite. Returns (X, y, number of classes or None)."""
+    X, y = np.asarray(raw.X), np.asarray(raw.y)
     what = raw.source or f"data '{name}'"
     if X.shape[0] != y.shape[0]:
         raise DataError(f"{what}: {X.shape[0]} samples but {y.shape[0]} targets")
@@ -181,8 +239,13 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
     _check_finite(X, what, "inputs")
     if raw.X_test is not None:
         _check_finite(np.asarray(raw.X_test), f"{what} (test set)", "inputs")
+    return X, y, n_classes
 
-    n = X.shape[0]
+
+def _split_indices(
+    n: int, raw: Raw, name: str, opts: dict, rng: np.random.Generator
+) -> tuple[Array, Array, Array]:
+    """The samples of the training, validation and test splits (and the subset)."""
     if raw.X_test is not None and opts["test_split"]:
         raise ConfigError(
             f"data '{name}' has its own test set; test_split is for data without one",
@@ -205,45 +268,57 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
         train_idx = train_idx[: opts["subset"]]
     if train_idx.size == 0:
         raise ConfigError(f"no training samples left of {n}", "data.validation_split")
+    return train_idx, val_idx, test_idx
 
-    def part(idx: Array) -> Split:
-        groups = {g: m[idx] for g, m in raw.groups.items()} if raw.groups else None
-        return Split(X[idx], y[idx], groups)
 
-    val = part(val_idx) if n_val else None
-    if raw.X_test is not None:
-        test = Split(np.asarray(raw.X_test), np.asarray(raw.y_test), raw.groups_test)
-        if raw.task == "classification":
-            _check_labels(test.y, n_classes, f"{what} (test set)")
-        else:
-            _check_finite(test.y, f"{what} (test set)", "targets")
+def _test_split(raw: Raw, n_classes: int | None, name: str) -> Split:
+    """A data set's own test set, checked."""
+    what = raw.source or f"data '{name}'"
+    test = Split(np.asarray(raw.X_test), np.asarray(raw.y_test), raw.groups_test)
+    if raw.task == "classification":
+        _check_labels(test.y, n_classes, f"{what} (test set)")
     else:
-        test = part(test_idx) if n_test else None
+        _check_finite(test.y, f"{what} (test set)", "targets")
+    return test
+
+
+def _hidden_labels(
+    train_idx: Array, raw: Raw, name: str, opts: dict, rng: np.random.Generator
+) -> tuple[Array, Array | None]:
+    """``label_fraction``: which training samples keep their label (None: all), and the
+    training samples left when the unlabelled ones are dropped."""
     if (opts["label_fraction"] < 1.0 or opts["shuffle_labels"]) and raw.task != "classification":
         key = "label_fraction" if opts["label_fraction"] < 1.0 else "shuffle_labels"
         raise ConfigError(
             f"data '{name}' is a regression task: it has no labels to hide or shuffle",
             f"data.{key}",
         )
-    if opts["label_fraction"] < 1.0:
-        keep = max(1, round(opts["label_fraction"] * train_idx.size))
-        labelled = np.zeros(train_idx.size, bool)
-        labelled[rng.permutation(train_idx.size)[:keep]] = True
-        if opts["unlabelled"] == "drop":
-            train_idx = train_idx[labelled]
-            labelled = labelled[labelled]
-    train = part(train_idx)
-    if opts["shuffle_labels"]:
-        train.y = rng.permutation(train.y)
-    if opts["label_fraction"] < 1.0:
-        train.y = np.where(labelled, train.y, -1)
+    if opts["label_fraction"] >= 1.0:
+        return train_idx, None
+    keep = max(1, round(opts["label_fraction"] * train_idx.size))
+    labelled = np.zeros(train_idx.size, bool)
+    labelled[rng.permutation(train_idx.size)[:keep]] = True
+    if opts["unlabelled"] == "drop":
+        return train_idx[labelled], labelled[labelled]
+    return train_idx, labelled
 
-    shift, scale = _scaler(opts["scale"], train.X, raw.unit_scale)
-    splits = [s for s in (train, val, test) if s is not None]
+
+def _finish_splits(
+    train: Split,
+    splits: list[Split],
+    raw_dtype: np.dtype,
+    shift: Array | float,
+    scale: Array | float,
+    task: str,
+    n_classes: int | None,
+    labels: str,
+    dtype,
+) -> None:
+    """Scale every split's inputs into ``dtype`` and give its targets their final form."""
     # inputs of one byte or two, scaled by a single number, are kept as they are for batches
     compact = (
-        X.dtype.kind in "iu"
-        and X.dtype.itemsize < np.dtype(dtype).itemsize
+        raw_dtype.kind in "iu"
+        and raw_dtype.itemsize < np.dtype(dtype).itemsize
         and np.isscalar(shift)
         and shift == 0.0
         and np.isscalar(scale)
@@ -257,27 +332,50 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
         if not (np.isscalar(scale) and scale == 1.0):
             Xs /= np.asarray(scale, dtype)
         s.X = Xs
-        if raw.task == "classification":
+        if task == "classification":
             s.y = s.y.astype(np.int64)
-            if opts["labels"] == "one_hot":
+            if labels == "one_hot":
                 s.y = np.eye(n_classes, dtype=dtype)[s.y] * (s.y >= 0)[:, None]
         else:
             s.y = s.y.astype(dtype)
-    return Data(
-        name=name,
-        train=train,
-        val=val,
-        test=test,
-        task=raw.task,
-        n_classes=n_classes,
-        input_shape=tuple(X.shape[1:]),
-        shift=shift,
-        scale=scale,
-        class_names=raw.class_names,
-        description=raw.description,
-        sizes={k: len(s) for k, s in (("train", train), ("val", val), ("test", test)) if s},
-        image_shape=raw.image_shape,
+
+
+def _append_labels(
+    splits: list[Split],
+    feature_shape: tuple[int, ...],
+    task: str,
+    n_classes: int | None,
+    shift: Array | float,
+    scale: Array | float,
+) -> tuple[Array, Array]:
+    """``data.label_input``: each split's inputs get the one-hot label as n_classes more values
+    (zeros where a sample has none); returns the scaling extended over them (shift 0, scale 1:
+    a raw label is the label the model sees)."""
+    if task != "classification":
+        raise ConfigError(
+            "label_input is for classification data: it appends the class label",
+            "data.label_input",
+        )
+    if len(feature_shape) != 1:
+        raise ConfigError(
+            f"label_input appends the label to flat inputs; these have shape {feature_shape}",
+            "data.label_input",
+        )
+    for s in splits:
+        labels = s.y if s.y.ndim == 1 else np.where(s.y.any(axis=1), s.y.argmax(axis=1), -1)
+        onehot = np.zeros((len(s), n_classes), s.X.dtype)
+        rows = np.flatnonzero(labels >= 0)
+        onehot[rows, labels[rows]] = 1
+        s.X = np.concatenate([s.X, onehot], axis=1)
+        s.codes = None  # the batches are gathered from X itself
+    n = feature_shape[0]
+    shift = np.concatenate(
+        [np.broadcast_to(np.asarray(shift, np.float64), (n,)), np.zeros(n_classes)]
     )
+    scale = np.concatenate(
+        [np.broadcast_to(np.asarray(scale, np.float64), (n,)), np.ones(n_classes)]
+    )
+    return shift, scale
 
 
 def _scaler(kind: str, X: Array, unit_scale: float | None) -> tuple[Array | float, Array | float]:
@@ -292,7 +390,9 @@ def _scaler(kind: str, X: Array, unit_scale: float | None) -> tuple[Array | floa
         # a constant feature's computed std is rounding noise (1e-15 for a column of 0.1), not
         # 0: dividing by it would blow up any other value; scikit-learn's bound tells them apart
         n, eps = X.shape[0], np.finfo(np.float64).eps
-        constant = std**2 <= n * eps * std**2 + (n * mean * eps) ** 2
+        with np.errstate(over="ignore"):  # a std beyond 1e154 is not a constant's
+            var = std**2
+            constant = (var <= n * eps * var + (n * mean * eps) ** 2) & np.isfinite(var)
         return mean, np.where(constant, 1.0, std)
     lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)  # minmax
     return lo, np.where(hi > lo, hi - lo, 1.0)

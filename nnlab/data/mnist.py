@@ -23,7 +23,6 @@ import io
 import json
 import os
 import sys
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,8 @@ import numpy as np
 
 from nnlab.data.base import DATASETS, Raw
 from nnlab.errors import DataError
-from nnlab.runs import atomic_write
+from nnlab.files import atomic_write
+from nnlab.progress import Transfer
 from nnlab.schema import Doc
 
 ENV_DIR = "NNLAB_DATA_DIR"
@@ -289,38 +289,6 @@ def load_file(folder: Path, source: Path, f: IdxFile, data: bytes | None = None)
 # ---------------------------------------------------------------- downloading
 
 
-class _Bar:
-    """Download progress on a stream: a live bar on a terminal, a line per file otherwise."""
-
-    def __init__(self, label: str, total: int | None, stream: TextIO):
-        self.label, self.total, self.stream = label, total, stream
-        self.tty = stream.isatty()
-        self._next = 0.0
-        self.done = 0
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if not self.tty or now < self._next:
-            return
-        self._next = now + 0.1
-        mb = self.done / 1e6
-        if self.total:
-            frac = min(1.0, self.done / self.total)
-            bar = "#" * int(frac * 20)
-            text = f"{self.label} [{bar:<20}] {frac:4.0%} {mb:.1f}/{self.total / 1e6:.1f} MB"
-        else:
-            text = f"{self.label} {mb:.1f} MB"
-        self.stream.write("\r" + text + " ")
-        self.stream.flush()
-
-    def close(self, note: str) -> None:
-        if self.tty:
-            self.stream.write("\r" + " " * 79 + "\r")
-        self.stream.write(f"{self.label}: {note}\n")
-        self.stream.flush()
-
-
 def _stale_partials(folder: Path, f: IdxFile) -> None:
     """Remove partial downloads left by killed processes (their pid no longer runs)."""
     for p in folder.glob(f".{f.gz}.*.part"):
@@ -344,7 +312,7 @@ def _fetch(url: str, dest: Path, bar_label: str, stream: TextIO) -> None:
     with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
-        bar = _Bar(bar_label, total, stream)
+        bar = Transfer(bar_label, total, stream)
         try:
             with open(dest, "wb") as out:
                 while chunk := response.read(CHUNK):

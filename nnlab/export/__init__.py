@@ -58,8 +58,9 @@ def export(
     """Export the model of a run folder (or a model.npz) to ``output``; returns the files
     written (a numpy export with ``weights="npz"`` writes the weights beside the program)."""
     from nnlab.export.base import check_finite
-    from nnlab.predict import load_run, model_info
-    from nnlab.runs import atomic_write
+    from nnlab.files import atomic_write
+    from nnlab.nn.graph import model_info
+    from nnlab.runs import load_model
 
     fmt = format_of(fmt, output)
     spec = FORMATS[fmt]
@@ -72,7 +73,7 @@ def export(
         raise _error(f"{path}: the folder {path.parent} does not exist")
     if path.is_dir():
         raise _error(f"{path}: is a folder; give a file name such as {spec.default}")
-    model, meta = load_run(run)
+    model, meta = load_model(run)
     check_finite(model)
     info = model_info(model, meta)
     module = importlib.import_module(f"nnlab.export.{spec.module}")

@@ -13,15 +13,14 @@ exported by adding its method.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from nnlab.errors import NnlabError
 from nnlab.nn.activations import Activation
-from nnlab.nn.layers import INPUT, LAYERS, Layer
-from nnlab.predict import input_scaling, is_identity
+from nnlab.nn.graph import Node, input_scaling, is_identity, nodes, output_indices, source_labels
 
 Array = np.ndarray
 
@@ -29,55 +28,6 @@ Array = np.ndarray
 class ExportError(NnlabError):
     """A model that a format cannot express (the message names the layer), or a missing
     optional package."""
-
-
-@dataclass
-class Node:
-    """One layer of a model, as exporters see it: what it is and what it reads."""
-
-    index: int
-    kind: str  # the registered layer type, e.g. "dense"
-    layer: Layer
-    sources: list[int] = field(default_factory=list)  # the layers it reads; -1: the model input
-    join: str = "concat"  # how several sources are combined: "concat" (last axis) or "sum"
-    label: str = ""  # its name in the config, or layers[i]
-
-    @property
-    def where(self) -> str:
-        return f"model.layers[{self.index}] ({self.kind})"
-
-
-def layer_kind(layer: Layer) -> str:
-    """The registered type name of a layer (its class name if it is not registered)."""
-    for entry in LAYERS.entries():
-        if entry.factory is type(layer):
-            return entry.name
-    return type(layer).__name__
-
-
-def nodes(model: Any) -> list[Node]:
-    """The layers of a model in the order they run. A chain (``model.chain``) reads each
-    layer's input from the layer before, whatever its list of layers holds."""
-    chain = getattr(model, "chain", True)
-    names = getattr(model, "names", [])
-    out = []
-    for i, layer in enumerate(model.layers):
-        sources = [i - 1] if chain else list(model.sources[i])
-        join = "concat" if chain else model.joins[i]
-        label = names[i] if i < len(names) else f"layers[{i}]"
-        out.append(Node(i, layer_kind(layer), layer, sources, join, label))
-    return out
-
-
-def output_indices(model: Any) -> list[int]:
-    """The indices of the output layers, in the order of ``model.outputs``."""
-    return [len(model.layers) - 1] if getattr(model, "chain", True) else list(model.outputs)
-
-
-def source_labels(model: Any, node: Node) -> list[str]:
-    """The names of what a layer reads: ``input`` or the layers' names."""
-    labels = {n.index: n.label for n in nodes(model)}
-    return [INPUT if s < 0 else labels[s] for s in node.sources]
 
 
 def activation_text(fn: Activation) -> str:
@@ -299,7 +249,7 @@ def outputs_text(info: dict, above: str = "above", classes: str | None = None) -
 
     Parameters
     ----------
-    info : ``nnlab.predict.model_info`` of a model with one output, or one of its ``heads``.
+    info : ``nnlab.nn.graph.model_info`` of a model with one output, or one of its ``heads``.
     above : how a one-output classifier's decision reads: "above" (its threshold), "out[0] >".
     classes : how the classes of a classifier with several outputs are named (default: listed).
     """

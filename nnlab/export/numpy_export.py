@@ -34,8 +34,8 @@ from nnlab.export.base import (
     recurrent_shapes,
 )
 from nnlab.export.numpy_images import IMAGE_HELPERS, NumpyImages
+from nnlab.nn.graph import head_names
 from nnlab.nn.model import PREDICT_BATCH
-from nnlab.predict import head_names
 
 Array = np.ndarray
 WEIGHTS = ("inline", "npz")

@@ -330,7 +330,7 @@ class OnnxWriter(OnnxImages, Writer):
 
     def classes(self, out: str, head: dict, name: str) -> str:
         """The predicted class index (N,), as the tensor ``name``, from the output ``out`` (N,
-        n_outputs) of a classifier (``head``: its ``model_info``)."""
+        n_outputs) of a classifier (``head``: its ``nnlab.nn.graph.model_info``)."""
         if head["n_outputs"] > 1:
             return self.node("ArgMax", [out], [name], axis=1, keepdims=0)[0]
         above = self.op("Greater", [out, self.const("threshold", head["threshold"])], "above")

@@ -5,7 +5,7 @@ copies this module's code into the program it writes, so that the exported progr
 writes files exactly as nnlab does. Nothing here may import nnlab or any package but NumPy.
 
 ``info`` is a plain dict that describes a model's inputs and outputs (see
-``nnlab.predict.model_info``): ``n_inputs``, ``n_outputs``, ``dtype``, ``task``
+``nnlab.nn.graph.model_info``): ``n_inputs``, ``n_outputs``, ``dtype``, ``task``
 (classification or regression), ``classes`` (class labels as text, or None), ``threshold``
 (one-output classifiers: class 1 when the output is above it) and ``probabilities`` (the outputs
 are class probabilities). A model with several outputs has ``heads`` instead: a dict per output

@@ -23,6 +23,7 @@ import numpy as np
 
 from nnlab.errors import ConfigError
 from nnlab.memory import check_fits
+from nnlab.nn.initializers import planning
 from nnlab.nn.layers import INPUT, LAYERS, Layer
 
 Array = np.ndarray
@@ -61,8 +62,29 @@ class Model:
         self.names = [nm or f"layers[{i}]" for i, nm in enumerate(names or [None] * n)]
         self.joins = joins or ["concat"] * n
         self._wire(names or [None] * n, inputs or [None] * n, outputs)
+        with planning() as weights:  # what the weights need, before any is allocated
+            self._build_layers(rng)
+        kept = sum(size for size, _ in weights)
+        drawing = max((peak - size for size, peak in weights), default=0)
+        check_fits(  # the weights, the largest draw beside them; then the flat copies of _flatten
+            max(kept + drawing, 3 * kept),
+            f"a model of {kept // self.dtype.itemsize:,} {self.dtype.name} parameters",
+            "model",
+        )
+        shapes = self._build_layers(rng)
+        self.shapes = shapes
+        self.output_shapes = [shapes[j] for j in self.outputs]
+        self.output_shape = self.output_shapes[0]
+        self._join_bufs: dict = {}
+        self._flatten()
+
+    def _build_layers(self, rng: np.random.Generator) -> list[tuple[int, ...]]:
+        """Build every layer in order; returns their output shapes."""
         shapes: list[tuple[int, ...]] = []
-        for i, layer in enumerate(layers):
+        # whether a layer or one it reads, directly or not, has parameters: only then does
+        # backpropagation need the gradient of its output (a reshape first needs none)
+        self.trained_upstream: list[bool] = []
+        for i, layer in enumerate(self.layers):
             in_shape = self._joined_shape(i, shapes)
             upstream = any(s >= 0 and self.trained_upstream[s] for s in self.sources[i])
             try:
@@ -71,11 +93,7 @@ class Model:
                 where = f"model.layers[{i}]" + (f".{e.path}" if e.path else "")
                 raise ConfigError(e.detail, where) from None
             self.trained_upstream.append(upstream or bool(layer.params))
-        self.shapes = shapes
-        self.output_shapes = [shapes[j] for j in self.outputs]
-        self.output_shape = self.output_shapes[0]
-        self._join_bufs: dict = {}
-        self._flatten()
+        return shapes
 
     @classmethod
     def from_spec(
@@ -147,9 +165,6 @@ class Model:
                     f"model.layers[{i}]",
                 )
         self.consumers = [[j for j in range(n) if i in self.sources[j]] for i in range(n)]
-        # whether a layer or one it reads, directly or not, has parameters: only then does
-        # backpropagation need the gradient of its output (a reshape first needs none)
-        self.trained_upstream: list[bool] = []
         self.chain = outputs is None and all(s == [i - 1] for i, s in enumerate(self.sources))
 
     def _joined_shape(self, i: int, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
@@ -245,10 +260,12 @@ class Model:
 
     # ------------------------------------------------------------------ running
 
-    def set_rng(self, rng: np.random.Generator) -> None:
-        """The generator that dropout and other training-time randomness draw from."""
+    def set_rng(self, rng: np.random.Generator | dict[str, np.random.Generator]) -> None:
+        """The generators training-time randomness draws from: one for every layer, or one per
+        seed stream, by each layer's ``rng_stream`` (``train``: dropout; ``sample``: the
+        sampling of a variational autoencoder)."""
         for layer in self.layers:
-            layer.rng = rng
+            layer.rng = rng[layer.rng_stream] if isinstance(rng, dict) else rng
 
     @property
     def n_outputs(self) -> int:

@@ -1,0 +1,281 @@
+"""A run's life: ``train(config)`` makes a run folder and trains into it, ``resume(run)``
+continues a killed or interrupted one from its checkpoint. Checkpoints, signals (SIGINT/SIGTERM
+stop at a safe point), the summary's fields and the exit codes live here; the files themselves
+are written through ``nnlab.runs``, the owner of the run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import queue
+import signal
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnlab import __version__, baselines, threshold
+from nnlab.config import config_hash
+from nnlab.errors import RunError
+from nnlab.experiment import Experiment, build, evaluate, evaluate_groups, model_meta
+from nnlab.layerstats import LayerStats
+from nnlab.runs import (
+    CHECKPOINT,
+    DONE,
+    MetricsLog,
+    Status,
+    alive,
+    new_run_dir,
+    now,
+    read_checkpoint,
+    read_metrics,
+    read_summary,
+    save_checkpoint,
+    save_model,
+    write_config,
+    write_summary,
+)
+from nnlab.train import Trainer
+
+EXIT_CODES = {Status.COMPLETED: 0, Status.FAILED: 1, Status.DIVERGED: 3, Status.INTERRUPTED: 130}
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict
+    experiment: Experiment
+
+
+def versions() -> dict[str, str]:
+    return {"nnlab": __version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def train(
+    config: dict,
+    runs_dir: str | Path = "runs",
+    quiet: bool = True,
+    run_dir: str | Path | None = None,
+    handle_signals: bool = True,
+    stop: queue.SimpleQueue | None = None,
+) -> RunResult:
+    """Build, train and record a resolved config in a new run folder (or ``run_dir``).
+    ``stop``: signal numbers put there stop the run at a safe point, as the signal itself
+    would (for a run in a thread, which receives no signals: a sweep's remote worker)."""
+    exp = build(config)  # config and data errors surface before any folder is made
+    trainer = Trainer(exp, quiet=quiet)
+    path = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, config["name"])
+    path.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {
+        "status": Status.RUNNING,
+        "name": config["name"],
+        "run": path.name,
+        "config_hash": config_hash(config),
+        "seed": config["training"]["seed"],
+        "epochs_planned": config["training"]["epochs"],
+        "epochs_completed": 0,
+        "data": {"name": exp.data.name, **exp.data.sizes},
+        "parameters": exp.model.n_params,
+        "baselines": baselines.compute(exp.data) if exp.one_label_head else {},
+        "started": now(),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "versions": versions(),
+    }
+    summary.update(write_config(path, config))  # a copy of the config, for fast readers
+    write_summary(path, summary, durable=False)  # the final one is
+    trainer.log = MetricsLog(path / "metrics.csv", trainer.columns)
+    return _execute(exp, trainer, path, summary, handle_signals, stop)
+
+
+def resume(
+    run_dir: str | Path,
+    quiet: bool = True,
+    handle_signals: bool = True,
+    stop: queue.SimpleQueue | None = None,
+) -> RunResult:
+    """Continue a killed or interrupted run from its last checkpoint. The metrics it writes are
+    those of an uninterrupted run, bit for bit (timing apart). ``stop`` as for ``train``."""
+    from nnlab.config import load_config
+
+    path = Path(run_dir)
+    summary = read_summary(path)
+    status = summary["status"]
+    if status in DONE:
+        raise RunError(f"{path}: the run is {status}; there is nothing to resume")
+    if alive(summary):
+        raise RunError(f"{path}: the run is still running (pid {summary['pid']})")
+    config = load_config(path / "config.yaml")
+    config["name"] = summary.get("name", config["name"])
+    exp = build(config)
+    trainer = Trainer(exp, quiet=quiet)
+    checkpoint = path / CHECKPOINT
+    rows: list[dict] = []
+    if checkpoint.is_file():
+        arrays, meta = read_checkpoint(checkpoint)
+        rows = _rows_before(read_metrics(path).rows(), meta["epoch"], trainer.log_every, path)
+        try:
+            trainer.load_state(arrays, meta, rows)
+        except (KeyError, ValueError) as e:
+            raise RunError(f"{checkpoint}: does not fit this run's model ({e})") from None
+    trainer.log = MetricsLog(path / "metrics.csv", trainer.columns, keep_rows=len(rows))
+    summary.update(status=Status.RUNNING, pid=os.getpid(), host=socket.gethostname())
+    for key in ("error", "traceback", "signal", "finished"):
+        summary.pop(key, None)
+    summary.setdefault("resumed", []).append({"at_epoch": trainer.epoch, "time": now()})
+    write_summary(path, summary)
+    return _execute(exp, trainer, path, summary, handle_signals, stop)
+
+
+def _rows_before(rows: list[dict], epoch: int, every: int, path: Path) -> list[dict]:
+    """The metrics rows an uninterrupted run has written by the end of ``epoch`` (every
+    ``every``-th epoch's): those to keep when resuming from a checkpoint there. They must be
+    the first rows of the file; the last row of a session that ended between two is not."""
+    kept = rows[: epoch // every]
+    if len(kept) < epoch // every or any(r["epoch"] != (i + 1) * every for i, r in enumerate(kept)):
+        raise RunError(f"{path}: metrics.csv does not hold the rows the checkpoint counts")
+    return kept
+
+
+def _execute(
+    exp: Experiment,
+    trainer: Trainer,
+    path: Path,
+    summary: dict,
+    handle_signals: bool,
+    stop: queue.SimpleQueue | None = None,
+) -> RunResult:
+    """Run the loop with checkpoints and signal handling, then record the result. Times add
+    up over the sessions of a resumed run."""
+    started = time.time() - float(summary.get("wall_seconds", 0.0))
+    train_seconds = float(summary.get("train_seconds", 0.0))
+    checkpoint = path / CHECKPOINT
+
+    def save(tr: Trainer) -> None:
+        tr.log.flush()  # the rows a checkpoint counts are on disk before it is
+        save_checkpoint(checkpoint, *tr.state())
+
+    trainer.checkpoint = save
+    stats = _layer_stats(exp, trainer, path, resumed=bool(summary.get("resumed")))
+    t0 = time.perf_counter()
+    try:
+        with _stops(trainer, handle_signals, stop):
+            status = trainer.fit()
+    except BaseException as e:
+        summary.update(
+            status=Status.FAILED,
+            error=f"{type(e).__name__}: {e}",
+            traceback=traceback.format_exc(),
+        )
+        _finish(summary, trainer, started, train_seconds + time.perf_counter() - t0)
+        write_summary(path, summary)
+        raise
+    finally:
+        trainer.log.close()
+        if stats is not None:
+            stats.close()
+    train_seconds += time.perf_counter() - t0
+    _record(exp, trainer, path, summary, status)
+    _finish(summary, trainer, started, train_seconds)
+    write_summary(path, summary)
+    return RunResult(path, summary, exp)
+
+
+def _layer_stats(exp: Experiment, trainer: Trainer, path: Path, resumed: bool):
+    """layers.csv, when the config asks for it: a row per layer at epoch 0 and each epoch."""
+    if not exp.config["training"]["log_layers"]:
+        return None
+    stats = LayerStats(exp, path / "layers.csv", keep_epochs=trainer.epoch if resumed else None)
+    if trainer.epoch == 0:
+        stats.record(0)
+    trainer.on_epoch = stats.record
+    return stats
+
+
+class _stops:
+    """While training: SIGINT/SIGTERM (in the main thread) and signal numbers put on ``stop``
+    (a run in a thread) ask the trainer to stop at a safe point; a second Ctrl-C stops now."""
+
+    def __init__(self, trainer: Trainer, handle_signals: bool, stop: queue.SimpleQueue | None):
+        self.trainer, self.stop = trainer, stop
+        self.handle = handle_signals and threading.current_thread() is threading.main_thread()
+        self.previous: dict = {}
+        self.finished = threading.Event()
+
+    def __enter__(self) -> None:
+        if self.handle:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._on_signal)
+        if self.stop is not None:
+            threading.Thread(target=self._forward, daemon=True).start()
+
+    def __exit__(self, *exc) -> None:
+        self.finished.set()
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.trainer.stop_signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.trainer.request_stop(signum)
+
+    def _forward(self) -> None:
+        while not self.finished.is_set():
+            try:
+                self.trainer.request_stop(self.stop.get(timeout=0.1))
+            except queue.Empty:
+                continue
+
+
+def _record(exp: Experiment, trainer: Trainer, path: Path, summary: dict, status: str) -> None:
+    """What a run that ended leaves: final metrics per split and the model (or where it
+    diverged); the checkpoint goes once there is nothing left to resume."""
+    summary["status"] = status
+    if status != Status.DIVERGED:
+        for split in ("train", "val", "test"):
+            if split in exp.targets:
+                summary[split] = evaluate(exp, split)
+                groups = evaluate_groups(exp, split)
+                if groups:
+                    summary[f"{split}_groups"] = groups
+        decision = threshold.record(exp, summary)  # ROC AUC; the threshold training.threshold asks
+        meta = model_meta(exp) | ({} if decision is None else {"threshold": decision})
+        save_model(path / "model.npz", exp.model, meta)
+    else:
+        summary["diverged_at"] = trainer.diverged_at
+    if trainer.stop_signal is not None:
+        summary["signal"] = signal.Signals(trainer.stop_signal).name
+    if status in DONE:
+        (path / CHECKPOINT).unlink(missing_ok=True)
+
+
+def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: float) -> None:
+    """Fill in what the loop saw."""
+    last = trainer.last
+    summary["epochs_completed"] = last["epoch"] if last else 0
+    summary["threads"] = trainer.threads
+    summary["stopped_early"] = trainer.stopped_early
+    if trainer.early_stopping is not None and trainer.es_epoch is not None:
+        summary["early_stopping"] = {
+            "monitor": trainer.early_stopping["monitor"],
+            "best_epoch": trainer.es_epoch,
+            "restored": trainer.best_theta is not None,
+        }
+    summary["last"] = {k: v for k, v in last.items() if k != "seconds"} if last else {}
+    summary["best"] = trainer.best
+    summary["finished"] = now()
+    summary["train_seconds"] = round(train_seconds, 4)
+    summary["wall_seconds"] = round(time.time() - started, 4)
+
+
+def exit_code(result: RunResult) -> int:
+    """The process exit status for how a run ended (see the README)."""
+    if result.summary["status"] == Status.INTERRUPTED:
+        return 143 if result.summary.get("signal") == "SIGTERM" else 130
+    return EXIT_CODES.get(result.summary["status"], 1)
