@@ -468,3 +468,32 @@ def test_batchnorm_gradient_in_evaluation_mode():
     checks = check_model(model, loss_objective(LOSSES.create("mse"), T), X, training=False)
     assert all(c.passed for c in checks), checks
 
+
+IMAGE_CASES = [
+    case
+    for cases in LAYER_EXAMPLES.values()
+    for case in cases
+    if case[1] == "image" and case[0]["type"] not in ("dropout", "sample")
+]
+
+
+@pytest.mark.parametrize("spec", [c[0] for c in IMAGE_CASES], ids=str)
+def test_image_layer_input_gradients_in_evaluation_mode(spec):
+    """Saliency and Grad-CAM (nnlab explain) backpropagate after an evaluation-mode forward:
+    each image layer's input gradient then is that of its evaluation map, whatever a
+    training-mode forward on another batch left behind (max pooling's winners, batch
+    statistics)."""
+    layer = LAYERS.create(spec)
+    pointwise = {"type": "conv2d", "filters": 3, "kernel_size": 1, "activation": "tanh"}
+    before = LAYERS.create({**pointwise, "bias_initializer": {"name": "random_normal"}})
+    after = [LAYERS.create("flatten"), Dense(units=3, activation="linear")]
+    model = Model([before, layer, *after], (7, 6, 3), np.random.default_rng(0), np.float64)
+    model.forward(RNG.normal(size=(9, 7, 6, 3)), training=True)  # another batch, in training
+    X, T = RNG.normal(size=(6, 7, 6, 3)), RNG.normal(size=(6, 3))
+    mse = LOSSES.create("mse")
+
+    def objective(out):
+        return mse(out, T)
+
+    check = _input_gradient_check(model, objective, X)
+    assert check.passed, check

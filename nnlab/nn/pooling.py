@@ -77,15 +77,14 @@ class MaxPool2D(_Pool):
     The gradient goes to one largest element of each window: of the largest in each window
     row, the first; of those rows, the first holding the window's largest."""
 
-    def _max(self, A: Array, axis: int, out: Array, won: list[Array] | None) -> None:
-        """The maximum over the taps along ``axis`` into ``out``; with ``won`` (a boolean
-        array per tap after the first), where each tap exceeded the taps before it."""
+    def _max(self, A: Array, axis: int, out: Array, won: list[Array]) -> None:
+        """The maximum over the taps along ``axis`` into ``out``, and in ``won`` (a boolean
+        array per tap after the first) where each tap exceeded the taps before it."""
         g = self._g
         np.copyto(out, g.along(A, axis, 0))
         for t in range(1, self._taps(axis)):
             v = g.along(A, axis, t)
-            if won is not None:
-                np.greater(v, out, out=won[t - 1])
+            np.greater(v, out, out=won[t - 1])
             np.maximum(out, v, out=out)
 
     def _won(self, key: str, axis: int, shape: tuple) -> list[Array]:
@@ -95,12 +94,12 @@ class MaxPool2D(_Pool):
         _padded, rows, out = self._shapes(X.shape[0])
         Xp = self._g.pad(self, X, "Xp", fill=-np.inf)
         R, Y = self._buf("R", rows, X.dtype), self._buf("out", out, X.dtype)
-        won_r = self._won("rows", 1, rows) if training else None
-        won_c = self._won("cols", 2, out) if training else None
+        # the winners, in evaluation too: saliency and Grad-CAM backpropagate from there
+        won_r, won_c = self._won("rows", 1, rows), self._won("cols", 2, out)
 
         def piece(a: int, b: int) -> None:
-            self._max(Xp[a:b], 1, R[a:b], won_r and [w[a:b] for w in won_r])
-            self._max(R[a:b], 2, Y[a:b], won_c and [w[a:b] for w in won_c])
+            self._max(Xp[a:b], 1, R[a:b], [w[a:b] for w in won_r])
+            self._max(R[a:b], 2, Y[a:b], [w[a:b] for w in won_c])
 
         self._in_pieces(X.shape[0], piece)
         return Y
