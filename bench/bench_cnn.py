@@ -15,6 +15,9 @@ machine hits them alike; each ratio is the median of the per-round ratios, with 
 
 Run: ``.venv/bin/python bench/bench_cnn.py [--rounds 3] [--batches N]`` (``--batches``: time
 the first N batches of an epoch instead of all 469; the figures are scaled to an epoch).
+On a machine that other processes keep busy, ``--threads 1 --cpu`` times the CPU seconds of
+each contender instead of the wall clock: the work each does, which the load does not change
+(with several threads, CPU time counts the threads' waiting too).
 PyTorch is a benchmark-only dependency (``pip install torch==2.13.0``, the CPU build). The
 peak memory of a whole ``nnlab train configs/mnist_cnn.yaml`` run is measured by
 ``--memory`` (a child process, its maximum resident set size).
@@ -168,6 +171,12 @@ def main() -> None:
     ap.add_argument("--memory", action="store_true", help="also measure a run's peak memory")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     ap.add_argument("--threads", type=int, default=None, help="threads (default: nnlab's choice)")
+    ap.add_argument(
+        "--cpu",
+        action="store_true",
+        help="time the process's CPU seconds, not the wall clock (with --threads 1: the work "
+        "done, whatever other processes take of the cores)",
+    )
     args = ap.parse_args()
     from bench_core import mnist_data  # the data as nnlab train loads it, or random data
 
@@ -186,6 +195,7 @@ def main() -> None:
     with threads.limited(n_threads):  # the pieces of the image layers follow the threads
         products = step_products(trainer)
     print(f"{len(products)} matrix products a step")
+    clock = time.process_time if args.cpu else time.perf_counter
     contenders = {"floor (products alone)": floor_epoch(products, steps), "nnlab": nnlab_epoch}
     if not args.no_torch:
         try:
@@ -203,12 +213,13 @@ def main() -> None:
         times: dict[str, list[float]] = {k: [] for k in contenders}
         for _ in range(args.rounds):
             for name, fn in contenders.items():
-                t0 = time.perf_counter()
+                t0 = clock()
                 fn()
-                times[name].append((time.perf_counter() - t0) * scale)
-    print(f"\n{'':26}{'s/epoch':>9}  {'rounds':>15}")
+                times[name].append((clock() - t0) * scale)
+    unit = "CPU s/epoch" if args.cpu else "s/epoch"
+    print(f"\n{'':26}{unit:>11}  {'rounds':>15}")
     for name, ts in times.items():
-        print(f"{name:26}{statistics.median(ts):9.2f}  {min(ts):6.2f}-{max(ts):6.2f}")
+        print(f"{name:26}{statistics.median(ts):11.2f}  {min(ts):6.2f}-{max(ts):6.2f}")
     print()
     torch_name = next((k for k in times if k.startswith("torch")), None)
     for label, other, goal in (
