@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,12 @@ def train(
     run_dir: str | Path | None = None,
     handle_signals: bool = True,
     stop: queue.SimpleQueue | None = None,
+    report: Callable[[dict], None] | None = None,
 ) -> RunResult:
     """Build, train and record a resolved config in a new run folder (or ``run_dir``).
     ``stop``: signal numbers put there stop the run at a safe point, as the signal itself
-    would (for a run in a thread, which receives no signals: a sweep's remote worker)."""
+    would (for a run in a thread, which receives no signals: a sweep's remote worker).
+    ``report``: called with each epoch's metrics row (a search's pruner follows them)."""
     exp = build(config)  # config and data errors surface before any folder is made
     trainer = Trainer(exp, quiet=quiet)
     path = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, config["name"])
@@ -91,7 +94,7 @@ def train(
     summary.update(write_config(path, config))  # a copy of the config, for fast readers
     write_summary(path, summary, durable=False)  # the final one is
     trainer.log = MetricsLog(path / "metrics.csv", trainer.columns)
-    return _execute(exp, trainer, path, summary, handle_signals, stop)
+    return _execute(exp, trainer, path, summary, handle_signals, stop, report)
 
 
 def resume(
@@ -99,9 +102,11 @@ def resume(
     quiet: bool = True,
     handle_signals: bool = True,
     stop: queue.SimpleQueue | None = None,
+    report: Callable[[dict], None] | None = None,
 ) -> RunResult:
     """Continue a killed or interrupted run from its last checkpoint. The metrics it writes are
-    those of an uninterrupted run, bit for bit (timing apart). ``stop`` as for ``train``."""
+    those of an uninterrupted run, bit for bit (timing apart). ``stop`` and ``report`` as for
+    ``train``."""
     from nnlab.config import load_config
 
     path = Path(run_dir)
@@ -130,7 +135,7 @@ def resume(
         summary.pop(key, None)
     summary.setdefault("resumed", []).append({"at_epoch": trainer.epoch, "time": now()})
     write_summary(path, summary)
-    return _execute(exp, trainer, path, summary, handle_signals, stop)
+    return _execute(exp, trainer, path, summary, handle_signals, stop, report)
 
 
 def _rows_before(rows: list[dict], epoch: int, every: int, path: Path) -> list[dict]:
@@ -150,6 +155,7 @@ def _execute(
     summary: dict,
     handle_signals: bool,
     stop: queue.SimpleQueue | None = None,
+    report: Callable[[dict], None] | None = None,
 ) -> RunResult:
     """Run the loop with checkpoints and signal handling, then record the result. Times add
     up over the sessions of a resumed run."""
@@ -163,6 +169,8 @@ def _execute(
 
     trainer.checkpoint = save
     stats = _layer_stats(exp, trainer, path, resumed=bool(summary.get("resumed")))
+    if report is not None:
+        _follow(trainer, report)
     t0 = time.perf_counter()
     try:
         with _stops(trainer, handle_signals, stop):
@@ -196,6 +204,18 @@ def _layer_stats(exp: Experiment, trainer: Trainer, path: Path, resumed: bool):
         stats.record(0)
     trainer.on_epoch = stats.record
     return stats
+
+
+def _follow(trainer: Trainer, report: Callable[[dict], None]) -> None:
+    """Call ``report`` with each epoch's row, after what ``trainer.on_epoch`` did already."""
+    before = trainer.on_epoch
+
+    def on_epoch(epoch: int) -> None:
+        if before is not None:
+            before(epoch)
+        report(trainer.last)
+
+    trainer.on_epoch = on_epoch
 
 
 class _stops:

@@ -18,7 +18,7 @@ import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from nnlab.config import (
     Config,
@@ -32,9 +32,31 @@ from nnlab.config import (
 )
 from nnlab.errors import ConfigError, NnlabError
 from nnlab.schema import Doc, Interval, check, fmt
-from nnlab.sweeps.axes import MAX_TRIALS, expression, parse_axis
+from nnlab.sweeps.axes import MAX_TRIALS, Distribution, distribution, expression, parse_axis
 
 SEED_KEY = "training.seed"
+
+
+@dataclass
+class SearchSection:
+    """A sweep file's ``search:``: sample the axes instead of walking their grid."""
+
+    sampler: Annotated[
+        Literal["grid", "random", "tpe", "cmaes"],
+        Doc("grid: every combination (no search); random, tpe or cmaes: Optuna's samplers"),
+    ] = "tpe"
+    trials: Annotated[
+        int, Interval(ge=1, le=MAX_TRIALS), Doc("sampled configs (each runs every seed)")
+    ] = 20
+    seed: Annotated[int, Interval(ge=0), Doc("the sampler's seed: the same seed, same trials")] = 0
+    objective: Annotated[
+        str | None,
+        Doc("metric[:min|max], its last value (null: val_accuracy, else the first val_ metric)"),
+    ] = None
+    pruner: Annotated[
+        Literal["none", "median", "asha"],
+        Doc("stop hopeless trials early on their per-epoch objective (asha: successive halving)"),
+    ] = "none"
 
 
 @dataclass
@@ -48,7 +70,8 @@ class SweepFile:
         dict,
         Doc(
             "key path -> a list of values, or range(start, stop[, step]), linspace(a, b, n), "
-            "logspace(a, b, n); the grid is their cartesian product"
+            "logspace(a, b, n); the grid is their cartesian product. A search also takes "
+            "uniform(a, b), loguniform(a, b), int(a, b[, log]), choice(v1, ...)"
         ),
     ] = field(default_factory=dict)
     seeds: Annotated[
@@ -63,6 +86,9 @@ class SweepFile:
         str | None, Doc("the sweep's name: its folder runs/sweeps/NAME (null: the file's name)")
     ] = None
     description: Annotated[str, Doc("free text: what this sweep asks")] = ""
+    search: Annotated[
+        SearchSection | None, Doc("sample the axes with Optuna instead of a grid (null: grid)")
+    ] = None
 
     @staticmethod
     def __post_check__(p: dict, path: str) -> None:
@@ -72,13 +98,17 @@ class SweepFile:
             if not isinstance(key, str):
                 raise ConfigError(f"an axis is named by a key path, got {fmt(key)}", where)
             if isinstance(values, str):
-                values = expression(values, where)
+                values = distribution(values, where) or expression(values, where)
                 if values is None:
                     raise ConfigError(
-                        f"expected a list of values, or range(...), linspace(...), logspace(...); "
+                        f"expected a list of values, or range(...), linspace(...), logspace(...), "
+                        f"or a search's uniform/loguniform/int/choice(...); "
                         f"got {fmt(p['axes'][key])}",
                         where,
                     )
+                if isinstance(values, Distribution):
+                    p["axes"][key] = values
+                    continue
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"expected a non-empty list of values, got {fmt(values)}", where)
             p["axes"][key] = values
@@ -116,7 +146,7 @@ def seed_list(seeds: Any, where: str, source: str | None = None) -> list[int] | 
 class Axis:
     key: str  # as written: model.layers.0.initializer
     parts: list[str | int]
-    values: list
+    values: list | Distribution  # a distribution in a search only
     origin: str  # "-g" or the sweep file
 
 
@@ -157,6 +187,21 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 @dataclass
+class Search:
+    """How a search samples: Optuna's ``sampler`` (random, tpe, cmaes), ``trials`` sampled
+    configs, the sampler's ``seed``, the ``metric`` told to the study (None: the run's
+    validation accuracy, else its first validation metric) and its ``direction`` (None: from
+    the metric's name), the ``pruner`` (none, median, asha)."""
+
+    sampler: str
+    trials: int
+    seed: int = 0
+    metric: str | None = None
+    direction: str | None = None  # "maximize" or "minimize"
+    pruner: str = "none"
+
+
+@dataclass
 class Sweep:
     name: str
     description: str
@@ -169,17 +214,31 @@ class Sweep:
     spec: dict  # as given, for sweep.yaml
     origins: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (source, note)
     notes: list[str] = field(default_factory=list)
+    search: Search | None = None
+    #: a search's trials: the seeds of the configs sampled so far (``nnlab.sweeps.search``)
+    sampled: list[Trial] = field(default_factory=list)
     _trials: list[Trial] | None = None
 
     @property
     def size(self) -> int:
+        if self.search is not None:
+            return self.search.trials * len(self.seeds or [None])
         return math.prod(len(a.values) for a in self.axes) * len(self.seeds or [None])
 
     @property
     def trials(self) -> list[Trial]:
+        if self.search is not None:
+            return self.sampled
         if self._trials is None:
             self._trials = self._expand()
         return self._trials
+
+    def trial_at(self, overrides: dict[str, Any], seed: int | None, number: int) -> Trial:
+        """The trial of a search's sampled ``overrides`` (axis key -> value) with ``seed``,
+        numbered ``number``."""
+        values = tuple(overrides[a.key] for a in self.axes)
+        cfg = self._point(values, seed, number, overrides)
+        return Trial(number, overrides, cfg["training"]["seed"], cfg, config_hash(cfg))
 
     def _expand(self) -> list[Trial]:
         """The grid points, each resolved once (the first seed's config validated in full);
@@ -253,6 +312,7 @@ class _Given:
     name: str | None = None
     default_name: str = ""
     spec: dict = field(default_factory=dict)
+    search: dict | None = None  # the file's search section, checked
 
 
 def load_sweep(
@@ -262,9 +322,12 @@ def load_sweep(
     seeds: str | None = None,
     jobs: int | None = None,
     name: str | None = None,
+    search: dict[str, Any] | None = None,
 ) -> Sweep:
     """Read a sweep file or a config, with command-line axes (``grid``: ``KEY=V1,V2``), fixed
-    overrides (``sets``: ``KEY=VALUE``), seeds (``"5"`` or ``"0,1,7"``), jobs and name."""
+    overrides (``sets``: ``KEY=VALUE``), seeds (``"5"`` or ``"0,1,7"``), jobs and name.
+    ``search``: the command line's search options (``sampler``, ``trials``, ``seed``,
+    ``objective``, ``pruner``; those given), over the file's ``search:`` section."""
     source = str(path)
     raw = load_raw(path)
     is_sweep_file = isinstance(raw, dict) and "base" in raw
@@ -283,6 +346,8 @@ def load_sweep(
             given.base_source if axis.origin == "-g" else source,
             note,
         )
+    searching = _search(given, dict(search or {}), source)
+    axes = _search_axes(axes, searching, source)
     seed_values = seed_list(_parse_seeds(seeds), "--seeds") if seeds else given.seeds
     if seed_values is not None and any(format_key(a.parts) == SEED_KEY for a in axes):
         raise ConfigError(
@@ -303,9 +368,17 @@ def load_sweep(
             **({"cli_grid": list(grid)} if grid else {}),
             **({"cli_set": list(sets)} if sets else {}),
             **({"cli_seeds": seeds} if seeds else {}),
+            **({"cli_search": dict(search)} if search else {}),
         },
         origins=origins,
+        search=searching,
     )
+    if sweep.size > MAX_TRIALS and searching is not None:
+        raise ConfigError(
+            f"the search has {sweep.size:,} runs ({searching.trials:,} trials x "
+            f"{len(seed_values or [0]):,} seeds), more than the {MAX_TRIALS:,} a sweep may have",
+            source=source,
+        )
     if sweep.size > MAX_TRIALS:
         sizes = [f"{len(a.values):,}" for a in sweep.axes]
         sizes += [f"{len(seed_values):,} seeds"] if seed_values else []
@@ -351,6 +424,7 @@ def _sweep_file(raw: dict, path: str | Path) -> _Given:
         name=spec["name"],
         default_name=Path(path).stem,
         spec=raw,
+        search=spec["search"],
     )
 
 
@@ -361,6 +435,82 @@ def _config(raw: Any, path: str | Path) -> _Given:
         raise ConfigError("a config is a YAML mapping", source=source)
     name = raw.get("name") if isinstance(raw.get("name"), str) else Path(path).stem
     return _Given(raw, source, [], {}, default_name=name, spec={"base": source})
+
+
+def _search(given: _Given, cli: dict[str, Any], source: str) -> Search | None:
+    """The search the file's ``search:`` and the command line's options ask for (None: a
+    grid). Search options without a sampler that searches are an error."""
+    cli = {k: v for k, v in cli.items() if v is not None}
+    opts = {**(given.search or {}), **cli}
+    sampler = opts.get("sampler", "tpe" if given.search is not None else "grid")
+    if sampler == "grid":
+        extra = [k for k in cli if k != "sampler"]
+        if extra:
+            flag = {"seed": "sampler-seed"}.get(extra[0], extra[0])
+            raise ConfigError(
+                f"--{flag} applies to a search: add --sampler random, tpe or cmaes "
+                "(or a search: section to the sweep file)",
+                source=source,
+            )
+        return None
+    defaults = SearchSection()
+    where = "--objective" if "objective" in cli else "search.objective"
+    metric, direction = parse_objective(opts.get("objective"), where, source)
+    return Search(
+        sampler=sampler,
+        trials=opts.get("trials", defaults.trials),
+        seed=opts.get("seed", defaults.seed),
+        metric=metric,
+        direction=direction,
+        pruner=opts.get("pruner", defaults.pruner),
+    )
+
+
+def parse_objective(text: str | None, where: str, source: str) -> tuple[str | None, str | None]:
+    """``val_accuracy``, ``val_loss:min`` -> (metric, "maximize"/"minimize"/None)."""
+    if text is None:
+        return None, None
+    metric, _, way = str(text).partition(":")
+    metric, way = metric.strip(), way.strip()
+    if not metric or way not in ("", "min", "max"):
+        raise ConfigError(
+            f"expected metric[:min|max], e.g. val_accuracy or val_loss:min; got {fmt(text)}",
+            where,
+            source,
+        )
+    return metric, {"min": "minimize", "max": "maximize"}.get(way)
+
+
+def _search_axes(axes: list[Axis], search: Search | None, source: str) -> list[Axis]:
+    """A grid's axes are lists (a distribution is an error); a search samples a list (or a
+    range/linspace/logspace) as a choice among its values."""
+    out = []
+    for axis in axes:
+        where = f"-g {axis.key}" if axis.origin == "-g" else f"axes.{axis.key}"
+        if isinstance(axis.values, Distribution):
+            if search is None:
+                raise ConfigError(
+                    f"{axis.values} is a distribution, which a search samples; a grid takes a "
+                    "list, range(...), linspace(...) or logspace(...): add --sampler random, "
+                    "tpe or cmaes (or a search: section)",
+                    where,
+                    source if axis.origin != "-g" else "-g",
+                )
+            out.append(axis)
+        elif search is not None:
+            out.append(
+                Axis(
+                    axis.key,
+                    axis.parts,
+                    Distribution("choice", choices=tuple(axis.values)),
+                    axis.origin,
+                )
+            )
+        else:
+            out.append(axis)
+    if search is not None and not out:
+        raise ConfigError("a search needs at least one axis to sample (axes: or -g)", source=source)
+    return out
 
 
 def _parse_seeds(text: str) -> Any:
