@@ -183,13 +183,17 @@ def test_a_search_continues_up_to_its_trials_and_refuses_another_spec(tmp_path, 
 
 def test_a_killed_write_left_in_the_journal_is_repaired(tmp_path, write_config):
     path = write_config(DIGITS, "digits.yaml")
-    sweep = load_sweep(path, AXES[:1], ["training.epochs=2"], search={"sampler": "tpe", "trials": 2})
+    sweep = load_sweep(
+        path, AXES[:1], ["training.epochs=2"], search={"sampler": "tpe", "trials": 2}
+    )
     result = run_sweep(sweep, tmp_path, quiet=True)
     journal = result.sweep_dir / "study.journal"
     with open(journal, "ab") as f:
         f.write(b'{"op_code": 4, "worker_id": "x", "trial_id": 0, "para')  # cut by a kill
     (result.sweep_dir / "study.journal.lock").write_text("")  # and Optuna's lock, left
-    sweep = load_sweep(path, AXES[:1], ["training.epochs=2"], search={"sampler": "tpe", "trials": 3})
+    sweep = load_sweep(
+        path, AXES[:1], ["training.epochs=2"], search={"sampler": "tpe", "trials": 3}
+    )
     again = run_sweep(sweep, tmp_path, quiet=True)
     assert again.exit_code == 0 and len(study_of(again.sweep_dir).get_trials()) == 3
 
@@ -265,9 +269,9 @@ def test_a_search_killed_with_sigkill_and_rerun_runs_every_trial_once(tmp_path, 
     args = [
         sys.executable, "-m", "nnlab", "sweep", str(path), "--sampler", "tpe", "--trials", "4",
         "--seeds", "2", "--jobs", "2", "--runs-dir", str(tmp_path / "runs"), "--set",
-        "training.epochs=150", "--set", "training.checkpoint_seconds=0.2", *sum(
-            (["-g", a] for a in AXES), []),
+        "training.epochs=150", "--set", "training.checkpoint_seconds=0.2",
     ]  # fmt: skip
+    args += [word for axis in AXES for word in ("-g", axis)]
     sweep_dir = tmp_path / "runs" / "sweeps" / "digits"
     proc = subprocess.Popen(args, env=nnlab_env(), cwd=tmp_path, stderr=subprocess.PIPE)
     try:
@@ -310,10 +314,12 @@ def test_a_search_on_a_dask_cluster_prunes_and_tells(tmp_path, write_config):
     sweep = load_sweep(
         path,
         ["optimizer.lr=loguniform(1e-6, 1e-1)"],
-        ["training.epochs=40"],
+        ["training.epochs=150"],
         search={"sampler": "random", "trials": 10, "pruner": "median"},
     )
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
         ex = DaskExecutor(cluster.scheduler_address)
         try:
             result = run_sweep(sweep, tmp_path, quiet=True, executor=ex)
@@ -321,5 +327,7 @@ def test_a_search_on_a_dask_cluster_prunes_and_tells(tmp_path, write_config):
             ex.close()
     assert result.exit_code == 0
     states = [t.state.name for t in study_of(result.sweep_dir).get_trials()]
-    assert len(states) == 10 and "RUNNING" not in states
-    assert len(runs_of(result.sweep_dir)) >= states.count("COMPLETE")
+    assert len(states) == 10 and "RUNNING" not in states and "PRUNED" in states
+    runs = runs_of(result.sweep_dir)  # written here from the workers' files
+    assert [r["status"] for r in runs].count("pruned") == states.count("PRUNED")
+    assert all(r["epochs_completed"] < 150 for r in runs if r["status"] == "pruned")

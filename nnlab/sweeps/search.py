@@ -276,13 +276,16 @@ class SearchDriver:
         """Each turn of the loop: the workers' reports to the pruner; new trials to ask while
         workers would be idle."""
         loop.progress.total = self.sweep.size
-        for key, epoch, value in loop.ex.reports():
-            for group in self.by_run.get(key, []):
-                group.steps.add(key, epoch, value)
+        self._reports(loop)
         for group in list(self.groups.values()):
             self._step(group, loop)
         while self.more(loop) and len(loop.queue) + loop.ex.busy < loop.ex.slots:
             self._ask(loop)
+
+    def _reports(self, loop: Any) -> None:
+        for key, epoch, value in loop.ex.reports():
+            for group in self.by_run.get(key, []):
+                group.steps.add(key, epoch, value)
 
     def _ask(self, loop: Any) -> None:
         dists = {a.key: to_optuna(a.values) for a in self.sweep.axes}
@@ -313,7 +316,9 @@ class SearchDriver:
         return [known[h] for h in group.runs]
 
     def ended(self, loop: Any, trial: Trial, entry: dict) -> None:
-        """A seed run ended: its config is told once all its runs have."""
+        """A seed run ended: its config is told once all its runs have (with the epochs its
+        runs reported before they ended: the pruner compares the next trials with them)."""
+        self._reports(loop)
         for group in self.by_run.get(trial.hash, []):
             group.ended[trial.hash] = entry["status"]
             self._step(group, loop)
@@ -324,13 +329,14 @@ class SearchDriver:
         if group.told or group.pruned:
             return
         running = {h for h in group.runs if h in loop.running}
+        left = running or any(t.hash in group.runs for t in loop.queue)
         for epoch, value in group.steps.ready(running):
             group.trial.report(value, epoch)
-            if group.trial.should_prune():
-                self._prune(group, loop, epoch)
+            if left and group.trial.should_prune():  # nothing left to save: no prune
+                self._prune(group, loop)
                 return
 
-    def _prune(self, group: _Group, loop: Any, epoch: int) -> None:
+    def _prune(self, group: _Group, loop: Any) -> None:
         group.pruned = True
         for h in group.runs:
             if h in loop.running:
@@ -343,7 +349,6 @@ class SearchDriver:
             loop.index.record(e)
             group.ended[t.hash] = Status.PRUNED
             loop.progress.trial(t.label, Status.PRUNED, None, None, None)
-        loop.progress.say(f"note: trial {group.number} pruned at epoch {epoch}")
         self._maybe_tell(group, loop.entries, set(loop.running))
 
     def _maybe_tell(self, group: _Group, entries: dict, running: set[str]) -> None:
