@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import CONFIGS, invoke_nnlab, nnlab_env, wait_for
 from nnlab.errors import ConfigError
@@ -331,3 +332,31 @@ def test_a_search_on_a_dask_cluster_prunes_and_tells(tmp_path, write_config):
     runs = runs_of(result.sweep_dir)  # written here from the workers' files
     assert [r["status"] for r in runs].count("pruned") == states.count("PRUNED")
     assert all(r["epochs_completed"] < 150 for r in runs if r["status"] == "pruned")
+
+
+def test_a_value_of_the_space_that_cannot_run_exits_2_before_anything_runs(tmp_path, write_config):
+    path = write_config(DIGITS, "digits.yaml")
+    out = invoke_nnlab(
+        "sweep", path, "--sampler", "tpe", "-g", "model.layers.0.units=int(0, 8)", cwd=tmp_path
+    )
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert "-g model.layers.0.units: 0 cannot run" in line and "expected an integer >= 1" in line
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("sampler, pruner", [("cmaes", "asha"), ("random", "none")])
+def test_every_sampler_and_pruner_runs_a_search(tmp_path, write_config, sampler, pruner):
+    pytest.importorskip("cmaes")
+    path = write_config(DIGITS, "digits.yaml")
+    out = invoke_nnlab(
+        "sweep", path, "--sampler", sampler, "--pruner", pruner, "--trials", "3", "--set",
+        "training.epochs=2", "-g", AXES[0], "-g", AXES[1], "-g", AXES[2], "--runs-dir",
+        tmp_path / "runs", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert f"search {sampler}: " in out.stdout and "of 3 trials" in out.stdout
+    sweep_dir = tmp_path / "runs" / "sweeps" / "digits"
+    assert len(study_of(sweep_dir).get_trials()) == 3
+    written = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())["search"]
+    assert (written["sampler"], written["pruner"]) == (sampler, pruner)

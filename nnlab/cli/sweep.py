@@ -173,9 +173,10 @@ def sweep(
 def _check_search(sw: Sweep, rerun: tuple, print_trials: bool) -> None:
     """What a search cannot do: rerun its told trials, list trials not sampled yet."""
     from nnlab.errors import ConfigError
-    from nnlab.sweeps.search import import_optuna
+    from nnlab.sweeps.search import check_space, import_optuna
 
     import_optuna()
+    check_space(sw)
     if rerun:
         raise ConfigError(
             "a search's trials are told to its study once; a new search needs a new --name",

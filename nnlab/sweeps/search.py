@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from nnlab.errors import ConfigError, RunError
-from nnlab.metrics import higher_is_better
+from nnlab.metrics import NOT_METRICS, higher_is_better
 from nnlab.runs import DONE, Status, read_summary
 from nnlab.sweeps.axes import Distribution
 from nnlab.sweeps.pruning import Steps, make_pruner
@@ -292,7 +292,13 @@ class SearchDriver:
         trial = self.study.ask(fixed_distributions=dists)
         self.asked += 1
         overrides = {a.key: from_optuna(a.values, trial.params[a.key]) for a in self.sweep.axes}
-        group = self._group(trial.number, trial, overrides)
+        try:
+            group = self._group(trial.number, trial, overrides)
+        except ConfigError as e:  # a sampled combination the bounds alone did not reveal
+            trial.set_user_attr("nnlab_error", str(e))
+            self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+            loop.progress.say(f"note: search trial {trial.number} cannot run: {e}")
+            return
         entries = loop.entries
         width = max(3, len(str(self.sweep.size)))
         next_number = max((e["number"] for e in entries.values()), default=0) + 1
@@ -391,8 +397,7 @@ def objective(sweep: Sweep) -> tuple[str, str]:
     search = sweep.search
     first = {a.key: _first(a.values) for a in sweep.axes}
     probe = sweep.trial_at(first, (sweep.seeds or [None])[0], 1)
-    columns = [c for c in metric_columns(build(probe.config)) if c not in ("epoch", "lr")]
-    columns = [c for c in columns if c not in ("seconds", "pseudo_labels")]
+    columns = [c for c in metric_columns(build(probe.config)) if c not in NOT_METRICS]
     metric = search.metric or default_objective(columns)
     where = "--objective" if "objective" in sweep.spec.get("cli_search", {}) else "search.objective"
     if metric not in columns:
@@ -407,6 +412,28 @@ def objective(sweep: Sweep) -> tuple[str, str]:
 
 def _first(dist: Distribution) -> Any:
     return dist.choices[0] if dist.kind == "choice" else dist.low
+
+
+def check_space(sweep: Sweep) -> None:
+    """Before anything runs: every bound and every choice of each axis (the other axes at
+    their first value) resolves and builds, so that a space with a value that cannot train is
+    an error naming the axis, not a failed trial later."""
+    from nnlab.sweeps.spec import check_trials
+
+    first = {a.key: _first(a.values) for a in sweep.axes}
+    seed = (sweep.seeds or [None])[0]
+    probes: dict[str, Trial] = {}
+    for axis in sweep.axes:
+        d = axis.values
+        where = f"-g {axis.key}" if axis.origin == "-g" else f"axes.{axis.key}"
+        values = d.choices if d.kind == "choice" else (d.low, d.high)
+        for value in values:
+            try:
+                t = sweep.trial_at({**first, axis.key: value}, seed, len(probes) + 1)
+            except ConfigError as e:
+                raise ConfigError(f"{json.dumps(value)} cannot run: {e}", where) from None
+            probes.setdefault(t.hash, t)
+    check_trials(list(probes.values()))
 
 
 def best(sweep_dir: Path, name: str) -> dict | None:
