@@ -89,24 +89,9 @@ if TYPE_CHECKING:
 )
 @quiet
 def sweep(
-    spec,
-    grid,
-    sampler,
-    trials,
-    sampler_seed,
-    objective,
-    pruner,
-    overrides,
-    seeds,
-    jobs,
-    threads,
-    name,
-    runs_dir,
-    print_trials,
-    rerun,
-    cluster,
-    quiet,
-):
+    spec, grid, overrides, seeds, jobs, threads, name, runs_dir, print_trials, rerun, cluster,
+    quiet, **search,
+):  # fmt: skip
     """Run a grid of trials: SPEC is a sweep file (base + axes + seeds) or a config with -g axes.
     Or a search: Optuna samples the axes (--sampler random|tpe|cmaes, or a search: section).
 
@@ -138,13 +123,7 @@ def sweep(
     """
     from nnlab.sweeps import check_trials, load_sweep, run_sweep
 
-    search = {
-        "sampler": sampler,
-        "trials": trials,
-        "seed": sampler_seed,
-        "objective": objective,
-        "pruner": pruner,
-    }
+    search["seed"] = search.pop("sampler_seed")  # sampler, trials, seed, objective, pruner
     sw = load_sweep(spec, list(grid), list(overrides), seeds, jobs, name, search)
     if sw.search is not None:
         _check_search(sw, rerun, print_trials)

@@ -250,18 +250,12 @@ def run_trial(task: dict, stop_name: str) -> dict:
     options, pruned = _search_channels(task, signals, finished)
     try:
         try:
+            resume = bool(task.get("files"))
             result, note, resumed = train_trial(
-                task["config"],
-                run_dir,
-                bool(task.get("files")),
-                handle_signals=False,
-                stop=signals,
-                **options,
+                task["config"], run_dir, resume, handle_signals=False, stop=signals, **options
             )
-            status = result.summary["status"]
-            if pruned.is_set():
-                status = mark_pruned(run_dir)["status"]
-            outcome.update(status=status, error=None, note=note, resumed=resumed)
+            summary = mark_pruned(run_dir) if pruned.is_set() else result.summary
+            outcome.update(status=summary["status"], error=None, note=note, resumed=resumed)
         except NnlabError as e:
             outcome.update(status=Status.FAILED, error=str(e))
         except Exception as e:

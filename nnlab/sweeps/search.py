@@ -28,7 +28,8 @@ from nnlab.metrics import NOT_METRICS, higher_is_better
 from nnlab.runs import DONE, Status, read_summary
 from nnlab.sweeps.axes import Distribution
 from nnlab.sweeps.pruning import Steps, make_pruner
-from nnlab.sweeps.spec import Search, Sweep, Trial
+from nnlab.sweeps.search_spec import Search
+from nnlab.sweeps.spec import Sweep, Trial
 
 INSTALL = "pip install 'nnlab[search]'"
 STUDY_FILE = "study.journal"

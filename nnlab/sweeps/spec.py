@@ -18,7 +18,7 @@ import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from nnlab.config import (
     Config,
@@ -33,30 +33,9 @@ from nnlab.config import (
 from nnlab.errors import ConfigError, NnlabError
 from nnlab.schema import Doc, Interval, check, fmt
 from nnlab.sweeps.axes import MAX_TRIALS, Distribution, distribution, expression, parse_axis
+from nnlab.sweeps.search_spec import Search, SearchSection, search_axes, search_of
 
 SEED_KEY = "training.seed"
-
-
-@dataclass
-class SearchSection:
-    """A sweep file's ``search:``: sample the axes instead of walking their grid."""
-
-    sampler: Annotated[
-        Literal["grid", "random", "tpe", "cmaes"],
-        Doc("grid: every combination (no search); random, tpe or cmaes: Optuna's samplers"),
-    ] = "tpe"
-    trials: Annotated[
-        int, Interval(ge=1, le=MAX_TRIALS), Doc("sampled configs (each runs every seed)")
-    ] = 20
-    seed: Annotated[int, Interval(ge=0), Doc("the sampler's seed: the same seed, same trials")] = 0
-    objective: Annotated[
-        str | None,
-        Doc("metric[:min|max], its last value (null: val_accuracy, else the first val_ metric)"),
-    ] = None
-    pruner: Annotated[
-        Literal["none", "median", "asha"],
-        Doc("stop hopeless trials early on their per-epoch objective (asha: successive halving)"),
-    ] = "none"
 
 
 @dataclass
@@ -184,21 +163,6 @@ def _short(value: Any, limit: int = 80) -> str:
         if len(text) > limit:
             return text[: limit - 3] + "..."
     return text
-
-
-@dataclass
-class Search:
-    """How a search samples: Optuna's ``sampler`` (random, tpe, cmaes), ``trials`` sampled
-    configs, the sampler's ``seed``, the ``metric`` told to the study (None: the run's
-    validation accuracy, else its first validation metric) and its ``direction`` (None: from
-    the metric's name), the ``pruner`` (none, median, asha)."""
-
-    sampler: str
-    trials: int
-    seed: int = 0
-    metric: str | None = None
-    direction: str | None = None  # "maximize" or "minimize"
-    pruner: str = "none"
 
 
 @dataclass
@@ -346,8 +310,8 @@ def load_sweep(
             given.base_source if axis.origin == "-g" else source,
             note,
         )
-    searching = _search(given, dict(search or {}), source)
-    axes = _search_axes(axes, searching, source)
+    searching = search_of(given.search, dict(search or {}), source)
+    axes = search_axes(axes, searching, source)
     seed_values = seed_list(_parse_seeds(seeds), "--seeds") if seeds else given.seeds
     if seed_values is not None and any(format_key(a.parts) == SEED_KEY for a in axes):
         raise ConfigError(
@@ -373,21 +337,22 @@ def load_sweep(
         origins=origins,
         search=searching,
     )
-    if sweep.size > MAX_TRIALS and searching is not None:
-        raise ConfigError(
-            f"the search has {sweep.size:,} runs ({searching.trials:,} trials x "
-            f"{len(seed_values or [0]):,} seeds), more than the {MAX_TRIALS:,} a sweep may have",
-            source=source,
-        )
-    if sweep.size > MAX_TRIALS:
-        sizes = [f"{len(a.values):,}" for a in sweep.axes]
-        sizes += [f"{len(seed_values):,} seeds"] if seed_values else []
-        raise ConfigError(
-            f"the grid has {sweep.size:,} trials ({' x '.join(sizes)}), more than the "
-            f"{MAX_TRIALS:,} a sweep may have",
-            source=source,
-        )
+    _check_size(sweep, source)
     return sweep
+
+
+def _check_size(sweep: Sweep, source: str) -> None:
+    """At most MAX_TRIALS runs: grid points (or a search's trials) times seeds."""
+    if sweep.size <= MAX_TRIALS:
+        return
+    seeds = [f"{len(sweep.seeds):,} seeds"] if sweep.seeds else []
+    if sweep.search is not None:
+        what = f"the search has {sweep.size:,} runs ({sweep.search.trials:,} trials"
+        what += f" x {seeds[0]})" if seeds else ")"
+    else:
+        sizes = [f"{len(a.values):,}" for a in sweep.axes] + seeds
+        what = f"the grid has {sweep.size:,} trials ({' x '.join(sizes)})"
+    raise ConfigError(f"{what}, more than the {MAX_TRIALS:,} a sweep may have", source=source)
 
 
 def _sweep_file(raw: dict, path: str | Path) -> _Given:
@@ -435,82 +400,6 @@ def _config(raw: Any, path: str | Path) -> _Given:
         raise ConfigError("a config is a YAML mapping", source=source)
     name = raw.get("name") if isinstance(raw.get("name"), str) else Path(path).stem
     return _Given(raw, source, [], {}, default_name=name, spec={"base": source})
-
-
-def _search(given: _Given, cli: dict[str, Any], source: str) -> Search | None:
-    """The search the file's ``search:`` and the command line's options ask for (None: a
-    grid). Search options without a sampler that searches are an error."""
-    cli = {k: v for k, v in cli.items() if v is not None}
-    opts = {**(given.search or {}), **cli}
-    sampler = opts.get("sampler", "tpe" if given.search is not None else "grid")
-    if sampler == "grid":
-        extra = [k for k in cli if k != "sampler"]
-        if extra:
-            flag = {"seed": "sampler-seed"}.get(extra[0], extra[0])
-            raise ConfigError(
-                f"--{flag} applies to a search: add --sampler random, tpe or cmaes "
-                "(or a search: section to the sweep file)",
-                source=source,
-            )
-        return None
-    defaults = SearchSection()
-    where = "--objective" if "objective" in cli else "search.objective"
-    metric, direction = parse_objective(opts.get("objective"), where, source)
-    return Search(
-        sampler=sampler,
-        trials=opts.get("trials", defaults.trials),
-        seed=opts.get("seed", defaults.seed),
-        metric=metric,
-        direction=direction,
-        pruner=opts.get("pruner", defaults.pruner),
-    )
-
-
-def parse_objective(text: str | None, where: str, source: str) -> tuple[str | None, str | None]:
-    """``val_accuracy``, ``val_loss:min`` -> (metric, "maximize"/"minimize"/None)."""
-    if text is None:
-        return None, None
-    metric, _, way = str(text).partition(":")
-    metric, way = metric.strip(), way.strip()
-    if not metric or way not in ("", "min", "max"):
-        raise ConfigError(
-            f"expected metric[:min|max], e.g. val_accuracy or val_loss:min; got {fmt(text)}",
-            where,
-            source,
-        )
-    return metric, {"min": "minimize", "max": "maximize"}.get(way)
-
-
-def _search_axes(axes: list[Axis], search: Search | None, source: str) -> list[Axis]:
-    """A grid's axes are lists (a distribution is an error); a search samples a list (or a
-    range/linspace/logspace) as a choice among its values."""
-    out = []
-    for axis in axes:
-        where = f"-g {axis.key}" if axis.origin == "-g" else f"axes.{axis.key}"
-        if isinstance(axis.values, Distribution):
-            if search is None:
-                raise ConfigError(
-                    f"{axis.values} is a distribution, which a search samples; a grid takes a "
-                    "list, range(...), linspace(...) or logspace(...): add --sampler random, "
-                    "tpe or cmaes (or a search: section)",
-                    where,
-                    source if axis.origin != "-g" else "-g",
-                )
-            out.append(axis)
-        elif search is not None:
-            out.append(
-                Axis(
-                    axis.key,
-                    axis.parts,
-                    Distribution("choice", choices=tuple(axis.values)),
-                    axis.origin,
-                )
-            )
-        else:
-            out.append(axis)
-    if search is not None and not out:
-        raise ConfigError("a search needs at least one axis to sample (axes: or -g)", source=source)
-    return out
 
 
 def _parse_seeds(text: str) -> Any:
