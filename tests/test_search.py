@@ -16,7 +16,7 @@ import yaml
 
 from conftest import CONFIGS, invoke_nnlab, nnlab_env, wait_for
 from nnlab.errors import ConfigError
-from nnlab.sweeps import load_sweep, run_sweep
+from nnlab.sweeps import Executor, TrialOutcome, TrialTask, load_sweep, run_sweep
 from nnlab.sweeps.axes import Distribution, distribution, parse_axis
 from nnlab.sweeps.pruning import Steps, epoch_reporter
 from nnlab.sweeps.search import from_optuna, load_study, to_optuna
@@ -360,3 +360,52 @@ def test_every_sampler_and_pruner_runs_a_search(tmp_path, write_config, sampler,
     assert len(study_of(sweep_dir).get_trials()) == 3
     written = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())["search"]
     assert (written["sampler"], written["pruner"]) == (sampler, pruner)
+
+
+class FailSecond(Executor):
+    """Trains tasks in this process; the second task submitted fails (a worker out of memory)."""
+
+    def __init__(self) -> None:
+        self.slots, self.count, self._done = 1, 0, []
+
+    @property
+    def busy(self) -> int:
+        return len(self._done)
+
+    def submit(self, task: TrialTask) -> None:
+        from nnlab.lifecycle import train
+
+        self.count += 1
+        if self.count == 2:
+            self._done.append(TrialOutcome(task.key, "failed", error="MemoryError: boom"))
+            return
+        result = train(task.config, run_dir=task.run_dir, quiet=True, handle_signals=False)
+        self._done.append(TrialOutcome(task.key, result.summary["status"], result.summary))
+
+    def wait(self, timeout: float) -> list[TrialOutcome]:
+        done, self._done = self._done, []
+        return done
+
+    def interrupt(self, signum: int) -> None:
+        pass
+
+    def close(self, grace: float = 10.0) -> None:
+        pass
+
+
+def test_a_failed_seed_keeps_its_trial_open_until_a_rerun_tells_it(tmp_path, write_config):
+    path = write_config(DIGITS, "digits.yaml")
+    sweep = load_sweep(
+        path, AXES, ["training.epochs=2"], seeds="2", search={"sampler": "random", "trials": 3}
+    )
+    first = run_sweep(sweep, tmp_path, quiet=True, executor=FailSecond())
+    assert first.exit_code == 1 and first.counts == {"completed": 5, "failed": 1}
+    states = [t.state.name for t in study_of(first.sweep_dir).get_trials()]
+    assert states == ["RUNNING", "COMPLETE", "COMPLETE"]  # trial 0's second seed failed
+    again = run_sweep(sweep, tmp_path, quiet=True)
+    assert again.exit_code == 0 and again.ran == 1 and again.skipped == 5
+    trials = study_of(first.sweep_dir).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    failed = [e for e in json.loads((first.sweep_dir / "index.json").read_text())["trials"]
+              if e["attempts"] == 2]  # fmt: skip
+    assert len(failed) == 1 and failed[0]["search_trial"] == 0

@@ -168,7 +168,7 @@ class SearchDriver:
         self.by_run: dict[str, list[_Group]] = {}  # run hash -> the groups that use it
         self.asked = 0  # trials in the study (abandoned ones aside)
         self.study = self._open()
-        self.notes: list[str] = []
+        sweep.sampled.clear()  # the study says which configs were sampled (a Sweep run again)
         self._restore()
 
     def _open(self) -> Any:
