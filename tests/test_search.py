@@ -409,3 +409,16 @@ def test_a_failed_seed_keeps_its_trial_open_until_a_rerun_tells_it(tmp_path, wri
     failed = [e for e in json.loads((first.sweep_dir / "index.json").read_text())["trials"]
               if e["attempts"] == 2]  # fmt: skip
     assert len(failed) == 1 and failed[0]["search_trial"] == 0
+
+
+def test_a_trial_killed_while_being_asked_is_abandoned_and_not_counted(tmp_path, write_config):
+    path = write_config(DIGITS, "digits.yaml")
+    args = (path, AXES[:1], ["training.epochs=2"])
+    result = run_sweep(load_sweep(*args, search={"sampler": "tpe", "trials": 1}), tmp_path)
+    study = study_of(result.sweep_dir)
+    study.ask()  # asked, no parameter yet: what a kill inside study.ask leaves
+    again = run_sweep(load_sweep(*args, search={"sampler": "tpe", "trials": 3}), tmp_path)
+    assert again.exit_code == 0 and again.ran == 2
+    trials = study_of(result.sweep_dir).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].user_attrs == {"nnlab_abandoned": True}
