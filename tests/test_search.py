@@ -422,3 +422,18 @@ def test_a_trial_killed_while_being_asked_is_abandoned_and_not_counted(tmp_path,
     trials = study_of(result.sweep_dir).get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert trials[1].user_attrs == {"nnlab_abandoned": True}
+
+
+def test_a_search_file_s_folder_keeps_its_distributions_as_written(tmp_path, write_config):
+    write_config(DIGITS, "digits.yaml")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "base: digits.yaml\nset: {training.epochs: 1}\n"
+        "axes: {optimizer.lr: 'loguniform(1e-4, 1e-1)', model.layers.0.units: [16, 32]}\n"
+        "search: {sampler: random, trials: 2}\n"
+    )
+    result = run_sweep(load_sweep(spec), tmp_path / "runs", quiet=True)
+    written = yaml.safe_load((result.sweep_dir / "sweep.yaml").read_text())
+    assert written["spec"]["axes"]["optimizer.lr"] == "loguniform(1e-4, 1e-1)"
+    assert written["axes"]["model.layers.0.units"] == "choice(16, 32)"  # a list, sampled
+    assert written["search"]["trials"] == 2 and len(written["trials"]) == 2

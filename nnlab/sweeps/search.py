@@ -316,6 +316,7 @@ class SearchDriver:
             elif e["status"] == "pending" and all(q.hash != h for q in loop.queue):
                 loop.queue.append(t)
         loop.progress.todo += len(group.runs)
+        loop.folder.write_spec(self.sweep)  # sweep.yaml lists the trials sampled so far
         self._maybe_tell(group, entries, set(loop.running))
 
     def _trials_of(self, group: _Group) -> list[Trial]:

@@ -72,6 +72,7 @@ class SweepFile:
     @staticmethod
     def __post_check__(p: dict, path: str) -> None:
         p["seeds"] = seed_list(p["seeds"], "seeds")
+        axes = {}  # a new mapping: the file's own (sweep.yaml's "spec") keeps its text
         for key, values in p["axes"].items():
             where = f"axes.{key}"
             if not isinstance(key, str):
@@ -85,12 +86,10 @@ class SweepFile:
                         f"got {fmt(p['axes'][key])}",
                         where,
                     )
-                if isinstance(values, Distribution):
-                    p["axes"][key] = values
-                    continue
-            if not isinstance(values, list) or not values:
+            if not isinstance(values, list | Distribution) or not values:
                 raise ConfigError(f"expected a non-empty list of values, got {fmt(values)}", where)
-            p["axes"][key] = values
+            axes[key] = values
+        p["axes"] = axes
 
 
 def seed_list(seeds: Any, where: str, source: str | None = None) -> list[int] | None:
