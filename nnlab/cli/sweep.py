@@ -216,8 +216,9 @@ def _report(sw: Sweep, result: SweepResult) -> None:
     """How the sweep ended: the counts, the failures on stderr, where its folder is."""
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     resumed = f", {result.resumed} continued from a checkpoint" if result.resumed else ""
+    what = "seed runs" if sw.search is not None else "trials"
     click.echo(
-        f"sweep {sw.name}: {result.total} trials: {counts} "
+        f"sweep {sw.name}: {result.total} {what}: {counts} "
         f"({result.skipped} done before, {result.ran} run now{resumed} in {result.seconds:.1f} s)"
     )
     for e in result.failures[:10]:
