@@ -363,10 +363,11 @@ def test_every_sampler_and_pruner_runs_a_search(tmp_path, write_config, sampler,
 
 
 class FailSecond(Executor):
-    """Trains tasks in this process; the second task submitted fails (a worker out of memory)."""
+    """Trains tasks in this process; the second task submitted fails (a worker out of memory),
+    or ends with ``status``."""
 
-    def __init__(self) -> None:
-        self.slots, self.count, self._done = 1, 0, []
+    def __init__(self, status: str = "failed") -> None:
+        self.slots, self.count, self._done, self.status = 1, 0, [], status
 
     @property
     def busy(self) -> int:
@@ -377,7 +378,7 @@ class FailSecond(Executor):
 
         self.count += 1
         if self.count == 2:
-            self._done.append(TrialOutcome(task.key, "failed", error="MemoryError: boom"))
+            self._done.append(TrialOutcome(task.key, self.status, error="MemoryError: boom"))
             return
         result = train(task.config, run_dir=task.run_dir, quiet=True, handle_signals=False)
         self._done.append(TrialOutcome(task.key, result.summary["status"], result.summary))
@@ -437,3 +438,28 @@ def test_a_search_file_s_folder_keeps_its_distributions_as_written(tmp_path, wri
     assert written["spec"]["axes"]["optimizer.lr"] == "loguniform(1e-4, 1e-1)"
     assert written["axes"]["model.layers.0.units"] == "choice(16, 32)"  # a list, sampled
     assert written["search"]["trials"] == 2 and len(written["trials"]) == 2
+
+
+def test_a_prune_decided_before_a_kill_holds_after_it(tmp_path, write_config):
+    """The runner pruned a config, and was killed while its seed stopped: the next run records
+    that seed pruned (not run again) and tells the trial pruned."""
+    path = write_config(DIGITS, "digits.yaml")
+    args = (path, AXES, ["training.epochs=2"], "2")
+    search = {"sampler": "random", "trials": 2, "pruner": "median"}
+    first = run_sweep(
+        load_sweep(*args, search=search), tmp_path, executor=FailSecond("interrupted")
+    )
+    study = study_of(first.sweep_dir)
+    open_trial = optuna.trial.Trial(study, study.get_trials()[0]._trial_id)
+    open_trial.report(0.5, 1)
+    open_trial.set_user_attr("nnlab_pruned_at", 1)  # what the killed runner had decided
+    again = run_sweep(load_sweep(*args, search=search), tmp_path, quiet=True)
+    assert again.exit_code == 0 and again.ran == 0
+    assert [t.state.name for t in study_of(first.sweep_dir).get_trials()] == [
+        "PRUNED",
+        "COMPLETE",
+    ]
+    statuses = sorted(
+        e["status"] for e in json.loads((first.sweep_dir / "index.json").read_text())["trials"]
+    )
+    assert statuses == ["completed", "completed", "completed", "pruned"]

@@ -27,7 +27,7 @@ from nnlab.errors import ConfigError, RunError
 from nnlab.metrics import NOT_METRICS, higher_is_better
 from nnlab.runs import DONE, Status, read_summary
 from nnlab.sweeps.axes import Distribution
-from nnlab.sweeps.pruning import Steps, make_pruner
+from nnlab.sweeps.pruning import Steps, make_pruner, mark_pruned
 from nnlab.sweeps.search_spec import Search
 from nnlab.sweeps.spec import Sweep, Trial
 
@@ -221,6 +221,7 @@ class SearchDriver:
             overrides = {a.key: from_optuna(a.values, ft.params[a.key]) for a in self.sweep.axes}
             group = self._group(ft.number, None, overrides, ft.intermediate_values)
             group.told = ft.state != T.RUNNING
+            group.pruned = "nnlab_pruned_at" in ft.user_attrs  # decided, maybe not told
             if not group.told:
                 group.trial = self.optuna.trial.Trial(self.study, ft._trial_id)
 
@@ -242,9 +243,10 @@ class SearchDriver:
     # ------------------------------------------------------------ hooks of the loop
 
     def adopt(self, plan: Any) -> None:
-        """After the runner planned the known trials: runs of told or pruned configs are not
-        run again; open configs whose runs all ended are told now."""
-        entries = plan.entries
+        """After the runner planned the known trials: the unfinished runs of a pruned config
+        (the sweep stopped while they stopped) are pruned, not run again; open configs whose
+        runs all ended are told now."""
+        entries, drop = plan.entries, set()
         for group in self.groups.values():
             for h in group.runs:
                 entries[h]["search_trial"] = group.number
@@ -252,17 +254,13 @@ class SearchDriver:
                 if status in DONE:
                     group.ended[h] = status
                     group.pruned |= status == Status.PRUNED
-        drop = {
-            h
-            for g in self.groups.values()
-            if g.told or g.pruned
-            for h in g.runs
-            if h not in g.ended
-        }
-        for h in drop:
-            entries[h]["status"] = (
-                Status.PRUNED if entries[h].get("status") == "pending" else entries[h]["status"]
-            )
+            for h in group.runs if group.pruned else ():
+                if h not in group.ended:
+                    run = self.dir / entries[h]["run"]
+                    if (run / "summary.json").is_file():
+                        mark_pruned(run)
+                    entries[h]["status"] = group.ended[h] = Status.PRUNED
+                    drop.add(h)
         plan.todo = [t for t in plan.todo if t.hash not in drop]
         plan.resume -= drop
         for group in self.groups.values():
@@ -341,11 +339,12 @@ class SearchDriver:
         for epoch, value in group.steps.ready(running):
             group.trial.report(value, epoch)
             if left and group.trial.should_prune():  # nothing left to save: no prune
-                self._prune(group, loop)
+                self._prune(group, loop, epoch)
                 return
 
-    def _prune(self, group: _Group, loop: Any) -> None:
+    def _prune(self, group: _Group, loop: Any, epoch: int) -> None:
         group.pruned = True
+        group.trial.set_user_attr("nnlab_pruned_at", epoch)  # a decision a restart keeps
         for h in group.runs:
             if h in loop.running:
                 loop.ex.prune(h)
