@@ -104,7 +104,7 @@ def sweep(
       nnlab compare runs/sweeps/init_lr --group-seeds     # then: one table
       nnlab sweep configs/sweeps/init_lr.yaml --cluster tcp://10.0.0.5:8786   # on Dask
       nnlab sweep configs/sweeps/digits_search.yaml       # 40 trials of TPE, 3 seeds each
-      nnlab sweep configs/digits.yaml --sampler random --trials 30 --seeds 3 --jobs 2 \
+      nnlab sweep configs/digits.yaml --sampler random --trials 30 --seeds 3 --jobs 2 \\
           -g 'optimizer.lr=loguniform(1e-4, 1e-1)' -g 'model.layers.0.units=int(16, 512, log)'
 
     \b
@@ -118,8 +118,8 @@ def sweep(
     continues where it stopped, up to --trials sampled configs, each told the mean of its seeds.
 
     \b
-    Exit status: 0 every trial completed or diverged; N (1-100; 101 for more) N trials failed;
-    2 a bad sweep or config (nothing ran); 130/143 interrupted by Ctrl-C/SIGTERM.
+    Exit status: 0 every trial completed, diverged or was pruned; N (1-100; 101 for more) N
+    trials failed; 2 a bad sweep or config (nothing ran); 130/143 interrupted by Ctrl-C/SIGTERM.
     """
     from nnlab.sweeps import check_trials, load_sweep, run_sweep
 
