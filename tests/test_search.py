@@ -463,3 +463,15 @@ def test_a_prune_decided_before_a_kill_holds_after_it(tmp_path, write_config):
         e["status"] for e in json.loads((first.sweep_dir / "index.json").read_text())["trials"]
     )
     assert statuses == ["completed", "completed", "completed", "pruned"]
+
+
+def test_a_search_runs_on_as_many_workers_as_jobs(tmp_path, write_config):
+    path = write_config(DIGITS, "digits.yaml")
+    sweep = load_sweep(
+        path, AXES, ["training.epochs=2"], seeds="2", search={"sampler": "random", "trials": 2}
+    )
+    result = run_sweep(sweep, tmp_path, jobs=2, quiet=True)
+    workers = {
+        e["worker"] for e in json.loads((result.sweep_dir / "index.json").read_text())["trials"]
+    }
+    assert workers == {"worker-1", "worker-2"}

@@ -261,7 +261,8 @@ def run_sweep(
                 jobs = jobs or sweep.jobs
                 # BLAS threads follow the jobs asked for, also when fewer trials are left
                 threads = threads or per_worker(jobs)
-                workers = max(1, min(jobs, len(p.todo)))
+                left = len(p.todo) + (search.runs_left() if search is not None else 0)
+                workers = max(1, min(jobs, left))
                 ex = executor or LocalExecutor(workers, log_dir=folder.logs_dir, threads=threads)
                 loop = _Loop(folder, index, p, ex, progress, clock, search)
                 stop = loop.run(handle_signals)

@@ -271,6 +271,10 @@ class SearchDriver:
         stopping = bool(getattr(loop, "signals", None))
         return not stopping and self.asked < self.search.trials
 
+    def runs_left(self) -> int:
+        """Seed runs of the trials not asked yet."""
+        return max(0, self.search.trials - self.asked) * len(self.seeds)
+
     def tick(self, loop: Any) -> None:
         """Each turn of the loop: the workers' reports to the pruner; new trials to ask while
         workers would be idle."""
