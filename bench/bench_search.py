@@ -89,8 +89,9 @@ def run_grid(base: Path, runs: Path, args: argparse.Namespace) -> dict[str, list
 
 
 def run_search(base: Path, runs: Path, args: argparse.Namespace, sampler: str, seed: int,
-               pruner: str = "none") -> tuple[list[float | None], int]:  # fmt: skip
-    """The value told for each trial in order (None: pruned or failed), and the epochs run."""
+               pruner: str = "none") -> tuple[list[float | None], int, int]:  # fmt: skip
+    """The value told for each trial in order (None: pruned or failed), the epochs run and the
+    trials pruned."""
     name = f"{sampler}-{pruner}-{seed}"
     search = {"sampler": sampler, "trials": args.trials, "seed": seed, "pruner": pruner}
     sweep = load_sweep(base, SPACE, [f"training.epochs={args.epochs}"], str(args.seeds),
@@ -98,9 +99,10 @@ def run_search(base: Path, runs: Path, args: argparse.Namespace, sampler: str, s
     run_sweep(sweep, runs, jobs=args.jobs, quiet=True)
     sweep_dir = runs / "sweeps" / name
     study = load_study(sweep_dir, name)
-    values = [t.value if t.state.name == "COMPLETE" else None for t in study.get_trials()]
+    trials = study.get_trials()
+    values = [t.value if t.state.name == "COMPLETE" else None for t in trials]
     epochs = sum(e["summary"]["epochs_completed"] for e in summaries(sweep_dir) if e["summary"])
-    return values, epochs
+    return values, epochs, sum(t.state.name == "PRUNED" for t in trials)
 
 
 def best_so_far(values: list[float | None]) -> np.ndarray:
@@ -139,21 +141,24 @@ def main() -> int:
         for _ in range(args.search_seeds):
             curves["grid"].append(best_so_far(list(rng.permutation(order))))
         epochs = {"random": [], "tpe": [], "tpe+median": []}
-        pruned_best = []
+        pruned_best, pruned = [], []
         for s in range(args.search_seeds):
             for sampler in ("random", "tpe"):
-                values, used = run_search(base, runs, args, sampler, s)
+                values, used, _ = run_search(base, runs, args, sampler, s)
                 curves[sampler].append(best_so_far(values))
                 epochs[sampler].append(used)
-            values, used = run_search(base, runs, args, "tpe", s, "median")
+            values, used, n = run_search(base, runs, args, "tpe", s, "median")
             pruned_best.append(best_so_far(values)[-1])
             epochs["tpe+median"].append(used)
+            pruned.append(n)
     seconds = time.perf_counter() - t0
-    report(args, curves, grid_best, seed_std, noise, epochs, pruned_best, grid_epochs, seconds)
+    pruning = (epochs, pruned_best, pruned)
+    report(args, curves, grid_best, seed_std, noise, pruning, grid_epochs, seconds)
     return 0
 
 
-def report(args, curves, grid_best, seed_std, noise, epochs, pruned_best, grid_epochs, seconds):
+def report(args, curves, grid_best, seed_std, noise, pruning, grid_epochs, seconds):
+    epochs, pruned_best, pruned = pruning
     k = args.seeds
     print(f"digits, {args.epochs} epochs, {k} seeds per config, median over "
           f"{args.search_seeds} search seeds ({seconds:.0f} s)")  # fmt: skip
@@ -173,13 +178,14 @@ def report(args, curves, grid_best, seed_std, noise, epochs, pruned_best, grid_e
         print(f"  {name} at {args.trials} trials: {at:.4f}, {gap:+.4f} below the grid's best "
               f"({gap / noise:+.1f} x the noise): {verdict}")  # fmt: skip
     full = np.median(epochs["tpe"])
-    pruned = np.median(epochs["tpe+median"])
+    used = np.median(epochs["tpe+median"])
     best_full = float(np.median([c[-1] for c in curves["tpe"]]))
     best_pruned = float(np.median(pruned_best))
-    saved = 1 - pruned / full
-    print(f"median pruner (TPE, {args.trials} trials): {pruned:.0f} epochs against {full:.0f} "
-          f"without ({saved:.0%} saved; the grid: {grid_epochs}); best {best_pruned:.4f} against "
-          f"{best_full:.4f} ({(best_full - best_pruned) / noise:+.1f} x the noise)")  # fmt: skip
+    saved = 1 - used / full
+    print(f"median pruner (TPE, {args.trials} trials, {np.median(pruned):.0f} pruned): "
+          f"{used:.0f} epochs against {full:.0f} without ({saved:.0%} saved; the grid: "
+          f"{grid_epochs}); best {best_pruned:.4f} against {best_full:.4f} "
+          f"({(best_full - best_pruned) / noise:+.1f} x the noise)")  # fmt: skip
     ok = saved >= 0.4 and best_full - best_pruned <= 2 * noise
     print(f"  goal (>= 40% saved, best within the noise): {'met' if ok else 'NOT met'}")
 
