@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from nnlab.errors import StorageError
+from nnlab.files import open_log
 from nnlab.nn.layers import LAYERS
 from nnlab.runs import number_text, read_csv_rows, rewrite_csv
 
@@ -73,11 +75,12 @@ class LayerStats:
         if keep_epochs is not None and path.exists():
             kept = [r for r in read_csv_rows(path) if int(r["epoch"]) <= keep_epochs]
         rewrite_csv(path, COLUMNS, kept)
-        self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
+        self._f = open_log(path)  # never through a symbolic link
 
     def record(self, epoch: int) -> None:
         exp = self.exp
         model = exp.model
+        lines = []
         outs = model.forward(self.X, training=False, logits=exp.logit_flags)
         _, douts = self.objective(outs)
         model.backward(douts, logits=exp.logit_flags)
@@ -101,8 +104,12 @@ class LayerStats:
                 "w_norm": float(np.linalg.norm(W)) if W is not None else math.nan,
                 "grad_norm": float(np.linalg.norm(dW)) if dW is not None else math.nan,
             }  # fmt: skip
-            self._f.write(",".join(_text(row[c]) for c in COLUMNS) + "\n")
-        self._f.flush()
+            lines.append(",".join(_text(row[c]) for c in COLUMNS) + "\n")
+        try:
+            self._f.write("".join(lines))
+            self._f.flush()
+        except OSError as e:
+            raise StorageError(e, self.path) from None
 
     def _arrays(self, layer: Any, i: int) -> tuple[Array | None, Array | None]:
         """The pre-activation and activation a layer computed on the probe batch."""
@@ -121,7 +128,10 @@ class LayerStats:
         return None, None
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError as e:
+            raise StorageError(e, self.path) from None
 
 
 def _text(v: Any) -> str:

@@ -12,6 +12,7 @@ is ``killed`` (``run_status``), and that is the only place liveness is decided.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import io
@@ -20,17 +21,30 @@ import math
 import os
 import re
 import socket
+import stat
 import time
-from collections.abc import Callable, Iterable
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from nnlab.errors import ConfigError, RunError
-from nnlab.files import atomic_write, jsonable, write_json
+from nnlab.errors import ConfigError, RunError, StorageError
+from nnlab.files import atomic_write, jsonable, open_log, write_json
+from nnlab.metrics import MetricsTally
+from nnlab.runcheck import (
+    check_arrays,
+    check_checkpoint,
+    check_heads,
+    check_input_scaling,
+    check_model_meta,
+    check_summary,
+    reason,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,6 +53,20 @@ MODEL_FORMAT = "nnlab-model/1"
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_FORMAT = "nnlab-checkpoint/1"
 RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "model.npz")
+#: larger than any summary.json or config.yaml nnlab writes (a few kilobytes): not read
+MAX_TEXT_FILE = 8 << 20
+#: what reading a damaged .npz can raise (zip, npy and JSON parts, a header that claims more
+#: memory than there is)
+NPZ_ERRORS = (
+    OSError,
+    ValueError,
+    KeyError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    RecursionError,
+    MemoryError,
+)
 
 
 class Status(StrEnum):
@@ -162,6 +190,38 @@ def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[
     return unique
 
 
+# ---------------------------------------------------------------- reading
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """A run's file opened to read; a missing one raises FileNotFoundError, anything but a
+    regular file (a folder, a FIFO that would block) or an unreadable one a RunError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise RunError(f"{path}: cannot read it ({e.strerror or e})") from None
+    f = open(fd, "rb")  # noqa: SIM115 (the caller's)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise RunError(f"{path}: damaged (not a regular file)")
+    return f
+
+
+def read_text_file(path: Path, limit: int = MAX_TEXT_FILE) -> str:
+    """A run's small text file (summary.json, config.yaml), at most ``limit`` bytes; missing:
+    FileNotFoundError; larger, unreadable or not UTF-8: a RunError naming it."""
+    with open_regular(path) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise RunError(f"{path}: damaged (larger than {limit >> 20} MB; nnlab writes kilobytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path}: damaged (not UTF-8 text at byte {e.start})") from None
+
+
 # ---------------------------------------------------------------- config and summary
 
 
@@ -177,12 +237,11 @@ def read_config(run: str | Path) -> dict:
 
     path = Path(run) / "config.yaml"
     try:
-        config = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        config = parse_yaml(read_text_file(path), str(path))
     except FileNotFoundError:
         raise RunError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, ConfigError) as e:
-        reason = e.detail if isinstance(e, ConfigError) else e
-        raise RunError(f"{path}: damaged ({reason})") from None
+    except (ConfigError, RecursionError) as e:
+        raise RunError(f"{path}: damaged ({getattr(e, 'detail', None) or reason(e)})") from None
     if not isinstance(config, dict):
         raise RunError(f"{path}: damaged (not a mapping)")
     return config
@@ -193,17 +252,16 @@ def write_summary(run: Path, summary: dict) -> None:
 
 
 def read_summary(run: str | Path) -> dict:
-    """A run's summary.json; a RunError when it is missing, unreadable or not a summary."""
+    """A run's summary.json; a RunError when it is missing, unreadable, not a summary or a
+    field nnlab reads has the wrong type (``runcheck.SUMMARY_FIELDS``)."""
     path = Path(run) / "summary.json"
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = json.loads(read_text_file(path))
     except FileNotFoundError:
         raise RunError(f"{run}: not a run folder (no summary.json)") from None
-    except (OSError, ValueError, RecursionError) as e:
-        raise RunError(f"{path}: damaged ({e})") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("status"), str):
-        raise RunError(f"{path}: damaged (not an nnlab summary)")
-    return summary
+    except (ValueError, RecursionError) as e:
+        raise RunError(f"{path}: damaged ({reason(e)})") from None
+    return check_summary(summary, path, STATUSES)
 
 
 def run_status(summary: dict) -> str:
@@ -291,40 +349,73 @@ class MetricsLog:
     thousands of epochs a second) are flushed together at that interval."""
 
     def __init__(
-        self, path: Path, columns: list[str], flush_every: float = 0.02, keep_rows: int = 0
+        self,
+        path: Path,
+        columns: list[str],
+        flush_every: float = 0.02,
+        keep_bytes: int | None = None,
     ):
-        """Start a new log, or with ``keep_rows`` continue an existing one after its first
-        ``keep_rows`` rows (the rest, written after the last checkpoint, are dropped)."""
+        """Start a new log, or with ``keep_bytes`` continue an existing one after its first
+        ``keep_bytes`` bytes, cut there in place (the header and the rows up to the last
+        checkpoint, as ``rows_before`` finds them; the rest are dropped). The file is never
+        opened through a symbolic link. A write that fails is a ``StorageError`` naming it."""
         self.path = path
         self.columns = columns
         self.flush_every = flush_every
-        kept = ""
-        if keep_rows:
-            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-            if lines[0].strip().split(",") != columns or len(lines) - 1 < keep_rows:
-                raise RunError(f"{path}: does not match the checkpoint; cannot resume")
-            kept = "".join(lines[1 : keep_rows + 1])
-        atomic_write(path, ",".join(columns) + "\n" + kept)
-        self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
+        if keep_bytes is None:
+            header = ",".join(columns) + "\n"
+            atomic_write(path, header)
+            keep_bytes = len(header)
+        self._f = open_log(path, keep_bytes)
         self._flushed = time.monotonic()
+        self.size = keep_bytes  # bytes written (the text is ASCII)
+        self.checkpointed = keep_bytes  # ... up to the last checkpoint
 
     def append(self, row: dict[str, Any]) -> None:
         cells = []
         for c in self.columns:
             v = row.get(c)
             cells.append(repr(v) if type(v) in (float, int) else number_text(v))
-        self._f.write(",".join(cells) + "\n")
-        now = time.monotonic()
-        if now - self._flushed >= self.flush_every:
-            self._f.flush()
-            self._flushed = now
+        line = ",".join(cells) + "\n"
+        self.size += len(line)
+        try:
+            self._f.write(line)
+            now = time.monotonic()
+            if now - self._flushed >= self.flush_every:
+                self._f.flush()
+                self._flushed = now
+        except OSError as e:
+            raise StorageError(e, self.path) from None
 
     def flush(self) -> None:
-        self._f.flush()
+        try:
+            self._f.flush()
+        except OSError as e:
+            raise StorageError(e, self.path) from None
         self._flushed = time.monotonic()
 
+    def checkpoint(self) -> None:
+        """Flush: the rows written so far are those a checkpoint about to be saved counts."""
+        self.flush()
+        self.checkpointed = self.size
+
     def close(self) -> None:
-        self._f.close()
+        """Flush the rows and close; a failure (a full disk) is a ``StorageError``."""
+        try:
+            self._f.close()
+        except OSError as e:
+            raise StorageError(e, self.path) from None
+
+    def abandon(self, free_space: bool = False) -> None:
+        """Close without raising, after another error: rows not yet on disk may be lost (a
+        resume drops them anyway, as it drops every row after its checkpoint). With
+        ``free_space`` (the disk is full), the rows after the last checkpoint are cut off
+        too, which makes room to record how the run ended."""
+        with contextlib.suppress(OSError):
+            self._f.close()
+        if free_space:
+            with contextlib.suppress(OSError), open_log(self.path, self.checkpointed):
+                pass
 
 
 @dataclass
@@ -373,28 +464,109 @@ def read_metrics(run: str | Path, missing_ok: bool = False) -> Metrics:
     wrong length) is a RunError naming the file."""
     path = Path(run) / "metrics.csv"
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as f:
+            text = f.read().decode("utf-8")
     except FileNotFoundError:
         if missing_ok:
             return Metrics([], np.empty((0, 0)))
         raise RunError(f"{run}: no metrics.csv") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise RunError(f"{path}: damaged ({e})") from None
+        raise RunError(f"{path}: damaged ({reason(e)})") from None
     lines = complete_lines(text)
     if not lines or not lines[0].strip():
         return Metrics([], np.empty((0, 0)))
-    reader = csv.reader(lines)
-    columns = next(reader)
+    columns = next(csv.reader(lines[:1]))
     if "epoch" not in columns:
         raise RunError(f"{path}: damaged (no 'epoch' column)")
+    return Metrics(columns, parse_rows(lines[1:], len(columns), path))
+
+
+def parse_rows(lines: list[str], width: int, path: Path) -> np.ndarray:
+    """Rows of metrics.csv (complete lines) as numbers, (rows, width): an empty cell is NaN,
+    anything else not a number, or a row without ``width`` cells, a RunError naming the file.
+    NumPy's C reader takes well-formed rows; the careful one below says what is wrong."""
+    if not lines:
+        return np.empty((0, width))
     try:
-        rows = [[float(v) if v != "" else math.nan for v in row] for row in reader if row]
+        values = np.loadtxt(lines, delimiter=",", comments=None, ndmin=2, dtype=np.float64)
+        if values.shape == (len(lines), width):
+            return values
+    except ValueError:
+        pass
+    try:
+        cells = (row for row in csv.reader(lines) if row)
+        rows = [[float(v) if v != "" else math.nan for v in row] for row in cells]
     except ValueError as e:
-        raise RunError(f"{path}: damaged ({e})") from None
-    if any(len(r) != len(columns) for r in rows):
-        raise RunError(f"{path}: damaged (a row without {len(columns)} values)")
-    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
-    return Metrics(columns, values)
+        raise RunError(f"{path}: damaged ({reason(e)})") from None
+    if any(len(r) != width for r in rows):
+        raise RunError(f"{path}: damaged (a row without {width} values)")
+    return np.array(rows, dtype=np.float64).reshape(len(rows), width)
+
+
+#: bytes of metrics.csv read at a time by ``rows_before``, and the longest line it reads
+BLOCK_BYTES = 1 << 20
+MAX_LINE = 1 << 16
+
+
+def rows_before(run: str | Path, columns: list[str], epochs: int) -> tuple[int, MetricsTally]:
+    """Where a resumed run continues its metrics.csv: the length in bytes of the header and
+    the rows of epochs 1 to ``epochs`` (those before its checkpoint), and the tally (best and
+    last) of those rows. The file is read in blocks of ``BLOCK_BYTES``: a log of millions of
+    epochs is never held whole. A RunError names the file when its header is not
+    ``columns`` or its first rows are not those of epochs 1, 2, ..., ``epochs``."""
+    path = Path(run) / "metrics.csv"
+    tally = MetricsTally()
+    try:
+        with open_regular(path) as f:
+            header = f.readline(MAX_LINE)
+            if header.decode("utf-8", "replace").rstrip("\r\n").split(",") != columns:
+                what = "it is empty" if not header else "its columns are not this run's"
+                raise RunError(f"{path}: {what} ({','.join(columns)}); cannot resume")
+            size = len(header)
+            for block in _line_blocks(f, epochs, path):
+                lines = block.decode("utf-8", "replace").split("\n")[:-1]
+                values = parse_rows(lines, len(columns), path)
+                expected = np.arange(tally.count + 1, tally.count + len(lines) + 1)
+                if not np.array_equal(values[:, columns.index("epoch")], expected):
+                    raise RunError(f"{path}: damaged (its rows are not epochs 1, 2, 3, ...)")
+                tally.add_block(columns, values)
+                size += len(block)
+    except FileNotFoundError:
+        raise RunError(f"{run}: no metrics.csv; cannot resume") from None
+    except OSError as e:
+        raise RunError(f"{path}: cannot read it ({reason(e)})") from None
+    if tally.count < epochs:
+        raise RunError(
+            f"{path}: holds {tally.count} rows, fewer than the {epochs} epochs of the "
+            "checkpoint; cannot resume"
+        )
+    return size, tally
+
+
+def _line_blocks(f: BinaryIO, n: int, path: Path) -> Iterator[bytes]:
+    """The next ``n`` complete lines of a binary file (fewer if it ends first; an unfinished
+    last line is left), in blocks of about ``BLOCK_BYTES``."""
+    carry = b""
+    while n > 0:
+        chunk = f.read(BLOCK_BYTES)
+        data = carry + chunk
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            if len(data) > MAX_LINE:
+                raise RunError(f"{path}: damaged (a line longer than {MAX_LINE} bytes)")
+            if not chunk:
+                return
+            carry = data
+            continue
+        block, carry = data[:end], data[end:]
+        count = block.count(b"\n")
+        if count > n:
+            end = -1
+            for _ in range(n):
+                end = block.index(b"\n", end + 1)
+            block, count = block[: end + 1], n
+        n -= count
+        yield block
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
@@ -429,36 +601,51 @@ def save_model(path: Path, model: Any, meta: dict) -> None:
 
 
 def read_model_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(meta, params) from a model.npz."""
+    """(meta, params) from a model.npz; a RunError names the file when it is missing or
+    damaged: not an .npz, an architecture that is not an nnlab model's
+    (``runcheck.check_model_meta``), parameters that are not numbers, an input scaling that
+    is not finite numbers of the input's shape."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open_regular(path) as f, np.load(f, allow_pickle=False) as z:
             meta = json.loads(bytes(z["architecture"]).decode())
             params = {k[len("param/") :]: z[k] for k in z.files if k.startswith("param/")}
-            meta["shift"] = z["input/shift"]
-            meta["scale"] = z["input/scale"]
+            if isinstance(meta, dict):
+                meta["shift"] = z["input/shift"]
+                meta["scale"] = z["input/scale"]
     except FileNotFoundError:
         raise RunError(f"{path}: no such file; the run has no saved model") from None
-    except (OSError, ValueError, KeyError) as e:
-        raise RunError(f"{path}: not a readable nnlab model ({e})") from None
-    if meta.get("format") != MODEL_FORMAT:
-        raise RunError(f"{path}: unknown model format {meta.get('format')!r}")
+    except NPZ_ERRORS as e:
+        raise RunError(f"{path}: not a readable nnlab model ({reason(e)})") from None
+    if isinstance(meta, dict) and meta.get("format") != MODEL_FORMAT:
+        raise RunError(f"{path}: unknown model format {str(meta.get('format'))[:40]!r}")
+    check_model_meta(meta, path)
+    check_arrays(params, path)
+    check_input_scaling(meta, path)
     return meta, params
 
 
 def load_model(run: str | Path) -> tuple[Any, dict]:
     """Rebuild a trained model from a run folder (or a model.npz): (model, meta), with the run
-    folder's name as ``meta["run"]``."""
+    folder's name as ``meta["run"]``. Every parameter the architecture has must be in the
+    file with its shape, and nothing else."""
     from nnlab.nn import Model
 
     path = Path(run)
     if not path.exists():
         raise RunError(f"{run}: no such run folder or model file")
-    meta, params = read_model_file(path / "model.npz" if path.is_dir() else path)
+    file = path / "model.npz" if path.is_dir() else path
+    meta, params = read_model_file(file)
     meta["run"] = (path if path.is_dir() else path.parent).resolve().name
-    model = Model.from_spec(
-        meta["model"], tuple(meta["input_shape"]), np.random.default_rng(0), meta["dtype"]
-    )
-    model.load_state_dict(params)
+    try:
+        model = Model.from_spec(
+            meta["model"], tuple(meta["input_shape"]), np.random.default_rng(0), meta["dtype"]
+        )
+        model.load_state_dict(params)
+    except ConfigError as e:
+        raise RunError(f"{file}: damaged (its architecture: {e})") from None
+    except ValueError as e:
+        raise RunError(f"{file}: damaged ({reason(e)})") from None
+    check_heads(model, meta, file)
     return model, meta
 
 
@@ -471,12 +658,18 @@ def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> No
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays, meta) of a checkpoint.npz; a RunError names the file when it is damaged: not
+    an .npz, no state with a count of epochs, arrays that are not numbers. Whether the state
+    fits the run is for the run to check (``runcheck.check_state``)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open_regular(path) as f, np.load(f, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
             arrays = {k: z[k] for k in z.files if k != "meta"}
-    except (OSError, ValueError, KeyError) as e:
-        raise RunError(f"{path}: not a readable checkpoint ({e})") from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise RunError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+    except FileNotFoundError:
+        raise RunError(f"{path}: no such file") from None
+    except NPZ_ERRORS as e:
+        raise RunError(f"{path}: not a readable checkpoint ({reason(e)})") from None
+    if isinstance(meta, dict) and meta.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path}: unknown checkpoint format {str(meta.get('format'))[:40]!r}")
+    check_checkpoint(arrays, meta, path)
     return arrays, meta

@@ -19,7 +19,7 @@ import numpy as np
 from nnlab import threads
 from nnlab.errors import ConfigError, did_you_mean
 from nnlab.experiment import Experiment, Meters, evaluate, metric_columns
-from nnlab.metrics import NOT_METRICS, higher_is_better
+from nnlab.metrics import NOT_METRICS, MetricsTally, higher_is_better
 from nnlab.progress import Progress
 from nnlab.runs import MetricsLog, Status
 
@@ -102,12 +102,14 @@ class _Fit:
 
 
 class Trainer:
-    """Runs the epochs of an experiment, writing rows to a metrics log as it goes."""
+    """Runs the epochs of an experiment, writing rows to a metrics log as it goes: a
+    ``MetricsLog`` (metrics.csv), or a list that collects them. Of the rows it keeps only the
+    best and the last (``tally``), so that its memory does not grow with the epochs."""
 
     def __init__(
         self,
         exp: Experiment,
-        log: MetricsLog | None = None,
+        log: MetricsLog | list[dict] | None = None,
         quiet: bool = True,
         checkpoint: Callable[[Trainer], None] | None = None,
     ):
@@ -123,7 +125,7 @@ class Trainer:
         self.diverged_at: dict | None = None
         self.stopped_early = False
         self.columns = metric_columns(exp)
-        self.rows: list[dict] = []  # one per finished epoch, as written to metrics.csv
+        self.tally = MetricsTally()  # of the rows written to the log: the best, the last
         es = exp.config["training"]["early_stopping"]
         if es is not None and es["monitor"] not in self.columns:
             metrics = [c for c in self.columns if c not in NOT_METRICS]
@@ -234,7 +236,7 @@ class Trainer:
                 row[f"val_{k}"] = v
         row["lr"] = lr
         row["seconds"] = seconds
-        self.rows.append(row)
+        self.tally.add(row)
         if self.log is not None:
             self.log.append(row)
         if self.on_epoch is not None:
@@ -274,8 +276,8 @@ class Trainer:
         }
         return arrays, meta
 
-    def load_state(self, arrays: dict[str, Array], meta: dict, rows: list[dict]) -> None:
-        """Continue from a ``state()``; ``rows`` are the metrics rows of the epochs before."""
+    def load_state(self, arrays: dict[str, Array], meta: dict, tally: MetricsTally) -> None:
+        """Continue from a ``state()``; ``tally`` is that of the metrics rows before it."""
         exp = self.exp
         if arrays["theta"].shape != exp.model.theta.shape:
             raise ValueError("the checkpoint's weights do not fit the model")
@@ -290,7 +292,7 @@ class Trainer:
         self.es_wait, self.es_best, self.es_epoch = es["wait"], es["best"], es["epoch"]
         self.best_theta = arrays["best_theta"].copy() if "best_theta" in arrays else None
         self.epoch = meta["epoch"]
-        self.rows = rows
+        self.tally = tally
 
     def _early_stop_step(self, row: dict, wait: int) -> int:
         es = self.early_stopping

@@ -34,7 +34,7 @@ def threshold_run(activation: str, w: float, b: float, **kw):
         ],
     )
     exp = build(cfg)
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, log=[])  # a list collects the rows
     trainer.fit()
     return exp, trainer
 
@@ -53,7 +53,7 @@ def test_linear_output_with_mse_ends_at_three_fifths_whatever_the_start(w, b):
 def test_sigmoid_output_with_mse_from_the_seed_start_reaches_four_fifths():
     exp, trainer = threshold_run("sigmoid", SEED_W, SEED_B)
     assert evaluate(exp, "train")["accuracy"] == pytest.approx(0.8)
-    rows = trainer.rows
+    rows = trainer.log
     # the same trajectory the user printed: loss before the first and the last update
     assert rows[0]["loss"] == pytest.approx(TF_FIRST_LOSS, rel=1e-6)
     assert rows[-1]["loss"] == pytest.approx(TF_LAST_LOSS, rel=1e-6)
@@ -286,9 +286,9 @@ def test_training_from_the_bytes_gives_the_numbers_of_the_float_inputs():
             exp.data.train.codes = None
         elif codes == "wrong divisor":  # shows that training reads the bytes
             exp.data.train.codes = (exp.data.train.codes[0], 8.0)
-        trainer = Trainer(exp)
+        trainer = Trainer(exp, log=[])
         trainer.fit()
-        results.append((trainer.rows, exp.model.theta.copy()))
+        results.append((trainer.log, exp.model.theta.copy()))
     (rows_a, theta_a), (rows_b, theta_b), (_, theta_c) = results
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in rows_a]
     assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in rows_b]
