@@ -36,10 +36,10 @@ from nnlab.runs import (
     MetricsLog,
     Status,
     alive,
+    load_run_config,
     new_run_dir,
     now,
     read_checkpoint,
-    read_config,
     read_summary,
     rows_before,
     save_checkpoint,
@@ -120,7 +120,7 @@ def resume(run_dir: str | Path, quiet: bool = True, handle_signals: bool = True)
         raise RunError(f"{path}: the run is {status}; there is nothing to resume")
     if alive(summary):
         raise RunError(f"{path}: the run is still running (pid {summary['pid']})")
-    config = _config_of(path)
+    config = load_run_config(path)
     config["name"] = summary.get("name", config["name"])
     exp = build(config)
     trainer = Trainer(exp, quiet=quiet)
@@ -137,17 +137,6 @@ def resume(run_dir: str | Path, quiet: bool = True, handle_signals: bool = True)
         trainer.log.abandon()
         raise
     return _execute(exp, trainer, path, summary, handle_signals)
-
-
-def _config_of(path: Path) -> dict:
-    """A run's config.yaml, validated as a config file is."""
-    from nnlab.config import resolve
-
-    source = str(path / "config.yaml")
-    config = resolve(read_config(path), source=source)
-    if config["name"] is None:
-        config["name"] = path.name
-    return config
 
 
 def _restore(trainer: Trainer, path: Path) -> int | None:
@@ -195,8 +184,9 @@ def _execute(
     checkpoint = path / CHECKPOINT
 
     def save(tr: Trainer) -> None:
-        tr.log.checkpoint()  # the rows a checkpoint counts are on disk before it is
+        tr.log.flush()  # the rows a checkpoint counts are on disk before it is
         save_checkpoint(checkpoint, *tr.state())
+        tr.log.checkpointed = tr.log.size
 
     trainer.checkpoint = save
     t0 = time.perf_counter()

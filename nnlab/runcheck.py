@@ -234,6 +234,17 @@ def check_checkpoint(arrays: dict[str, np.ndarray], meta: Any, path: Path) -> No
     if "theta" not in arrays:
         raise _damaged(path, "no weights (theta) in it")
     check_arrays(arrays, path)
+    es = meta.get("early_stopping")
+    for key, ok, what in _EARLY_STOPPING if isinstance(es, dict) else ():
+        if key in es and not ok(es[key]):
+            raise _damaged(path, f"early_stopping.{key} is {kind(es[key])}, not {what}")
+
+
+_EARLY_STOPPING = (
+    ("wait", _count, "a whole number >= 0"),
+    ("best", lambda v: v is None or (_number(v) and math.isfinite(v)), "a number or null"),
+    ("epoch", lambda v: v is None or _count(v), "a whole number >= 0 or null"),
+)
 
 
 def check_state(

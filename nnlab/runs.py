@@ -105,7 +105,7 @@ def make_dir(path: Path, what: str) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise RunError(f"{path}: cannot create {what} ({e.strerror or e})") from None
+        raise StorageError(e, path, f"create {what}") from None
 
 
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:
@@ -120,7 +120,7 @@ def new_run_dir(runs_dir: str | Path, name: str) -> Path:
         except FileExistsError:
             continue
         except OSError as e:
-            raise RunError(f"{path}: cannot create the run folder ({e.strerror or e})") from None
+            raise StorageError(e, path, "create the run folder") from None
         return path
     raise RunError(f"{root}: could not create a new run folder named {stem}")
 
@@ -202,11 +202,10 @@ def open_regular(path: Path) -> BinaryIO:
         raise
     except OSError as e:
         raise RunError(f"{path}: cannot read it ({e.strerror or e})") from None
-    f = open(fd, "rb")  # noqa: SIM115 (the caller's)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
-        f.close()
+        os.close(fd)
         raise RunError(f"{path}: damaged (not a regular file)")
-    return f
+    return open(fd, "rb")  # the caller closes it
 
 
 def read_text_file(path: Path, limit: int = MAX_TEXT_FILE) -> str:
@@ -244,6 +243,17 @@ def read_config(run: str | Path) -> dict:
         raise RunError(f"{path}: damaged ({getattr(e, 'detail', None) or reason(e)})") from None
     if not isinstance(config, dict):
         raise RunError(f"{path}: damaged (not a mapping)")
+    return config
+
+
+def load_run_config(run: str | Path) -> dict:
+    """A run's config.yaml validated as a config file is (to rebuild its experiment); a
+    damaged or invalid one is an error naming the file."""
+    from nnlab.config import resolve
+
+    config = resolve(read_config(run), source=str(Path(run) / "config.yaml"))
+    if config["name"] is None:
+        config["name"] = Path(run).name
     return config
 
 
@@ -369,7 +379,7 @@ class MetricsLog:
         self._f = open_log(path, keep_bytes)
         self._flushed = time.monotonic()
         self.size = keep_bytes  # bytes written (the text is ASCII)
-        self.checkpointed = keep_bytes  # ... up to the last checkpoint
+        self.checkpointed = keep_bytes  # ... up to the last checkpoint saved (set by its saver)
 
     def append(self, row: dict[str, Any]) -> None:
         cells = []
@@ -393,11 +403,6 @@ class MetricsLog:
         except OSError as e:
             raise StorageError(e, self.path) from None
         self._flushed = time.monotonic()
-
-    def checkpoint(self) -> None:
-        """Flush: the rows written so far are those a checkpoint about to be saved counts."""
-        self.flush()
-        self.checkpointed = self.size
 
     def close(self) -> None:
         """Flush the rows and close; a failure (a full disk) is a ``StorageError``."""
@@ -478,7 +483,13 @@ def read_metrics(run: str | Path, missing_ok: bool = False) -> Metrics:
     columns = next(csv.reader(lines[:1]))
     if "epoch" not in columns:
         raise RunError(f"{path}: damaged (no 'epoch' column)")
-    return Metrics(columns, parse_rows(lines[1:], len(columns), path))
+    values = parse_rows(lines[1:], len(columns), path)
+    epochs = values[:, columns.index("epoch")]
+    if len(epochs) and not (
+        np.all(epochs >= 1) and np.all(epochs == np.round(epochs)) and np.all(np.diff(epochs) > 0)
+    ):
+        raise RunError(f"{path}: damaged (its epochs are not whole numbers counting up)")
+    return Metrics(columns, values)
 
 
 def parse_rows(lines: list[str], width: int, path: Path) -> np.ndarray:
