@@ -14,11 +14,11 @@ import math
 import os
 import stat
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
-from nnlab.errors import StorageError
+from nnlab.errors import RunError, StorageError
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -81,6 +81,21 @@ def open_log(path: str | Path, size: int | None = None) -> TextIO:
         if isinstance(e, OSError) and not isinstance(e, StorageError):
             raise StorageError(e, path) from None
         raise
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """A run's file opened to read; a missing one raises FileNotFoundError, anything but a
+    regular file (a folder, a FIFO that would block) or an unreadable one a RunError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise RunError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunError(f"{path}: damaged (not a regular file)")
+    return open(fd, "rb")  # the caller closes it
 
 
 def jsonable(x: Any) -> Any:

@@ -498,10 +498,11 @@ class _FullDisk:
 
 
 def test_a_full_disk_with_a_patched_writer(tmp_path, monkeypatch):
-    import nnlab.runs
+    import nnlab.metrics_csv
 
-    real = nnlab.runs.open_log
-    monkeypatch.setattr(nnlab.runs, "open_log", lambda p, size=None: _FullDisk(real(p, size), 300))
+    real = nnlab.metrics_csv.open_log
+    full = lambda p, size=None: _FullDisk(real(p, size), 300)  # noqa: E731
+    monkeypatch.setattr(nnlab.metrics_csv, "open_log", full)
     proc = invoke_nnlab(
         "train", CONFIGS / "xor.yaml", "--runs-dir", tmp_path / "runs", "-q",
         "--set", "training.epochs=400", "--set", "training.checkpoint_seconds=0",
@@ -513,7 +514,7 @@ def test_a_full_disk_with_a_patched_writer(tmp_path, monkeypatch):
     assert summary["status"] == "failed"
     assert "the disk is full" in summary["error"]
     assert len(read_metrics(run)) == 300  # cut back to the last checkpoint, made room
-    monkeypatch.setattr(nnlab.runs, "open_log", real)
+    monkeypatch.setattr(nnlab.metrics_csv, "open_log", real)
     assert resume(run).summary["status"] == "completed"
     assert read_metrics(run).column("epoch").tolist() == list(range(1, 401))
 
@@ -632,9 +633,9 @@ def test_the_tally_of_blocks_is_that_of_rows():
 
 
 def test_rows_before_reads_in_blocks_and_finds_the_checkpoints_row(place, monkeypatch):
-    import nnlab.runs
+    import nnlab.metrics_csv
 
-    monkeypatch.setattr(nnlab.runs, "BLOCK_BYTES", 50)  # a block boundary inside most rows
+    monkeypatch.setattr(nnlab.metrics_csv, "BLOCK_BYTES", 50)  # a block boundary inside most rows
     run = place / "runs" / "run"
     metrics = read_metrics(run)
     text = (run / "metrics.csv").read_bytes()

@@ -1,0 +1,274 @@
+"""A run's metrics.csv: the log written a row per epoch (``MetricsLog``) and read back
+(``read_metrics``, every row; ``rows_before``, the rows up to a checkpoint, in blocks, for
+resume). Part of the run folder that ``nnlab.runs`` owns, which gives these names too; also
+the text CSV files of a run (layers.csv).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+
+from nnlab.errors import RunError, StorageError
+from nnlab.files import atomic_write, open_log, open_regular
+from nnlab.metrics import MetricsTally
+from nnlab.runcheck import reason
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def number_text(x: Any) -> str:
+    """A number as text that reads back to the same float (the shortest round trip); None as
+    an empty cell."""
+    if x is None:
+        return ""
+    if isinstance(x, int | np.integer):
+        return str(int(x))
+    return repr(float(x))
+
+
+class MetricsLog:
+    """metrics.csv: a header, then one row per epoch. A row is flushed to the file as it is
+    written, except that epochs shorter than ``flush_every`` seconds (toy problems doing
+    thousands of epochs a second) are flushed together at that interval."""
+
+    def __init__(
+        self,
+        path: Path,
+        columns: list[str],
+        flush_every: float = 0.02,
+        keep_bytes: int | None = None,
+    ):
+        """Start a new log, or with ``keep_bytes`` continue an existing one after its first
+        ``keep_bytes`` bytes, cut there in place (the header and the rows up to the last
+        checkpoint, as ``rows_before`` finds them; the rest are dropped). The file is never
+        opened through a symbolic link. A write that fails is a ``StorageError`` naming it."""
+        self.path = path
+        self.columns = columns
+        self.flush_every = flush_every
+        if keep_bytes is None:
+            header = ",".join(columns) + "\n"
+            atomic_write(path, header)
+            keep_bytes = len(header)
+        self._f = open_log(path, keep_bytes)
+        self._flushed = time.monotonic()
+        self.size = keep_bytes  # bytes written (the text is ASCII)
+        self.checkpointed = keep_bytes  # ... up to the last checkpoint saved (set by its saver)
+
+    def append(self, row: dict[str, Any]) -> None:
+        cells = []
+        for c in self.columns:
+            v = row.get(c)
+            cells.append(repr(v) if type(v) in (float, int) else number_text(v))
+        line = ",".join(cells) + "\n"
+        self.size += len(line)
+        try:
+            self._f.write(line)
+            now = time.monotonic()
+            if now - self._flushed >= self.flush_every:
+                self._f.flush()
+                self._flushed = now
+        except OSError as e:
+            raise StorageError(e, self.path) from None
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as e:
+            raise StorageError(e, self.path) from None
+        self._flushed = time.monotonic()
+
+    def close(self) -> None:
+        """Flush the rows and close; a failure (a full disk) is a ``StorageError``."""
+        try:
+            self._f.close()
+        except OSError as e:
+            raise StorageError(e, self.path) from None
+
+    def abandon(self, free_space: bool = False) -> None:
+        """Close without raising, after another error: rows not yet on disk may be lost (a
+        resume drops them anyway, as it drops every row after its checkpoint). With
+        ``free_space`` (the disk is full), the rows after the last checkpoint are cut off
+        too, which makes room to record how the run ended."""
+        with contextlib.suppress(OSError):
+            self._f.close()
+        if free_space:
+            with contextlib.suppress(OSError), open_log(self.path, self.checkpointed):
+                pass
+
+
+@dataclass
+class Metrics:
+    """metrics.csv read back: ``values[i, j]`` is column ``columns[j]`` of epoch row ``i``
+    (float64, NaN for an empty cell)."""
+
+    columns: list[str]
+    values: np.ndarray  # (rows, columns)
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def rows(self) -> list[dict[str, float]]:
+        """A dict per row (the epoch as an int)."""
+        out = []
+        for line in self.values.tolist():
+            row = dict(zip(self.columns, line, strict=True))
+            if "epoch" in row:
+                row["epoch"] = int(row["epoch"])
+            out.append(row)
+        return out
+
+    def column(self, name: str) -> np.ndarray:
+        """The values of one column, (rows,)."""
+        return self.values[:, self.columns.index(name)]
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.values, columns=self.columns)
+
+
+def complete_lines(text: str) -> list[str]:
+    """The lines of a file that a writer finished (an unfinished last line, from a process
+    killed mid-write, is left out)."""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    return lines
+
+
+def read_metrics(run: str | Path, missing_ok: bool = False) -> Metrics:
+    """A run's metrics.csv (the one reader of it). A missing file is a RunError, or with
+    ``missing_ok`` an empty table; a damaged one (not numbers, no ``epoch`` column, rows of the
+    wrong length) is a RunError naming the file."""
+    path = Path(run) / "metrics.csv"
+    try:
+        with open_regular(path) as f:
+            text = f.read().decode("utf-8")
+    except FileNotFoundError:
+        if missing_ok:
+            return Metrics([], np.empty((0, 0)))
+        raise RunError(f"{run}: no metrics.csv") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: damaged ({reason(e)})") from None
+    lines = complete_lines(text)
+    if not lines or not lines[0].strip():
+        return Metrics([], np.empty((0, 0)))
+    columns = next(csv.reader(lines[:1]))
+    if "epoch" not in columns:
+        raise RunError(f"{path}: damaged (no 'epoch' column)")
+    values = parse_rows(lines[1:], len(columns), path)
+    epochs = values[:, columns.index("epoch")]
+    if len(epochs) and not (
+        np.all(epochs >= 1) and np.all(epochs == np.round(epochs)) and np.all(np.diff(epochs) > 0)
+    ):
+        raise RunError(f"{path}: damaged (its epochs are not whole numbers counting up)")
+    return Metrics(columns, values)
+
+
+def parse_rows(lines: list[str], width: int, path: Path) -> np.ndarray:
+    """Rows of metrics.csv (complete lines) as numbers, (rows, width): an empty cell is NaN,
+    anything else not a number, or a row without ``width`` cells, a RunError naming the file.
+    NumPy's C reader takes well-formed rows; the careful one below says what is wrong."""
+    if not lines:
+        return np.empty((0, width))
+    try:
+        values = np.loadtxt(lines, delimiter=",", comments=None, ndmin=2, dtype=np.float64)
+        if values.shape == (len(lines), width):
+            return values
+    except ValueError:
+        pass
+    try:
+        cells = (row for row in csv.reader(lines) if row)
+        rows = [[float(v) if v != "" else math.nan for v in row] for row in cells]
+    except ValueError as e:
+        raise RunError(f"{path}: damaged ({reason(e)})") from None
+    if any(len(r) != width for r in rows):
+        raise RunError(f"{path}: damaged (a row without {width} values)")
+    return np.array(rows, dtype=np.float64).reshape(len(rows), width)
+
+
+#: bytes of metrics.csv read at a time by ``rows_before``, and the longest line it reads
+BLOCK_BYTES = 1 << 20
+MAX_LINE = 1 << 16
+
+
+def rows_before(run: str | Path, columns: list[str], epochs: int) -> tuple[int, MetricsTally]:
+    """Where a resumed run continues its metrics.csv: the length in bytes of the header and
+    the rows of epochs 1 to ``epochs`` (those before its checkpoint), and the tally (best and
+    last) of those rows. The file is read in blocks of ``BLOCK_BYTES``: a log of millions of
+    epochs is never held whole. A RunError names the file when its header is not
+    ``columns`` or its first rows are not those of epochs 1, 2, ..., ``epochs``."""
+    path = Path(run) / "metrics.csv"
+    tally = MetricsTally()
+    try:
+        with open_regular(path) as f:
+            header = f.readline(MAX_LINE)
+            if header.decode("utf-8", "replace").rstrip("\r\n").split(",") != columns:
+                what = "it is empty" if not header else "its columns are not this run's"
+                raise RunError(f"{path}: {what} ({','.join(columns)}); cannot resume")
+            size = len(header)
+            for block in _line_blocks(f, epochs, path):
+                lines = block.decode("utf-8", "replace").split("\n")[:-1]
+                values = parse_rows(lines, len(columns), path)
+                expected = np.arange(tally.count + 1, tally.count + len(lines) + 1)
+                if not np.array_equal(values[:, columns.index("epoch")], expected):
+                    raise RunError(f"{path}: damaged (its rows are not epochs 1, 2, 3, ...)")
+                tally.add_block(columns, values)
+                size += len(block)
+    except FileNotFoundError:
+        raise RunError(f"{run}: no metrics.csv; cannot resume") from None
+    except OSError as e:
+        raise RunError(f"{path}: cannot read it ({reason(e)})") from None
+    if tally.count < epochs:
+        raise RunError(
+            f"{path}: holds {tally.count} rows, fewer than the {epochs} epochs of the "
+            "checkpoint; cannot resume"
+        )
+    return size, tally
+
+
+def _line_blocks(f: BinaryIO, n: int, path: Path) -> Iterator[bytes]:
+    """The next ``n`` complete lines of a binary file (fewer if it ends first; an unfinished
+    last line is left), in blocks of about ``BLOCK_BYTES``."""
+    carry = b""
+    while n > 0:
+        chunk = f.read(BLOCK_BYTES)
+        data = carry + chunk
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            if len(data) > MAX_LINE:
+                raise RunError(f"{path}: damaged (a line longer than {MAX_LINE} bytes)")
+            if not chunk:
+                return
+            carry = data
+            continue
+        block, carry = data[:end], data[end:]
+        count = block.count(b"\n")
+        if count > n:
+            end = -1
+            for _ in range(n):
+                end = block.index(b"\n", end + 1)
+            block, count = block[: end + 1], n
+        n -= count
+        yield block
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """The complete rows of a CSV file of a run (``layers.csv``), as text."""
+    return list(csv.DictReader(complete_lines(path.read_text(encoding="utf-8"))))
+
+
+def rewrite_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    """Write a CSV file atomically: a header and rows (values as they are)."""
+    body = "".join(",".join(r.get(c, "") or "" for c in columns) + "\n" for r in rows)
+    atomic_write(path, ",".join(columns) + "\n" + body)
