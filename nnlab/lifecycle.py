@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from nnlab import __version__, baselines
+from nnlab import __version__, baselines, threshold
 from nnlab.config import config_hash
 from nnlab.errors import NnlabError, RunError, StorageError
 from nnlab.experiment import Experiment, build, evaluate, evaluate_groups, model_meta
@@ -309,7 +309,9 @@ def _record(exp: Experiment, trainer: Trainer, path: Path, summary: dict, status
                 groups = evaluate_groups(exp, split)
                 if groups:
                     summary[f"{split}_groups"] = groups
-        save_model(path / "model.npz", exp.model, model_meta(exp))
+        decision = threshold.record(exp, summary)  # ROC AUC; the threshold training.threshold asks
+        meta = model_meta(exp) | ({} if decision is None else {"threshold": decision})
+        save_model(path / "model.npz", exp.model, meta)
     else:
         summary["diverged_at"] = trainer.diverged_at
     if trainer.stop_signal is not None:

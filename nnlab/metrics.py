@@ -13,12 +13,12 @@ from collections.abc import Iterable
 import numpy as np
 
 #: columns of metrics.csv that are not metrics
-NOT_METRICS = ("epoch", "lr", "seconds")
+NOT_METRICS = ("epoch", "lr", "seconds", "pseudo_labels")
 
 
 def higher_is_better(metric: str) -> bool:
-    """Accuracies are better high; losses (everything else) low."""
-    return "accuracy" in metric
+    """Accuracies (and ROC AUCs) are better high; losses (everything else) low."""
+    return "accuracy" in metric or metric.endswith("roc_auc")
 
 
 def better(metric: str, value: float, than: float) -> bool:
@@ -56,6 +56,14 @@ class MetricsTally:
         self.best: dict[str, dict] = {}
         self.last: dict | None = None
         self.count = 0
+
+    @classmethod
+    def of(cls, rows: Iterable[dict]) -> MetricsTally:
+        """The tally of ``rows``, in epoch order."""
+        tally = cls()
+        for row in rows:
+            tally.add(row)
+        return tally
 
     def add(self, row: dict) -> None:
         """One more row (a dict with its ``epoch``), of a later epoch than those before."""

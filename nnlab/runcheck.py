@@ -170,7 +170,27 @@ def check_model_meta(meta: Any, path: Path) -> dict:
     if meta.get("dtype") not in ("float32", "float64"):
         raise _damaged(path, "dtype is neither float32 nor float64")
     _check_classes(meta, path)
+    _check_extras(meta, path)
     return meta
+
+
+def _check_extras(meta: dict, path: Path) -> None:
+    """The decision threshold, the label columns (a conditional model's inputs end with the
+    one-hot label) and the image shape a model may store."""
+    threshold, labels, image = (meta.get(k) for k in ("threshold", "label_columns", "image_shape"))
+    if threshold is not None and not (_number(threshold) and math.isfinite(threshold)):
+        raise _damaged(path, f"threshold is {kind(threshold)}, not a number")
+    width = math.prod(meta["input_shape"])
+    if labels is not None and not (
+        _count(labels) and labels < width and labels in (0, meta.get("n_classes"))
+    ):
+        raise _damaged(path, "label_columns is not 0 or the number of classes")
+    if image is not None and not (
+        isinstance(image, list)
+        and all(_count(n) for n in image)
+        and math.prod(image) == width - (labels or 0)
+    ):
+        raise _damaged(path, "image_shape does not fit the inputs")
 
 
 def _check_classes(meta: dict, path: Path) -> None:

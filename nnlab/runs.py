@@ -386,8 +386,13 @@ def load_model(run: str | Path) -> tuple[Any, dict]:
     meta, params = read_model_file(file)
     meta["run"] = (path if path.is_dir() else path.parent).resolve().name
     try:
+        stored = sum(p.size for p in params.values())  # an edited architecture built no larger
         model = Model.from_spec(
-            meta["model"], tuple(meta["input_shape"]), np.random.default_rng(0), meta["dtype"]
+            meta["model"],
+            tuple(meta["input_shape"]),
+            np.random.default_rng(0),
+            meta["dtype"],
+            max_params=stored,
         )
         model.load_state_dict(params)
     except ConfigError as e:

@@ -21,6 +21,7 @@ from nnlab.errors import ConfigError, did_you_mean
 from nnlab.experiment import Experiment, Meters, evaluate, metric_columns
 from nnlab.metrics import NOT_METRICS, MetricsTally, higher_is_better
 from nnlab.progress import Progress
+from nnlab.pseudo import PseudoLabels
 from nnlab.runs import MetricsLog, Status
 
 Array = np.ndarray
@@ -101,6 +102,18 @@ class _Fit:
     whole: tuple[list, list, list] | None  # a full batch: each head's (T, L, W), fixed
 
 
+def check_monitor(key: str, columns: list[str], path: str) -> None:
+    """A ConfigError naming ``path`` when ``key`` is not one of the run's metrics (``columns``:
+    metrics.csv's)."""
+    if key not in columns:
+        metrics = [c for c in columns if c not in NOT_METRICS]
+        raise ConfigError(
+            f"{key!r} is not a metric of this run.{did_you_mean(key, metrics)} "
+            f"Allowed: {', '.join(metrics)}",
+            path,
+        )
+
+
 class Trainer:
     """Runs the epochs of an experiment, writing rows to a metrics log as it goes: a
     ``MetricsLog`` (metrics.csv), or a list that collects them. Of the rows it keeps only the
@@ -127,14 +140,18 @@ class Trainer:
         self.columns = metric_columns(exp)
         self.tally = MetricsTally()  # of the rows written to the log: the best, the last
         es = exp.config["training"]["early_stopping"]
-        if es is not None and es["monitor"] not in self.columns:
-            metrics = [c for c in self.columns if c not in NOT_METRICS]
-            raise ConfigError(
-                f"{es['monitor']!r} is not a metric of this run."
-                f"{did_you_mean(es['monitor'], metrics)} Allowed: {', '.join(metrics)}",
-                "training.early_stopping.monitor",
-            )
+        if es is not None:
+            check_monitor(es["monitor"], self.columns, "training.early_stopping.monitor")
         self.early_stopping = es
+        schedule = exp.optimizer.lr_schedule  # a schedule that follows a metric (plateau)
+        self.schedule_monitor: tuple | None = None  # (schedule, higher is better)
+        if schedule.monitor is not None:
+            check_monitor(schedule.monitor, self.columns, "optimizer.schedule.monitor")
+            mode = getattr(schedule, "mode", "auto")
+            higher = mode == "max" or (mode == "auto" and higher_is_better(schedule.monitor))
+            self.schedule_monitor = (schedule, higher)
+        pseudo = exp.config["training"]["pseudo_labels"]
+        self.pseudo = PseudoLabels(exp, pseudo) if pseudo is not None else None
         self.best_theta: Array | None = None  # weights at the best epoch (restore_best)
         self.es_best: float | None = None
         self.es_epoch: int | None = None
@@ -156,6 +173,8 @@ class Trainer:
                 for epoch in range(self.epoch, fit.epochs):
                     t0 = perf_counter()
                     lr = opt.set_epoch(epoch, fit.epochs)
+                    if self.pseudo is not None:
+                        self.pseudo.update(epoch)
                     fit.batches.start(rng.permutation(fit.n) if fit.shuffle else None)
                     if not self._batches(fit, epoch):
                         break  # diverged, or stopped by a signal within the epoch
@@ -191,7 +210,11 @@ class Trainer:
         progress.first_epoch = self.epoch
         every = cfg["checkpoint_seconds"] if self.checkpoint is not None else math.inf
         self.status = Status.RUNNING
-        self.threads = threads.choose(exp.model, bs, cfg["threads"])
+        # a resumed run keeps the count it started with (it changes the numbers)
+        requested = cfg["threads"] if cfg["threads"] is not None else self.threads
+        self.threads, why = threads.decide(exp.model, bs, requested)
+        if why and not self.quiet:
+            progress.line.say(f"BLAS threads: {self.threads} ({why})")
         batches = Batches(arrays, bs, shuffle, exp.data.train.codes)
         whole = (arrays[1::3], arrays[2::3], arrays[3::3]) if n_batches == 1 else None
         meters = Meters(exp.heads)
@@ -234,6 +257,8 @@ class Trainer:
         if has_val:
             for k, v in evaluate(self.exp, "val").items():
                 row[f"val_{k}"] = v
+        if self.pseudo is not None:
+            row["pseudo_labels"] = self.pseudo.count
         row["lr"] = lr
         row["seconds"] = seconds
         self.tally.add(row)
@@ -247,6 +272,9 @@ class Trainer:
             self.diverged_at = {"epoch": epoch + 1, "batch": None}
             return True
         self.epoch = epoch + 1
+        if self.schedule_monitor is not None:
+            schedule, higher = self.schedule_monitor
+            schedule.observe(row[schedule.monitor], higher)
         if self.early_stopping is not None:
             self.es_wait = self._early_stop_step(row, self.es_wait)
             if self.es_wait >= self.early_stopping["patience"]:
@@ -266,6 +294,7 @@ class Trainer:
             arrays["best_theta"] = self.best_theta.copy()
         meta = {
             "epoch": self.epoch,
+            "threads": self.threads,
             "optimizer": {k: v for k, v in opt_state.items() if not isinstance(v, np.ndarray)},
             "rng": self.exp.rng.bit_generator.state,
             "early_stopping": {
@@ -274,6 +303,8 @@ class Trainer:
                 "epoch": self.es_epoch,
             },
         }
+        if self.exp.sample_rng is not None:
+            meta["sample_rng"] = self.exp.sample_rng.bit_generator.state
         return arrays, meta
 
     def load_state(self, arrays: dict[str, Array], meta: dict, tally: MetricsTally) -> None:
@@ -288,10 +319,14 @@ class Trainer:
         )
         exp.optimizer.load_state_dict(opt_state)
         exp.rng.bit_generator.state = meta["rng"]
+        if "sample_rng" in meta:  # (checkpoints from before the sample stream: unused then)
+            exp.sample_rng.bit_generator.state = meta["sample_rng"]
         es = meta["early_stopping"]
         self.es_wait, self.es_best, self.es_epoch = es["wait"], es["best"], es["epoch"]
         self.best_theta = arrays["best_theta"].copy() if "best_theta" in arrays else None
         self.epoch = meta["epoch"]
+        n = meta.get("threads")  # checkpoints before issue 18 have none
+        self.threads = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
         self.tally = tally
 
     def _early_stop_step(self, row: dict, wait: int) -> int:

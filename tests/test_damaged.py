@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, ROOT, invoke_nnlab, nnlab_env, train_run
+from conftest import CONFIGS, ROOT, invoke_nnlab, nnlab_env, run_nnlab_capped, train_run
 from nnlab.config import load_config
 from nnlab.errors import RunError, StorageError
 from nnlab.experiment import build
@@ -164,6 +164,9 @@ MODEL_DAMAGE: dict[str, Callable[[Path], None]] = {
     ),
     "a model section that is text": lambda p: npz_edit(
         p, json_member("architecture", lambda m: m.__setitem__("model", "x"))
+    ),
+    "a layer of 10^9 units": lambda p: npz_edit(
+        p, json_member("architecture", lambda m: m["model"]["layers"][0].update(units=10**9))
     ),
     "an unknown layer": lambda p: npz_edit(
         p, json_member("architecture", lambda m: m["model"]["layers"][0].__setitem__("type", "x"))
@@ -315,6 +318,36 @@ def test_a_run_folder_of_odd_files_is_refused(place):
     (run / "summary.json").unlink()
     (run / "summary.json").mkdir()
     refused(place, ("train", "--resume", run), run)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS caps on Linux")
+def test_damaged_files_in_a_real_process_capped_at_200_mb(place):
+    # each in a child whose address space is capped at the peak of the same command on a good
+    # run plus 200 MB: a reader that loaded or built what a damaged file claims would fail
+    run, good, again = (place / "runs" / n for n in ("run", "good", "broken"))
+    shutil.copytree(again, place / "runs" / "broken2")
+    MODEL_DAMAGE["a layer of 10^9 units"](run / "model.npz")
+    SUMMARY_DAMAGE["nested 100000 deep"](good / "summary.json")
+    CHECKPOINT_DAMAGE["epoch -3"](again / CHECKPOINT)
+    cases = [
+        (
+            ("predict", run, place / "in.csv"),
+            ("predict", place / "runs" / "good", place / "in.csv"),
+            run / "model.npz",
+        ),
+        (("compare", good), ("compare", run), good / "summary.json"),
+        (
+            ("train", "--resume", again, "-q"),
+            ("train", "--resume", place / "runs" / "broken2", "-q"),
+            again / CHECKPOINT,
+        ),
+    ]
+    for args, baseline, file in cases:
+        t0 = time.perf_counter()
+        proc = run_nnlab_capped(*args, extra_mb=200, baseline=baseline, cwd=place, timeout=60)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert str(file) in proc.stderr.strip().splitlines()[0], proc.stderr
+        assert time.perf_counter() - t0 < 30
 
 
 # ---------------------------------------------------------------- resume: check, then change

@@ -20,6 +20,7 @@ import numpy as np
 
 from nnlab.errors import ConfigError
 from nnlab.memory import check_fits
+from nnlab.nn.initializers import planning
 from nnlab.nn.layers import INPUT, LAYERS, Layer
 
 Array = np.ndarray
@@ -43,7 +44,10 @@ class Model:
         inputs: list[list[str] | None] | None = None,
         joins: list[str] | None = None,
         outputs: list[str] | None = None,
+        max_params: int | None = None,
     ):
+        """``max_params``: refuse, before allocating them, weights of more parameters (a model
+        read back from a file holds no more than the file)."""
         if not layers:
             raise ConfigError("a model needs at least one layer", "model.layers")
         n = len(layers)
@@ -54,22 +58,46 @@ class Model:
         self.names = [nm or f"layers[{i}]" for i, nm in enumerate(names or [None] * n)]
         self.joins = joins or ["concat"] * n
         self._wire(names or [None] * n, inputs or [None] * n, outputs)
-        shapes: list[tuple[int, ...]] = []
-        for i, layer in enumerate(layers):
-            in_shape = self._joined_shape(i, shapes)
-            try:
-                shapes.append(tuple(layer.build(in_shape, rng, self.dtype)))
-            except ConfigError as e:
-                raise ConfigError(e.detail, e.path or f"model.layers[{i}]") from None
+        with planning() as weights:  # what the weights need, before any is allocated
+            self._build_layers(rng)
+        kept = sum(size for size, _ in weights)
+        if max_params is not None and kept // self.dtype.itemsize > max_params:
+            raise ConfigError(
+                f"{kept // self.dtype.itemsize:,} parameters, more than the {max_params:,} given",
+                "model",
+            )
+        drawing = max((peak - size for size, peak in weights), default=0)
+        check_fits(  # the weights, the largest draw beside them; then the flat copies of _flatten
+            max(kept + drawing, 3 * kept),
+            f"a model of {kept // self.dtype.itemsize:,} {self.dtype.name} parameters",
+            "model",
+        )
+        shapes = self._build_layers(rng)
         self.shapes = shapes
         self.output_shapes = [shapes[j] for j in self.outputs]
         self.output_shape = self.output_shapes[0]
         self._join_bufs: dict = {}
         self._flatten()
 
+    def _build_layers(self, rng: np.random.Generator) -> list[tuple[int, ...]]:
+        """Build every layer in order; returns their output shapes."""
+        shapes: list[tuple[int, ...]] = []
+        for i, layer in enumerate(self.layers):
+            in_shape = self._joined_shape(i, shapes)
+            try:
+                shapes.append(tuple(layer.build(in_shape, rng, self.dtype)))
+            except ConfigError as e:
+                raise ConfigError(e.detail, e.path or f"model.layers[{i}]") from None
+        return shapes
+
     @classmethod
     def from_spec(
-        cls, spec: dict, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any
+        cls,
+        spec: dict,
+        input_shape: tuple[int, ...],
+        rng: np.random.Generator,
+        dtype: Any,
+        max_params: int | None = None,
     ) -> Model:
         """Build from a resolved ``model`` section (see ``nnlab.config``)."""
         layers, names, inputs, joins = [], [], [], []
@@ -81,7 +109,7 @@ class Model:
             inputs.append([ins] if isinstance(ins, str) else ins)
             joins.append(opts.get("join", "concat"))
         outputs = [o["layer"] for o in spec["outputs"]] if spec.get("outputs") else None
-        return cls(layers, input_shape, rng, dtype, spec, names, inputs, joins, outputs)
+        return cls(layers, input_shape, rng, dtype, spec, names, inputs, joins, outputs, max_params)
 
     # ------------------------------------------------------------------ wiring
 
@@ -207,10 +235,12 @@ class Model:
 
     # ------------------------------------------------------------------ running
 
-    def set_rng(self, rng: np.random.Generator) -> None:
-        """The generator that dropout and other training-time randomness draw from."""
+    def set_rng(self, rng: np.random.Generator | dict[str, np.random.Generator]) -> None:
+        """The generators training-time randomness draws from: one for every layer, or one per
+        seed stream, by each layer's ``rng_stream`` (``train``: dropout; ``sample``: the
+        sampling of a variational autoencoder)."""
         for layer in self.layers:
-            layer.rng = rng
+            layer.rng = rng[layer.rng_stream] if isinstance(rng, dict) else rng
 
     @property
     def n_outputs(self) -> int:
