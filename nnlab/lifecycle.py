@@ -95,8 +95,8 @@ def train(
         "versions": versions(),
     }
     try:
-        write_config(path, config)
-        write_summary(path, summary)
+        summary.update(write_config(path, config))  # a copy of the config, for fast readers
+        write_summary(path, summary, durable=False)  # the final one is
         trainer.log = MetricsLog(path / "metrics.csv", trainer.columns)
     except StorageError:
         if run_dir is None:  # a folder of this run's own, with nothing in it worth keeping
@@ -105,9 +105,15 @@ def train(
     return _execute(exp, trainer, path, summary, handle_signals, stop)
 
 
-def resume(run_dir: str | Path, quiet: bool = True, handle_signals: bool = True) -> RunResult:
+def resume(
+    run_dir: str | Path,
+    quiet: bool = True,
+    handle_signals: bool = True,
+    stop: queue.SimpleQueue | None = None,
+) -> RunResult:
     """Continue a killed, interrupted or failed run from its last checkpoint. The metrics it
-    writes are those of an uninterrupted run, bit for bit (timing apart).
+    writes are those of an uninterrupted run, bit for bit (timing apart). ``stop`` as for
+    ``train``.
 
     Every file is read and checked before any is changed (the summary, the config, the
     checkpoint against the run's model and optimizer, metrics.csv's rows up to the
@@ -136,7 +142,7 @@ def resume(run_dir: str | Path, quiet: bool = True, handle_signals: bool = True)
     except StorageError:
         trainer.log.abandon()
         raise
-    return _execute(exp, trainer, path, summary, handle_signals)
+    return _execute(exp, trainer, path, summary, handle_signals, stop)
 
 
 def _restore(trainer: Trainer, path: Path) -> int | None:
@@ -153,7 +159,7 @@ def _restore(trainer: Trainer, path: Path) -> int | None:
             f"{checkpoint}: damaged (epoch {meta['epoch']}, beyond the run's {epochs} epochs)"
         )
     check_state(trainer.state(), (arrays, meta), checkpoint)
-    keep, tally = rows_before(path, trainer.columns, meta["epoch"])
+    keep, tally = rows_before(path, trainer.columns, meta["epoch"], trainer.log_every)
     try:
         trainer.load_state(arrays, meta, tally)
     except (KeyError, ValueError, TypeError, IndexError) as e:
@@ -321,7 +327,7 @@ def _record(exp: Experiment, trainer: Trainer, path: Path, summary: dict, status
 def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: float) -> None:
     """Fill in what the loop saw."""
     last = trainer.tally.last
-    summary["epochs_completed"] = trainer.tally.count
+    summary["epochs_completed"] = last["epoch"] if last else 0
     summary["threads"] = trainer.threads
     summary["stopped_early"] = trainer.stopped_early
     if trainer.early_stopping is not None and trainer.es_epoch is not None:

@@ -1,14 +1,18 @@
 """A run's metrics.csv: the log written a row per epoch (``MetricsLog``) and read back
-(``read_metrics``, every row; ``rows_before``, the rows up to a checkpoint, in blocks, for
-resume). Part of the run folder that ``nnlab.runs`` owns, which gives these names too; also
-the text CSV files of a run (layers.csv).
+(``read_metrics``, every row; ``read_last_metrics``, the header and the last row from the
+file's two ends; ``rows_before``, the rows up to a checkpoint, in blocks, for resume). Every
+reader checks what it reads: a damaged file is a RunError naming it. Part of the run folder
+that ``nnlab.runs`` owns, which gives these names too; also the text CSV files of a run
+(layers.csv).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,7 +61,7 @@ class MetricsLog:
         self.flush_every = flush_every
         if keep_bytes is None:
             header = ",".join(columns) + "\n"
-            atomic_write(path, header)
+            atomic_write(path, header, durable=False)  # a log: never synced
             keep_bytes = len(header)
         self._f = open_log(path, keep_bytes)
         self._flushed = time.monotonic()
@@ -149,7 +153,7 @@ def complete_lines(text: str) -> list[str]:
 def read_metrics(run: str | Path, missing_ok: bool = False) -> Metrics:
     """A run's metrics.csv (the one reader of it). A missing file is a RunError, or with
     ``missing_ok`` an empty table; a damaged one (not numbers, no ``epoch`` column, rows of the
-    wrong length) is a RunError naming the file."""
+    wrong length, epochs not counting up) is a RunError naming the file."""
     path = Path(run) / "metrics.csv"
     try:
         with open_regular(path) as f:
@@ -160,13 +164,64 @@ def read_metrics(run: str | Path, missing_ok: bool = False) -> Metrics:
         raise RunError(f"{run}: no metrics.csv") from None
     except (OSError, UnicodeDecodeError) as e:
         raise RunError(f"{path}: damaged ({reason(e)})") from None
-    lines = complete_lines(text)
-    if not lines or not lines[0].strip():
+    return _parse_metrics(text[: text.rfind("\n") + 1], path)  # complete lines only
+
+
+#: bytes read from each end of a metrics.csv by ``read_last_metrics``
+ENDS = 1 << 16
+
+
+def read_last_metrics(run: str | Path, missing_ok: bool = False) -> Metrics:
+    """The header and the last complete row of a run's metrics.csv (``values``: (0 or 1,
+    columns)), reading only the file's two ends: what a reader that takes a finished run's
+    last and best values from its summary needs (a log of millions of epochs stays on disk).
+    Missing or damaged as for ``read_metrics``."""
+    path = Path(run) / "metrics.csv"
+    try:
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            head = tail = f.read(ENDS)
+            if size > ENDS:
+                f.seek(size - ENDS)
+                tail = f.read(ENDS)
+    except FileNotFoundError:
+        if missing_ok:
+            return Metrics([], np.empty((0, 0)))
+        raise RunError(f"{run}: no metrics.csv") from None
+    except OSError as e:
+        raise RunError(f"{path}: damaged ({reason(e)})") from None
+    header_end, end = head.find(b"\n"), tail.rfind(b"\n")
+    start = tail.rfind(b"\n", 0, max(end, 0)) + 1  # of the last complete line
+    if header_end < 0 or (size > ENDS and start == 0):  # a line longer than ENDS
+        whole = read_metrics(run, missing_ok)
+        return Metrics(whole.columns, whole.values[-1:])
+    last = tail[start : end + 1] if size > ENDS or start > header_end else b""
+    try:
+        text = (head[: header_end + 1] + last).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path}: damaged ({reason(e)})") from None
+    return _parse_metrics(text, path)
+
+
+def last_epoch(metrics: Metrics) -> int:
+    """The epoch of the last row (0 for none): the epochs a run's log counts, also when it
+    writes every k-th row (``training.log_every``)."""
+    if not len(metrics) or "epoch" not in metrics.columns:
+        return 0
+    epoch = metrics.column("epoch")[-1]
+    return int(epoch) if math.isfinite(epoch) else 0
+
+
+def _parse_metrics(text: str, path: Path) -> Metrics:
+    """Complete lines of a metrics.csv -> Metrics, its epochs checked: whole numbers >= 1
+    counting up (every epoch's, or every k-th and the last)."""
+    header, _, body = text.partition("\n")
+    if not header.strip():
         return Metrics([], np.empty((0, 0)))
-    columns = next(csv.reader(lines[:1]))
+    columns = next(csv.reader([header]))
     if "epoch" not in columns:
         raise RunError(f"{path}: damaged (no 'epoch' column)")
-    values = parse_rows(lines[1:], len(columns), path)
+    values = parse_rows(body, len(columns), path)
     epochs = values[:, columns.index("epoch")]
     if len(epochs) and not (
         np.all(epochs >= 1) and np.all(epochs == np.round(epochs)) and np.all(np.diff(epochs) > 0)
@@ -175,20 +230,22 @@ def read_metrics(run: str | Path, missing_ok: bool = False) -> Metrics:
     return Metrics(columns, values)
 
 
-def parse_rows(lines: list[str], width: int, path: Path) -> np.ndarray:
+def parse_rows(body: str, width: int, path: Path) -> np.ndarray:
     """Rows of metrics.csv (complete lines) as numbers, (rows, width): an empty cell is NaN,
     anything else not a number, or a row without ``width`` cells, a RunError naming the file.
     NumPy's C reader takes well-formed rows; the careful one below says what is wrong."""
-    if not lines:
+    if not body.strip():
         return np.empty((0, width))
     try:
-        values = np.loadtxt(lines, delimiter=",", comments=None, ndmin=2, dtype=np.float64)
-        if values.shape == (len(lines), width):
+        values = np.loadtxt(
+            io.StringIO(body), delimiter=",", comments=None, ndmin=2, dtype=np.float64
+        )
+        if values.shape[1] == width:
             return values
     except ValueError:
         pass
     try:
-        cells = (row for row in csv.reader(lines) if row)
+        cells = (row for row in csv.reader(body.splitlines()) if row)
         rows = [[float(v) if v != "" else math.nan for v in row] for row in cells]
     except ValueError as e:
         raise RunError(f"{path}: damaged ({reason(e)})") from None
@@ -202,14 +259,18 @@ BLOCK_BYTES = 1 << 20
 MAX_LINE = 1 << 16
 
 
-def rows_before(run: str | Path, columns: list[str], epochs: int) -> tuple[int, MetricsTally]:
+def rows_before(
+    run: str | Path, columns: list[str], epochs: int, every: int = 1
+) -> tuple[int, MetricsTally]:
     """Where a resumed run continues its metrics.csv: the length in bytes of the header and
-    the rows of epochs 1 to ``epochs`` (those before its checkpoint), and the tally (best and
-    last) of those rows. The file is read in blocks of ``BLOCK_BYTES``: a log of millions of
-    epochs is never held whole. A RunError names the file when its header is not
-    ``columns`` or its first rows are not those of epochs 1, 2, ..., ``epochs``."""
+    the rows an uninterrupted run has written by the end of epoch ``epochs`` (its checkpoint's;
+    every ``every``-th epoch's row, ``training.log_every``), and the tally (best and last) of
+    those rows. The last row of a session that ended between two every-th epochs is not among
+    them. The file is read in blocks of ``BLOCK_BYTES``: a log of millions of epochs is never
+    held whole. A RunError names the file when its header is not ``columns`` or its first
+    rows are not those of epochs ``every``, 2 ``every``, ... up to ``epochs``."""
     path = Path(run) / "metrics.csv"
-    tally = MetricsTally()
+    tally, n = MetricsTally(), epochs // every
     try:
         with open_regular(path) as f:
             header = f.readline(MAX_LINE)
@@ -217,22 +278,23 @@ def rows_before(run: str | Path, columns: list[str], epochs: int) -> tuple[int, 
                 what = "it is empty" if not header else "its columns are not this run's"
                 raise RunError(f"{path}: {what} ({','.join(columns)}); cannot resume")
             size = len(header)
-            for block in _line_blocks(f, epochs, path):
-                lines = block.decode("utf-8", "replace").split("\n")[:-1]
-                values = parse_rows(lines, len(columns), path)
-                expected = np.arange(tally.count + 1, tally.count + len(lines) + 1)
+            for block in _line_blocks(f, n, path):
+                values = parse_rows(block.decode("utf-8", "replace"), len(columns), path)
+                count = block.count(b"\n")
+                expected = every * np.arange(tally.count + 1, tally.count + count + 1)
                 if not np.array_equal(values[:, columns.index("epoch")], expected):
-                    raise RunError(f"{path}: damaged (its rows are not epochs 1, 2, 3, ...)")
+                    which = "1, 2, 3" if every == 1 else f"{every}, {2 * every}, {3 * every}"
+                    raise RunError(f"{path}: damaged (its rows are not epochs {which}, ...)")
                 tally.add_block(columns, values)
                 size += len(block)
     except FileNotFoundError:
         raise RunError(f"{run}: no metrics.csv; cannot resume") from None
     except OSError as e:
         raise RunError(f"{path}: cannot read it ({reason(e)})") from None
-    if tally.count < epochs:
+    if tally.count < n:
         raise RunError(
-            f"{path}: holds {tally.count} rows, fewer than the {epochs} epochs of the "
-            "checkpoint; cannot resume"
+            f"{path}: holds {tally.count} rows, fewer than the {n} the checkpoint (epoch "
+            f"{epochs}) counts; cannot resume"
         )
     return size, tally
 

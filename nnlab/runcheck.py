@@ -102,7 +102,17 @@ _FIELD_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 #: they are, and a summary of an older nnlab may lack some of these)
 SUMMARY_FIELDS = {
     **dict.fromkeys(
-        ("name", "run", "config_hash", "host", "started", "finished", "error", "traceback"),
+        (
+            "name",
+            "run",
+            "config_hash",
+            "config_digest",
+            "host",
+            "started",
+            "finished",
+            "error",
+            "traceback",
+        ),
         "text",
     ),
     **dict.fromkeys(("seed", "epochs_planned", "epochs_completed", "parameters", "pid"), "count"),
@@ -110,7 +120,7 @@ SUMMARY_FIELDS = {
     "threads": "count or null",
     "stopped_early": "flag",
     **dict.fromkeys(("train_seconds", "wall_seconds"), "seconds"),
-    **dict.fromkeys(("data", "baselines", "versions", "early_stopping"), "mapping"),
+    **dict.fromkeys(("data", "baselines", "versions", "early_stopping", "config"), "mapping"),
     "diverged_at": "mapping or null",
     "resumed": "list",
     **dict.fromkeys(("last", "train", "val", "test"), "metrics"),
@@ -254,10 +264,21 @@ def check_checkpoint(arrays: dict[str, np.ndarray], meta: Any, path: Path) -> No
     if "theta" not in arrays:
         raise _damaged(path, "no weights (theta) in it")
     check_arrays(arrays, path)
+    _check_tally(meta, path)
     es = meta.get("early_stopping")
     for key, ok, what in _EARLY_STOPPING if isinstance(es, dict) else ():
         if key in es and not ok(es[key]):
             raise _damaged(path, f"early_stopping.{key} is {kind(es[key])}, not {what}")
+
+
+def _check_tally(meta: dict, path: Path) -> None:
+    """The best and the last of every epoch's metrics a checkpoint keeps (``training.log_every``
+    may leave them out of metrics.csv): the last is the checkpoint's epoch's row."""
+    best, last = meta.get("best"), meta.get("last")
+    if best is not None and not _best(best):
+        raise _damaged(path, f"best is {kind(best)}, not {_FIELD_KINDS['best'][1]}")
+    if last is not None and not (_metrics(last) and last.get("epoch") == meta["epoch"]):
+        raise _damaged(path, f"last is not the metrics of epoch {meta['epoch']}")
 
 
 _EARLY_STOPPING = (

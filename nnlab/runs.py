@@ -15,6 +15,7 @@ is ``killed`` (``run_status``), and that is the only place liveness is decided.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import io
 import json
 import os
@@ -26,17 +27,20 @@ import zlib
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from nnlab.errors import ConfigError, RunError, StorageError
 from nnlab.files import atomic_write, jsonable, open_regular, write_json
+from nnlab.metrics_csv import ENDS as ENDS
 from nnlab.metrics_csv import Metrics as Metrics
 from nnlab.metrics_csv import MetricsLog as MetricsLog
 from nnlab.metrics_csv import complete_lines as complete_lines
+from nnlab.metrics_csv import last_epoch as last_epoch
 from nnlab.metrics_csv import number_text as number_text
 from nnlab.metrics_csv import read_csv_rows as read_csv_rows
+from nnlab.metrics_csv import read_last_metrics as read_last_metrics
 from nnlab.metrics_csv import read_metrics as read_metrics
 from nnlab.metrics_csv import rewrite_csv as rewrite_csv
 from nnlab.metrics_csv import rows_before as rows_before
@@ -49,9 +53,6 @@ from nnlab.runcheck import (
     check_summary,
     reason,
 )
-
-if TYPE_CHECKING:
-    pass
 
 MODEL_FORMAT = "nnlab-model/1"
 CHECKPOINT = "checkpoint.npz"
@@ -149,12 +150,15 @@ def runs_under(folder: Path, warn: Callable[[str], None] | None = None) -> list[
     files but no summary.json are reported through ``warn``."""
     out: list[Path] = []
     try:
-        children = sorted((c for c in folder.iterdir() if c.is_dir()), key=_natural)
+        with os.scandir(folder) as entries:
+            names = [
+                e.name
+                for e in entries
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+            ]
     except OSError:
         return out
-    for child in children:
-        if child.name.startswith(".") or child.is_symlink():
-            continue
+    for child in sorted((folder / n for n in names), key=_natural):
         if is_run(child):
             out.append(child)
         elif _damaged_run(child):
@@ -170,6 +174,7 @@ def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[
     sweep, a folder of sweeps, the whole runs folder); what holds none is reported through
     ``warn``. Each run once, in the order given."""
     out: list[Path] = []
+    paths = list(paths)
     for given in paths:
         p = Path(given)
         if is_run(p):
@@ -184,6 +189,8 @@ def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[
             out += found
         else:
             warn(f"{p}: not a run folder, and no run folders under it; skipped")
+    if len(paths) == 1:
+        return out  # the runs under one folder are each there once (links are not followed)
     seen: set[Path] = set()
     unique = []
     for p in out:
@@ -197,37 +204,52 @@ def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[
 # ---------------------------------------------------------------- reading
 
 
-def read_text_file(path: Path, limit: int = MAX_TEXT_FILE) -> str:
-    """A run's small text file (summary.json, config.yaml), at most ``limit`` bytes; missing:
-    FileNotFoundError; larger, unreadable or not UTF-8: a RunError naming it."""
+def read_small_file(path: Path, limit: int = MAX_TEXT_FILE) -> bytes:
+    """A run's small file (summary.json, config.yaml), at most ``limit`` bytes; missing:
+    FileNotFoundError; larger or unreadable: a RunError naming it."""
     with open_regular(path) as f:
         data = f.read(limit + 1)
     if len(data) > limit:
         raise RunError(f"{path}: damaged (larger than {limit >> 20} MB; nnlab writes kilobytes)")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise RunError(f"{path}: damaged (not UTF-8 text at byte {e.start})") from None
+    return data
 
 
 # ---------------------------------------------------------------- config and summary
 
 
-def write_config(run: Path, config: dict) -> None:
+def write_config(run: Path, config: dict) -> dict[str, Any]:
+    """Write config.yaml. Returns what summary.json keeps of it: a copy of the config and the
+    digest of the file's text, so that a reader of thousands of runs can take the copy
+    instead of parsing YAML, as long as the file is unchanged (``read_config``)."""
     from nnlab.config import dump_yaml
 
-    atomic_write(Path(run) / "config.yaml", dump_yaml(config))
+    data = dump_yaml(config).encode("utf-8")
+    atomic_write(Path(run) / "config.yaml", data, durable=False)  # the summary keeps a copy
+    return {"config_digest": _digest(data), "config": config}
 
 
-def read_config(run: str | Path) -> dict:
-    """The config a run folder holds, as written (not validated again)."""
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def read_config(run: str | Path, summary: dict | None = None) -> dict:
+    """The config a run folder holds, as written (not validated again). With the run's
+    ``summary``: the copy it keeps when config.yaml is the file it was written with (its
+    digest matches; parsing YAML is 50-300 times slower), else the file parsed."""
     from nnlab.config import parse_yaml
 
     path = Path(run) / "config.yaml"
     try:
-        config = parse_yaml(read_text_file(path), str(path))
+        data = read_small_file(path)
     except FileNotFoundError:
         raise RunError(f"{path}: missing") from None
+    copy = (summary or {}).get("config")
+    if isinstance(copy, dict) and summary.get("config_digest") == _digest(data):
+        return copy
+    try:
+        config = parse_yaml(data.decode("utf-8"), str(path))
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path}: damaged (not UTF-8 text at byte {e.start})") from None
     except (ConfigError, RecursionError) as e:
         raise RunError(f"{path}: damaged ({getattr(e, 'detail', None) or reason(e)})") from None
     if not isinstance(config, dict):
@@ -246,8 +268,9 @@ def load_run_config(run: str | Path) -> dict:
     return config
 
 
-def write_summary(run: Path, summary: dict) -> None:
-    write_json(Path(run) / "summary.json", summary)
+def write_summary(run: Path, summary: dict, durable: bool = True) -> None:
+    """summary.json, atomically (``durable``: see ``files.atomic_write``)."""
+    write_json(Path(run) / "summary.json", summary, durable)
 
 
 def read_summary(run: str | Path) -> dict:
@@ -255,7 +278,7 @@ def read_summary(run: str | Path) -> dict:
     field nnlab reads has the wrong type (``runcheck.SUMMARY_FIELDS``)."""
     path = Path(run) / "summary.json"
     try:
-        summary = json.loads(read_text_file(path))
+        summary = json.loads(read_small_file(path))
     except FileNotFoundError:
         raise RunError(f"{run}: not a run folder (no summary.json)") from None
     except (ValueError, RecursionError) as e:
@@ -320,7 +343,7 @@ def mark_ended(run: Path, status: str, error: str | None) -> None:
     if summary.get("status") != Status.RUNNING:
         return
     try:
-        epochs = len(read_metrics(run))
+        epochs = last_epoch(read_last_metrics(run))
     except RunError:
         epochs = 0
     summary.update(status=status, epochs_completed=epochs, finished=now())

@@ -138,7 +138,11 @@ class Trainer:
         self.diverged_at: dict | None = None
         self.stopped_early = False
         self.columns = metric_columns(exp)
-        self.tally = MetricsTally()  # of the rows written to the log: the best, the last
+        self.tally = MetricsTally()  # of every epoch's row: the best, the last
+        # rows written to the log: every epoch's, or every k-th and the last
+        self.log_every = exp.config["training"].get("log_every", 1)
+        self.written = 0  # the epoch of the last row written
+        self._seconds = 0.0  # of the epochs since the last row written
         es = exp.config["training"]["early_stopping"]
         if es is not None:
             check_monitor(es["monitor"], self.columns, "training.early_stopping.monitor")
@@ -190,6 +194,9 @@ class Trainer:
                         last_checkpoint = time.monotonic()
         finally:
             fit.progress.close()
+        last = self.tally.last
+        if last is not None and self.written != last["epoch"]:
+            self._write(last)  # the last epoch's row, also between every k-th
         if self.status == Status.RUNNING:
             self.status = Status.INTERRUPTED if self.stop_signal is not None else Status.COMPLETED
         if self.best_theta is not None and self.status in (Status.COMPLETED, Status.INTERRUPTED):
@@ -262,8 +269,9 @@ class Trainer:
         row["lr"] = lr
         row["seconds"] = seconds
         self.tally.add(row)
-        if self.log is not None:
-            self.log.append(row)
+        self._seconds += seconds
+        if (epoch + 1) % self.log_every == 0:
+            self._write(row)
         if self.on_epoch is not None:
             self.on_epoch(epoch + 1)
         fit.progress.epoch(epoch, row)
@@ -281,6 +289,16 @@ class Trainer:
                 self.stopped_early = True
                 return True
         return self.stop_signal is not None
+
+    def _write(self, row: dict) -> None:
+        """A row for metrics.csv; its ``seconds`` are those of the epochs since the last row
+        written (so that the column adds up to the training time with ``log_every`` too)."""
+        if row["seconds"] != self._seconds:  # a copy: the epoch's own row keeps its time
+            row = {**row, "seconds": self._seconds}
+        self._seconds = 0.0
+        self.written = row["epoch"]
+        if self.log is not None:
+            self.log.append(row)
 
     def state(self) -> tuple[dict[str, Array], dict]:
         """Everything the loop needs to continue exactly where it is (at an epoch's end): the
@@ -302,13 +320,17 @@ class Trainer:
                 "best": self.es_best,
                 "epoch": self.es_epoch,
             },
+            # of every epoch: metrics.csv may hold every k-th row only
+            "best": self.tally.best,
+            "last": self.tally.last,
         }
         if self.exp.sample_rng is not None:
             meta["sample_rng"] = self.exp.sample_rng.bit_generator.state
         return arrays, meta
 
     def load_state(self, arrays: dict[str, Array], meta: dict, tally: MetricsTally) -> None:
-        """Continue from a ``state()``; ``tally`` is that of the metrics rows before it."""
+        """Continue from a ``state()``; ``tally`` is that of the metrics rows written before it
+        (``metrics_csv.rows_before``)."""
         exp = self.exp
         if arrays["theta"].shape != exp.model.theta.shape:
             raise ValueError("the checkpoint's weights do not fit the model")
@@ -327,6 +349,13 @@ class Trainer:
         self.epoch = meta["epoch"]
         n = meta.get("threads")  # checkpoints before issue 18 have none
         self.threads = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
+        self.written = tally.last["epoch"] if tally.last else 0
+        self._seconds = 0.0
+        # the best and last of every epoch; a checkpoint of an earlier nnlab has neither: its
+        # rows are every epoch's then
+        best, last = meta.get("best"), meta.get("last")
+        if isinstance(best, dict) and isinstance(last, dict):
+            tally.best, tally.last, tally.count = dict(best), dict(last), self.epoch
         self.tally = tally
 
     def _early_stop_step(self, row: dict, wait: int) -> int:

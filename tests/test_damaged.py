@@ -676,8 +676,25 @@ def test_rows_before_reads_in_blocks_and_finds_the_checkpoints_row(place, monkey
         size, tally = rows_before(run, metrics.columns, epochs)
         assert size == len(b"".join(text.splitlines(keepends=True)[: epochs + 1]))
         assert tally.best == best_of(metrics.rows()[:epochs]) and tally.count == epochs
-    with pytest.raises(RunError, match="fewer than the 41 epochs"):
+    with pytest.raises(RunError, match="fewer than the 41 the checkpoint"):
         rows_before(run, metrics.columns, EPOCHS + 1)
+
+
+def test_rows_before_with_log_every_keeps_the_every_kth_rows_up_to_the_checkpoint(tmp_path):
+    # training.log_every: 3 wrote epochs 3, 6, 9 and the last of a session that ended at 10
+    header, rows = "epoch,loss\n", [f"{e},{1 / e!r}\n" for e in (3, 6, 9, 10)]
+    (tmp_path / "metrics.csv").write_text(header + "".join(rows))
+    for epochs, kept in ((2, 0), (8, 2), (9, 3), (10, 3)):
+        size, tally = rows_before(tmp_path, ["epoch", "loss"], epochs, every=3)
+        assert size == len(header) + sum(len(r) for r in rows[:kept])
+        assert tally.count == kept and (tally.last or {}).get("epoch", 0) == 3 * kept
+    with pytest.raises(RunError, match="not epochs 3, 6, 9"):  # 10 is not a row to keep
+        rows_before(tmp_path, ["epoch", "loss"], 12, every=3)
+    (tmp_path / "metrics.csv").write_text(header + "".join(rows[:2]))
+    with pytest.raises(RunError, match="holds 2 rows, fewer than the 3 the checkpoint"):
+        rows_before(tmp_path, ["epoch", "loss"], 9, every=3)
+    with pytest.raises(RunError, match="not epochs 2, 4, 6"):
+        rows_before(tmp_path, ["epoch", "loss"], 4, every=2)
 
 
 def _maxrss_mb(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
