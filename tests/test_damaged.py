@@ -507,6 +507,49 @@ def test_a_read_only_runs_folder_is_one_line(tmp_path, built):
         assert "read-only" in lines[0].lower() and str(disk) in lines[0]
 
 
+def sweep_into(runs: Path, *options: str) -> subprocess.CompletedProcess:
+    """A sweep of three XOR trials of 8000 epochs (about 500 KB of metrics) into ``runs``."""
+    return invoke_nnlab(
+        "sweep", CONFIGS / "xor.yaml", "--grid", "optimizer.lr=0.1,0.2,0.3", "--runs-dir", runs,
+        "-q", "--set", "training.epochs=8000", "--set", "training.checkpoint_seconds=0.05",
+        *options,
+    )  # fmt: skip
+
+
+def test_a_sweep_on_a_full_disk_then_a_read_only_one(tmp_path):
+    mine = tmp_path / "mine.txt"
+    mine.write_text("the user's own file\n")
+    with small_disk(tmp_path / "disk", "256k") as disk:
+        outside = snapshot(tmp_path)
+        proc = sweep_into(disk)
+        # the sweep's own file (the index): one line, exit 2; else each trial that found the
+        # disk full failed, a line each naming its file, exit status the count of them
+        lines = proc.stderr.strip().splitlines()
+        assert "Traceback" not in proc.stderr and proc.returncode in (2, len(lines)), proc.stderr
+        assert all(f"{disk}/sweeps/xor/" in line for line in lines), proc.stderr
+        assert all("the disk is full: free some space" in line for line in lines), proc.stderr
+        assert not list(disk.rglob(".*.tmp-*")), "a temporary file keeps the disk full"
+        remount(disk, "size=8m")
+        again = sweep_into(disk)
+        assert again.returncode == 0, again.stderr
+        assert "continued from a checkpoint" in again.stdout + again.stderr
+        folder = disk / "sweeps" / "xor"
+        trials = json.loads((folder / "index.json").read_text())["trials"]
+        assert [t["status"] for t in trials] == ["completed"] * 3
+        before = snapshot(disk)
+        remount(disk, "ro")
+        for options in ((), ("--seeds", "2")):  # rerun as it was; with more trials
+            ro = sweep_into(disk, *options)
+            lines = ro.stderr.strip().splitlines()
+            assert ro.returncode == 2 and len(lines) == 1, ro.stderr
+            assert lines[0] == (
+                f"error: {folder}/.lock: cannot open the sweep's lock: the file system is "
+                "read-only: write to another folder"
+            )
+        assert snapshot(disk) == before
+    assert {k: v for k, v in snapshot(tmp_path).items() if "/disk/" not in k} == outside
+
+
 class _FullDisk:
     """A patched writer: each write of a run's metrics log fails with ENOSPC once ``after``
     rows were written (works without the permission to mount anything)."""
