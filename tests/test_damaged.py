@@ -372,6 +372,10 @@ CHECKPOINT_DAMAGE: dict[str, Callable[[Path], None]] = {
     "early stopping that is null": lambda p: npz_edit(
         p, json_member("meta", lambda m: m.update(early_stopping=None))
     ),
+    "best that is a list": lambda p: npz_edit(p, json_member("meta", lambda m: m.update(best=[1]))),
+    "a last row of another epoch": lambda p: npz_edit(
+        p, json_member("meta", lambda m: m["last"].update(epoch=3))
+    ),
     "weights of the wrong shape": lambda p: npz_edit(
         p, lambda a: a.__setitem__("theta", np.zeros(3, np.float32))
     ),
@@ -723,6 +727,19 @@ def test_rows_before_reads_in_blocks_and_finds_the_checkpoints_row(place, monkey
         rows_before(run, metrics.columns, EPOCHS + 1)
 
 
+def test_read_metrics_in_blocks_reads_what_it_reads_whole(place, monkeypatch):
+    import nnlab.metrics_csv
+
+    run = place / "runs" / "run"
+    (run / "metrics.csv").write_text((run / "metrics.csv").read_text() + "41,0.")  # unfinished
+    whole = read_metrics(run)
+    assert len(whole) == EPOCHS and whole.column("epoch").tolist() == list(range(1, EPOCHS + 1))
+    monkeypatch.setattr(nnlab.metrics_csv, "BLOCK_BYTES", 50)  # a block boundary inside rows
+    blocks = read_metrics(run)
+    assert blocks.columns == whole.columns
+    np.testing.assert_array_equal(blocks.values, whole.values)
+
+
 def test_rows_before_with_log_every_keeps_the_every_kth_rows_up_to_the_checkpoint(tmp_path):
     # training.log_every: 3 wrote epochs 3, 6, 9 and the last of a session that ended at 10
     header, rows = "epoch,loss\n", [f"{e},{1 / e!r}\n" for e in (3, 6, 9, 10)]
@@ -785,11 +802,17 @@ def test_resume_of_a_100_mb_metrics_log_reads_it_in_blocks(tmp_path, built):
             block = rng.random((100_000, len(columns)))
             block[:, 0] = np.arange(start + 1, start + 100_001)
             np.savetxt(f, block, delimiter=",", fmt=["%d"] + ["%.17g"] * (len(columns) - 1))
-    npz_edit(run / CHECKPOINT, json_member("meta", lambda m: m.update(epoch=n)))
+    # the best and last rows then come from the file (as for a checkpoint of an earlier nnlab)
+    edit = lambda m: [m.update(epoch=n), m.pop("best"), m.pop("last")]  # noqa: E731
+    npz_edit(run / CHECKPOINT, json_member("meta", edit))
     proc, mb = _maxrss_mb("train", "--resume", run, "-q", cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert mb < 150, mb
     assert read_summary(run)["epochs_completed"] == n + 1
+    # compare reads its two ends (measured: 79 MB, 784 MB before)
+    proc, mb = _maxrss_mb("compare", run, cwd=ROOT)
+    assert proc.returncode == 0 and "1200001" in proc.stdout, proc.stderr
+    assert mb < 150, mb
 
 
 @pytest.mark.parametrize(
