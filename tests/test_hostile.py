@@ -476,6 +476,7 @@ STORED_KEYS = [
     "", "format", "model", "model.layers", "model.outputs", "input_shape", "dtype", "task",
     "n_classes", "class_names", "loss", "epoch", "optimizer", "optimizer.lr", "optimizer.t",
     "rng", "rng.state", "early_stopping.wait", "early_stopping.best", "early_stopping.epoch",
+    "best", "best.loss", "best.loss.value", "best.loss.epoch", "last", "last.epoch", "last.loss",
 ]  # fmt: skip
 ARRAYS = st.builds(
     np.zeros,
