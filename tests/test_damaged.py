@@ -234,15 +234,20 @@ def commands(place: Path, run: Path) -> dict[str, tuple]:
         "diff": ("diff", run, place / "runs" / "good"),
         "plot": ("plot", run, "-o", place / "curves.png"),
         "report": ("report", run, "-o", place / "report.html"),
+        "export-runs": ("export-runs", run, "--to", "tensorboard", place / "tb"),
         "resume": ("train", "--resume", run, "-q"),
     }
 
 
 #: the readers that open each file (model.npz: the commands that use the model)
 MODEL_READERS = ("predict", "export", "explain", "activations", "invert")
-SUMMARY_READERS = ("compare", "diff", "plot", "report", "resume")
+SUMMARY_READERS = ("compare", "diff", "plot", "report", "export-runs", "resume")
 CONFIG_READERS = ("explain", "activations", "compare", "diff", "plot", "report", "resume")
-METRICS_READERS = ("compare", "diff", "plot", "report", "resume")
+METRICS_READERS = ("compare", "diff", "plot", "report", "export-runs", "resume")
+
+
+#: the commands on many runs, which skip a damaged one with a warning
+SKIPPERS = ("compare", "diff", "plot", "report", "export-runs")
 
 
 def refused(place: Path, args: tuple, file: Path) -> str:
@@ -262,7 +267,7 @@ def refused(place: Path, args: tuple, file: Path) -> str:
     assert proc.returncode == 2, (args, proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
     assert lines and lines[-1].startswith("error: "), proc.stderr
-    if args[0] in ("compare", "diff", "plot", "report"):  # a damaged run is skipped, said so
+    if args[0] in SKIPPERS:  # a damaged run is skipped, said so
         assert len(lines) <= 2 and lines[0].startswith(f"warning: {file}"), proc.stderr
     else:
         assert len(lines) == 1 and lines[0].startswith(f"error: {file}"), proc.stderr
