@@ -464,8 +464,10 @@ def test_the_schema_keys_cover_every_section_and_component():
 # A run folder damaged as a full disk, an editor or a copy gone wrong damage one: files cut
 # short, removed or overwritten, a field of summary.json or of the JSON a model or checkpoint
 # stores given a value of another type, an array of a model or checkpoint removed or swapped
-# for one of another type or shape, a cell of metrics.csv changed. Every reader either works or
-# refuses with an NnlabError of one line (exit status 2), and a refused resume changes nothing.
+# for one of another type or shape, a cell of metrics.csv changed, a file replaced by a
+# symbolic link to one outside the folder. Every reader either works or refuses with an
+# NnlabError of one line (exit status 2), a refused resume changes nothing, and no reader
+# (resume included) changes a file outside the run folder.
 
 DAMAGE_EXAMPLES = 60  # each resumes a run of a few epochs
 DAMAGED = settings(FAST, max_examples=DAMAGE_EXAMPLES)
@@ -486,6 +488,7 @@ ARRAYS = st.builds(
 DAMAGE = st.one_of(
     st.tuples(st.just("truncate"), st.sampled_from(DAMAGEABLE), st.floats(0, 1)),
     st.tuples(st.just("delete"), st.sampled_from(DAMAGEABLE), st.none()),
+    st.tuples(st.just("link"), st.sampled_from(DAMAGEABLE), st.none()),
     st.tuples(st.just("overwrite"), st.sampled_from(DAMAGEABLE), st.binary(max_size=64)),
     st.tuples(
         st.just("field"),
@@ -551,6 +554,11 @@ def damage_run(run: Path, how: str, name: str, arg: Any) -> None:
         path.write_bytes(path.read_bytes()[: int(path.stat().st_size * arg)])
     elif how == "delete":
         path.unlink()
+    elif how == "link":  # to a copy outside the run folder, which nothing may change
+        outside = run.parent / f"outside-{name}"
+        outside.write_bytes(path.read_bytes())
+        path.unlink()
+        path.symlink_to(outside)
     elif how == "overwrite":
         path.write_bytes(arg)
     elif how == "cell":
@@ -625,6 +633,7 @@ def _damaged_case(interrupted: Path, damages: list) -> None:
         shutil.copy(interrupted.parent / "in.csv", tmp)
         for damage in damages:
             damage_run(run, *damage)
+        outside = {p: p.read_bytes() for p in Path(tmp).glob("outside-*")}
         for name, read in _readers(run).items():
             before = _snapshot(run)
             with warnings.catch_warnings():
@@ -638,6 +647,7 @@ def _damaged_case(interrupted: Path, damages: list) -> None:
                     event(f"{name}: refused")
                 else:
                     event(f"{name}: read")
+        assert {p: p.read_bytes() for p in outside} == outside, "a file outside the run changed"
 
 
 @CLI
