@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from nnlab.errors import StorageError
-from nnlab.files import open_log
+from nnlab.files import atomic_write, open_log
 from nnlab.nn.layers import LAYERS
-from nnlab.runs import number_text, read_csv_rows, rewrite_csv
+from nnlab.runs import number_text
 
 Array = np.ndarray
 PROBE = 512
@@ -65,17 +65,18 @@ def unit_spread(A: Array) -> float:
 class LayerStats:
     """Writes layers.csv rows for an experiment, from a fixed probe batch."""
 
-    def __init__(self, exp: Any, path: Path, keep_epochs: int | None = None):
+    def __init__(self, exp: Any, path: Path, keep_bytes: int | None = None):
+        """Start layers.csv, or with ``keep_bytes`` continue it after its first ``keep_bytes``
+        bytes, cut there in place (the rows up to a resumed run's checkpoint, as
+        ``runs.log_size_before`` finds them)."""
         self.exp = exp
         self.path = path
         n = min(PROBE, len(exp.data.train))
         self.X = exp.data.train.X[:n]
         self.objective = exp.objective.of([t.take(slice(0, n)) for t in exp.targets["train"]])
-        kept = []
-        if keep_epochs is not None and path.exists():
-            kept = [r for r in read_csv_rows(path) if int(r["epoch"]) <= keep_epochs]
-        rewrite_csv(path, COLUMNS, kept)
-        self._f = open_log(path)  # never through a symbolic link
+        if keep_bytes is None:
+            atomic_write(path, ",".join(COLUMNS) + "\n", durable=False)  # a log: never synced
+        self._f = open_log(path, keep_bytes)  # never through a symbolic link
 
     def record(self, epoch: int) -> None:
         exp = self.exp

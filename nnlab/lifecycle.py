@@ -28,6 +28,7 @@ from nnlab import __version__, baselines, threshold
 from nnlab.config import config_hash
 from nnlab.errors import NnlabError, RunError, StorageError
 from nnlab.experiment import Experiment, build, evaluate, evaluate_groups, model_meta
+from nnlab.layerstats import COLUMNS as LAYER_COLUMNS
 from nnlab.layerstats import LayerStats
 from nnlab.runcheck import check_state
 from nnlab.runs import (
@@ -37,6 +38,7 @@ from nnlab.runs import (
     Status,
     alive,
     load_run_config,
+    log_size_before,
     new_run_dir,
     now,
     read_checkpoint,
@@ -131,6 +133,9 @@ def resume(
     exp = build(config)
     trainer = Trainer(exp, quiet=quiet)
     keep = _restore(trainer, path)
+    layers = None  # layers.csv: the bytes to keep, or None to start it anew
+    if keep is not None and config["training"]["log_layers"]:
+        layers = log_size_before(path / "layers.csv", LAYER_COLUMNS, trainer.epoch)
     _remove_stale_temporaries(path)
     trainer.log = MetricsLog(path / "metrics.csv", trainer.columns, keep_bytes=keep)
     summary.update(status=Status.RUNNING, pid=os.getpid(), host=socket.gethostname())
@@ -142,7 +147,7 @@ def resume(
     except StorageError:
         trainer.log.abandon()
         raise
-    return _execute(exp, trainer, path, summary, handle_signals, stop)
+    return _execute(exp, trainer, path, summary, handle_signals, stop, layers)
 
 
 def _restore(trainer: Trainer, path: Path) -> int | None:
@@ -182,9 +187,11 @@ def _execute(
     summary: dict,
     handle_signals: bool,
     stop: queue.SimpleQueue | None = None,
+    layers: int | None = None,
 ) -> RunResult:
     """Run the loop with checkpoints and signal handling, then record the result. Times add
-    up over the sessions of a resumed run."""
+    up over the sessions of a resumed run. ``layers``: the bytes of layers.csv a resumed run
+    keeps (None: it starts anew)."""
     started = time.time() - float(summary.get("wall_seconds", 0.0))
     train_seconds = float(summary.get("train_seconds", 0.0))
     checkpoint = path / CHECKPOINT
@@ -198,7 +205,7 @@ def _execute(
     t0 = time.perf_counter()
     fit_seconds, stats = None, None
     try:
-        stats = _layer_stats(exp, trainer, path, resumed=bool(summary.get("resumed")))
+        stats = _layer_stats(exp, trainer, path, layers)
         with _stops(trainer, handle_signals, stop):
             status = trainer.fit()
         fit_seconds = time.perf_counter() - t0
@@ -258,12 +265,13 @@ def _resume_hint(path: Path, marked: bool) -> str:
     )
 
 
-def _layer_stats(exp: Experiment, trainer: Trainer, path: Path, resumed: bool):
-    """layers.csv, when the config asks for it: a row per layer at epoch 0 and each epoch."""
+def _layer_stats(exp: Experiment, trainer: Trainer, path: Path, keep: int | None):
+    """layers.csv, when the config asks for it: a row per layer at epoch 0 and each epoch
+    (``keep``: the bytes a resumed run keeps of it)."""
     if not exp.config["training"]["log_layers"]:
         return None
-    stats = LayerStats(exp, path / "layers.csv", keep_epochs=trainer.epoch if resumed else None)
-    if trainer.epoch == 0:
+    stats = LayerStats(exp, path / "layers.csv", keep_bytes=keep)
+    if keep is None:
         stats.record(0)
     trainer.on_epoch = stats.record
     return stats

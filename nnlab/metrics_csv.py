@@ -2,8 +2,8 @@
 (``read_metrics``, every row; ``read_last_metrics``, the header and the last row from the
 file's two ends; ``rows_before``, the rows up to a checkpoint, in blocks, for resume). Every
 reader checks what it reads: a damaged file is a RunError naming it. Part of the run folder
-that ``nnlab.runs`` owns, which gives these names too; also the text CSV files of a run
-(layers.csv).
+that ``nnlab.runs`` owns, which gives these names too; also where a resumed run continues its
+other logs (layers.csv: ``log_size_before``).
 """
 
 from __future__ import annotations
@@ -139,15 +139,6 @@ class Metrics:
         import pandas as pd
 
         return pd.DataFrame(self.values, columns=self.columns)
-
-
-def complete_lines(text: str) -> list[str]:
-    """The lines of a file that a writer finished (an unfinished last line, from a process
-    killed mid-write, is left out)."""
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines = lines[:-1]
-    return lines
 
 
 def read_metrics(run: str | Path, missing_ok: bool = False) -> Metrics:
@@ -338,20 +329,53 @@ def _line_blocks(f: BinaryIO, n: float, path: Path) -> Iterator[bytes]:
         block, carry = data[:end], data[end:]
         count = block.count(b"\n")
         if count > n:
-            end = -1
-            for _ in range(int(n)):
-                end = block.index(b"\n", end + 1)
-            block, count = block[: end + 1], n
+            block, count = block[: _after_lines(block, int(n))], n
         n -= count
         yield block
 
 
-def read_csv_rows(path: Path) -> list[dict[str, str]]:
-    """The complete rows of a CSV file of a run (``layers.csv``), as text."""
-    return list(csv.DictReader(complete_lines(path.read_text(encoding="utf-8"))))
+def log_size_before(path: Path, columns: list[str], epochs: int) -> int | None:
+    """Where a resumed run continues a log whose first column is the epoch and which may hold
+    several rows per epoch (layers.csv): the bytes of its header and of its rows of epochs up
+    to ``epochs``, read in blocks; None when there is no such file (it starts anew). A
+    RunError names the file when its header is not ``columns`` or its epochs are not whole
+    numbers counting up."""
+    try:
+        with open_regular(path) as f:
+            header = f.readline(MAX_LINE)
+            if header.decode("utf-8", "replace").rstrip("\r\n").split(",") != columns:
+                raise RunError(f"{path}: damaged (its columns are not nnlab's); cannot resume")
+            size, last = len(header), 0
+            for block in _line_blocks(f, math.inf, path):
+                seen = _epochs(block, path)
+                if seen[0] < last or np.any(np.diff(seen) < 0):
+                    raise RunError(f"{path}: damaged (its epochs do not count up); cannot resume")
+                n = int(np.searchsorted(seen, epochs, side="right"))
+                if n < len(seen):  # the rows of later epochs start in this block
+                    return size + _after_lines(block, n)
+                size, last = size + len(block), seen[-1]
+            return size
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise RunError(f"{path}: cannot read it ({reason(e)})") from None
 
 
-def rewrite_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
-    """Write a CSV file atomically: a header and rows (values as they are)."""
-    body = "".join(",".join(r.get(c, "") or "" for c in columns) + "\n" for r in rows)
-    atomic_write(path, ",".join(columns) + "\n" + body)
+def _after_lines(block: bytes, n: int) -> int:
+    """The length in bytes of the first ``n`` lines of ``block``."""
+    end = -1
+    for _ in range(n):
+        end = block.index(b"\n", end + 1)
+    return end + 1
+
+
+def _epochs(block: bytes, path: Path) -> np.ndarray:
+    """The first column of complete CSV lines, as whole numbers >= 0, (lines,)."""
+    try:
+        text = io.StringIO(block.decode("utf-8"))
+        epochs = np.loadtxt(text, delimiter=",", usecols=0, dtype=np.int64, ndmin=1, comments=None)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: damaged ({reason(e)}); cannot resume") from None
+    if len(epochs) != block.count(b"\n") or np.any(epochs < 0):
+        raise RunError(f"{path}: damaged (a row without an epoch); cannot resume")
+    return epochs

@@ -36,13 +36,11 @@ from nnlab.files import atomic_write, jsonable, open_regular, write_json
 from nnlab.metrics_csv import ENDS as ENDS
 from nnlab.metrics_csv import Metrics as Metrics
 from nnlab.metrics_csv import MetricsLog as MetricsLog
-from nnlab.metrics_csv import complete_lines as complete_lines
 from nnlab.metrics_csv import last_epoch as last_epoch
+from nnlab.metrics_csv import log_size_before as log_size_before
 from nnlab.metrics_csv import number_text as number_text
-from nnlab.metrics_csv import read_csv_rows as read_csv_rows
 from nnlab.metrics_csv import read_last_metrics as read_last_metrics
 from nnlab.metrics_csv import read_metrics as read_metrics
-from nnlab.metrics_csv import rewrite_csv as rewrite_csv
 from nnlab.metrics_csv import rows_before as rows_before
 from nnlab.runcheck import (
     check_arrays,

@@ -440,6 +440,47 @@ def test_resume_refuses_other_damage_before_changing_anything(place, edit, file)
     refused(place, ("train", "--resume", run, "-q"), run / file)
 
 
+@pytest.fixture(scope="module")
+def layered(tmp_path_factory) -> tuple[Path, Path]:
+    """A completed XOR run with layers.csv, and a copy interrupted at epoch 25."""
+    root = tmp_path_factory.mktemp("layered")
+    done = train_run(
+        CONFIGS / "xor.yaml", root / "runs", f"training.epochs={EPOCHS}", "training.log_layers=true"
+    )
+    interrupted = root / "interrupted"
+    shutil.copytree(done, interrupted)
+    _interrupt(interrupted)
+    return done, interrupted
+
+
+LAYERS_DAMAGE: dict[str, Callable[[Path], None]] = {
+    "binary garbage": lambda p: p.write_bytes(bytes(range(256)) * 12),
+    "other columns": lambda p: p.write_text("epoch,layer\n0,0\n"),
+    "an epoch of text": lambda p: p.write_text(p.read_text().replace("\n1,", "\nx,", 1)),
+    "epochs out of order": lambda p: p.write_text(p.read_text().replace("\n2,", "\n99,", 1)),
+}
+
+
+@pytest.mark.parametrize("damage", list(LAYERS_DAMAGE))
+def test_resume_refuses_a_damaged_layers_log_before_changing_anything(tmp_path, layered, damage):
+    run = tmp_path / "runs" / "broken"
+    shutil.copytree(layered[1], run)
+    LAYERS_DAMAGE[damage](run / "layers.csv")
+    refused(tmp_path, ("train", "--resume", run, "-q"), run / "layers.csv")
+
+
+@pytest.mark.parametrize("block", [100, 1 << 20])
+def test_a_resumed_layers_log_equals_the_uninterrupted_one(tmp_path, layered, block, monkeypatch):
+    # layers.csv is cut in place at the checkpoint's epoch (read in blocks, not rewritten)
+    import nnlab.metrics_csv
+
+    monkeypatch.setattr(nnlab.metrics_csv, "BLOCK_BYTES", block)  # a boundary inside rows
+    run = tmp_path / "broken"
+    shutil.copytree(layered[1], run)
+    assert resume(run).summary["status"] == "completed"
+    assert (run / "layers.csv").read_bytes() == (layered[0] / "layers.csv").read_bytes()
+
+
 def test_a_resumed_run_equals_the_uninterrupted_one(place):
     broken, run = place / "runs" / "broken", place / "runs" / "run"
     (broken / "metrics.csv").write_text((broken / "metrics.csv").read_text() + "41,0.5")  # cut
