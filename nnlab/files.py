@@ -88,14 +88,19 @@ def open_log(path: str | Path, size: int | None = None) -> TextIO:
         raise
 
 
-def open_regular(path: str | Path) -> BinaryIO:
+def open_regular(path: str | Path, follow: bool = True) -> BinaryIO:
     """A run's file opened to read; a missing one raises FileNotFoundError, anything but a
-    regular file (a folder, a FIFO that would block) or an unreadable one a RunError."""
+    regular file (a folder, a FIFO that would block) or an unreadable one a RunError. Without
+    ``follow``, a symbolic link is a StorageError (a log about to be continued, which
+    ``open_log`` will refuse to write through: found before anything is changed)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise
     except OSError as e:
+        if e.errno == errno.ELOOP and not follow:
+            raise StorageError(e, path) from None
         raise RunError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)

@@ -284,7 +284,7 @@ def rows_before(
     path = Path(run) / "metrics.csv"
     tally, n = MetricsTally(), epochs // every
     try:
-        with open_regular(path) as f:
+        with open_regular(path, follow=False) as f:
             header = f.readline(MAX_LINE)
             if header.decode("utf-8", "replace").rstrip("\r\n").split(",") != columns:
                 what = "it is empty" if not header else "its columns are not this run's"
@@ -301,6 +301,8 @@ def rows_before(
                 size += len(block)
     except FileNotFoundError:
         raise RunError(f"{run}: no metrics.csv; cannot resume") from None
+    except StorageError:  # a link, not to be written through
+        raise
     except OSError as e:
         raise RunError(f"{path}: cannot read it ({reason(e)})") from None
     if tally.count < n:
@@ -341,7 +343,7 @@ def log_size_before(path: Path, columns: list[str], epochs: int) -> int | None:
     RunError names the file when its header is not ``columns`` or its epochs are not whole
     numbers counting up."""
     try:
-        with open_regular(path) as f:
+        with open_regular(path, follow=False) as f:
             header = f.readline(MAX_LINE)
             if header.decode("utf-8", "replace").rstrip("\r\n").split(",") != columns:
                 raise RunError(f"{path}: damaged (its columns are not nnlab's); cannot resume")
@@ -357,6 +359,8 @@ def log_size_before(path: Path, columns: list[str], epochs: int) -> int | None:
             return size
     except FileNotFoundError:
         return None
+    except StorageError:  # a link, not to be written through
+        raise
     except OSError as e:
         raise RunError(f"{path}: cannot read it ({reason(e)})") from None
 

@@ -471,7 +471,7 @@ def test_the_schema_keys_cover_every_section_and_component():
 
 DAMAGE_EXAMPLES = 60  # each resumes a run of a few epochs
 DAMAGED = settings(FAST, max_examples=DAMAGE_EXAMPLES)
-DAMAGEABLE = [*RUN_FILES, CHECKPOINT]
+DAMAGEABLE = [*RUN_FILES, CHECKPOINT, "layers.csv"]
 SUMMARY_KEYS = [*SUMMARY_FIELDS, "status", "train_groups", "config"]
 # keys of the JSON stored in model.npz (architecture) and checkpoint.npz (meta); "" the whole
 STORED_KEYS = [
@@ -513,11 +513,13 @@ DAMAGE = st.one_of(
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory) -> Path:
-    """An XOR run with early stopping, interrupted after epoch 12 of 20 (its checkpoint there),
-    with the model of the whole run."""
+    """An XOR run with early stopping and layers.csv, interrupted after epoch 12 of 20 (its
+    checkpoint there), with the model of the whole run."""
     root = tmp_path_factory.mktemp("damaged")
     es = "training.early_stopping={monitor: loss, patience: 1000}"
-    config = load_config(CONFIGS / "xor.yaml", ["training.epochs=20", es])
+    config = load_config(
+        CONFIGS / "xor.yaml", ["training.epochs=20", es, "training.log_layers=true"]
+    )
     run = train(config, root, handle_signals=False).run_dir
     config["training"]["epochs"] = 12
     trainer = Trainer(build(config))
