@@ -535,9 +535,22 @@ def full_disk_run(runs: Path, *overrides: str) -> tuple[subprocess.CompletedProc
     return proc, run
 
 
+def outside(folder: Path, disk: Path) -> dict[str, str]:
+    """``snapshot`` of what ``folder`` holds outside ``disk``."""
+    return {k: v for k, v in snapshot(folder).items() if not k.startswith(f"{disk}/")}
+
+
 def test_a_full_disk_is_one_line_the_run_failed_and_resumable(tmp_path):
+    (tmp_path / "mine.txt").write_text("the user's own file\n")
     with small_disk(tmp_path / "disk", "256k") as disk:
-        proc, run = full_disk_run(disk)
+        before = outside(tmp_path, disk)
+        tracemalloc.start()
+        try:
+            proc, run = full_disk_run(disk)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 200 << 20 and outside(tmp_path, disk) == before
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, proc.stderr
         assert len(lines) == 1 and "Traceback" not in proc.stderr
@@ -587,7 +600,7 @@ def test_a_sweep_on_a_full_disk_then_a_read_only_one(tmp_path):
     mine = tmp_path / "mine.txt"
     mine.write_text("the user's own file\n")
     with small_disk(tmp_path / "disk", "256k") as disk:
-        outside = snapshot(tmp_path)
+        kept = outside(tmp_path, disk)
         proc = sweep_into(disk)
         # a file of the sweep's own (the index) or of a trial: no more trials start
         lines = proc.stderr.strip().splitlines()
@@ -613,7 +626,7 @@ def test_a_sweep_on_a_full_disk_then_a_read_only_one(tmp_path):
                 "read-only: write to another folder"
             )
         assert snapshot(disk) == before
-    assert {k: v for k, v in snapshot(tmp_path).items() if "/disk/" not in k} == outside
+        assert outside(tmp_path, disk) == kept
 
 
 class _FullDisk:
