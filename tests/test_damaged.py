@@ -342,6 +342,7 @@ def test_a_run_folder_of_odd_files_is_refused(place):
     refused(place, ("train", "--resume", run), run)
 
 
+@pytest.mark.slow  # six processes; tracemalloc checks every case in this process by default
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS caps on Linux")
 def test_damaged_files_in_a_real_process_capped_at_200_mb(place):
     # each in a child whose address space is capped at the peak of the same command on a good
@@ -528,7 +529,7 @@ def full_disk_run(runs: Path, *overrides: str) -> tuple[subprocess.CompletedProc
     """Train XOR for many epochs into ``runs`` (a small disk) until it is full."""
     proc = invoke_nnlab(
         "train", CONFIGS / "xor.yaml", "--runs-dir", runs, "-q",
-        "--set", "training.epochs=20000", "--set", "training.checkpoint_seconds=0.05",
+        "--set", "training.epochs=8000", "--set", "training.checkpoint_seconds=0.05",
         *overrides,
     )  # fmt: skip
     (run,) = [p for p in runs.iterdir() if p.is_dir()]
@@ -544,13 +545,8 @@ def test_a_full_disk_is_one_line_the_run_failed_and_resumable(tmp_path):
     (tmp_path / "mine.txt").write_text("the user's own file\n")
     with small_disk(tmp_path / "disk", "256k") as disk:
         before = outside(tmp_path, disk)
-        tracemalloc.start()
-        try:
-            proc, run = full_disk_run(disk)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        assert peak < 200 << 20 and outside(tmp_path, disk) == before
+        proc, run = full_disk_run(disk)
+        assert outside(tmp_path, disk) == before
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, proc.stderr
         assert len(lines) == 1 and "Traceback" not in proc.stderr
@@ -566,7 +562,7 @@ def test_a_full_disk_is_one_line_the_run_failed_and_resumable(tmp_path):
         again = invoke_nnlab("train", "--resume", run, "-q")
         assert again.returncode == 0, again.stderr
         resumed = read_metrics(run)
-    whole = train_run(CONFIGS / "xor.yaml", tmp_path / "runs", "training.epochs=20000")
+    whole = train_run(CONFIGS / "xor.yaml", tmp_path / "runs", "training.epochs=8000")
     keep = [c for c in resumed.columns if c != "seconds"]
     np.testing.assert_array_equal(
         resumed.values[:, : len(keep)], read_metrics(whole).values[:, : len(keep)]
@@ -656,11 +652,11 @@ def test_a_full_disk_with_a_patched_writer(tmp_path, monkeypatch):
     import nnlab.metrics_csv
 
     real = nnlab.metrics_csv.open_log
-    full = lambda p, size=None: _FullDisk(real(p, size), 300)  # noqa: E731
+    full = lambda p, size=None: _FullDisk(real(p, size), 60)  # noqa: E731
     monkeypatch.setattr(nnlab.metrics_csv, "open_log", full)
     proc = invoke_nnlab(
         "train", CONFIGS / "xor.yaml", "--runs-dir", tmp_path / "runs", "-q",
-        "--set", "training.epochs=400", "--set", "training.checkpoint_seconds=0",
+        "--set", "training.epochs=100", "--set", "training.checkpoint_seconds=0",
     )  # fmt: skip
     (run,) = (tmp_path / "runs").iterdir()
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
@@ -668,10 +664,10 @@ def test_a_full_disk_with_a_patched_writer(tmp_path, monkeypatch):
     summary = read_summary(run)
     assert summary["status"] == "failed"
     assert "the disk is full" in summary["error"]
-    assert len(read_metrics(run)) == 300  # cut back to the last checkpoint, made room
+    assert len(read_metrics(run)) == 60  # cut back to the last checkpoint, made room
     monkeypatch.setattr(nnlab.metrics_csv, "open_log", real)
     assert resume(run).summary["status"] == "completed"
-    assert read_metrics(run).column("epoch").tolist() == list(range(1, 401))
+    assert read_metrics(run).column("epoch").tolist() == list(range(1, 101))
 
 
 def test_a_checkpoint_that_finds_the_disk_full(tmp_path, monkeypatch):
@@ -764,9 +760,9 @@ def _fit_memory(epochs: int, folder: Path) -> int:
 
 
 def test_a_runs_memory_does_not_grow_with_its_epochs(tmp_path):
-    # a row kept per epoch held about 315 bytes: 2.2 MB more for 7,000 more epochs
-    short = _fit_memory(1_000, tmp_path / "short")  # first: what it imports stays
-    grown = _fit_memory(8_000, tmp_path / "long") - short
+    # a row kept per epoch held about 315 bytes: 1.1 MB more for 3,500 more epochs
+    short = _fit_memory(500, tmp_path / "short")  # first: what it imports stays
+    grown = _fit_memory(4_000, tmp_path / "long") - short
     assert grown < 100_000, grown  # measured: about 1 KB
 
 
