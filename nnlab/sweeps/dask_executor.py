@@ -162,6 +162,7 @@ class DaskExecutor(Executor):
                 worker=msg.get("worker", ""),
                 note=msg.get("note"),
                 resumed=bool(msg.get("resumed")),
+                errno=msg.get("errno"),
             )
         status = Status.INTERRUPTED if self._interrupts else Status.FAILED
         if self.client.status != "running":  # cancelled because the scheduler went away

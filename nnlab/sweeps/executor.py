@@ -63,6 +63,7 @@ class TrialOutcome:
     worker: str = ""  # which worker ran it
     note: str | None = None  # e.g. why a trial to resume started over
     resumed: bool = False  # continued from its checkpoint
+    errno: int | None = None  # a file it could not write: a full disk, a read-only folder
 
 
 class Executor(ABC):
@@ -263,6 +264,7 @@ class LocalExecutor(Executor):
                 worker=worker.name,
                 note=msg.get("note"),
                 resumed=bool(msg.get("resumed")),
+                errno=msg.get("errno"),
             )
         )
         worker.task = None

@@ -14,6 +14,10 @@ continues from it (``nnlab.lifecycle.resume``); failed and never-started trials 
 fresh run folder. Trials of an earlier, different spec of the same name stay in the folder and
 the index.
 
+A trial that finds the disk full (or the folder read-only, or not writable) stops the sweep
+from starting more, which would fail the same way: the sweep ends with that trial's error on one
+line (exit status 2), and the same command continues once there is room.
+
 SIGINT/SIGTERM: no new trial starts; the signal is forwarded to the running trials, which stop
 at a safe point and are recorded interrupted; the sweep exits 130/143. A second signal stops
 them at once, a third stops waiting for them.
@@ -21,6 +25,7 @@ them at once, a third stops waiting for them.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -48,6 +53,9 @@ from nnlab.sweeps.folder import SweepFolder, sweep_dir_for
 from nnlab.sweeps.index import IndexWriter, read_index
 from nnlab.sweeps.spec import Sweep, Trial
 from nnlab.threads import per_worker
+
+#: a trial's file could not be written for one of these: the next trials would fail the same way
+STOPPING_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 ORPHAN_WAIT = 30.0  # seconds to wait for a trial still trained by a killed sweep's worker
 
@@ -255,7 +263,7 @@ def run_sweep(
                 f"already (skipped), {len(p.todo)} to run"
             )
         stop: int | None = None
-        resumed = 0
+        resumed, storage, left = 0, None, 0
         try:
             if p.todo or (search is not None and search.more()):
                 jobs = jobs or sweep.jobs
@@ -266,11 +274,16 @@ def run_sweep(
                 ex = executor or LocalExecutor(workers, log_dir=folder.logs_dir, threads=threads)
                 loop = _Loop(folder, index, p, ex, progress, clock, search)
                 stop = loop.run(handle_signals)
-                resumed = loop.resumed
+                resumed, storage, left = loop.resumed, loop.storage, len(loop.queue)
         finally:
             with clock:
                 index.close()
         progress.close()
+        if storage is not None:
+            raise RunError(
+                f"{storage}; sweep {sweep.name} stopped with {left} trials not started: run "
+                "the same command again once the disk has room"
+            )
         seconds = time.perf_counter() - started
         return _result(sweep, folder, p, progress, stop, seconds, clock, resumed)
 
@@ -334,6 +347,7 @@ class _Loop:
         self.signals: list[int] = []
         self.forwarded = 0
         self.resumed = 0  # trials that continued from their checkpoint
+        self.storage: str | None = None  # the error of a trial that found the disk full
 
     def run(self, handle_signals: bool) -> int | None:
         """Until every trial ended (or a signal stopped the sweep); returns that signal."""
@@ -342,7 +356,11 @@ class _Loop:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda signum, _: self.signals.append(signum))
         try:
-            while self.running or (self.queue and not self.signals) or self._searching():
+            while (
+                self.running
+                or (self.queue and not self.signals and self.storage is None)
+                or self._searching()
+            ):
                 if self._forward_signals():
                     break
                 if self.search is not None:
@@ -359,7 +377,7 @@ class _Loop:
         return self.signals[0] if self.signals else None
 
     def _searching(self) -> bool:
-        return self.search is not None and self.search.more(self)
+        return self.search is not None and self.storage is None and self.search.more(self)
 
     def _forward_signals(self) -> bool:
         """Pass a new signal on to the running trials; True at the third: stop waiting."""
@@ -378,7 +396,12 @@ class _Loop:
 
     def _start(self) -> None:
         """Submit trials while the executor has free slots."""
-        while not self.signals and self.queue and self.ex.busy < self.ex.slots:
+        while (
+            not self.signals
+            and self.storage is None
+            and self.queue
+            and self.ex.busy < self.ex.slots
+        ):
             trial = self.queue.popleft()
             resume = trial.hash in self.resume
             with self.clock:
@@ -405,6 +428,8 @@ class _Loop:
         self.resumed += outcome.resumed
         if self.search is not None:
             self.search.ended(self, trial, e)
+        if outcome.errno in STOPPING_ERRNOS and self.storage is None:
+            self.storage = outcome.error or "a trial found the disk full"
         if outcome.note:
             self.progress.say(f"note: {trial.label}: {outcome.note}")
         metric = headline(outcome.summary)

@@ -79,7 +79,7 @@ class _State:
 def run_task(task: dict, results: TextIO | None = None, state: _State | None = None) -> dict:
     """Train one trial (or continue it, ``task["resume"]``); the outcome as a JSON-able dict.
     A search's trial reports each epoch on ``results`` and may be pruned (``state``)."""
-    from nnlab.errors import NnlabError
+    from nnlab.errors import NnlabError, StorageError
     from nnlab.runs import Status, read_summary
     from nnlab.sweeps.pruning import epoch_reporter, mark_pruned
 
@@ -96,7 +96,9 @@ def run_task(task: dict, results: TextIO | None = None, state: _State | None = N
     except (_Stop, KeyboardInterrupt):
         return {"key": key, "status": Status.INTERRUPTED, "error": "stopped by a signal"}
     except NnlabError as e:
-        return {"key": key, "status": Status.FAILED, "error": str(e), "summary": _summary(run_dir)}
+        errno = e.errno if isinstance(e, StorageError) else None  # a full disk stops the sweep
+        failed = {"key": key, "status": Status.FAILED, "error": str(e), "errno": errno}
+        return {**failed, "summary": _summary(run_dir)}
     except Exception as e:
         traceback.print_exc()
         error = f"{type(e).__name__}: {e}"
