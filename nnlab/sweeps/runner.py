@@ -245,10 +245,7 @@ def run_sweep(
             found = folder.scan(clean=True)
             if wait_for_orphans(folder, found):
                 found = folder.scan()
-            search = _search(sweep, folder)
-            p = plan(sweep, folder, tuple(rerun), found)
-            if search is not None:
-                search.adopt(p)
+            search, p = _plan(sweep, folder, tuple(rerun), found)
             folder.write_spec(sweep)
             index = IndexWriter(folder.path, sweep.name)
             index.open(p.entries)
@@ -269,8 +266,7 @@ def run_sweep(
                 jobs = jobs or sweep.jobs
                 # BLAS threads follow the jobs asked for, also when fewer trials are left
                 threads = threads or per_worker(jobs)
-                left = len(p.todo) + (search.runs_left() if search is not None else 0)
-                workers = max(1, min(jobs, left))
+                workers = _workers(jobs, p, search)
                 ex = executor or LocalExecutor(workers, log_dir=folder.logs_dir, threads=threads)
                 loop = _Loop(folder, index, p, ex, progress, clock, search)
                 stop = loop.run(handle_signals)
@@ -288,13 +284,22 @@ def run_sweep(
         return _result(sweep, folder, p, progress, stop, seconds, clock, resumed)
 
 
-def _search(sweep: Sweep, folder: SweepFolder) -> Any:
-    """A search's driver (``nnlab.sweeps.search``), its study opened; None for a grid."""
+def _plan(sweep: Sweep, folder: SweepFolder, rerun: tuple, found: dict) -> tuple[Any, Plan]:
+    """The plan, and a search's driver (``nnlab.sweeps.search``: its study opened, the trials
+    it sampled before in the plan; None for a grid)."""
     if sweep.search is None:
-        return None
+        return None, plan(sweep, folder, rerun, found)
     from nnlab.sweeps.search import SearchDriver
 
-    return SearchDriver(sweep, folder.path)
+    search = SearchDriver(sweep, folder.path)
+    p = plan(sweep, folder, rerun, found)
+    search.adopt(p)
+    return search, p
+
+
+def _workers(jobs: int, p: Plan, search: Any) -> int:
+    """The jobs asked for, at most one per run to do (a search's runs not sampled yet count)."""
+    return max(1, min(jobs, len(p.todo) + (search.runs_left() if search is not None else 0)))
 
 
 def _result(
