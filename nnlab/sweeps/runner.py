@@ -146,7 +146,7 @@ def plan(
             next_number += 1
         e["overrides"], e["seed"] = trial.overrides, trial.seed
         status = found[trial.hash][1].get("status") if trial.hash in found else None
-        keep = (status == Status.COMPLETED and "all" not in rerun) or (
+        keep = (status in (Status.COMPLETED, Status.PRUNED) and "all" not in rerun) or (
             status == Status.DIVERGED and not set(rerun) & {"diverged", "all"}
         )
         if keep:
@@ -245,7 +245,7 @@ def run_sweep(
             found = folder.scan(clean=True)
             if wait_for_orphans(folder, found):
                 found = folder.scan()
-            p = plan(sweep, folder, tuple(rerun), found)
+            search, p = _plan(sweep, folder, tuple(rerun), found)
             folder.write_spec(sweep)
             index = IndexWriter(folder.path, sweep.name)
             index.open(p.entries)
@@ -262,13 +262,13 @@ def run_sweep(
         stop: int | None = None
         resumed, storage, left = 0, None, 0
         try:
-            if p.todo:
+            if p.todo or (search is not None and search.more()):
                 jobs = jobs or sweep.jobs
                 # BLAS threads follow the jobs asked for, also when fewer trials are left
                 threads = threads or per_worker(jobs)
-                workers = max(1, min(jobs, len(p.todo)))
+                workers = _workers(jobs, p, search)
                 ex = executor or LocalExecutor(workers, log_dir=folder.logs_dir, threads=threads)
-                loop = _Loop(folder, index, p, ex, progress, clock)
+                loop = _Loop(folder, index, p, ex, progress, clock, search)
                 stop = loop.run(handle_signals)
                 resumed, storage, left = loop.resumed, loop.storage, len(loop.queue)
         finally:
@@ -282,6 +282,24 @@ def run_sweep(
             )
         seconds = time.perf_counter() - started
         return _result(sweep, folder, p, progress, stop, seconds, clock, resumed)
+
+
+def _plan(sweep: Sweep, folder: SweepFolder, rerun: tuple, found: dict) -> tuple[Any, Plan]:
+    """The plan, and a search's driver (``nnlab.sweeps.search``: its study opened, the trials
+    it sampled before in the plan; None for a grid)."""
+    if sweep.search is None:
+        return None, plan(sweep, folder, rerun, found)
+    from nnlab.sweeps.search import SearchDriver
+
+    search = SearchDriver(sweep, folder.path)
+    p = plan(sweep, folder, rerun, found)
+    search.adopt(p)
+    return search, p
+
+
+def _workers(jobs: int, p: Plan, search: Any) -> int:
+    """The jobs asked for, at most one per run to do (a search's runs not sampled yet count)."""
+    return max(1, min(jobs, len(p.todo) + (search.runs_left() if search is not None else 0)))
 
 
 def _result(
@@ -324,8 +342,10 @@ class _Loop:
         ex: Executor,
         progress: SweepProgress,
         clock: Stopwatch,
+        search: Any = None,
     ):
         self.folder, self.index, self.entries, self.resume = folder, index, p.entries, p.resume
+        self.search = search  # a search's driver: asks, tells and prunes trials (None: grid)
         self.ex, self.progress, self.clock = ex, progress, clock
         self.queue = deque(p.todo)
         self.running: dict[str, tuple[Trial, float]] = {}
@@ -341,9 +361,15 @@ class _Loop:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda signum, _: self.signals.append(signum))
         try:
-            while self.running or (self.queue and not self.signals and self.storage is None):
+            while (
+                self.running
+                or (self.queue and not self.signals and self.storage is None)
+                or self._searching()
+            ):
                 if self._forward_signals():
                     break
+                if self.search is not None:
+                    self.search.tick(self)
                 self._start()
                 self.progress.running = len(self.running)
                 for outcome in self.ex.wait(0.2):
@@ -354,6 +380,9 @@ class _Loop:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return self.signals[0] if self.signals else None
+
+    def _searching(self) -> bool:
+        return self.search is not None and self.storage is None and self.search.more(self)
 
     def _forward_signals(self) -> bool:
         """Pass a new signal on to the running trials; True at the third: stop waiting."""
@@ -388,7 +417,8 @@ class _Loop:
                 e.update(status=Status.RUNNING, error=None, started=now(), finished=None)
                 e["attempts"] = e.get("attempts", 0) + 1
                 self.index.record(e)
-            self.ex.submit(TrialTask(trial.hash, trial.config, str(run_dir), resume=resume))
+            report = self.search.report if self.search is not None else None
+            self.ex.submit(TrialTask(trial.hash, trial.config, str(run_dir), resume, report))
             self.running[trial.hash] = (trial, time.perf_counter())
 
     def _end(self, outcome: TrialOutcome) -> None:
@@ -401,6 +431,8 @@ class _Loop:
             self.index.record(e)
         self.progress.running = len(self.running)
         self.resumed += outcome.resumed
+        if self.search is not None:
+            self.search.ended(self, trial, e)
         if outcome.errno in STOPPING_ERRNOS and self.storage is None:
             self.storage = outcome.error or "a trial found the disk full"
         if outcome.note:
