@@ -1,4 +1,5 @@
-"""Sweeps: a grid over any config keys, times seeds, run in parallel processes and resumable.
+"""Sweeps: a grid over any config keys, times seeds, run in parallel processes and resumable;
+or a search, where Optuna samples the axes (``nnlab.sweeps.search``).
 
 ``load_sweep`` reads a sweep file (or a config with command-line axes), ``check_trials`` validates
 every trial before any runs, ``run_sweep`` runs what is not done yet in ``RUNS/sweeps/NAME/``.

@@ -14,6 +14,10 @@ continues from it (``nnlab.lifecycle.resume``); failed and never-started trials 
 fresh run folder. Trials of an earlier, different spec of the same name stay in the folder and
 the index.
 
+A trial that finds the disk full (or the folder read-only, or not writable) stops the sweep
+from starting more, which would fail the same way: the sweep ends with that trial's error on one
+line (exit status 2), and the same command continues once there is room.
+
 SIGINT/SIGTERM: no new trial starts; the signal is forwarded to the running trials, which stop
 at a safe point and are recorded interrupted; the sweep exits 130/143. A second signal stops
 them at once, a third stops waiting for them.
@@ -21,6 +25,7 @@ them at once, a third stops waiting for them.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -48,6 +53,9 @@ from nnlab.sweeps.folder import SweepFolder, sweep_dir_for
 from nnlab.sweeps.index import IndexWriter, read_index
 from nnlab.sweeps.spec import Sweep, Trial
 from nnlab.threads import per_worker
+
+#: a trial's file could not be written for one of these: the next trials would fail the same way
+STOPPING_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 ORPHAN_WAIT = 30.0  # seconds to wait for a trial still trained by a killed sweep's worker
 
@@ -138,7 +146,7 @@ def plan(
             next_number += 1
         e["overrides"], e["seed"] = trial.overrides, trial.seed
         status = found[trial.hash][1].get("status") if trial.hash in found else None
-        keep = (status == Status.COMPLETED and "all" not in rerun) or (
+        keep = (status in (Status.COMPLETED, Status.PRUNED) and "all" not in rerun) or (
             status == Status.DIVERGED and not set(rerun) & {"diverged", "all"}
         )
         if keep:
@@ -237,7 +245,7 @@ def run_sweep(
             found = folder.scan(clean=True)
             if wait_for_orphans(folder, found):
                 found = folder.scan()
-            p = plan(sweep, folder, tuple(rerun), found)
+            search, p = _plan(sweep, folder, tuple(rerun), found)
             folder.write_spec(sweep)
             index = IndexWriter(folder.path, sweep.name)
             index.open(p.entries)
@@ -252,23 +260,46 @@ def run_sweep(
                 f"already (skipped), {len(p.todo)} to run"
             )
         stop: int | None = None
-        resumed = 0
+        resumed, storage, left = 0, None, 0
         try:
-            if p.todo:
+            if p.todo or (search is not None and search.more()):
                 jobs = jobs or sweep.jobs
                 # BLAS threads follow the jobs asked for, also when fewer trials are left
                 threads = threads or per_worker(jobs)
-                workers = max(1, min(jobs, len(p.todo)))
+                workers = _workers(jobs, p, search)
                 ex = executor or LocalExecutor(workers, log_dir=folder.logs_dir, threads=threads)
-                loop = _Loop(folder, index, p, ex, progress, clock)
+                loop = _Loop(folder, index, p, ex, progress, clock, search)
                 stop = loop.run(handle_signals)
-                resumed = loop.resumed
+                resumed, storage, left = loop.resumed, loop.storage, len(loop.queue)
         finally:
             with clock:
                 index.close()
         progress.close()
+        if storage is not None:
+            raise RunError(
+                f"{storage}; sweep {sweep.name} stopped with {left} trials not started: run "
+                "the same command again once the disk has room"
+            )
         seconds = time.perf_counter() - started
         return _result(sweep, folder, p, progress, stop, seconds, clock, resumed)
+
+
+def _plan(sweep: Sweep, folder: SweepFolder, rerun: tuple, found: dict) -> tuple[Any, Plan]:
+    """The plan, and a search's driver (``nnlab.sweeps.search``: its study opened, the trials
+    it sampled before in the plan; None for a grid)."""
+    if sweep.search is None:
+        return None, plan(sweep, folder, rerun, found)
+    from nnlab.sweeps.search import SearchDriver
+
+    search = SearchDriver(sweep, folder.path)
+    p = plan(sweep, folder, rerun, found)
+    search.adopt(p)
+    return search, p
+
+
+def _workers(jobs: int, p: Plan, search: Any) -> int:
+    """The jobs asked for, at most one per run to do (a search's runs not sampled yet count)."""
+    return max(1, min(jobs, len(p.todo) + (search.runs_left() if search is not None else 0)))
 
 
 def _result(
@@ -311,14 +342,17 @@ class _Loop:
         ex: Executor,
         progress: SweepProgress,
         clock: Stopwatch,
+        search: Any = None,
     ):
         self.folder, self.index, self.entries, self.resume = folder, index, p.entries, p.resume
+        self.search = search  # a search's driver: asks, tells and prunes trials (None: grid)
         self.ex, self.progress, self.clock = ex, progress, clock
         self.queue = deque(p.todo)
         self.running: dict[str, tuple[Trial, float]] = {}
         self.signals: list[int] = []
         self.forwarded = 0
         self.resumed = 0  # trials that continued from their checkpoint
+        self.storage: str | None = None  # the error of a trial that found the disk full
 
     def run(self, handle_signals: bool) -> int | None:
         """Until every trial ended (or a signal stopped the sweep); returns that signal."""
@@ -327,9 +361,15 @@ class _Loop:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda signum, _: self.signals.append(signum))
         try:
-            while self.running or (self.queue and not self.signals):
+            while (
+                self.running
+                or (self.queue and not self.signals and self.storage is None)
+                or self._searching()
+            ):
                 if self._forward_signals():
                     break
+                if self.search is not None:
+                    self.search.tick(self)
                 self._start()
                 self.progress.running = len(self.running)
                 for outcome in self.ex.wait(0.2):
@@ -340,6 +380,9 @@ class _Loop:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return self.signals[0] if self.signals else None
+
+    def _searching(self) -> bool:
+        return self.search is not None and self.storage is None and self.search.more(self)
 
     def _forward_signals(self) -> bool:
         """Pass a new signal on to the running trials; True at the third: stop waiting."""
@@ -358,7 +401,12 @@ class _Loop:
 
     def _start(self) -> None:
         """Submit trials while the executor has free slots."""
-        while not self.signals and self.queue and self.ex.busy < self.ex.slots:
+        while (
+            not self.signals
+            and self.storage is None
+            and self.queue
+            and self.ex.busy < self.ex.slots
+        ):
             trial = self.queue.popleft()
             resume = trial.hash in self.resume
             with self.clock:
@@ -369,7 +417,8 @@ class _Loop:
                 e.update(status=Status.RUNNING, error=None, started=now(), finished=None)
                 e["attempts"] = e.get("attempts", 0) + 1
                 self.index.record(e)
-            self.ex.submit(TrialTask(trial.hash, trial.config, str(run_dir), resume=resume))
+            report = self.search.report if self.search is not None else None
+            self.ex.submit(TrialTask(trial.hash, trial.config, str(run_dir), resume, report))
             self.running[trial.hash] = (trial, time.perf_counter())
 
     def _end(self, outcome: TrialOutcome) -> None:
@@ -382,6 +431,10 @@ class _Loop:
             self.index.record(e)
         self.progress.running = len(self.running)
         self.resumed += outcome.resumed
+        if self.search is not None:
+            self.search.ended(self, trial, e)
+        if outcome.errno in STOPPING_ERRNOS and self.storage is None:
+            self.storage = outcome.error or "a trial found the disk full"
         if outcome.note:
             self.progress.say(f"note: {trial.label}: {outcome.note}")
         metric = headline(outcome.summary)
