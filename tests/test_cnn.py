@@ -23,6 +23,7 @@ from nnlab.data.digits import digits
 from nnlab.errors import ConfigError
 from nnlab.experiment import build
 from nnlab.export import export
+from nnlab.metrics import MetricsTally
 from nnlab.nn import LAYERS, Model
 from nnlab.predict import predict_file
 from nnlab.runs import load_model as load_run
@@ -391,21 +392,21 @@ def test_resume_with_batchnorm_continues_bit_for_bit(tmp_path):
     """Interrupted after 2 of 5 epochs, checkpointed to disk, resumed in a new experiment:
     the metrics, weights and running averages of an uninterrupted run, bit for bit."""
     cfg = _cfg(CNN, tmp_path, "training.epochs=5", "model.layers.3={type: dropout, rate: 0.2}")
-    full = Trainer(build(cfg))
+    full = Trainer(build(cfg), log=[])  # a list collects the rows
     assert full.fit() == "completed"
 
-    first = Trainer(build(cfg))
+    first = Trainer(build(cfg), log=[])
     first.on_epoch = lambda epoch: first.request_stop(2) if epoch == 2 else None
     assert first.fit() == "interrupted" and first.epoch == 2
     save_checkpoint(tmp_path / "checkpoint.npz", *first.state())
     arrays, meta = read_checkpoint(tmp_path / "checkpoint.npz")
     assert arrays["buffers"].size == 2 * (6 + 5 + 16)
-    resumed = Trainer(build(cfg))
-    resumed.load_state(arrays, meta, first.rows)
+    resumed = Trainer(build(cfg), log=list(first.log))
+    resumed.load_state(arrays, meta, MetricsTally.of(first.log))
     assert resumed.fit() == "completed"
 
     strip = [
-        [{k: v for k, v in r.items() if k != "seconds"} for r in t.rows] for t in (full, resumed)
+        [{k: v for k, v in r.items() if k != "seconds"} for r in t.log] for t in (full, resumed)
     ]
     assert strip[0] == strip[1] and len(strip[0]) == 5
     np.testing.assert_array_equal(resumed.exp.model.theta, full.exp.model.theta)
