@@ -353,7 +353,10 @@ class Trainer:
         es = meta["early_stopping"]
         self.es_wait, self.es_best, self.es_epoch = es["wait"], es["best"], es["epoch"]
         self.best_theta = arrays["best_theta"].copy() if "best_theta" in arrays else None
-        self.best_buffers = arrays["best_buffers"].copy() if "best_buffers" in arrays else None
+        best_buffers = arrays.get("best_buffers")  # (none before buffers: an empty model's)
+        if best_buffers is None and self.best_theta is not None:
+            best_buffers = exp.model.buffers
+        self.best_buffers = None if best_buffers is None else best_buffers.copy()
         self.epoch = meta["epoch"]
         n = meta.get("threads")  # checkpoints before issue 18 have none
         self.threads = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
