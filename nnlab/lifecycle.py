@@ -73,7 +73,21 @@ def train(
     trainer = Trainer(exp, quiet=quiet)
     path = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, config["name"])
     path.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {
+    summary = start_summary(config, exp, path)
+    write_config(path, config)
+    write_summary(path, summary)
+    trainer.log = MetricsLog(path / "metrics.csv", trainer.columns)
+    return _execute(exp, trainer, path, summary, handle_signals, stop)
+
+
+def start_summary(
+    config: dict, exp: Experiment, path: Path, baseline: dict | None = None
+) -> dict[str, Any]:
+    """A run's summary.json as training starts (``baseline``: the baselines of its data, when
+    they are known already)."""
+    if baseline is None:
+        baseline = baselines.compute(exp.data) if exp.one_label_head else {}
+    return {
         "status": Status.RUNNING,
         "name": config["name"],
         "run": path.name,
@@ -83,16 +97,12 @@ def train(
         "epochs_completed": 0,
         "data": {"name": exp.data.name, **exp.data.sizes},
         "parameters": exp.model.n_params,
-        "baselines": baselines.compute(exp.data) if exp.one_label_head else {},
+        "baselines": baseline,
         "started": now(),
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "versions": versions(),
     }
-    write_config(path, config)
-    write_summary(path, summary)
-    trainer.log = MetricsLog(path / "metrics.csv", trainer.columns)
-    return _execute(exp, trainer, path, summary, handle_signals, stop)
 
 
 def resume(run_dir: str | Path, quiet: bool = True, handle_signals: bool = True) -> RunResult:
@@ -153,7 +163,7 @@ def _execute(
     stats = _layer_stats(exp, trainer, path, resumed=bool(summary.get("resumed")))
     t0 = time.perf_counter()
     try:
-        with _stops(trainer, handle_signals, stop):
+        with stops(trainer, handle_signals, stop):
             status = trainer.fit()
     except BaseException as e:
         summary.update(
@@ -186,11 +196,13 @@ def _layer_stats(exp: Experiment, trainer: Trainer, path: Path, resumed: bool):
     return stats
 
 
-class _stops:
+class stops:
     """While training: SIGINT/SIGTERM (in the main thread) and signal numbers put on ``stop``
-    (a run in a thread) ask the trainer to stop at a safe point; a second Ctrl-C stops now."""
+    (a run in a thread) ask the trainer to stop at a safe point; a second Ctrl-C stops now.
+    ``trainer``: anything with ``request_stop(signum)`` and ``stop_signal`` (a ``Trainer``, a
+    population)."""
 
-    def __init__(self, trainer: Trainer, handle_signals: bool, stop: queue.SimpleQueue | None):
+    def __init__(self, trainer: Any, handle_signals: bool, stop: queue.SimpleQueue | None):
         self.trainer, self.stop = trainer, stop
         self.handle = handle_signals and threading.current_thread() is threading.main_thread()
         self.previous: dict = {}
@@ -224,6 +236,18 @@ class _stops:
 def _record(exp: Experiment, trainer: Trainer, path: Path, summary: dict, status: str) -> None:
     """What a run that ended leaves: final metrics per split and the model (or where it
     diverged); the checkpoint goes once there is nothing left to resume."""
+    end_summary(exp, summary, status, trainer.diverged_at, trainer.stop_signal)
+    if status != Status.DIVERGED:
+        save_model(path / "model.npz", exp.model, model_meta(exp))
+    if status in DONE:
+        (path / CHECKPOINT).unlink(missing_ok=True)
+
+
+def end_summary(
+    exp: Experiment, summary: dict, status: str, diverged_at: dict | None, stop: int | None
+) -> None:
+    """How a run ended, into its summary: the status, the final metrics of the model's
+    current weights on each split (or where it diverged), the signal that stopped it."""
     summary["status"] = status
     if status != Status.DIVERGED:
         for split in ("train", "val", "test"):
@@ -232,32 +256,46 @@ def _record(exp: Experiment, trainer: Trainer, path: Path, summary: dict, status
                 groups = evaluate_groups(exp, split)
                 if groups:
                     summary[f"{split}_groups"] = groups
-        save_model(path / "model.npz", exp.model, model_meta(exp))
     else:
-        summary["diverged_at"] = trainer.diverged_at
-    if trainer.stop_signal is not None:
-        summary["signal"] = signal.Signals(trainer.stop_signal).name
-    if status in DONE:
-        (path / CHECKPOINT).unlink(missing_ok=True)
+        summary["diverged_at"] = diverged_at
+    if stop is not None:
+        summary["signal"] = signal.Signals(stop).name
 
 
 def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: float) -> None:
     """Fill in what the loop saw."""
     rows = trainer.rows
-    summary["epochs_completed"] = len(rows)
-    summary["threads"] = trainer.threads
-    summary["stopped_early"] = trainer.stopped_early
+    es = None
     if trainer.early_stopping is not None and trainer.es_epoch is not None:
-        summary["early_stopping"] = {
-            "monitor": trainer.early_stopping["monitor"],
-            "best_epoch": trainer.es_epoch,
-            "restored": trainer.best_theta is not None,
-        }
-    summary["last"] = {k: v for k, v in rows[-1].items() if k != "seconds"} if rows else {}
-    summary["best"] = best_of(rows)
-    summary["finished"] = now()
+        es = (trainer.early_stopping["monitor"], trainer.es_epoch, trainer.best_theta is not None)
+    last = {k: v for k, v in rows[-1].items() if k != "seconds"} if rows else {}
+    loop_summary(summary, len(rows), last, best_of(rows), trainer.threads,
+                 trainer.stopped_early, es)  # fmt: skip
     summary["train_seconds"] = round(train_seconds, 4)
     summary["wall_seconds"] = round(time.time() - started, 4)
+
+
+def loop_summary(
+    summary: dict,
+    epochs: int,
+    last: dict,
+    best: dict,
+    threads: int | None,
+    stopped_early: bool,
+    early_stopping: tuple[str, int, bool] | None,
+) -> None:
+    """What the training loop saw, into a run's summary: epochs completed, the last row of
+    metrics (without seconds) and the best values, BLAS threads, early stopping as
+    (monitor, best epoch, weights restored)."""
+    summary["epochs_completed"] = epochs
+    summary["threads"] = threads
+    summary["stopped_early"] = stopped_early
+    if early_stopping is not None:
+        monitor, epoch, restored = early_stopping
+        summary["early_stopping"] = {"monitor": monitor, "best_epoch": epoch, "restored": restored}
+    summary["last"] = last
+    summary["best"] = best
+    summary["finished"] = now()
 
 
 def exit_code(result: RunResult) -> int:

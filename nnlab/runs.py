@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nnlab.errors import ConfigError, RunError
-from nnlab.files import atomic_write, jsonable, write_json
+from nnlab.files import atomic_write, atomic_write_many, json_text, jsonable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -165,10 +165,15 @@ def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[
 # ---------------------------------------------------------------- config and summary
 
 
-def write_config(run: Path, config: dict) -> None:
+def config_text(config: dict) -> str:
+    """config.yaml's text."""
     from nnlab.config import dump_yaml
 
-    atomic_write(Path(run) / "config.yaml", dump_yaml(config))
+    return dump_yaml(config)
+
+
+def write_config(run: Path, config: dict) -> None:
+    atomic_write(Path(run) / "config.yaml", config_text(config))
 
 
 def read_config(run: str | Path) -> dict:
@@ -188,8 +193,19 @@ def read_config(run: str | Path) -> dict:
     return config
 
 
+def summary_text(summary: dict) -> str:
+    """summary.json's text."""
+    return json_text(summary) + "\n"
+
+
 def write_summary(run: Path, summary: dict) -> None:
-    write_json(Path(run) / "summary.json", summary)
+    atomic_write(Path(run) / "summary.json", summary_text(summary))
+
+
+def write_run_files(files: dict[Path, str | bytes]) -> None:
+    """Write files of many runs at once (path -> text or bytes), each atomically, with one
+    flush to disk for all of them (``files.atomic_write_many``)."""
+    atomic_write_many(files.items())
 
 
 def read_summary(run: str | Path) -> dict:
@@ -327,6 +343,31 @@ class MetricsLog:
         self._f.close()
 
 
+def metrics_text(columns: list[str], values: np.ndarray) -> str:
+    """Rows of metrics.csv as ``MetricsLog`` writes them, from a table ``values`` (rows,
+    columns) of float64: the epoch as an integer, numbers as the shortest text that reads back
+    to them, NaN in an accuracy column as an empty cell (no labelled sample: no accuracy).
+    Values that repeat (learning rates, accuracies, times) are formatted once."""
+    cells = []
+    for j, name in enumerate(columns):
+        col = values[:, j].tolist()
+        if name == "epoch":
+            cells.append([str(int(v)) for v in col])
+        elif name.endswith("loss"):
+            cells.append([repr(v) for v in col])
+        else:
+            memo: dict[float, str] = {}
+            empty = name.endswith("accuracy")
+            texts = []
+            for v in col:
+                t = memo.get(v)
+                if t is None:
+                    t = memo[v] = "" if (empty and v != v) else repr(v)
+                texts.append(t)
+            cells.append(texts)
+    return "".join([",".join(row) + "\n" for row in zip(*cells, strict=True)])
+
+
 @dataclass
 class Metrics:
     """metrics.csv read back: ``values[i, j]`` is column ``columns[j]`` of epoch row ``i``
@@ -417,6 +458,11 @@ def _json_bytes(header: dict) -> np.ndarray:
 
 def save_model(path: Path, model: Any, meta: dict) -> None:
     """Weights and the architecture (``meta``: model spec, input shape, scaling, ...)."""
+    atomic_write(path, model_bytes(model, meta))
+
+
+def model_bytes(model: Any, meta: dict) -> bytes:
+    """model.npz's bytes (see ``save_model``)."""
     arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
     for key in ("shift", "scale"):
         arrays[f"input/{key}"] = np.asarray(meta.get(key, 0.0 if key == "shift" else 1.0))
@@ -425,7 +471,7 @@ def save_model(path: Path, model: Any, meta: dict) -> None:
     arrays["architecture"] = _json_bytes(header)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def read_model_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -464,10 +510,15 @@ def load_model(run: str | Path) -> tuple[Any, dict]:
 
 def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """The training state at an epoch's end, written atomically (see ``Trainer.state``)."""
+    atomic_write(path, checkpoint_bytes(arrays, meta))
+
+
+def checkpoint_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
+    """checkpoint.npz's bytes (see ``save_checkpoint``)."""
     header = {"format": CHECKPOINT_FORMAT, **meta}
     buf = io.BytesIO()
     np.savez(buf, **arrays, meta=_json_bytes(header))
-    atomic_write(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:

@@ -14,6 +14,7 @@ give the JSON Schema (``json_schema``) and the README's key reference.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import types
@@ -120,10 +121,17 @@ def _is_union(ann: Any) -> bool:
     return get_origin(ann) in (Union, types.UnionType)
 
 
+@functools.cache
+def _hints(obj: Any) -> dict[str, Any]:
+    """``obj``'s annotations, evaluated once (a sweep validates thousands of configs against
+    the same few classes; evaluating them each time was most of the work). Read only."""
+    return typing.get_type_hints(obj, include_extras=True)
+
+
 def fields_of(obj: Any, skip: tuple[str, ...] = ()) -> list[Field]:
     """The schema fields of a dataclass or of a function's keyword parameters."""
     if dataclasses.is_dataclass(obj):
-        hints = typing.get_type_hints(obj, include_extras=True)
+        hints = _hints(obj)
         out = []
         for f in dataclasses.fields(obj):
             if not f.init or f.name.startswith("_") or f.name in skip:
@@ -133,7 +141,7 @@ def fields_of(obj: Any, skip: tuple[str, ...] = ()) -> list[Field]:
                 default = f.default_factory()
             out.append(Field(f.name, hints[f.name], default))
         return out
-    hints = typing.get_type_hints(obj, include_extras=True)
+    hints = _hints(obj)
     out = []
     for p in inspect.signature(obj).parameters.values():
         if p.name in skip or p.name.startswith("_"):

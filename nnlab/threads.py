@@ -82,10 +82,16 @@ def largest_product(model: Any, batch: int) -> int:
 
 def choose(model: Any, batch: int, requested: int | None = None) -> int:
     """The number of BLAS threads for training ``model`` on batches of ``batch`` samples."""
+    return for_product(largest_product(model, batch), requested)
+
+
+def for_product(macs: int, requested: int | None = None) -> int:
+    """The number of BLAS threads for a training step whose largest product has ``macs``
+    multiply-adds (``requested``: ``training.threads``)."""
     if requested is not None:
         return max(1, min(requested, cores()))
     limit = min(cores(), env_limit() or cores())
-    return limit if largest_product(model, batch) >= PARALLEL_MACS else 1
+    return limit if macs >= PARALLEL_MACS else 1
 
 
 @contextlib.contextmanager

@@ -101,6 +101,18 @@ class _Fit:
     whole: tuple[list, list, list] | None  # a full batch: each head's (T, L, W), fixed
 
 
+def check_early_stopping(es: dict | None, columns: list[str]) -> None:
+    """A ConfigError when early stopping watches a column that is not one of the run's
+    metrics (``columns``: metrics.csv's)."""
+    if es is not None and es["monitor"] not in columns:
+        metrics = [c for c in columns if c not in NOT_METRICS]
+        raise ConfigError(
+            f"{es['monitor']!r} is not a metric of this run."
+            f"{did_you_mean(es['monitor'], metrics)} Allowed: {', '.join(metrics)}",
+            "training.early_stopping.monitor",
+        )
+
+
 class Trainer:
     """Runs the epochs of an experiment, writing rows to a metrics log as it goes."""
 
@@ -125,13 +137,7 @@ class Trainer:
         self.columns = metric_columns(exp)
         self.rows: list[dict] = []  # one per finished epoch, as written to metrics.csv
         es = exp.config["training"]["early_stopping"]
-        if es is not None and es["monitor"] not in self.columns:
-            metrics = [c for c in self.columns if c not in NOT_METRICS]
-            raise ConfigError(
-                f"{es['monitor']!r} is not a metric of this run."
-                f"{did_you_mean(es['monitor'], metrics)} Allowed: {', '.join(metrics)}",
-                "training.early_stopping.monitor",
-            )
+        check_early_stopping(es, self.columns)
         self.early_stopping = es
         self.best_theta: Array | None = None  # weights at the best epoch (restore_best)
         self.es_best: float | None = None

@@ -377,6 +377,11 @@ def load_sweep(
     return sweep
 
 
+def parse_seeds(text: str, where: str = "--seeds") -> list[int]:
+    """Seeds given on the command line: ``5`` (0..4), ``0,1,7`` or ``[0, 1, 7]``."""
+    return seed_list(_parse_seeds(text), where, where)
+
+
 def _parse_seeds(text: str) -> Any:
     """``5`` (a count), ``0,1,7`` or ``[0, 1, 7]`` (a list)."""
     text = text.strip()

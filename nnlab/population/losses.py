@@ -1,0 +1,148 @@
+"""The losses of ``nnlab.nn.losses`` over a population: each member's value and gradient.
+
+``LOSSES[type(loss)](loss, out, t, w)`` takes the outputs (M, batch, k) of every member, the
+targets (batch, k) shared by the members or (M, batch, k) of their own, and the 0/1 mask of
+labelled samples (None, (batch,) or (M, batch)), and returns each member's loss value (M,)
+(float64, as the single run's Python float) and the gradient (M, batch, k). The formulas are the
+single run's, in its order; a sum over a batch may be taken in another order, which changes a
+float32 result in its last bits at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from nnlab.nn.losses import (
+    MAE,
+    MSE,
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Hinge,
+    Loss,
+)
+
+Array = np.ndarray
+
+
+def total(a: Array) -> Array:
+    """Each member's sum of an (M, ...) array, (M,) float64."""
+    return a.sum(axis=tuple(range(1, a.ndim))).astype(np.float64)
+
+
+def factor(x: Any, like: Array) -> Any:
+    """A float64 per-member factor (a number, or (M,)) as the single run applies it to an
+    array of ``like``'s dtype: a number stays a Python float; (M,) values are rounded to the
+    dtype and shaped to broadcast over (M, batch, ...)."""
+    if np.ndim(x) == 0:
+        return float(x)
+    return np.asarray(x, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def _mask(d: Array, w: Array | None) -> Any:
+    """Mask the rows of ``d`` (M, batch, k) with ``w`` and return the normaliser: the number of
+    entries each member's loss averages over (a number, or (M,))."""
+    if w is None:
+        return float(d.shape[-2] * d.shape[-1])
+    d *= w[..., None]
+    return np.maximum(w.sum(axis=-1).astype(np.float64), 1.0) * d.shape[-1]
+
+
+def mse(loss: MSE, out: Array, t: Array, w: Array | None) -> tuple[Array, Array]:
+    d = out - t
+    size = _mask(d, w)
+    value = total(d * d) / size
+    d *= factor(2.0 / size, d)
+    return value, d
+
+
+def mae(loss: MAE, out: Array, t: Array, w: Array | None) -> tuple[Array, Array]:
+    d = out - t
+    size = _mask(d, w)
+    value = total(np.abs(d)) / size
+    np.sign(d, out=d)
+    d *= factor(1.0 / size, d)
+    return value, d
+
+
+def hinge(loss: Hinge, out: Array, t: Array, w: Array | None) -> tuple[Array, Array]:
+    margin = 1.0 - t * out
+    np.maximum(margin, 0.0, out=margin)
+    size = _mask(margin, w)
+    value = total(margin) / size
+    grad = np.multiply(t, margin > 0, dtype=out.dtype)
+    grad *= factor(-1.0 / size, grad)
+    return value, grad
+
+
+def binary_crossentropy(
+    loss: BinaryCrossentropy, z: Array, t: Array, w: Array | None
+) -> tuple[Array, Array]:
+    e = np.exp(-np.abs(z))  # in (0, 1]: no overflow
+    value = np.maximum(z, 0) - z * t + np.log1p(e)
+    p = np.where(z >= 0, 1.0, e) / (1.0 + e)  # sigmoid(z)
+    grad = np.subtract(p, t, out=p)
+    size = _mask(value, w)
+    if w is not None:
+        grad *= w[..., None]
+    grad *= factor(1.0 / size, grad)
+    return total(value) / size, grad.astype(z.dtype, copy=False)
+
+
+def categorical_crossentropy(
+    loss: CategoricalCrossentropy, z: Array, t: Array, w: Array | None
+) -> tuple[Array, Array]:
+    M = z.shape[0]
+    none = None  # members without a labelled sample in the batch: nothing to learn from it
+    if w is None:
+        top = z.max(axis=(1, 2), keepdims=True)
+    else:
+        labelled = np.broadcast_to(w, z.shape[:2]) > 0  # (M, batch)
+        top = z.max(axis=(1, 2), keepdims=True, initial=-np.inf, where=labelled[..., None])
+        none = ~labelled.any(axis=1)
+        if none.any():
+            top[none] = 0.0
+    s = z - top  # (M, batch, classes): each member's logits shifted by its largest one
+    p = np.exp(s)
+    sums = p.sum(axis=-1)  # (M, batch)
+    low = sums.min(axis=1) < 1e-30
+    if low.any():  # a row far below the largest logit: shift those members row by row
+        s[low] = z[low] - z[low].max(axis=2, keepdims=True)
+        p[low] = np.exp(s[low])
+        sums[low] = p[low].sum(axis=-1)
+    if w is None:
+        n: Any = float(z.shape[1])
+        log_total = total(np.log(sums))
+    else:
+        n = np.maximum(np.broadcast_to(w, (M, z.shape[1])).sum(axis=1).astype(np.float64), 1e-12)
+        log_total = total(w * np.log(sums))
+        p *= w[..., None]
+    value = (log_total - total(t * s)) / n
+    p /= sums[..., None]  # softmax (times the mask)
+    p -= t
+    p *= factor(1.0 / n, p)
+    if none is not None and none.any():
+        value[none] = 0.0
+        p[none] = 0.0
+    return value, p
+
+
+#: the single-run losses a population covers
+LOSSES: dict[type, Callable[..., tuple[Array, Array]]] = {
+    MSE: mse,
+    MAE: mae,
+    Hinge: hinge,
+    BinaryCrossentropy: binary_crossentropy,
+    CategoricalCrossentropy: categorical_crossentropy,
+}
+
+
+def correct(loss: Loss, out: Array, labels: Array) -> Array:
+    """How many of ``labels`` ((batch,) or (M, batch); -1: no label) each member's outputs
+    predict, (M,): ``Loss.correct`` per member."""
+    if out.shape[-1] == 1:
+        thr = 0.0 if loss.fused_activation else loss.threshold
+        return np.count_nonzero((out[..., 0] > thr) == labels, axis=-1)
+    return np.count_nonzero(out.argmax(axis=-1) == labels, axis=-1)
