@@ -87,9 +87,11 @@ OPTIMIZERS = {
         ["optimizer={name: sgd, lr: 0.5, momentum: 0.9}"],
         ["optimizer={name: sgd, lr: 1.0}"],
         ["optimizer={name: sgd, lr: 0.3, momentum: 0.5, clipnorm: 0.05}"],
-        ["optimizer={name: sgd, lr: 0.8, momentum: 0.9, weight_decay: 0.01, l2: 0.001, "
-         "clipvalue: 0.01}"],
-    ],  # fmt: skip
+        [
+            "optimizer={name: sgd, lr: 0.8, momentum: 0.9, weight_decay: 0.01, l2: 0.001, "
+            "clipvalue: 0.01}"
+        ],
+    ],
     "nesterov": [
         ["optimizer={name: sgd, lr: 0.5, momentum: 0.9, nesterov: true}"],
         ["optimizer={name: sgd, lr: 0.2, momentum: 0.5, nesterov: true, l2: 0.01}"],
@@ -168,7 +170,9 @@ def test_different_data_splits_per_seed_and_a_fixed_split(tmp_path):
     data = build_members(cfgs)[1]
     assert not np.array_equal(data[0].data.train.y, data[1].data.train.y)  # different samples
     check_members(cfgs, tmp_path)
-    fixed = configs(DIGITS, [*common, "data.split_seed=7"], [[f"training.seed={s}"] for s in (0, 1)])
+    fixed = configs(
+        DIGITS, [*common, "data.split_seed=7"], [[f"training.seed={s}"] for s in (0, 1)]
+    )
     members = build_members(fixed)[1]
     assert members[0].data is members[1].data  # one copy, shared
     check_members(fixed, tmp_path / "fixed")
@@ -223,8 +227,14 @@ def test_a_diverging_member_does_not_stop_the_others(tmp_path):
 
 
 def test_early_stopping_stops_members_one_by_one(tmp_path):
-    common = [*SMALL_DIGITS, "data.subset=null", "data.validation_split=0.2", "training.epochs=40",
-              "training.early_stopping={monitor: val_loss, patience: 2}", "optimizer.lr=0.02"]
+    common = [
+        *SMALL_DIGITS,
+        "data.subset=null",
+        "data.validation_split=0.2",
+        "training.epochs=40",
+        "training.early_stopping={monitor: val_loss, patience: 2}",
+        "optimizer.lr=0.02",
+    ]
     cfgs = configs(DIGITS, common, [[f"training.seed={s}"] for s in range(4)])  # fmt: skip
     summaries = check_members(cfgs, tmp_path)
     ends = [s["epochs_completed"] for s in summaries]
@@ -276,9 +286,7 @@ def test_partition_groups_member_wise_differences_and_says_why_others_run_alone(
     assert part.groups == [[0, 1, 7], [2, 3]]
     assert part.alone[4] == ALONE_BY_SHAPE and part.alone[5] == ALONE_BY_SHAPE
     assert "log_layers" in part.alone[6]
-    rnn = load_config(
-        CONFIGS / "questions" / "lstm_sequence.yaml", ["training.seed=1"]
-    )
+    rnn = load_config(CONFIGS / "questions" / "lstm_sequence.yaml", ["training.seed=1"])
     part = partition([rnn, {**rnn, "training": {**rnn["training"], "seed": 2}}])
     assert not part.groups and "lstm layer" in part.alone[0]
 

@@ -23,7 +23,7 @@ import numpy as np
 from nnlab import threads
 from nnlab.experiment import Experiment, metric_columns
 from nnlab.metrics import higher_is_better
-from nnlab.nn.optimizers import SCHEDULES
+from nnlab.nn.optimizers import SCHEDULES, Constant
 from nnlab.population.batches import StackedBatches
 from nnlab.population.members import Member
 from nnlab.population.model import StackedModel
@@ -36,6 +36,8 @@ from nnlab.train import check_early_stopping
 Array = np.ndarray
 #: metrics values kept before they are handed to ``record`` (at most ~16 MB)
 ROWS_IN_MEMORY = 2_000_000
+#: checkpoints (metrics rows and members' states written) take at most 1/SYNC_SHARE of the time
+SYNC_SHARE = 20
 
 
 @dataclass
@@ -81,25 +83,31 @@ class Population:
         n = X.shape[0]
         self.batch = min(cfg["batch_size"] or n, n)
         self.shuffle = cfg["shuffle"] and self.batch < n  # a full batch's order changes nothing
-        self.stack = Stack.choose(M, template.model.dtype, threads.largest_product(template.model, self.batch))
+        self.stack = Stack.choose(
+            M, template.model.dtype, threads.largest_product(template.model, self.batch)
+        )
         self.shared = all(m.data is template.data for m in members)
         rates = {i: [m.rates[i] for m in members] for i in members[0].rates}
         thetas = np.stack([m.theta0 for m in members])
-        self.model = StackedModel(template.model, self.stack, thetas, rates, [m.rng for m in members])
+        self.model = StackedModel(
+            template.model, self.stack, thetas, rates, [m.rng for m in members]
+        )
         self.optimizer = StackedOptimizer(
             [m.optimizer for m in members], self.stack, template.model.n_decay, thetas.shape[1]
         )
         self.objective = StackedObjective(
-            template.heads, [np.array([m.weights[k] for m in members]) for k in range(len(template.heads))]
+            template.heads,
+            [np.array([m.weights[k] for m in members]) for k in range(len(template.heads))],
         )
         self.flags = template.logit_flags
+        self.classification = template.data.task == "classification"
         self.batches = StackedBatches(self._split_arrays("train"), self.batch, self.shuffle,
-                                      self.shared, self.stack)  # fmt: skip
+                                      self.shared, self.stack, self._codes())  # fmt: skip
         self.val = self._split_arrays("val") if template.data.val is not None else None
         self.ids = np.arange(M)  # the members in the arrays, by index
         self.outcomes = [Outcome() for _ in members]
-        self.epochs_done = np.zeros(M, np.int64)
         self.member_seconds = np.zeros(M)  # each member's share of the training time
+        self.share = 0.0  # the share of a member that trained in every epoch so far
         self._schedule_groups(members)
         if self.early_stopping is not None:
             self.es_best = np.full(M, np.nan)
@@ -138,6 +146,7 @@ class Population:
                 self.schedules.append(SCHEDULES.build(spec))
             of.append(specs[key])
         self.schedule_of = np.array(of)
+        self.constant_lr = all(type(s) is Constant for s in self.schedules)
 
     def _split_arrays(self, name: str) -> list[Array | None]:
         """A split's inputs, then each head's (T, L, W): shared, or stacked (M, n, ...)."""
@@ -147,6 +156,16 @@ class Population:
         parts = [[getattr(m.data, name).X] + [a for t in m.targets[name] for a in (t.T, t.L, t.W)]
                  for m in self.members]  # fmt: skip
         return [None if col[0] is None else np.stack(col) for col in zip(*parts, strict=True)]
+
+    def _codes(self) -> tuple[Array, float] | None:
+        """The training inputs' codes (``Split.codes``): shared, or stacked when every member
+        has them with one divisor."""
+        codes = [m.data.train.codes for m in self.members]
+        if any(c is None for c in codes) or len({c[1] for c in codes}) > 1:
+            return None
+        if self.shared:
+            return codes[0]
+        return np.stack([c[0] for c in codes]), codes[0][1]
 
     # ------------------------------------------------------------------ the loop
 
@@ -162,23 +181,26 @@ class Population:
         """Train every member to its end: completed, diverged, stopped early, or interrupted
         (a signal); each member's ``Outcome`` says which."""
         last_checkpoint = time.monotonic()
+        every = self.checkpoint_every
         with (
             threads.limited(self.threads),
             np.errstate(over="ignore", invalid="ignore", divide="ignore"),
         ):
             for epoch in range(self.epoch, self.epochs):
                 t0 = time.perf_counter()
-                self.optimizer.set_lr(self._lr(epoch))
+                if epoch == 0 or not self.constant_lr:
+                    self.optimizer.set_lr(self._lr(epoch))
                 if self.shuffle:
                     n = self.batches.n
                     self.batches.start(np.stack([self.members[i].rng.permutation(n)
                                                  for i in self.ids]))  # fmt: skip
                 meters = self._meters
                 meters.reset()
-                diverged = self._steps(epoch, meters)
+                ended, diverged = self._steps(epoch, meters)
                 seconds = time.perf_counter() - t0
                 self.train_seconds += seconds
-                if diverged is None:  # stopped by a signal within the epoch
+                if not ended:  # stopped by a signal within the epoch (not recorded)
+                    self._diverged_in(diverged, epoch)
                     break
                 self._end_epoch(epoch, meters, diverged, seconds)
                 if self.on_epoch is not None:
@@ -187,12 +209,15 @@ class Population:
                     break
                 if self._pending > ROWS_IN_MEMORY:
                     self.flush()
-                due = time.monotonic() - last_checkpoint >= self.checkpoint_every
+                due = time.monotonic() - last_checkpoint >= every
                 if due and epoch + 1 < self.epochs:
+                    t1 = time.monotonic()
                     self.flush()
                     if self.checkpoint is not None:
                         self.checkpoint(self)
                     last_checkpoint = time.monotonic()
+                    # a thousand members' files take a while: at most 1/SYNC_SHARE of the time
+                    every = max(self.checkpoint_every, (last_checkpoint - t1) * SYNC_SHARE)
         self._finish()
         self.flush()
 
@@ -219,16 +244,16 @@ class Population:
         m = getattr(self, "_meters_obj", None)
         if m is None or m.members != self.size:
             m = self._meters_obj = StackedMeters(
-                self.template.heads, self.objective.weights, self.size
+                self.template.heads, self.objective.weights, self.size, self.classification
             )
         return m
 
-    def _steps(self, epoch: int, meters: StackedMeters) -> Array | None:
-        """An epoch's steps; each member's divergence (bool (M,)), or None when a signal
-        stopped the epoch before its end."""
+    def _steps(self, epoch: int, meters: StackedMeters) -> tuple[bool, Array | None]:
+        """An epoch's steps: (whether the epoch ended, each member's divergence in it as
+        bools (M,), None when none diverged). A signal ends an epoch before its end."""
         model, opt, objective, batches = self.model, self.optimizer, self.objective, self.batches
         flags, theta, grad = self.flags, model.theta, model.grad
-        diverged = np.zeros(self.size, bool)
+        diverged = None
         for b in range(batches.count):
             batch = batches.get(b)
             xb = batch[0]
@@ -236,59 +261,75 @@ class Population:
             outs = model.forward(xb, training=True, logits=flags)
             value, dout, parts = objective(outs, T, W)
             meters.add(parts, outs, L, W, self._count(xb))
-            bad = ~np.isfinite(value)
-            if bad.any():
-                for j in np.flatnonzero(bad & ~diverged):
-                    self.outcomes[self.ids[j]].diverged_at = {"epoch": epoch + 1, "batch": b + 1}
-                diverged |= bad
+            if not np.isfinite(value).all():
+                diverged = self._diverge(value, diverged, epoch, b)
                 if diverged.all():
-                    return diverged
+                    return True, diverged
             model.backward(dout, logits=flags)
             opt.step(theta, grad)
             if self.stop_signal is not None and b + 1 < batches.count:
-                return None  # a partial epoch is not recorded
-        return diverged
+                return False, diverged  # a partial epoch is not recorded
+        return True, diverged
+
+    def _diverge(self, value: Array, diverged: Array | None, epoch: int, b: int) -> Array:
+        """Members whose loss is not finite diverged here (unless they did before)."""
+        bad = ~np.isfinite(value)
+        new = bad if diverged is None else bad & ~diverged
+        for j in np.flatnonzero(new):
+            self.outcomes[self.ids[j]].diverged_at = {"epoch": epoch + 1, "batch": b + 1}
+        return bad if diverged is None else diverged | bad
 
     def _count(self, xb: Array) -> int:
         """Samples in a batch of inputs, shared (n, ...) or per member (M, n, ...)."""
         return xb.shape[0] if xb.ndim == len(self.model.input_shape) + 1 else xb.shape[1]
 
-    def _end_epoch(self, epoch: int, meters: StackedMeters, diverged: Array, seconds: float) -> None:
-        """Record the epoch's rows (members that did not diverge in it), then end the members
-        that diverged, diverged on the validation split or stop early here."""
-        row: dict[str, Array] = {}
+    def _end_epoch(
+        self, epoch: int, meters: StackedMeters, diverged: Array | None, seconds: float
+    ) -> None:
+        """Record the epoch's rows (of members that did not diverge in it), then end the
+        members that diverged, diverged on the validation split or stop early here."""
+        size = self.size
+        values = np.empty((len(self.columns), size))  # this epoch's row of every member
+        row = {c: values[j] for j, c in enumerate(self.columns)}
         meters.write(row)
         if self.val is not None:
             X, *rest = self.val
             targets = [tuple(rest[k : k + 3]) for k in range(0, len(rest), 3)]
-            for k, v in evaluate(self.model, self.objective, X, targets, self.flags).items():
-                row[f"val_{k}"] = v
-        row["epoch"] = np.full(self.size, epoch + 1.0)
-        row["lr"] = self.optimizer.lr
-        row["seconds"] = np.full(self.size, seconds / self.size)
-        values = np.stack([row[c] for c in self.columns], axis=1)  # (M, columns)
-        kept = ~diverged
-        if kept.all():
-            self._rows.append((epoch + 1, self.ids, values))
-        else:
-            self._rows.append((epoch + 1, self.ids[kept], values[kept]))
+            val = evaluate(self.model, self.objective, X, targets, self.flags, self.classification)
+            for k, v in val.items():
+                row[f"val_{k}"][...] = v
+        row["epoch"][...] = epoch + 1
+        row["lr"][...] = self.optimizer.lr
+        row["seconds"][...] = seconds / size
+        self.share += seconds / size
+        self.epoch = epoch + 1
+        if diverged is None and self.val is None and self.early_stopping is None:
+            self._rows.append((epoch + 1, self.ids, values))  # the common case, in short
+            self._pending += values.size
+            return
+        done = np.zeros(size, bool) if diverged is None else diverged.copy()
+        kept = ~done
+        self._rows.append((epoch + 1, self.ids[kept], values[:, kept]))
         self._pending += values.size
-        done = diverged.copy()
-        for j in np.flatnonzero(diverged):
-            self.outcomes[self.ids[j]].status = Status.DIVERGED
-        self.epochs_done[self.ids[kept]] = epoch + 1
-        self.member_seconds[self.ids] += seconds / self.size
+        self._diverged_in(diverged, epoch)
         if self.val is not None:
             bad = kept & ~np.isfinite(row["val_loss"])
             for j in np.flatnonzero(bad):
                 o = self.outcomes[self.ids[j]]
                 o.status, o.diverged_at = Status.DIVERGED, {"epoch": epoch + 1, "batch": None}
             done |= bad
-        self.epoch = epoch + 1
         if self.early_stopping is not None:
             done |= self._early_stop(row, ~done)
         if done.any():
             self._leave(done)
+
+    def _diverged_in(self, diverged: Array | None, epoch: int) -> None:
+        """Members that diverged within ``epoch``: their rows end before it."""
+        if diverged is None:
+            return
+        for j in np.flatnonzero(diverged):
+            o = self.outcomes[self.ids[j]]
+            o.status, o.epochs = Status.DIVERGED, epoch
 
     def _early_stop(self, row: dict[str, Array], active: Array) -> Array:
         """Each member's early-stopping step (as ``Trainer``'s); True where it stops here."""
@@ -353,15 +394,17 @@ class Population:
         """Member j's weights at its end (the best epoch's when early stopping restores them),
         and what its loop saw."""
         i = self.ids[j]
-        o.epochs = int(self.epochs_done[i])
+        if o.status != Status.DIVERGED or o.diverged_at["batch"] is None:
+            o.epochs = self.epoch  # its rows end with the last epoch recorded
+        self.member_seconds[i] = self.share
         if self.early_stopping is not None and self.es_has[i]:
             o.es_best, o.es_epoch = float(self.es_best[i]), int(self.es_epoch[i])
             o.es_wait = int(self.es_wait[i])
         o.theta = np.array(self.model.theta[j])
-        if o.status in (Status.COMPLETED, Status.INTERRUPTED) and self.best_theta is not None:
-            if self.best_rows[j]:
-                o.theta = np.array(self.best_theta[j])
-                o.restored = True
+        ends = o.status in (Status.COMPLETED, Status.INTERRUPTED)
+        if ends and self.best_theta is not None and self.best_rows[j]:
+            o.theta = np.array(self.best_theta[j])
+            o.restored = True
 
     def _finish(self) -> None:
         """Members still in the arrays: completed, or interrupted by a signal."""
@@ -381,7 +424,7 @@ class Population:
         epochs = np.array([e for e, _, _ in self._rows])
         values = np.full((len(epochs), len(self.members), len(self.columns)), np.nan)
         for k, (_, ids, v) in enumerate(self._rows):
-            values[k, ids] = v
+            values[k, ids] = v.T
         self._rows.clear()
         present = np.flatnonzero(~np.isnan(values[:, :, 0]).all(axis=0))
         self.record(Rows(epochs, present, values[:, present]), self)

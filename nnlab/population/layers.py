@@ -93,7 +93,7 @@ class StackedDense(StackedLayer):
         XT = X.T if X.ndim == 2 else X.transpose(0, 2, 1)
         stack.matmul(XT, dZ, self.grads["W"])
         if self.use_bias:
-            np.sum(dZ, axis=1, out=self.grads["b"])
+            stack.sum(dZ, axis=1, out=self.grads["b"])
         if not need_dx:
             return None
         dX = self.buf("dX", (dZ.shape[1], X.shape[-1]))  # (M, batch, inputs)
@@ -191,7 +191,7 @@ class StackedFlatten(StackedLayer):
         self._shape = layer._shape
 
     def forward(self, X, training=False):
-        return X.reshape(*X.shape[:-len(self._shape)], -1)
+        return X.reshape(*X.shape[: -len(self._shape)], -1)
 
     def backward(self, dY, need_dx=True):
         return dY.reshape(*dY.shape[:-1], *self._shape)

@@ -23,13 +23,9 @@ from nnlab.nn.losses import (
     Hinge,
     Loss,
 )
+from nnlab.population.stack import total
 
 Array = np.ndarray
-
-
-def total(a: Array) -> Array:
-    """Each member's sum of an (M, ...) array, (M,) float64."""
-    return a.sum(axis=tuple(range(1, a.ndim))).astype(np.float64)
 
 
 def factor(x: Any, like: Array) -> Any:
@@ -144,5 +140,5 @@ def correct(loss: Loss, out: Array, labels: Array) -> Array:
     predict, (M,): ``Loss.correct`` per member."""
     if out.shape[-1] == 1:
         thr = 0.0 if loss.fused_activation else loss.threshold
-        return np.count_nonzero((out[..., 0] > thr) == labels, axis=-1)
-    return np.count_nonzero(out.argmax(axis=-1) == labels, axis=-1)
+        return total((out[..., 0] > thr) == labels)
+    return total(out.argmax(axis=-1) == labels)

@@ -133,7 +133,9 @@ def _targets(template: Experiment, data: Data, dtype) -> dict[str, list[Targets]
     for name in SPLITS:
         split = getattr(data, name)
         if split is not None:
-            out[name] = [head_targets(h, split, data, template.model, dtype) for h in template.heads]
+            out[name] = [
+                head_targets(h, split, data, template.model, dtype) for h in template.heads
+            ]
     return out
 
 

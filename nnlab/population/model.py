@@ -51,6 +51,7 @@ class StackedModel:
         self.grad = stack.zeros((template.n_params,))
         self._views()
         self._join_bufs: dict = {}
+        self._flag_lists: dict = {}
 
     def _views(self) -> None:
         """Each layer's params and grads as views of the blocks, as the template's are."""
@@ -81,7 +82,11 @@ class StackedModel:
     # ------------------------------------------------------------------ running
 
     def _flags(self, logits: bool | list[bool]) -> list[bool]:
-        flags = [False] * len(self.layers)
+        key = tuple(logits) if isinstance(logits, list) else logits
+        flags = self._flag_lists.get(key)
+        if flags is not None:
+            return flags
+        flags = self._flag_lists[key] = [False] * len(self.layers)
         per_output = logits if isinstance(logits, list) else [bool(logits)] * len(self.outputs)
         for j, flag in zip(self.outputs, per_output, strict=True):
             flags[j] = flag

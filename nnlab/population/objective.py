@@ -61,22 +61,30 @@ class StackedMeters:
     """Each member's running loss and accuracy per head over the batches of an epoch (or an
     evaluation), as ``Meters``."""
 
-    def __init__(self, heads: list[Head], weights: list[Array], members: int, prefix: str = ""):
+    def __init__(
+        self,
+        heads: list[Head],
+        weights: list[Array],
+        members: int,
+        classification: bool,
+        prefix: str = "",
+    ):
         self.heads = heads
         self.weights = weights
         self.members = members
-        self.keys = [
-            (f"{prefix}{h.prefix}loss", f"{prefix}{h.prefix}accuracy" if h.target == "labels"
-             else None) for h in heads
-        ]  # fmt: skip
+        acc = [classification and h.target == "labels" for h in heads]  # metric_columns'
+        self.keys = [(f"{prefix}{h.prefix}loss", f"{prefix}{h.prefix}accuracy" if a else None)
+                     for h, a in zip(heads, acc, strict=True)]  # fmt: skip
         self.reset()
 
     def reset(self) -> None:
-        M, H = self.members, len(self.heads)
-        self.loss_sum = np.zeros((H, M))
-        self.count = np.zeros((H, M))
-        self.correct = np.zeros((H, M), np.int64)
-        self.labelled = np.zeros((H, M), np.int64)
+        sums = getattr(self, "_sums", None)
+        if sums is None:
+            sums = self._sums = np.zeros((4, len(self.heads), self.members))
+        else:
+            sums.fill(0.0)
+        # each head's loss sum, samples, correct ones and labelled ones (counts exact in doubles)
+        self.loss_sum, self.count, self.correct, self.labelled = sums
 
     def add(self, parts: list[Array], outs: Any, L: Sequence, W: Sequence, n: int) -> None:
         """A batch of ``n`` samples: each head's loss (M,), outputs, labels and mask."""
@@ -88,26 +96,24 @@ class StackedMeters:
             self.count[k] += count
             if L[k] is not None:
                 self.correct[k] += correct(h.loss, outs[k], L[k])
-                self.labelled[k] += n if w is None else np.asarray(count, np.int64)
+                self.labelled[k] += count
 
     def write(self, row: dict[str, Array]) -> None:
-        """Each member's losses and accuracies into ``row`` (column -> (M,)); with several
-        heads the weighted total ``loss`` first."""
-        if len(self.heads) > 1:
-            row["loss"] = np.zeros(self.members)
+        """Each member's losses and accuracies into the arrays of ``row`` (column -> (M,)
+        array to fill); with several heads the weighted total ``loss`` too."""
         total: Any = 0.0
         for k, (loss_key, acc_key) in enumerate(self.keys):
             count = self.count[k]
-            loss = np.divide(self.loss_sum[k], count, out=np.zeros(self.members), where=count > 0)
-            row[loss_key] = loss
+            loss = row[loss_key]
+            np.divide(self.loss_sum[k], np.where(count > 0, count, 1.0), out=loss)
             if acc_key is not None:
                 lab = self.labelled[k]
-                row[acc_key] = np.divide(
-                    self.correct[k], lab, out=np.full(self.members, np.nan), where=lab > 0
-                )
-            total = total + self.weights[k] * loss
+                np.divide(self.correct[k], np.where(lab > 0, lab, 1.0), out=row[acc_key])
+                row[acc_key][lab == 0] = np.nan  # no labelled sample: no accuracy
+            if len(self.heads) > 1:
+                total = total + self.weights[k] * loss
         if len(self.heads) > 1:
-            row["loss"] = total
+            row["loss"][...] = total
 
 
 def evaluate(
@@ -116,12 +122,14 @@ def evaluate(
     X: Array,
     targets: list[tuple[Array, Array | None, Array | None]],
     flags: Any,
+    classification: bool,
     prefix: str = "",
 ) -> dict[str, Array]:
     """Each member's loss (and accuracy) on a split, in evaluation mode, in batches of
     ``EVAL_BATCH`` samples as ``nnlab.experiment.evaluate``: X (n, ...) shared or
     (M, n, ...); ``targets`` each head's (T, L, W) likewise."""
-    meters = StackedMeters(objective.heads, objective.weights, model.members, prefix)
+    meters = StackedMeters(objective.heads, objective.weights, model.members, classification,
+                           prefix)  # fmt: skip
     n = X.shape[-len(model.input_shape) - 1]
     shared = X.ndim == len(model.input_shape) + 1
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -132,9 +140,11 @@ def evaluate(
             _, _, values = objective(outs, [t[0] for t in part], [t[2] for t in part])
             size = min(n, start + EVAL_BATCH) - start
             meters.add(values, outs, [t[1] for t in part], [t[2] for t in part], size)
-    metrics: dict[str, Array] = {}
+    metrics = {key: np.empty(model.members) for pair in meters.keys for key in pair if key}
+    if len(objective.heads) > 1:
+        metrics = {f"{prefix}loss": np.empty(model.members), **metrics}
     meters.write(metrics)
-    return metrics
+    return {k[len(prefix) :]: v for k, v in metrics.items()}
 
 
 def _rows(a: Array | None, sl: slice, shared: bool) -> Array | None:

@@ -19,8 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from nnlab.nn.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
-from nnlab.population.losses import total
-from nnlab.population.stack import Stack
+from nnlab.population.stack import Stack, total
 
 Array = np.ndarray
 
@@ -35,7 +34,9 @@ class StackedOptimizer:
         self.n_decay = n_decay
         self.t = 0
         self.decoupled = self.kind.decoupled
-        self.flags = {k: getattr(opts[0], k) for k in ("nesterov", "centered") if hasattr(opts[0], k)}
+        self.flags = {
+            k: getattr(opts[0], k) for k in ("nesterov", "centered") if hasattr(opts[0], k)
+        }
         names = [k for k in _NUMBERS if hasattr(opts[0], k)]
         self.h = {k: np.array([_number(getattr(o, k)) for o in opts]) for k in names}  # (M,)
         self.lr = self.h["lr"].copy()

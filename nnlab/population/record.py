@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from nnlab import baselines
+from nnlab import baselines, threads
 from nnlab.experiment import model_meta
 from nnlab.lifecycle import end_summary, loop_summary, start_summary
 from nnlab.metrics import Best
@@ -68,7 +68,9 @@ class MemberRuns:
             path.mkdir(parents=True, exist_ok=True)
             exp = member_experiment(pop.template, member)
             if id(member.data) not in known:
-                known[id(member.data)] = baselines.compute(member.data) if exp.one_label_head else {}
+                known[id(member.data)] = (
+                    baselines.compute(member.data) if exp.one_label_head else {}
+                )
             summary = start_summary(member.config, exp, path, known[id(member.data)])
             summary["population"] = {"members": len(pop.members), "member": i}
             self.summaries.append(summary)
@@ -124,37 +126,43 @@ class MemberRuns:
         summaries."""
         pop = self.pop
         files: dict[Path, Any] = {}
-        model = pop.template.model
         wall = time.time() - self.started
         total = max(pop.train_seconds, 1e-12)
-        es = pop.early_stopping
-        for i, (member, path) in enumerate(zip(pop.members, self.paths, strict=True)):
-            o = pop.outcomes[i]
-            exp = member_experiment(pop.template, member)
-            if o.status != Status.DIVERGED:
-                model.theta[...] = o.theta
-            summary = self.summaries[i]
-            stop = pop.stop_signal if o.status == Status.INTERRUPTED else None
-            end_summary(exp, summary, o.status, o.diverged_at, stop)
-            stopping = None
-            if es is not None and o.es_epoch is not None:
-                stopping = (es["monitor"], o.es_epoch, o.restored)
-            loop_summary(summary, o.epochs, self._last_row(i), self.best.of(i), pop.threads,
-                         o.stopped_early, stopping)  # fmt: skip
-            share = float(pop.member_seconds[i])
-            summary["train_seconds"] = round(share, 4)
-            summary["wall_seconds"] = round(wall * share / total, 4)
-            summary["population"].update(
-                train_seconds=round(pop.train_seconds, 4), wall_seconds=round(wall, 4)
-            )
-            files[path / "summary.json"] = summary_text(summary)
-            if o.status != Status.DIVERGED:
-                files[path / "model.npz"] = model_bytes(model, model_meta(exp))
+        with threads.limited(pop.threads):  # the final evaluations, as in training
+            for i, (member, path) in enumerate(zip(pop.members, self.paths, strict=True)):
+                files.update(self._end(i, member, path, wall, total))
         write_run_files(files)
         for i, path in enumerate(self.paths):
             if pop.outcomes[i].status in DONE:
                 (path / CHECKPOINT).unlink(missing_ok=True)
         return self.summaries
+
+    def _end(self, i: int, member: Member, path: Path, wall: float, total: float) -> dict:
+        """Member i's final summary.json and model.npz (path -> content)."""
+        pop, model, es = self.pop, self.pop.template.model, self.pop.early_stopping
+        files: dict[Path, Any] = {}
+        o = pop.outcomes[i]
+        exp = member_experiment(pop.template, member)
+        if o.status != Status.DIVERGED:
+            model.theta[...] = o.theta
+        summary = self.summaries[i]
+        stop = pop.stop_signal if o.status == Status.INTERRUPTED else None
+        end_summary(exp, summary, o.status, o.diverged_at, stop)
+        stopping = None
+        if es is not None and o.es_epoch is not None:
+            stopping = (es["monitor"], o.es_epoch, o.restored)
+        loop_summary(summary, o.epochs, self._last_row(i), self.best.of(i), pop.threads,
+                     o.stopped_early, stopping)  # fmt: skip
+        share = float(pop.member_seconds[i])
+        summary["train_seconds"] = round(share, 4)
+        summary["wall_seconds"] = round(wall * share / total, 4)
+        summary["population"].update(
+            train_seconds=round(pop.train_seconds, 4), wall_seconds=round(wall, 4)
+        )
+        files[path / "summary.json"] = summary_text(summary)
+        if o.status != Status.DIVERGED:
+            files[path / "model.npz"] = model_bytes(model, model_meta(exp))
+        return files
 
     def _last_row(self, i: int) -> dict:
         """Member i's last metrics row as the single run's summary holds it (no seconds)."""
