@@ -1,12 +1,21 @@
-"""Shared fixtures: isolated run folders and a way to run the real command line."""
+"""Shared fixtures: isolated run folders, the command line in this process (``invoke_nnlab``)
+and as a real process (``run_nnlab``, for what needs one: signals, kills, the entry point)."""
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import importlib
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import traceback
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,6 +61,89 @@ def run_nnlab(*args: str, cwd: Path | None = None, timeout: float = 300, **env: 
         text=True,
         timeout=timeout,
     )
+
+
+def invoke_nnlab(
+    *args: object, cwd: Path | None = None, **env: object
+) -> subprocess.CompletedProcess[str]:
+    """Run ``nnlab ARGS`` in this process with click's CliRunner, as ``run_nnlab`` runs it in a
+    child: in ``cwd`` (default: the project root), with ``env`` added to the environment and
+    NNLAB_DEBUG removed, warnings shown on stderr as a fresh Python shows them (PYTHONWARNINGS
+    honoured), an exception that escapes the command printed as a traceback with exit status 1.
+    What a command may change in the process is put back afterwards: the working folder, the
+    environment, sys.argv, the SIGINT/SIGTERM handlers, the BLAS thread limits and NumPy's
+    error state. Returns a CompletedProcess, as run_nnlab does."""
+    from click.testing import CliRunner
+
+    from nnlab.cli import cli
+
+    if "PYTHONPATH" in env:
+        raise ValueError("PYTHONPATH does nothing in this process: patch sys.modules instead")
+    if "timeout" in env:
+        raise TypeError("no timeout in this process: use run_nnlab for what may hang")
+    argv = [str(a) for a in args]
+    with _process_state(cwd or ROOT, {k: str(v) for k, v in env.items()}, argv):
+        result = CliRunner().invoke(cli, argv, prog_name="nnlab")
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess(["nnlab", *argv], result.exit_code, result.stdout, stderr)
+
+
+@contextlib.contextmanager
+def _process_state(cwd: Path, env: dict[str, str], argv: list[str]) -> Iterator[None]:
+    """Run the body in ``cwd`` with ``env``, then restore what a command may have changed."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    saved_env, saved_argv = dict(os.environ), sys.argv
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    numpy_errors = np.geterr()
+    os.environ.pop("NNLAB_DEBUG", None)
+    os.environ.update(env)
+    # a child's output is a pipe, whose terminal size is the fallback 80 x 24 unless set
+    os.environ.setdefault("COLUMNS", "80")
+    os.environ.setdefault("LINES", "24")
+    sys.argv = ["nnlab", *argv]
+    try:
+        with contextlib.chdir(cwd), threadpool_limits(limits=None), warnings.catch_warnings():
+            _python_warning_filters(os.environ.get("PYTHONWARNINGS", ""))
+            warnings.showwarning = _warning_on_stderr
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        np.seterr(**numpy_errors)
+
+
+def _python_warning_filters(options: str) -> None:
+    """The warning filters of a fresh Python started with PYTHONWARNINGS=``options`` (pytest
+    shows and records every warning; a real process shows each once and no DeprecationWarning).
+    """
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.filterwarnings("ignore", category=category)
+    actions = ("default", "always", "ignore", "module", "once", "error")
+    for option in filter(None, (o.strip() for o in options.split(","))):
+        action, message, category, module, lineno = ([*option.split(":"), "", "", "", ""])[:5]
+        full = next(a for a in actions if a.startswith(action.strip() or "default"))
+        kind, _, name = category.strip().rpartition(".")
+        where = importlib.import_module(kind) if kind else builtins
+        warnings.filterwarnings(
+            full,
+            message=re.escape(message.strip()),
+            category=getattr(where, name) if name else Warning,
+            module=re.escape(module.strip()) + r"\Z" if module.strip() else "",
+            lineno=int(lineno or 0),
+        )
+
+
+def _warning_on_stderr(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def wait_for(condition, timeout: float = 60.0, what: str = "a condition"):

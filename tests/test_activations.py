@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, run_nnlab, train_run
+from conftest import CONFIGS, invoke_nnlab, train_run
 from nnlab.layerstats import mode_means
 from nnlab.nn import LAYERS, Model
 from nnlab.nn.layers import Dense
@@ -61,7 +61,7 @@ def test_the_dropout_question(tmp_path):
     )
     ratios = {}
     for name, run in (("scaled", scaled), ("plain", plain)):
-        r = run_nnlab("activations", run, "--passes", "10")
+        r = invoke_nnlab("activations", run, "--passes", "10")
         assert r.returncode == 0, r.stderr
         rows = [line.split() for line in r.stdout.splitlines() if line[:1].isdigit()]
         ratios[name] = {int(row[0]): float(row[-1]) for row in rows}

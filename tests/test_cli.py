@@ -1,4 +1,6 @@
-"""The command line, run as a real process: messages, exit statuses, help, outputs."""
+"""The command line: messages, exit statuses, help, outputs (in this process, through click's
+CliRunner), and as a real process where one matters: the installed entry point, what --help
+imports, signals, a SIGKILL and resume, a memory limit."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import CONFIGS, run_nnlab, wait_for
+from conftest import CONFIGS, invoke_nnlab, wait_for
 
 GOOD = (CONFIGS / "threshold.yaml").read_text()
 
@@ -33,7 +35,7 @@ GOOD = (CONFIGS / "threshold.yaml").read_text()
 )
 def test_bad_config_exits_2_with_the_key_path_and_no_traceback(write_config, text, words, runs):
     path = write_config(text)
-    proc = run_nnlab("train", path, "--runs-dir", runs)
+    proc = invoke_nnlab("train", path, "--runs-dir", runs)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
@@ -43,13 +45,13 @@ def test_bad_config_exits_2_with_the_key_path_and_no_traceback(write_config, tex
 
 
 def test_missing_config_file(runs):
-    proc = run_nnlab("train", "no/such.yaml", "--runs-dir", runs)
+    proc = invoke_nnlab("train", "no/such.yaml", "--runs-dir", runs)
     assert proc.returncode == 2 and "no such config file" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_bad_set_value_is_attributed_to_set(runs):
-    proc = run_nnlab(
+    proc = invoke_nnlab(
         "train", CONFIGS / "xor.yaml", "--runs-dir", runs, "--set", "optimizer.lr=fast"
     )
     assert proc.returncode == 2
@@ -57,7 +59,7 @@ def test_bad_set_value_is_attributed_to_set(runs):
 
 
 def test_train_prints_the_result_and_the_run_path_last(runs):
-    proc = run_nnlab("train", CONFIGS / "xor.yaml", "--runs-dir", runs)
+    proc = invoke_nnlab("train", CONFIGS / "xor.yaml", "--runs-dir", runs)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     run_dir = Path(lines[-1])
@@ -67,7 +69,7 @@ def test_train_prints_the_result_and_the_run_path_last(runs):
 
 
 def test_train_name_and_seed_options(runs):
-    proc = run_nnlab(
+    proc = invoke_nnlab(
         "train", CONFIGS / "xor.yaml", "--runs-dir", runs, "--name", "../evil/x", "--seed", "5"
     )
     assert proc.returncode == 0, proc.stderr
@@ -78,18 +80,18 @@ def test_train_name_and_seed_options(runs):
 
 
 def test_validate(write_config):
-    proc = run_nnlab("validate", CONFIGS / "digits.yaml")
+    proc = invoke_nnlab("validate", CONFIGS / "digits.yaml")
     assert (
         proc.returncode == 0
         and "OK" in proc.stdout
         and "1258 train, 180 val, 359 test" in proc.stdout
     )
-    proc = run_nnlab("validate", CONFIGS / "digits.yaml", "--set", "model.layers.1.units=4")
+    proc = invoke_nnlab("validate", CONFIGS / "digits.yaml", "--set", "model.layers.1.units=4")
     assert proc.returncode == 2 and "model.layers[1].units" in proc.stderr
 
 
 def test_config_prints_the_resolved_config():
-    proc = run_nnlab(
+    proc = invoke_nnlab(
         "config",
         CONFIGS / "xor.yaml",
         "--set",
@@ -98,16 +100,16 @@ def test_config_prints_the_resolved_config():
         "optimizer.momentum=null",
     )
     assert proc.returncode == 2  # adam has no momentum
-    proc = run_nnlab("config", CONFIGS / "threshold.yaml", "--set", "optimizer.lr=0.5")
+    proc = invoke_nnlab("config", CONFIGS / "threshold.yaml", "--set", "optimizer.lr=0.5")
     cfg = yaml.safe_load(proc.stdout)
     assert cfg["optimizer"]["lr"] == 0.5 and cfg["optimizer"]["nesterov"] is False
     assert cfg["model"]["layers"][0]["use_bias"] is True
-    proc = run_nnlab("config", CONFIGS / "threshold.yaml", "--format", "json")
+    proc = invoke_nnlab("config", CONFIGS / "threshold.yaml", "--format", "json")
     assert json.loads(proc.stdout)["training"]["epochs"] == 10000
 
 
 def test_config_schema_is_json_schema():
-    proc = run_nnlab("config", "--schema")
+    proc = invoke_nnlab("config", "--schema")
     schema = json.loads(proc.stdout)
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert "training" in schema["properties"]
@@ -128,16 +130,85 @@ def test_config_schema_is_json_schema():
     ],
 )
 def test_help_shows_an_example(command):
-    proc = run_nnlab(*command, "--help")
+    proc = invoke_nnlab(*command, "--help")
     assert proc.returncode == 0
     assert "Example" in proc.stdout and "nnlab " in proc.stdout
 
 
 def test_list_shows_components_with_options():
-    proc = run_nnlab("list", "initializers")
+    proc = invoke_nnlab("list", "initializers")
     assert proc.returncode == 0
     assert "he_normal (also: kaiming_normal)" in proc.stdout
     assert "stddev = 0.05" in proc.stdout
+
+
+# ---------------------------------------------------------------- real processes
+
+
+def test_the_installed_entry_point_exits_0_2_or_3(runs, write_config):
+    """The ``nnlab`` script that pip installs, run as a real process: the exit statuses and
+    streams a shell sees (the tests above run the same command line in this process)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, nnlab_env
+
+    script = Path(sys.executable).parent / "nnlab"
+    if not script.exists():
+        pytest.skip("no nnlab script beside this Python (pip install -e . makes it)")
+
+    def nnlab(*args):
+        return subprocess.run(
+            [str(script), *map(str, args)],
+            cwd=ROOT,
+            env=nnlab_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = nnlab("train", CONFIGS / "xor.yaml", "--runs-dir", runs, "-q")
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip().splitlines()[-1]).parent == runs
+    bad = nnlab("train", write_config(GOOD.replace("optimizer:", "optimiser:")), "--runs-dir", runs)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
+    lr = ["--set", "optimizer.lr=1.0"]
+    diverged = nnlab("train", CONFIGS / "threshold.yaml", "--runs-dir", runs, "-q", *lr)
+    assert diverged.returncode == 3 and "diverged" in diverged.stdout, diverged.stderr
+    usage = nnlab("train")
+    assert usage.returncode == 2 and usage.stderr.startswith("Usage: nnlab train")
+
+
+def test_help_imports_no_library_beyond_click():
+    """``nnlab --help`` stays fast (0.05 s): a command imports NumPy, pandas, YAML, ... only
+    when it runs. A fresh process, since this one has imported them all."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, nnlab_env
+
+    code = (
+        "import sys\n"
+        "from nnlab.cli import main\n"
+        "sys.argv = ['nnlab', '--help']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "heavy = {'numpy', 'pandas', 'yaml', 'tabulate', 'threadpoolctl', 'matplotlib'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy), file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=nnlab_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Commands:" in proc.stdout and proc.stderr == "[]\n"
 
 
 def test_sigterm_stops_at_a_safe_point_and_keeps_the_files(runs):
@@ -215,7 +286,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_metrics(runs):
         "--set",
         "training.log_layers=true",
     ]
-    full = run_nnlab("train", *args, "--runs-dir", runs / "full")
+    full = invoke_nnlab("train", *args, "--runs-dir", runs / "full")
     assert full.returncode == 0, full.stderr
     full_dir = Path(full.stdout.strip().splitlines()[-1])
 
@@ -243,7 +314,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_metrics(runs):
     n_before = len((run_dir / "metrics.csv").read_text().splitlines()) - 1
     assert 8 <= n_before < 40
 
-    resumed = run_nnlab("train", "--resume", run_dir, "-q")
+    resumed = invoke_nnlab("train", "--resume", run_dir, "-q")
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["resumed"][0]["at_epoch"] >= 1
@@ -256,38 +327,56 @@ def test_resume_after_sigkill_gives_the_uninterrupted_metrics(runs):
 
 
 def test_resume_refuses_a_completed_run_and_a_non_run(runs, tmp_path):
-    proc = run_nnlab("train", CONFIGS / "xor.yaml", "--runs-dir", runs, "-q")
+    proc = invoke_nnlab("train", CONFIGS / "xor.yaml", "--runs-dir", runs, "-q")
     run_dir = proc.stdout.strip().splitlines()[-1]
-    again = run_nnlab("train", "--resume", run_dir)
+    again = invoke_nnlab("train", "--resume", run_dir)
     assert again.returncode == 2 and "completed" in again.stderr
-    nothing = run_nnlab("train", "--resume", tmp_path)
+    nothing = invoke_nnlab("train", "--resume", tmp_path)
     assert nothing.returncode == 2 and "not a run folder" in nothing.stderr
-    both = run_nnlab("train", CONFIGS / "xor.yaml", "--resume", run_dir)
+    both = invoke_nnlab("train", CONFIGS / "xor.yaml", "--resume", run_dir)
     assert both.returncode == 2 and "--resume" in both.stderr
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's RLIMIT_AS")
 def test_running_out_of_memory_is_one_clear_message_and_a_failed_run(runs):
-    import re
     import resource
     import subprocess
     import sys
 
     from conftest import ROOT, nnlab_env
 
-    # the child may use what this process (which imports the same libraries) uses, plus 300 MB;
-    # a full batch of 1,258 digits through 40,000 units needs 192 MiB per activation array,
-    # an allocation no size check refuses in advance
-    size = int(re.search(r"VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text())[1])
-    limit = size * 1024 + 300 * 2**20
+    # the child may use what nnlab needs to read and build this config (the peak of a process
+    # that validates it: libraries, data, model), plus 300 MB; a full batch of 1,258 digits
+    # through 40,000 units needs 192 MiB per activation array, an allocation no size check
+    # refuses in advance. (Not this process's size: it grows with what the tests before did.)
+    sets = ["model.layers.0.units=40000", "training.batch_size=null", "training.epochs=1"]
+    config = [str(CONFIGS / "digits.yaml"), *(a for s in sets for a in ("--set", s))]
+    peak = (
+        "import re, sys\n"
+        "from pathlib import Path\n"
+        "from nnlab.cli import cli\n"
+        "try:\n"
+        "    cli.main(sys.argv[1:], prog_name='nnlab')\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "print(re.search(r'VmPeak:\\s+(\\d+) kB', Path('/proc/self/status').read_text())[1])\n"
+    )
+    validated = subprocess.run(
+        [sys.executable, "-c", peak, "validate", *config],
+        cwd=ROOT,
+        env=nnlab_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert validated.returncode == 0, validated.stderr
+    limit = int(validated.stdout.splitlines()[-1]) * 1024 + 300 * 2**20
 
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    sets = ["model.layers.0.units=40000", "training.batch_size=null", "training.epochs=1"]
-    args = ["train", str(CONFIGS / "digits.yaml"), "--runs-dir", str(runs), "-q"]
     proc = subprocess.run(
-        [sys.executable, "-m", "nnlab", *args, *(a for s in sets for a in ("--set", s))],
+        [sys.executable, "-m", "nnlab", "train", *config, "--runs-dir", str(runs), "-q"],
         cwd=ROOT,
         env=nnlab_env(),
         capture_output=True,

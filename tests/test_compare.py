@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import CONFIGS, run_nnlab
+from conftest import CONFIGS, invoke_nnlab
 from nnlab.compare import build_table, load_runs, render, short_names
 from nnlab.config import config_hash, dump_yaml, load_config
 from nnlab.errors import ConfigError
@@ -218,7 +218,7 @@ def test_damaged_folders_are_reported_by_name_and_skipped(tmp_path):
     (no_summary / "summary.json").unlink()
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("hi")
-    proc = run_nnlab(
+    proc = invoke_nnlab(
         "compare", *sorted(tmp_path.iterdir()), tmp_path / "missing", "--format", "csv"
     )
     assert proc.returncode == 0, proc.stderr
@@ -238,7 +238,7 @@ def test_damaged_folders_are_reported_by_name_and_skipped(tmp_path):
     rows = pd.read_csv(io.StringIO(proc.stdout))
     assert list(rows["run"]) == ["good", "other"]
     # a folder of runs stands for the runs under it; the damaged ones are reported
-    proc = run_nnlab("compare", tmp_path, "--format", "csv")
+    proc = invoke_nnlab("compare", tmp_path, "--format", "csv")
     assert proc.returncode == 0, proc.stderr
     assert list(pd.read_csv(io.StringIO(proc.stdout))["run"]) == ["good", "other"]
     err = proc.stderr.splitlines()
@@ -305,7 +305,7 @@ def test_cli_errors_exit_2_without_traceback(tmp_path):
         (["--metric", "val_acc"], "Did you mean 'val_accuracy'?"),
         (["--columns", "nothing"], "no column 'nothing'"),
     ]:
-        proc = run_nnlab("compare", run, *args)
+        proc = invoke_nnlab("compare", run, *args)
         assert proc.returncode == 2 and proc.stderr.startswith("error: ") and words in proc.stderr
         assert "Traceback" not in proc.stderr
 
@@ -376,7 +376,7 @@ def test_diff_shows_the_differing_keys_and_the_changes(tmp_path):
         val_accuracy=(0.6, 0.7, 0.9),
         test={"loss": 0.2, "accuracy": 0.95},
     )
-    proc = run_nnlab("diff", a, b)
+    proc = invoke_nnlab("diff", a, b)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     keys = [line.split()[0] for line in lines[2 : lines.index("")]]
@@ -386,21 +386,21 @@ def test_diff_shows_the_differing_keys_and_the_changes(tmp_path):
     assert row.split() == ["val_accuracy", "0.7000", "0.9000", "+0.2000"]
     row = next(line for line in lines if line.startswith("test_accuracy "))
     assert row.split()[-1] == "+0.0500"
-    data = json.loads(run_nnlab("diff", a, b, "--format", "json").stdout)
+    data = json.loads(invoke_nnlab("diff", a, b, "--format", "json").stdout)
     assert data["config"] == {
         "optimizer.lr": {"a": 0.001, "b": 0.1},
         "training.epochs": {"a": 60, "b": 5},
     }
     assert data["metrics"]["val_accuracy.best_epoch"]["delta"] == 1
-    proc = run_nnlab("diff", a, tmp_path / "nothing")
+    proc = invoke_nnlab("diff", a, tmp_path / "nothing")
     assert proc.returncode == 2 and "no such file or folder" in proc.stderr
 
 
 @pytest.mark.parametrize("command", ["compare", "diff", "plot", "sweep"])
 def test_help_shows_an_example(command):
-    proc = run_nnlab(command, "--help")
+    proc = invoke_nnlab(command, "--help")
     assert proc.returncode == 0 and "Example" in proc.stdout and f"nnlab {command} " in proc.stdout
-    assert command in run_nnlab("--help").stdout
+    assert command in invoke_nnlab("--help").stdout
 
 
 def test_a_config_loss_and_the_loss_metric_stay_apart(runs):
@@ -409,10 +409,10 @@ def test_a_config_loss_and_the_loss_metric_stay_apart(runs):
     import csv as _csv
     import io
 
-    from conftest import CONFIGS, run_nnlab
+    from conftest import CONFIGS, invoke_nnlab
 
     for name in ("mse", "binary_crossentropy"):
-        done = run_nnlab(
+        done = invoke_nnlab(
             "train",
             CONFIGS / "xor.yaml",
             "--runs-dir",
@@ -424,9 +424,9 @@ def test_a_config_loss_and_the_loss_metric_stay_apart(runs):
             "training.epochs=20",
         )
         assert done.returncode == 0, done.stderr
-    out = run_nnlab("compare", *sorted(runs.iterdir()), "--format", "csv")
+    out = invoke_nnlab("compare", *sorted(runs.iterdir()), "--format", "csv")
     rows = list(_csv.DictReader(io.StringIO(out.stdout)))
     assert [r["loss.name"] for r in rows] == ["mse", "binary_crossentropy"]
     assert all(float(r["loss"]) > 0 for r in rows)
-    grouped = run_nnlab("compare", *sorted(runs.iterdir()), "--group-seeds")
+    grouped = invoke_nnlab("compare", *sorted(runs.iterdir()), "--group-seeds")
     assert "mse" in grouped.stdout and "binary_crossentropy" in grouped.stdout

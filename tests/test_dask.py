@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIGS, nnlab_env, run_nnlab, wait_for
+from conftest import CONFIGS, invoke_nnlab, nnlab_env, run_nnlab, wait_for
 from nnlab.config import load_config
 from nnlab.errors import ConfigError
 from nnlab.lifecycle import train
@@ -155,7 +155,7 @@ def test_a_sweep_survives_a_killed_worker_with_every_trial_once(cluster, runs, t
     local = train(load_config(trials[0] / "config.yaml"), tmp_path / "local", handle_signals=False)
     strip = lambda p: [r.rsplit(",", 1)[0] for r in p.read_text().splitlines()]  # noqa: E731
     assert strip(local.run_dir / "metrics.csv") == strip(trials[0] / "metrics.csv")
-    table = run_nnlab("compare", sweep_dir, "--format", "csv", "--group-seeds")
+    table = invoke_nnlab("compare", sweep_dir, "--format", "csv", "--group-seeds")
     assert table.returncode == 0 and len(table.stdout.strip().splitlines()) == 1 + 3
 
 
@@ -185,6 +185,8 @@ def test_ctrl_c_stops_the_cluster_trials_at_a_safe_point(cluster, runs):
 
 
 def test_an_unreachable_scheduler_is_one_line_and_nothing_is_written(runs):
+    # a real process: Dask reads its settings (this connect timeout) from the environment when
+    # it is first imported
     args = ["--runs-dir", runs, "--cluster", "tcp://127.0.0.1:9"]
     out = run_nnlab(
         "sweep", CONFIGS / "threshold.yaml", *args, DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="1s"

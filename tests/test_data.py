@@ -7,10 +7,11 @@ import pytest
 
 from nnlab.data import DATASETS, load
 from nnlab.errors import ConfigError, DataError
+from nnlab.registry import Registry
 
 
-def get(spec, seed=0, dtype=np.float32):
-    return load(DATASETS.resolve(spec, "data"), np.random.default_rng(seed), dtype)
+def get(spec, seed=0, dtype=np.float32, registry: Registry = DATASETS):
+    return load(registry.resolve(spec, "data"), np.random.default_rng(seed), dtype)
 
 
 def test_xor_and_threshold_are_the_seed_points():
@@ -199,17 +200,27 @@ def test_class_labels_are_encoded_so_they_cannot_be_out_of_range(tmp_path):
     np.testing.assert_array_equal(d.train.y, [2, 0, 1, 0, 2, 1])
 
 
+def only_data_set(monkeypatch, name: str, factory) -> Registry:
+    """A registry of data sets that holds ``factory`` as ``name`` alone, in place of DATASETS
+    for this test (the real registry is left as it is)."""
+    import nnlab.data.base
+
+    datasets = Registry(DATASETS.kind, DATASETS.key, DATASETS.common, DATASETS.runtime)
+    datasets.register(name)(factory)
+    monkeypatch.setattr(nnlab.data.base, "DATASETS", datasets)
+    return datasets
+
+
 def test_labels_outside_the_classes_of_a_data_set_are_an_error(monkeypatch, tmp_path):
     from nnlab.data.base import Raw
-    from nnlab.registry import Entry
 
     def broken():
         X = np.zeros((5, 2))
         return Raw(X, np.array([0, 1, 2, 1, 0]), n_classes=2, source=str(tmp_path / "f.bin"))
 
-    monkeypatch.setitem(DATASETS._entries, "broken", Entry("broken", broken, []))
+    datasets = only_data_set(monkeypatch, "broken", broken)
     with pytest.raises(DataError) as info:
-        get("broken")
+        get("broken", registry=datasets)
     message = str(info.value)
     assert message.startswith(str(tmp_path / "f.bin"))
     assert "sample 3 has the label 2, outside 0..1" in message and "fix or remove" in message
@@ -218,15 +229,12 @@ def test_labels_outside_the_classes_of_a_data_set_are_an_error(monkeypatch, tmp_
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_nan_inputs_of_any_data_set_are_refused(monkeypatch, dtype):
     from nnlab.data.base import Raw
-    from nnlab.registry import Entry
 
     X = np.ones((6, 3))
     X[4, 1] = np.nan
-    monkeypatch.setitem(
-        DATASETS._entries, "holey", Entry("holey", lambda: Raw(X, np.arange(6) % 2), [])
-    )
+    datasets = only_data_set(monkeypatch, "holey", lambda: Raw(X, np.arange(6) % 2))
     with pytest.raises(DataError, match=r"data 'holey': 1 samples have NaN or infinite inputs"):
-        get("holey", dtype=dtype)
+        get("holey", dtype=dtype, registry=datasets)
 
 
 def test_a_missing_folder_or_a_folder_for_a_file(tmp_path):
@@ -245,7 +253,7 @@ def test_a_bad_delimiter_is_a_config_error(tmp_path):
 
 
 def test_the_cli_reports_a_broken_csv_in_one_line(tmp_path, runs, write_config):
-    from conftest import run_nnlab
+    from conftest import invoke_nnlab
 
     (tmp_path / "d.csv").write_text("a,b,y\n1,2,0\n3,inf,1\n")
     config = write_config(
@@ -253,7 +261,7 @@ def test_the_cli_reports_a_broken_csv_in_one_line(tmp_path, runs, write_config):
         "model: {layers: [{type: dense, units: 1, activation: sigmoid}]}\n"
         "loss: binary_crossentropy\n"
     )
-    proc = run_nnlab("train", config, "--runs-dir", runs)
+    proc = invoke_nnlab("train", config, "--runs-dir", runs)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "row 3, column 2 ('b')" in proc.stderr
     assert list(runs.iterdir()) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, run_nnlab, train_run
+from conftest import CONFIGS, invoke_nnlab, train_run
 from nnlab.errors import ConfigError
 from nnlab.explain import explain, heat_text, run_inputs
 
@@ -73,13 +73,13 @@ def test_a_linear_output_has_its_weight_as_saliency(tmp_path):
 
 def test_the_command_draws_a_png_and_a_terminal_map(digits_run, tmp_path):
     png = tmp_path / "saliency.png"
-    r = run_nnlab("explain", digits_run, "-o", png, "--top", "3")
+    r = invoke_nnlab("explain", digits_run, "-o", png, "--top", "3")
     assert r.returncode == 0, r.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "predicted class" in r.stdout and "x[" in r.stdout
     ranks = [line.split()[0] for line in r.stdout.splitlines() if line[:1].isdigit()]
     assert ranks == ["1", "2", "3"]
-    r = run_nnlab("explain", digits_run, "--data", "val")
+    r = invoke_nnlab("explain", digits_run, "--data", "val")
     grid = [line for line in r.stdout.splitlines() if len(line) == 16 and "x[" not in line]
     assert r.returncode == 0 and len(grid) == 8
 
@@ -100,10 +100,10 @@ def test_bad_requests_are_one_line_and_exit_2(digits_run, tmp_path, args, messag
     if message is None:  # -o on data that are not images
         run = train_run(CONFIGS / "threshold.yaml", tmp_path, "training.epochs=5")
         args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-        r = run_nnlab("explain", run, *args)
+        r = invoke_nnlab("explain", run, *args)
         assert r.returncode == 2 and "not images" in r.stderr
         return
-    r = run_nnlab("explain", digits_run, *args)
+    r = invoke_nnlab("explain", digits_run, *args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
 
 
@@ -111,7 +111,7 @@ def test_a_split_the_run_does_not_have(tmp_path):
     run = train_run(CONFIGS / "threshold.yaml", tmp_path, "training.epochs=5")
     with pytest.raises(ConfigError, match="no test split \\(it has: train\\)"):
         explain(run)
-    r = run_nnlab("explain", tmp_path)
+    r = invoke_nnlab("explain", tmp_path)
     assert r.returncode == 2 and "not a run folder" in r.stderr
 
 

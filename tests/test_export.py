@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, c_compiler, run_nnlab, run_without_nnlab, train_run
+from conftest import CONFIGS, c_compiler, invoke_nnlab, run_without_nnlab, train_run
 from nnlab.data.digits import digits
 from nnlab.export import export
 from nnlab.export.base import ExportError
@@ -337,14 +337,14 @@ def test_export_refuses_weights_that_are_not_finite(models, tmp_path):
 def test_cli_export_infers_the_format_and_prints_the_file(models, tmp_path):
     pytest.importorskip("onnx")
     run = models["threshold"][0]
-    proc = run_nnlab("export", run, "-o", tmp_path / "t.onnx")
+    proc = invoke_nnlab("export", run, "-o", tmp_path / "t.onnx")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{tmp_path / 't.onnx'}\n"
     assert (tmp_path / "t.onnx").read_bytes()[:2] == b"\x08\x08"  # ir_version 8, protobuf
-    proc = run_nnlab("export", run, "-o", tmp_path / "t.tflite")
+    proc = invoke_nnlab("export", run, "-o", tmp_path / "t.tflite")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "cannot tell the format from the suffix" in proc.stderr
-    proc = run_nnlab("export", run, cwd=tmp_path)
+    proc = invoke_nnlab("export", run, cwd=tmp_path)
     assert proc.returncode == 0 and (tmp_path / "predict.py").is_file()
 
 
@@ -399,6 +399,6 @@ def test_class_names_with_quotes_backslashes_and_comment_ends_survive_every_form
 
 @pytest.mark.parametrize("command", ["predict", "export", "invert"])
 def test_help_shows_an_example(command):
-    proc = run_nnlab(command, "--help")
+    proc = invoke_nnlab(command, "--help")
     assert proc.returncode == 0
     assert "Examples:" in proc.stdout and f"nnlab {command} runs/" in proc.stdout

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, c_compiler, run_nnlab, run_without_nnlab, train_run
+from conftest import CONFIGS, c_compiler, invoke_nnlab, run_without_nnlab, train_run
 from nnlab.data.digits import digits
 from nnlab.data.sequence import sequence
 from nnlab.errors import DataError
@@ -349,7 +349,7 @@ def test_predict_writes_every_output(models, tmp_path):
     with pytest.raises(DataError) as e:
         predict_file(run, tmp_path / "x.csv", tmp_path / "p.npy")
     assert str(e.value) == message and not (tmp_path / "p.npy").exists()
-    proc = run_nnlab("predict", run, tmp_path / "x.csv", "-o", tmp_path / "p.npy")
+    proc = invoke_nnlab("predict", run, tmp_path / "x.csv", "-o", tmp_path / "p.npy")
     assert proc.returncode == 2 and proc.stderr == f"error: {message}\n"
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import CONFIGS, run_nnlab
-from nnlab.cli import cli
+from conftest import CONFIGS, invoke_nnlab
 from nnlab.config import load_config
 from nnlab.errors import ConfigError
 from nnlab.experiment import build
@@ -80,16 +78,16 @@ def test_a_wrong_sign_fails_its_tensor_only(monkeypatch):
 
 def test_a_missing_term_fails_the_command_with_exit_1(monkeypatch):
     _drop_bias_term(monkeypatch)
-    result = CliRunner().invoke(cli, ["gradcheck", str(CONFIGS / "digits.yaml")])
-    assert result.exit_code == 1, result.output
-    rows = {line.split()[0]: line for line in result.output.splitlines() if "layers." in line}
+    result = invoke_nnlab("gradcheck", CONFIGS / "digits.yaml")
+    assert result.returncode == 1, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if "layers." in line}
     assert rows["layers.0.b"].endswith("FAIL") and rows["layers.1.b"].endswith("FAIL")
     assert rows["layers.0.W"].endswith("pass")
-    assert "FAIL: 2 of 4 tensors: layers.0.b, layers.1.b" in result.output
+    assert "FAIL: 2 of 4 tensors: layers.0.b, layers.1.b" in result.stdout
 
 
 def test_the_command_passes_a_real_config_with_exit_0():
-    r = run_nnlab("gradcheck", CONFIGS / "questions" / "lstm_sequence.yaml", "--entries", "200")
+    r = invoke_nnlab("gradcheck", CONFIGS / "questions" / "lstm_sequence.yaml", "--entries", "200")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert "float64" in lines[0] and lines[-1] == "pass: all 5 tensors"
@@ -97,9 +95,9 @@ def test_the_command_passes_a_real_config_with_exit_0():
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
-    r = run_nnlab("gradcheck", CONFIGS / "digits.yaml", "--set", "optimizer.lr=-1")
+    r = invoke_nnlab("gradcheck", CONFIGS / "digits.yaml", "--set", "optimizer.lr=-1")
     assert r.returncode == 2 and "optimizer.lr" in r.stderr and "Traceback" not in r.stderr
-    r = run_nnlab("gradcheck", CONFIGS / "digits.yaml", "--entries", "some")
+    r = invoke_nnlab("gradcheck", CONFIGS / "digits.yaml", "--entries", "some")
     assert r.returncode == 2 and "'all'" in r.stderr
 
 

@@ -23,7 +23,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import CONFIGS, run_nnlab
+from conftest import CONFIGS, invoke_nnlab
 from nnlab.config import Config, config_hash, load_config
 from nnlab.docs import registries
 from nnlab.errors import NnlabError
@@ -33,7 +33,7 @@ from nnlab.schema import Ref, fields_of, unwrap
 
 BASES = ["xor.yaml", "threshold.yaml", "digits.yaml", "questions/semi_supervised.yaml"]
 LIBRARY_EXAMPLES = 150  # per library property, in the default run
-CLI_EXAMPLES = 6  # through the real command line, a process each
+CLI_EXAMPLES = 6  # through the command line (in this process)
 DEEP_EXAMPLES = 2000  # the slow profile
 CLI_DEEP_EXAMPLES = 100
 
@@ -397,7 +397,7 @@ def _cli_case(sandbox: Path, base: str, overrides: list[str]) -> None:
     args = ["train", CONFIGS / base, "--runs-dir", runs, "-q"]
     for text in overrides:
         args += ["--set", text]
-    proc = run_nnlab(*args, "--set", "training.epochs=2", cwd=sandbox, timeout=120)
+    proc = invoke_nnlab(*args, "--set", "training.epochs=2", cwd=sandbox)
     after = set(runs.iterdir()) if runs.exists() else set()
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
     assert proc.returncode in (0, 2, 3), (proc.returncode, proc.stderr)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import CONFIGS, run_nnlab, train_run
+from conftest import CONFIGS, invoke_nnlab, train_run
 from nnlab.config import resolve
 from nnlab.data import DATASETS
 from nnlab.invert import NotInvertibleError, check_invertible, invert, invert_file
@@ -46,7 +46,7 @@ def test_invert_recovers_the_inputs_of_predict_through_files(twist_run, tmp_path
     np.savetxt(tmp_path / "x.csv", X, delimiter=",", header="a,b", comments="")
     predict_file(twist_run, tmp_path / "x.csv", tmp_path / "y.csv")
     assert (tmp_path / "y.csv").read_text().startswith("y0,y1\n")  # read back past the header
-    proc = run_nnlab("invert", twist_run, tmp_path / "y.csv", "-o", tmp_path / "back.npy")
+    proc = invoke_nnlab("invert", twist_run, tmp_path / "y.csv", "-o", tmp_path / "back.npy")
     assert proc.returncode == 0, proc.stderr
     back = np.load(tmp_path / "back.npy")
     assert back.shape == X.shape and back.dtype == np.float32
@@ -145,13 +145,13 @@ def test_outputs_outside_an_activations_range_are_counted_and_named(twist_run, t
 
 def test_cli_refusals_are_one_line_with_exit_status_2(twist_run, tmp_path):
     (tmp_path / "y.csv").write_text("1,2,3\n")
-    proc = run_nnlab("invert", twist_run, tmp_path / "y.csv")
+    proc = invoke_nnlab("invert", twist_run, tmp_path / "y.csv")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert proc.stderr == (
         f"error: {tmp_path / 'y.csv'}: rows have 3 values, but the model has 2 outputs\n"
     )
     digits = train_run(CONFIGS / "digits.yaml", tmp_path, "training.epochs=1")
-    proc = run_nnlab("invert", digits, tmp_path / "y.csv")
+    proc = invoke_nnlab("invert", digits, tmp_path / "y.csv")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(
         "error: model.layers[0] (dense): not invertible: maps 64 inputs to 256 outputs"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MNIST_DIR, NO_MNIST, run_nnlab
+from conftest import MNIST_DIR, NO_MNIST, invoke_nnlab
 from nnlab.data import DATASETS, load
 from nnlab.data import mnist as M
 from nnlab.errors import ConfigError, DataError
@@ -117,7 +117,7 @@ def test_train_from_the_command_line(runs, shared_cache, write_config):
         "loss: categorical_crossentropy\n"
         "training: {epochs: 2, batch_size: 128}\n"
     )
-    proc = run_nnlab(
+    proc = invoke_nnlab(
         "train", cfg, "--runs-dir", runs, NNLAB_DATA_DIR=str(SHARED), XDG_CACHE_HOME=shared_cache
     )
     assert proc.returncode == 0, proc.stderr
@@ -226,13 +226,20 @@ def test_the_cli_reports_a_damaged_file_in_one_line(tmp_path, runs, write_config
         "model: {layers: [{type: dense, units: 10, activation: softmax}]}\n"
         "loss: categorical_crossentropy\n"
     )
-    proc = run_nnlab("train", cfg, "--runs-dir", runs, XDG_CACHE_HOME=tmp_path / "xdg")
+    proc = invoke_nnlab("train", cfg, "--runs-dir", runs, XDG_CACHE_HOME=tmp_path / "xdg")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
     assert str(folder / M.TRAIN_IMAGES.gz) in proc.stderr and "damaged gzip" in proc.stderr
 
 
 # ---------------------------------------------------------------- the decoded cache
+
+
+def cache_files(folder: Path, f: M.IdxFile) -> tuple[Path, Path]:
+    """The decoded cache of ``f`` in ``folder`` as the README names it: the array
+    (``train-images-idx3-ubyte.ba891046e6505d7a.npy``) and its ``.json`` stamp."""
+    stem = f"{f.name}.{f.sha256[:16]}"
+    return folder / f"{stem}.npy", folder / f"{stem}.json"
 
 
 def _copy_shared(folder: Path, files=M.FILES) -> Path:
@@ -246,9 +253,9 @@ def _copy_shared(folder: Path, files=M.FILES) -> Path:
 def test_the_second_load_maps_the_cached_npy_without_decoding(monkeypatch, tmp_path):
     folder = _copy_shared(tmp_path / "data")
     first = M.mnist(dir=str(folder))
-    npy, stamp = M._cache_paths(folder, M.TRAIN_IMAGES)
+    npy, stamp = cache_files(folder, M.TRAIN_IMAGES)
     assert npy.is_file() and stamp.is_file()  # cached beside the files, named by checksum
-    assert M.TRAIN_IMAGES.sha256[:16] in npy.name
+    assert npy.name == "train-images-idx3-ubyte.ba891046e6505d7a.npy"
     assert json.loads(stamp.read_text())["sha256"] == M.TRAIN_IMAGES.sha256
 
     def no_decoding(*args):
@@ -266,7 +273,7 @@ def test_a_changed_file_invalidates_the_cache(tmp_path):
     folder = _copy_shared(tmp_path / "data", [LABELS])
     path = folder / LABELS.gz
     M.load_file(folder, path, LABELS)
-    _, stamp = M._cache_paths(folder, LABELS)
+    _, stamp = cache_files(folder, LABELS)
     assert M.cached(folder, path, LABELS) is not None
     # replaced by a damaged copy: the cache is not used, the damage is reported
     raw = _labels_bytes()
@@ -284,7 +291,7 @@ def test_a_changed_file_invalidates_the_cache(tmp_path):
 def test_a_damaged_cache_is_ignored_and_rewritten(tmp_path):
     folder = _copy_shared(tmp_path / "data", [LABELS])
     M.load_file(folder, folder / LABELS.gz, LABELS)
-    npy, _ = M._cache_paths(folder, LABELS)
+    npy, _ = cache_files(folder, LABELS)
     npy.write_bytes(npy.read_bytes()[:200])  # as if killed while writing, without the rename
     assert M.cached(folder, folder / LABELS.gz, LABELS) is None
     arr = M.load_file(folder, folder / LABELS.gz, LABELS)
@@ -455,7 +462,7 @@ def test_the_cli_without_network_names_the_folder_and_the_files(tmp_path, runs, 
         "loss: categorical_crossentropy\n"
     )
     env = {"XDG_CACHE_HOME": str(tmp_path / "xdg"), M.ENV_MIRRORS: DEAD}
-    proc = run_nnlab("train", cfg, "--runs-dir", runs, **env)
+    proc = invoke_nnlab("train", cfg, "--runs-dir", runs, **env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
     folder = tmp_path / "xdg" / "nnlab" / "mnist"

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, run_nnlab
+from conftest import CONFIGS, invoke_nnlab
 from nnlab.config import load_config
 from nnlab.lifecycle import train
 from nnlab.nn import ACTIVATIONS, LOSSES
@@ -124,7 +124,7 @@ def test_zero_variance_features_are_left_unscaled(runs, tmp_path, write_config):
 
 
 def test_the_command_line_warns_nothing_and_exits_3_on_divergence(runs):
-    proc = run_nnlab(
+    proc = invoke_nnlab(
         "train",
         CONFIGS / "digits.yaml",
         "--set",

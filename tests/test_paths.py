@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIGS, run_nnlab
+from conftest import CONFIGS, invoke_nnlab
 from nnlab.config import load_config
 from nnlab.lifecycle import train
 from nnlab.runs import safe_name
@@ -46,9 +46,9 @@ def test_a_hostile_run_name_stays_in_the_runs_folder(tmp_path):
 def test_names_from_the_command_line_and_the_config_file(tmp_path, write_config):
     runs = tmp_path / "runs"
     config = write_config(THRESHOLD.replace("description:", "name: ../../escaped\ndescription:"))
-    out = run_nnlab("train", config, "--runs-dir", runs, "-q")
+    out = invoke_nnlab("train", config, "--runs-dir", runs, "-q")
     assert out.returncode == 0, out.stderr
-    out = run_nnlab("train", config, "--runs-dir", runs, "--name", "../../../x/y", "-q")
+    out = invoke_nnlab("train", config, "--runs-dir", runs, "--name", "../../../x/y", "-q")
     assert out.returncode == 0, out.stderr
     made = sorted(p.name for p in runs.iterdir())
     assert [m.rsplit("-", 2)[0] for m in made] == ["escaped", "x-y"]
@@ -58,7 +58,7 @@ def test_names_from_the_command_line_and_the_config_file(tmp_path, write_config)
 def test_a_runs_dir_trick_stays_where_it_points(tmp_path):
     # sub/../runs is runs: the run folder is made there, directly, whatever the name
     (tmp_path / "sub").mkdir()
-    out = run_nnlab(
+    out = invoke_nnlab(
         "train",
         CONFIGS / "xor.yaml",
         "--runs-dir",
@@ -75,7 +75,7 @@ def test_a_runs_dir_trick_stays_where_it_points(tmp_path):
     assert run.name.startswith("up-") and list((tmp_path / "sub").iterdir()) == []
     # a runs folder that cannot be made (a file on the way): one line, exit 2
     (tmp_path / "file").write_text("")
-    out = run_nnlab("train", CONFIGS / "xor.yaml", "--runs-dir", "file/runs", cwd=tmp_path)
+    out = invoke_nnlab("train", CONFIGS / "xor.yaml", "--runs-dir", "file/runs", cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr == "error: file/runs: cannot create the runs folder (Not a directory)\n"
 
@@ -84,9 +84,9 @@ def test_a_hostile_sweep_name_stays_in_the_sweeps_folder(tmp_path, write_config)
     runs = tmp_path / "runs"
     base = write_config(THRESHOLD, "thr.yaml")
     spec = write_config("name: ../../../escaped\nbase: thr.yaml\nseeds: 1\n", "s.yaml")
-    out = run_nnlab("sweep", spec, "--runs-dir", runs, "-q")
+    out = invoke_nnlab("sweep", spec, "--runs-dir", runs, "-q")
     assert out.returncode == 0, out.stderr
-    out = run_nnlab("sweep", base, "--runs-dir", runs, "--name", "/tmp/../x", "-q")
+    out = invoke_nnlab("sweep", base, "--runs-dir", runs, "--name", "/tmp/../x", "-q")
     assert out.returncode == 0, out.stderr
     assert sorted(p.name for p in (runs / "sweeps").iterdir()) == ["escaped", "tmp-.-x"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "s.yaml", "thr.yaml"]
@@ -95,7 +95,7 @@ def test_a_hostile_sweep_name_stays_in_the_sweeps_folder(tmp_path, write_config)
 def test_an_edited_index_cannot_delete_or_write_outside_the_sweep(tmp_path, write_config):
     runs = tmp_path / "runs"
     base = write_config(THRESHOLD, "thr.yaml")
-    out = run_nnlab("sweep", base, "--runs-dir", runs, "-g", "optimizer.lr=0.01,0.02", "-q")
+    out = invoke_nnlab("sweep", base, "--runs-dir", runs, "-g", "optimizer.lr=0.01,0.02", "-q")
     assert out.returncode == 0, out.stderr
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -110,7 +110,7 @@ def test_an_edited_index_cannot_delete_or_write_outside_the_sweep(tmp_path, writ
         for f in d.iterdir():
             f.unlink()
         d.rmdir()
-    out = run_nnlab("sweep", base, "--runs-dir", runs, "-g", "optimizer.lr=0.01,0.02")
+    out = invoke_nnlab("sweep", base, "--runs-dir", runs, "-g", "optimizer.lr=0.01,0.02")
     assert out.returncode == 0, out.stderr
     assert "2 entries name a folder outside trials/" in out.stderr
     assert (victim / "precious.txt").read_text() == "keep me"
@@ -123,7 +123,7 @@ def test_an_edited_index_cannot_delete_or_write_outside_the_sweep(tmp_path, writ
     first.rmdir()  # so that trial 1 runs again, with "trials/." as its folder
     index["trials"][0].update(run="trials/.", status="failed")
     index_path.write_text(json.dumps(index))
-    out = run_nnlab("sweep", base, "--runs-dir", runs, "-g", "optimizer.lr=0.01,0.02")
+    out = invoke_nnlab("sweep", base, "--runs-dir", runs, "-g", "optimizer.lr=0.01,0.02")
     assert out.returncode == 0 and "1 entries name a folder outside trials/" in out.stderr
     entries = json.loads(index_path.read_text())["trials"]
     assert [e["status"] for e in entries] == ["completed", "completed"]

@@ -4,12 +4,13 @@ the legend naming what differs, a PNG, a plot in the terminal, and errors."""
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
 from test_compare import make_run
 
-from conftest import ROOT, run_nnlab
+from conftest import invoke_nnlab
 from nnlab.compare import load_runs
 from nnlab.errors import ConfigError
 from nnlab.plot import curves, labels, plot_image, text_plot
@@ -102,14 +103,14 @@ def test_image_has_a_panel_per_metric_with_a_legend(seeds, tmp_path):
 
 def test_cli_writes_a_png(seeds, tmp_path):
     out = tmp_path / "c.png"
-    proc = run_nnlab("plot", *runs_in(seeds), "--group-seeds", "-m", "val_accuracy", "-o", out)
+    proc = invoke_nnlab("plot", *runs_in(seeds), "--group-seeds", "-m", "val_accuracy", "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(out) and out.stat().st_size > 5000
 
 
 def test_terminal_plot_has_axes_and_a_legend(seeds):
     where = ["--where", "lr==0.1"]
-    proc = run_nnlab("plot", *runs_in(seeds), "-m", "val_accuracy", *where, "--group-seeds")
+    proc = invoke_nnlab("plot", *runs_in(seeds), "-m", "val_accuracy", *where, "--group-seeds")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "val_accuracy"
@@ -133,17 +134,16 @@ def test_text_plot_draws_each_line_where_its_values_are():
 
 
 def test_unknown_metric_and_missing_matplotlib(seeds, tmp_path):
-    proc = run_nnlab("plot", *runs_in(seeds), "-m", "val_acc")
+    proc = invoke_nnlab("plot", *runs_in(seeds), "-m", "val_acc")
     assert proc.returncode == 2 and "Did you mean 'val_accuracy'?" in proc.stderr
     with pytest.raises(ConfigError):
         curves(loaded(seeds), "accuracy", band="iqr")
-    fake = tmp_path / "fake"
-    (fake / "matplotlib").mkdir(parents=True)
-    (fake / "matplotlib" / "__init__.py").write_text("raise ImportError('no matplotlib here')")
-    path = f"{fake}:{ROOT}"
-    proc = run_nnlab("plot", *runs_in(seeds), "-o", tmp_path / "x.png", PYTHONPATH=path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "pip install 'nnlab[plot]'" in proc.stderr
-    assert not (tmp_path / "x.png").exists()
-    proc = run_nnlab("plot", *runs_in(seeds), PYTHONPATH=path)  # the terminal needs no matplotlib
-    assert proc.returncode == 0 and "val_loss" in proc.stdout
+    with pytest.MonkeyPatch.context() as mp:  # import matplotlib fails
+        mp.setitem(sys.modules, "matplotlib", None)
+        mp.setitem(sys.modules, "matplotlib.pyplot", None)
+        proc = invoke_nnlab("plot", *runs_in(seeds), "-o", tmp_path / "x.png")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "pip install 'nnlab[plot]'" in proc.stderr
+        assert not (tmp_path / "x.png").exists()
+        proc = invoke_nnlab("plot", *runs_in(seeds))  # the terminal needs no matplotlib
+        assert proc.returncode == 0 and "val_loss" in proc.stdout

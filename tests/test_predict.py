@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, run_nnlab, train_run
+from conftest import CONFIGS, invoke_nnlab, train_run
 from nnlab.data.digits import digits
 from nnlab.errors import DataError, RunError
 from nnlab.predict import predict_file
@@ -181,12 +181,12 @@ def test_missing_run_and_run_without_model(tmp_path):
 
 def test_cli_writes_files_and_reports_errors_in_one_line(digits_run, tmp_path):
     np.save(tmp_path / "x.npy", DIGITS.X[:5])
-    proc = run_nnlab("predict", digits_run, tmp_path / "x.npy", "-o", tmp_path / "p.csv")
+    proc = invoke_nnlab("predict", digits_run, tmp_path / "x.npy", "-o", tmp_path / "p.csv")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     names, rows = read_csv((tmp_path / "p.csv").read_text())
     assert names[0] == "class" and len(rows) == 5
-    proc = run_nnlab("predict", digits_run, tmp_path / "x.npy", "-o", tmp_path / "p.json")
+    proc = invoke_nnlab("predict", digits_run, tmp_path / "x.npy", "-o", tmp_path / "p.json")
     assert proc.returncode == 2
     assert (
         proc.stderr

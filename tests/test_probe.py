@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CONFIGS, run_nnlab
+from conftest import CONFIGS, invoke_nnlab
 from nnlab.config import load_config
 from nnlab.errors import ConfigError
 from nnlab.probe import default_sizes, format_probe, probe, unregularized
@@ -73,13 +73,13 @@ def test_a_size_beyond_the_training_split_is_an_error():
 
 
 def test_the_command_prints_one_table_and_rejects_regression_data():
-    r = run_nnlab("probe", LEARNABLE, "--sizes", "16,32", "--epochs", "20", "-q")
+    r = invoke_nnlab("probe", LEARNABLE, "--sizes", "16,32", "--epochs", "20", "-q")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert "without regularisation (model.layers[1].rate=0.2, optimizer.l2=0.0001)" in lines[0]
     assert lines[1].split()[:3] == ["samples", "majority", "train"]
     assert [line.split()[0] for line in lines[3:5]] == ["16", "32"]
-    r = run_nnlab("probe", CONFIGS / "invertible.yaml")
+    r = invoke_nnlab("probe", CONFIGS / "invertible.yaml")
     assert r.returncode == 2 and "regression" in r.stderr and "Traceback" not in r.stderr
-    r = run_nnlab("probe", LEARNABLE, "--sizes", "16,x")
+    r = invoke_nnlab("probe", LEARNABLE, "--sizes", "16,x")
     assert r.returncode == 2 and "16,64,256" in r.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIGS, ROOT, nnlab_env, run_nnlab, wait_for
+from conftest import CONFIGS, ROOT, invoke_nnlab, nnlab_env, wait_for
 from nnlab.errors import ConfigError, RunError
 from nnlab.sweeps import Executor, TrialOutcome, TrialTask, load_sweep, run_sweep
 from nnlab.sweeps.runner import SweepFolder, SweepResult, sweep_dir_for
@@ -326,7 +326,7 @@ def test_bad_sweeps_exit_2_before_anything_runs(runs):
         ("loss=mse,categorical_crossentropy", ["trial 2 of 2", "softmax output"]),
         ("optimizer.lr=0.1,fast", ["trial 2 of 2", "optimizer.lr (from -g)", "'fast'"]),
     ]:
-        proc = run_nnlab("sweep", CONFIGS / "threshold.yaml", "-g", grid, "--runs-dir", runs)
+        proc = invoke_nnlab("sweep", CONFIGS / "threshold.yaml", "-g", grid, "--runs-dir", runs)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
         for w in words:
@@ -335,7 +335,7 @@ def test_bad_sweeps_exit_2_before_anything_runs(runs):
 
 
 def test_print_trials_lists_the_grid_and_runs_nothing(runs):
-    proc = run_nnlab(
+    proc = invoke_nnlab(
         "sweep", CONFIGS / "threshold.yaml", "-g", "optimizer.lr=0.1,0.01,0.001",
         "-g", "model.layers.0.activation=linear,sigmoid", "--seeds", "2",
         "--runs-dir", runs, "--print-trials",
@@ -413,14 +413,14 @@ def test_sigterm_then_rerun_completes_the_sweep_without_repeating_trials(runs):
         assert len(rows) - 1 == summary["epochs_completed"] >= 1
     finished = {e["run"]: (sweep_dir / e["run"] / "summary.json").read_bytes() for e in entries[:2]}
 
-    proc = run_nnlab("sweep", *args, "--runs-dir", runs)
+    proc = invoke_nnlab("sweep", *args, "--runs-dir", runs)
     assert proc.returncode == 0, proc.stderr
     assert "2 of 4 trials done already (skipped), 2 to run" in proc.stderr
     # progress: a line per finished trial, with the trials done of the total and the time left
     assert "[4/4] training.epochs=" in proc.stderr and "left)" in proc.stderr
     for run, data in finished.items():  # not run again
         assert (sweep_dir / run / "summary.json").read_bytes() == data
-    table = run_nnlab("compare", sweep_dir, "--format", "json")
+    table = invoke_nnlab("compare", sweep_dir, "--format", "json")
     rows = json.loads(table.stdout)
     assert [(r["training.epochs"], r["status"]) for r in rows] == [
         (2, "completed"),

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, run_nnlab
+from conftest import CONFIGS, invoke_nnlab
 from nnlab.config import load_config
 from nnlab.experiment import build, evaluate
 from nnlab.lifecycle import train
@@ -85,13 +85,13 @@ def test_xor_2_2_1_reaches_full_accuracy(activation, runs):
     assert result.summary["train"]["accuracy"] == 1.0
 
 
-def test_digits_config_reaches_97_percent_in_under_a_minute(runs):
-    proc = run_nnlab("train", CONFIGS / "digits.yaml", "--runs-dir", runs, "--quiet")
+def test_digits_config_reaches_97_percent(runs):
+    # its time (goal: under a minute) is measured by bench/bench_cli.py
+    proc = invoke_nnlab("train", CONFIGS / "digits.yaml", "--runs-dir", runs, "--quiet")
     assert proc.returncode == 0, proc.stderr
     run_dir = proc.stdout.strip().splitlines()[-1]
     summary = json.loads((runs / run_dir.split("/")[-1] / "summary.json").read_text())
     assert summary["test"]["accuracy"] >= 0.97
-    assert summary["wall_seconds"] < 60
 
 
 def _metrics_without_timing(path):
@@ -112,7 +112,7 @@ def test_same_config_and_seed_give_byte_identical_metrics(runs, write_config):
     ]
     dirs = []
     for _ in range(2):
-        proc = run_nnlab("train", cfg, "--runs-dir", runs, "-q", *args)
+        proc = invoke_nnlab("train", cfg, "--runs-dir", runs, "-q", *args)
         assert proc.returncode == 0, proc.stderr
         dirs.append(runs / proc.stdout.strip().splitlines()[-1].split("/")[-1])
     a, b = (_metrics_without_timing(d / "metrics.csv") for d in dirs)
@@ -122,7 +122,7 @@ def test_same_config_and_seed_give_byte_identical_metrics(runs, write_config):
     for k in wa.files:
         np.testing.assert_array_equal(wa[k], wb[k])
     # and a different seed gives different numbers
-    proc = run_nnlab("train", cfg, "--runs-dir", runs, "-q", "--seed", "1", *args)
+    proc = invoke_nnlab("train", cfg, "--runs-dir", runs, "-q", "--seed", "1", *args)
     c = _metrics_without_timing(
         runs / proc.stdout.strip().splitlines()[-1].split("/")[-1] / "metrics.csv"
     )
@@ -131,7 +131,7 @@ def test_same_config_and_seed_give_byte_identical_metrics(runs, write_config):
 
 def test_a_diverging_run_is_recorded_as_diverged(runs):
     # least squares with x up to 9: gradient descent with lr 1 overshoots by x34 a step
-    proc = run_nnlab(
+    proc = invoke_nnlab(
         "train", CONFIGS / "threshold.yaml", "--runs-dir", runs, "-q", "--set", "optimizer.lr=1.0"
     )
     assert proc.returncode == 3

@@ -1,6 +1,7 @@
-"""The command line: a thin layer over the library. Each command lives in its own module, imports
-the heavy parts (NumPy, pandas) only when it runs, and turns an ``NnlabError`` into one message
-on stderr and exit status 2."""
+"""The command line: a thin layer over the library. Each command lives in its own module, named
+after it (shared options in ``options.py``), parses its options, calls the library and prints;
+it imports the heavy parts (NumPy, pandas) only when it runs. The group turns an ``NnlabError``
+into one message on stderr and exit status 2."""
 
 from __future__ import annotations
 
@@ -72,33 +73,42 @@ def cli():
 
 
 def _register() -> None:
-    from nnlab.cli import (
-        activations_cmd,
-        compare_cmd,
-        config_cmd,
-        explain_cmd,
-        export_cmd,
-        gradcheck_cmd,
-        list_cmd,
-        probe_cmd,
-        sweep_cmd,
-        train_cmd,
-    )
+    """Add the commands, one module each (named after its command: list's is list_, since a
+    submodule named list would shadow the builtin in this package), in the order --help lists."""
+    from nnlab.cli.activations import activations
+    from nnlab.cli.compare import compare
+    from nnlab.cli.config import config
+    from nnlab.cli.diff import diff
+    from nnlab.cli.explain import explain
+    from nnlab.cli.export import export
+    from nnlab.cli.gradcheck import gradcheck
+    from nnlab.cli.invert import invert
+    from nnlab.cli.list_ import list_
+    from nnlab.cli.plot import plot
+    from nnlab.cli.predict import predict
+    from nnlab.cli.probe import probe
+    from nnlab.cli.sweep import sweep
+    from nnlab.cli.train import train
+    from nnlab.cli.validate import validate
 
-    for module in (
-        train_cmd,
-        config_cmd,
-        list_cmd,
-        sweep_cmd,
-        compare_cmd,
-        export_cmd,
-        gradcheck_cmd,
-        probe_cmd,
-        explain_cmd,
-        activations_cmd,
+    for command in (
+        train,
+        validate,
+        config,
+        list_,
+        sweep,
+        compare,
+        diff,
+        plot,
+        predict,
+        export,
+        invert,
+        gradcheck,
+        probe,
+        explain,
+        activations,
     ):
-        for command in module.COMMANDS:
-            cli.add_command(command)
+        cli.add_command(command)
 
 
 _register()

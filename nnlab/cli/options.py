@@ -1,4 +1,4 @@
-"""Options shared by several commands."""
+"""Options, arguments and helpers shared by several commands."""
 
 from __future__ import annotations
 
@@ -22,3 +22,18 @@ runs_dir = click.option(
 )
 quiet = click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 config_arg = click.argument("config", type=click.Path(dir_okay=False))
+run_arg = click.argument("run", type=click.Path())
+runs_arg = click.argument("runs", nargs=-1, required=True, type=click.Path())
+where = click.option(
+    "--where",
+    "-w",
+    multiple=True,
+    metavar="EXPR",
+    help="Keep the runs where KEY OP VALUE holds (OP: == != < <= > >=); repeat to AND. "
+    "KEY is any column or config key; a unique suffix is enough (lr for optimizer.lr).",
+)
+
+
+def warn(message: str) -> None:
+    """Print a warning line on stderr (a skipped run folder, ...)."""
+    click.echo(f"warning: {message}", err=True)

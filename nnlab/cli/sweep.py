@@ -1,12 +1,16 @@
-"""nnlab sweep."""
+"""nnlab sweep: a grid of trials, run in parallel and resumable."""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from nnlab.cli.options import overrides, quiet, runs_dir
+
+if TYPE_CHECKING:
+    from nnlab.sweeps import Executor, Sweep, SweepResult
 
 
 @click.command("sweep")
@@ -83,37 +87,14 @@ def sweep(
     Exit status: 0 every trial completed or diverged; N (1-100; 101 for more) N trials failed;
     2 a bad sweep or config (nothing ran); 130/143 interrupted by Ctrl-C/SIGTERM.
     """
-    from nnlab.sweeps import check_trials, load_sweep, run_sweep, trial_table
-    from nnlab.threads import cores
+    from nnlab.sweeps import check_trials, load_sweep, run_sweep
 
     sw = load_sweep(spec, list(grid), list(overrides), seeds, jobs, name)
-    trials = sw.trials
-    check_trials(trials)
+    check_trials(sw.trials)
     if print_trials:
-        from tabulate import tabulate
-
-        for note in sw.notes:
-            click.echo(f"note: {note}", err=True)
-        rows = trial_table(sw, runs_dir)
-        click.echo(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
-        todo = sum(r["action"] == "run" for r in rows)
-        shape = " x ".join(
-            [*(str(len(a.values)) for a in sw.axes), f"{len(sw.seeds or [0])} seeds"]
-        )
-        click.echo(f"{len(trials)} trials ({shape}); {todo} to run, {len(trials) - todo} done")
+        _print_trials(sw, runs_dir)
         return
-    executor = None
-    if cluster:
-        from nnlab.sweeps.dask_executor import DaskExecutor
-
-        executor = DaskExecutor(cluster)
-        for note in executor.notes:
-            click.echo(f"note: {note}", err=True)
-    elif (jobs or sw.jobs) > cores() and not quiet:
-        click.echo(
-            f"note: {jobs or sw.jobs} jobs on {cores()} cores: the trials share cores",
-            err=True,
-        )
+    executor = _executor(cluster, jobs or sw.jobs, quiet)
     try:
         result = run_sweep(
             sw,
@@ -127,6 +108,43 @@ def sweep(
     finally:
         if executor is not None:
             executor.close()
+    _report(sw, result)
+    sys.exit(result.exit_code)
+
+
+def _print_trials(sw: Sweep, runs_dir: str) -> None:
+    """The trials of the grid, what a run would do with each, and their count."""
+    from tabulate import tabulate
+
+    from nnlab.sweeps import trial_table
+
+    for note in sw.notes:
+        click.echo(f"note: {note}", err=True)
+    rows = trial_table(sw, runs_dir)
+    click.echo(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
+    todo = sum(r["action"] == "run" for r in rows)
+    shape = " x ".join([*(str(len(a.values)) for a in sw.axes), f"{len(sw.seeds or [0])} seeds"])
+    click.echo(f"{len(sw.trials)} trials ({shape}); {todo} to run, {len(sw.trials) - todo} done")
+
+
+def _executor(cluster: str | None, jobs: int, quiet: bool) -> Executor | None:
+    """The Dask executor for --cluster (None: local worker processes), with its notes."""
+    if cluster:
+        from nnlab.sweeps.dask_executor import DaskExecutor
+
+        executor = DaskExecutor(cluster)
+        for note in executor.notes:
+            click.echo(f"note: {note}", err=True)
+        return executor
+    from nnlab.threads import cores
+
+    if jobs > cores() and not quiet:
+        click.echo(f"note: {jobs} jobs on {cores()} cores: the trials share cores", err=True)
+    return None
+
+
+def _report(sw: Sweep, result: SweepResult) -> None:
+    """How the sweep ended: the counts, the failures on stderr, where its folder is."""
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     click.echo(
         f"sweep {sw.name}: {result.total} trials: {counts} "
@@ -142,7 +160,3 @@ def sweep(
         f"compare: nnlab compare {result.sweep_dir}" + (" --group-seeds" if sw.seeds else "")
     )
     click.echo(str(result.sweep_dir))
-    sys.exit(result.exit_code)
-
-
-COMMANDS = [sweep]

@@ -72,6 +72,3 @@ def probe(config, overrides, sizes, epochs, quiet):
         f"{result.n_classes} classes"
     )
     click.echo(format_probe(result))
-
-
-COMMANDS = [probe]

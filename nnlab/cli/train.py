@@ -1,4 +1,4 @@
-"""nnlab train."""
+"""nnlab train: train a config, or resume a run, into a run folder."""
 
 from __future__ import annotations
 
@@ -97,5 +97,3 @@ def _train_seeds(cfg: dict, seeds: str, runs_dir: str, quiet: bool) -> int:
     click.echo(str(result.root))
     return exit_code(result)
 
-
-COMMANDS = [train]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from nnlab.cli.options import run_arg
+
 
 @click.command("activations")
-@click.argument("run", type=click.Path())
+@run_arg
 @click.option(
     "--data",
     "split",
@@ -64,6 +66,3 @@ def activations(run, split, passes, seed):
         f"(training mode: {passes} passes)"
     )
     click.echo(tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True))
-
-
-COMMANDS = [activations]

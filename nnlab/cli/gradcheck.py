@@ -75,6 +75,3 @@ def gradcheck(config, overrides, samples, entries, seed):
     )
     click.echo(report(checks, exp.model))
     sys.exit(0 if all(c.passed for c in checks) else 1)
-
-
-COMMANDS = [gradcheck]

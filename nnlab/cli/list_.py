@@ -1,4 +1,4 @@
-"""nnlab list."""
+"""nnlab list: the components a config can name, with their options."""
 
 from __future__ import annotations
 
@@ -22,6 +22,3 @@ def list_(kind):
     for name, registry in registries().items():
         if kind is None or name == kind:
             click.echo(describe_registry(name, registry))
-
-
-COMMANDS = [list_]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from nnlab.cli.options import run_arg
+
 
 @click.command("explain")
-@click.argument("run", type=click.Path())
+@run_arg
 @click.option(
     "--data",
     "split",
@@ -76,6 +78,3 @@ def explain(run, split, output, score, image, top):
     click.echo(ranking(s, top))
     if image:
         click.echo(f"heat map: {image}")
-
-
-COMMANDS = [explain]

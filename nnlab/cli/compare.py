@@ -1,0 +1,74 @@
+"""nnlab compare: one table of runs, what differs between them and how each did."""
+
+from __future__ import annotations
+
+import click
+
+from nnlab.cli.options import runs_arg, warn, where
+
+FORMATS = ["table", "markdown", "csv", "json"]
+
+
+@click.command("compare")
+@runs_arg
+@click.option(
+    "--group-seeds",
+    is_flag=True,
+    help="One row per config over its seeds: mean ± sample standard deviation (ddof=1) and the "
+    "number of runs with a finite value (n).",
+)
+@click.option(
+    "--metric",
+    "-m",
+    "metrics",
+    multiple=True,
+    metavar="NAME",
+    help="Metrics to show (last, best, best epoch), repeatable or comma-separated; 'all' for "
+    "every metric. Default: the validation metrics, else the training ones.",
+)
+@click.option(
+    "--columns",
+    "-c",
+    multiple=True,
+    metavar="COL,...",
+    help="Show exactly these columns after the run: config keys (any, not only those that "
+    "differ), metrics (val_accuracy = last, val_accuracy.best, val_accuracy.best_epoch), "
+    "test_accuracy, status, epochs, seconds.",
+)
+@where
+@click.option("--sort", "-S", metavar="COL", help="Sort by a column: metrics best first.")
+@click.option("--reverse", is_flag=True, help="Reverse the order.")
+@click.option("--top", type=click.IntRange(min=1), help="Only the first N rows.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def compare(runs, group_seeds, metrics, columns, where, sort, reverse, top, fmt):
+    """One table of RUNS: the config keys that differ between them, and how each did.
+
+    \b
+    Examples:
+      nnlab compare runs/*
+      nnlab compare runs/sweeps/init_lr --group-seeds      # a sweep folder = its trials
+      nnlab compare runs/* --sort val_accuracy --top 10 --where 'optimizer.lr<0.1' --format markdown
+      nnlab compare runs/* -m val_loss -c optimizer.lr,val_loss.best,status
+
+    For each metric: its last value and its best value with the best epoch; then the test
+    metrics, status (a run whose process is gone shows killed), epochs and training seconds.
+    Folders that are not runs and runs with damaged files are reported and skipped. The table
+    and markdown formats shorten config keys to their shortest unique suffix.
+    """
+    from nnlab.compare import build_table, load_runs, render
+    from nnlab.errors import RunError
+
+    loaded = load_runs(runs, warn)
+    if not loaded:
+        raise RunError("no runs to compare")
+    table = build_table(
+        loaded,
+        metrics=metrics,
+        columns=columns,
+        where=where,
+        sort=sort,
+        reverse=reverse,
+        top=top,
+        group_seeds=group_seeds,
+    )
+    click.echo(render(table, fmt))
