@@ -345,27 +345,34 @@ class MetricsLog:
 
 def metrics_text(columns: list[str], values: np.ndarray) -> str:
     """Rows of metrics.csv as ``MetricsLog`` writes them, from a table ``values`` (rows,
-    columns) of float64: the epoch as an integer, numbers as the shortest text that reads back
-    to them, NaN in an accuracy column as an empty cell (no labelled sample: no accuracy).
-    Values that repeat (learning rates, accuracies, times) are formatted once."""
+    columns) of float64 (see ``metrics_texts``)."""
+    return metrics_texts(columns, values[:, None, :], np.array([len(values)]))[0]
+
+
+def metrics_texts(columns: list[str], values: np.ndarray, counts: np.ndarray) -> list[str]:
+    """Rows of metrics.csv for many runs at once: ``values[e, m]`` is run m's row e (E, M,
+    columns), its first ``counts[m]`` rows are its own. As ``MetricsLog`` writes them: the
+    epoch as an integer, numbers as the shortest text that reads back to them, NaN in an
+    accuracy column as an empty cell (no labelled sample: no accuracy). Values that repeat
+    (epochs, learning rates, accuracies, times) are formatted once."""
+    M = values.shape[1]
     cells = []
     for j, name in enumerate(columns):
-        col = values[:, j].tolist()
+        col = values[:, :, j].ravel().tolist()  # row-major: run m's rows at m, m + M, ...
+        if name.endswith("loss"):
+            cells.append(list(map(repr, col)))
+            continue
         if name == "epoch":
-            cells.append([str(int(v)) for v in col])
-        elif name.endswith("loss"):
-            cells.append([repr(v) for v in col])
+            text = {v: str(int(v)) if v == v else "" for v in set(col)}
         else:
-            memo: dict[float, str] = {}
             empty = name.endswith("accuracy")
-            texts = []
-            for v in col:
-                t = memo.get(v)
-                if t is None:
-                    t = memo[v] = "" if (empty and v != v) else repr(v)
-                texts.append(t)
-            cells.append(texts)
-    return "".join([",".join(row) + "\n" for row in zip(*cells, strict=True)])
+            text = {v: "" if (empty and v != v) else repr(v) for v in set(col)}
+        cells.append(list(map(text.__getitem__, col)))
+    out = []
+    for m in range(M):
+        rows = zip(*(c[m : int(counts[m]) * M : M] for c in cells), strict=True)
+        out.append("".join([line + "\n" for line in map(",".join, rows)]))
+    return out
 
 
 @dataclass

@@ -34,8 +34,8 @@ from nnlab.runs import Status
 from nnlab.train import check_early_stopping
 
 Array = np.ndarray
-#: metrics values kept before they are handed to ``record`` (at most ~16 MB)
-ROWS_IN_MEMORY = 2_000_000
+#: metrics values kept before they are handed to ``record`` (at most 64 MB)
+ROWS_IN_MEMORY = 8_000_000
 #: checkpoints (metrics rows and members' states written) take at most 1/SYNC_SHARE of the time
 SYNC_SHARE = 20
 

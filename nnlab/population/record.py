@@ -34,7 +34,7 @@ from nnlab.runs import (
     Status,
     checkpoint_bytes,
     config_text,
-    metrics_text,
+    metrics_texts,
     model_bytes,
     summary_text,
     write_run_files,
@@ -82,14 +82,13 @@ class MemberRuns:
     def rows(self, rows: Rows, pop: Population) -> None:
         """Append new rows to the members' metrics.csv."""
         self.best.add(rows.epochs, rows.values, rows.ids)
+        counts = np.count_nonzero(~np.isnan(rows.values[:, :, 0]), axis=0)  # a prefix each
+        texts = metrics_texts(pop.columns, rows.values, counts)
         for m, i in enumerate(rows.ids):
-            v = rows.values[:, m]
-            v = v[~np.isnan(v[:, 0])]
-            if not len(v):
-                continue
-            self.last[i] = v[-1]
-            with open(self.paths[i] / "metrics.csv", "a", encoding="utf-8") as f:
-                f.write(metrics_text(pop.columns, v))
+            if counts[m]:
+                self.last[i] = rows.values[counts[m] - 1, m]
+                with open(self.paths[i] / "metrics.csv", "a", encoding="utf-8") as f:
+                    f.write(texts[m])
 
     def checkpoint(self, pop: Population) -> None:
         """Each training member's state at the epoch's end, as its single run's checkpoint
