@@ -201,6 +201,17 @@ def test_shuffled_batches_without_shuffling_and_full_batch(tmp_path):
         check_members(cfgs, tmp_path / str(k))
 
 
+def test_float32_members_of_larger_networks_are_their_single_runs_bit_for_bit(tmp_path):
+    """Members whose products are large enough to be per-member BLAS calls (member-first)
+    make the single run's calls in its order: the same numbers to the last bit."""
+    path = CONFIGS / "questions" / "semi_supervised.yaml"
+    common = ["training.epochs=3", "data.subset=300"]
+    cfgs = configs(path, common, [[f"training.seed={s}"] for s in range(3)])
+    pop = Population(*build_members(cfgs))
+    assert not pop.stack.member_last
+    check_members(cfgs, tmp_path, rtol=0.0)
+
+
 def test_float32_members_end_where_their_single_runs_end(tmp_path):
     """float32: the stacked sums add in another order, so only the last bits may differ."""
     cfgs = configs(XOR, ["training.epochs=1000"], [[f"training.seed={s}"] for s in range(4)])

@@ -93,7 +93,7 @@ class StackedDense(StackedLayer):
         XT = X.T if X.ndim == 2 else X.transpose(0, 2, 1)
         stack.matmul(XT, dZ, self.grads["W"])
         if self.use_bias:
-            stack.sum(dZ, axis=1, out=self.grads["b"])
+            stack.sum_rows(dZ, out=self.grads["b"])
         if not need_dx:
             return None
         dX = self.buf("dX", (dZ.shape[1], X.shape[-1]))  # (M, batch, inputs)

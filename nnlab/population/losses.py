@@ -23,7 +23,7 @@ from nnlab.nn.losses import (
     Hinge,
     Loss,
 )
-from nnlab.population.stack import total
+from nnlab.population.stack import dots, ones, total
 
 Array = np.ndarray
 
@@ -49,7 +49,7 @@ def _mask(d: Array, w: Array | None) -> Any:
 def mse(loss: MSE, out: Array, t: Array, w: Array | None) -> tuple[Array, Array]:
     d = out - t
     size = _mask(d, w)
-    value = total(d * d) / size
+    value = dots(d, d) / size
     d *= factor(2.0 / size, d)
     return value, d
 
@@ -102,20 +102,20 @@ def categorical_crossentropy(
             top[none] = 0.0
     s = z - top  # (M, batch, classes): each member's logits shifted by its largest one
     p = np.exp(s)
-    sums = p.sum(axis=-1)  # (M, batch)
+    sums = _row_sums(p)  # (M, batch)
     low = sums.min(axis=1) < 1e-30
     if low.any():  # a row far below the largest logit: shift those members row by row
         s[low] = z[low] - z[low].max(axis=2, keepdims=True)
         p[low] = np.exp(s[low])
-        sums[low] = p[low].sum(axis=-1)
+        sums[low] = _row_sums(p[low])
     if w is None:
         n: Any = float(z.shape[1])
         log_total = total(np.log(sums))
     else:
         n = np.maximum(np.broadcast_to(w, (M, z.shape[1])).sum(axis=1).astype(np.float64), 1e-12)
-        log_total = total(w * np.log(sums))
+        log_total = dots(w, np.log(sums))
         p *= w[..., None]
-    value = (log_total - total(t * s)) / n
+    value = (log_total - dots(t, s)) / n
     p /= sums[..., None]  # softmax (times the mask)
     p -= t
     p *= factor(1.0 / n, p)
@@ -123,6 +123,15 @@ def categorical_crossentropy(
         value[none] = 0.0
         p[none] = 0.0
     return value, p
+
+
+def _row_sums(p: Array) -> Array:
+    """The sums of the rows of each member's p (M, batch, classes), as the single run takes
+    them (a product with ones: the same BLAS call, the same numbers) when the members' arrays
+    are contiguous (member-first), else with a sum."""
+    if p.flags.c_contiguous:
+        return np.matmul(p, ones(p.shape[-1], p.dtype))
+    return p.sum(axis=-1)
 
 
 #: the single-run losses a population covers

@@ -27,6 +27,7 @@ member and product, BLAS wins and the layout is member-first.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,14 @@ class Stack:
             out = self._temps[(key, shape)] = self.empty(shape)
         return out
 
+    def sum_rows(self, a: Array, out: Array) -> Array:
+        """Each member's sum over the rows of ``a`` (M, n, k) -> (M, k), as the single run
+        takes it (a product with a vector of ones: the same BLAS call per member, the same
+        numbers); member-last, as additions."""
+        if self.member_last:
+            return self.sum(a, axis=1, out=out)
+        return np.matmul(ones(a.shape[1], a.dtype), a, out=out)
+
     def sum(self, a: Array, axis: int, out: Array | None = None, dtype: Any = None) -> Array:
         """``a.sum(axis)``. Over a short axis of a member-last array, a chain of additions
         (each over M contiguous numbers): NumPy's reduction machinery costs several times
@@ -120,6 +129,18 @@ class Stack:
         return np.add.reduce(prod, axis=2, out=out)
 
 
+@functools.cache
+def _ones(n: int, dtype: np.dtype) -> Array:
+    out = np.ones(n, dtype)
+    out.flags.writeable = False
+    return out
+
+
+def ones(n: int, dtype: Any) -> Array:
+    """A read-only vector of ``n`` ones (kept per size and dtype)."""
+    return _ones(n, np.dtype(dtype))
+
+
 def total(a: Array) -> Array:
     """Each member's sum of an (M, ...) array, added in its dtype (as the single run's
     ``a.sum()``), as (M,) float64."""
@@ -139,6 +160,18 @@ def total(a: Array) -> Array:
     for i in range(2, rows.shape[0]):
         out += rows[i]
     return out.astype(np.float64, copy=False)
+
+
+def dots(a: Array, b: Array) -> Array:
+    """Each member's dot product of two (M, ...) arrays (either may be shared: no member
+    axis), (M,) float64: for contiguous members (member-first) as the single run's
+    ``np.vdot`` (the same BLAS call, the same numbers), else a sum of the products."""
+    M = max(a.shape[0] if a.ndim == b.ndim else 1, b.shape[0] if b.ndim >= a.ndim else 1)
+    if a.flags.c_contiguous and b.flags.c_contiguous:
+        a2 = a.reshape(M if a.ndim >= b.ndim else 1, -1)
+        b2 = b.reshape(M if b.ndim >= a.ndim else 1, -1)
+        return np.vecdot(a2, b2).astype(np.float64)
+    return total(a * b)
 
 
 def _member_major(a: Array) -> Array | None:
