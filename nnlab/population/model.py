@@ -2,8 +2,9 @@
 
 The wiring (which layer reads which, joins, outputs) is the template model's; the parameters of
 all members live in one (M, P) block ``theta`` whose row m is member m's flat vector, in the
-single run's order (kernels first), and the gradients in ``grad``. Forward and backward walk the
-graph as ``nnlab.nn.model.Model`` does.
+single run's order (kernels first), and the gradients in ``grad``. Forward and backward are
+``nnlab.nn.model.Model``'s own (the one copy of the graph walk), over the stacked layers; only
+joining several inputs knows about the member axis.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from nnlab.population.stack import Stack
 Array = np.ndarray
 
 
-class StackedModel:
+class StackedModel(Model):
     """M networks of the template's architecture. ``thetas`` (M, P): each member's initial
     flat parameter vector; ``rates[i]``: each member's rate of dropout layer i; ``rngs``: each
     member's training-time generator (dropout)."""
@@ -33,8 +34,10 @@ class StackedModel:
         rates: dict[int, list[float]],
         rngs: Sequence[np.random.Generator],
     ):
+        # a Model of stacked layers: not built from a spec (the template was), so no super()
         self.template = template
         self.stack = stack
+        self.dtype = template.dtype
         self.sources, self.joins = template.sources, template.joins
         self.outputs, self.chain = template.outputs, template.chain
         self.input_shape = template.input_shape
@@ -51,7 +54,6 @@ class StackedModel:
         self.grad = stack.zeros((template.n_params,))
         self._views()
         self._join_bufs: dict = {}
-        self._flag_lists: dict = {}
 
     def _views(self) -> None:
         """Each layer's params and grads as views of the blocks, as the template's are."""
@@ -81,17 +83,6 @@ class StackedModel:
 
     # ------------------------------------------------------------------ running
 
-    def _flags(self, logits: bool | list[bool]) -> list[bool]:
-        key = tuple(logits) if isinstance(logits, list) else logits
-        flags = self._flag_lists.get(key)
-        if flags is not None:
-            return flags
-        flags = self._flag_lists[key] = [False] * len(self.layers)
-        per_output = logits if isinstance(logits, list) else [bool(logits)] * len(self.outputs)
-        for j, flag in zip(self.outputs, per_output, strict=True):
-            flags[j] = flag
-        return flags
-
     def _members_view(self, X: Array) -> Array:
         """The model input with a member axis: a shared (batch, ...) input broadcast."""
         if X.ndim == len(self.input_shape) + 1:
@@ -99,17 +90,12 @@ class StackedModel:
         return X
 
     def forward(self, X: Array, training: bool = False, logits: bool | list[bool] = False):
-        """The outputs for a batch X, (batch, *input) shared or (M, batch, *input): an array
-        (M, batch, units), or a list of them for several outputs."""
-        flags = self._flags(logits)
-        values: list[Array | None] = [None] * len(self.layers)
-        for i, layer in enumerate(self.layers):
-            x = self._gather(i, X, values)
-            values[i] = (
-                layer.forward_logits(x, training) if flags[i] else layer.forward(x, training)
-            )
-        outs = [values[j] for j in self.outputs]
-        return outs[0] if len(outs) == 1 else outs
+        """The outputs for a batch X, (batch, *input) shared by the members or
+        (M, batch, *input): an array (M, batch, units), or a list of them for several
+        outputs (``Model.forward``)."""
+        if self.chain and not self.layers[0].shared_input:
+            X = self._members_view(X)
+        return super().forward(X, training, logits)
 
     def _gather(self, i: int, X: Array, values: list) -> Array:
         """Layer i's input: the model input (shared inputs as they are to the layers that take
@@ -138,42 +124,3 @@ class StackedModel:
                 out[..., start : start + width] = p
                 start += width
         return out
-
-    def backward(self, dY, logits: bool | list[bool] = False) -> None:
-        """Backpropagate dL/d(outputs) (per output for several) into ``self.grad``."""
-        flags = self._flags(logits)
-        grads: list[Array | None] = [None] * len(self.layers)
-        for j, g in zip(self.outputs, dY if len(self.outputs) > 1 else [dY], strict=True):
-            if g is not None:
-                _accumulate(grads, j, g)
-        if not self.chain:
-            self.grad[...] = 0.0  # layers no loss reaches keep a zero gradient
-        for i in range(len(self.layers) - 1, -1, -1):
-            g = grads[i]
-            if g is None:
-                continue
-            srcs = self.sources[i]
-            need_dx = any(s >= 0 for s in srcs)
-            layer = self.layers[i]
-            dx = (layer.backward_logits if flags[i] else layer.backward)(g, need_dx)
-            if not need_dx:
-                continue
-            if len(srcs) == 1:
-                _accumulate(grads, srcs[0], dx)
-            elif self.joins[i] == "sum":  # each input gets its own copy: backward works in place
-                for s in srcs:
-                    if s >= 0:
-                        _accumulate(grads, s, np.copy(dx, order="K"))
-            else:
-                start = 0
-                for s in srcs:
-                    width = (self.input_shape if s < 0 else self.shapes[s])[-1]
-                    if s >= 0:
-                        _accumulate(grads, s, np.copy(dx[..., start : start + width], order="K"))
-                    start += width
-
-
-def _accumulate(grads: list, i: int, g: Array) -> None:
-    if i < 0:
-        return
-    grads[i] = g if grads[i] is None else grads[i] + g

@@ -113,12 +113,17 @@ def member_bytes(exp: Experiment, shared_data: bool) -> int:
     for shape in exp.model.shapes:
         units = math.prod(shape)
         n += 6 * batch * units + 2 * min(EVAL_BATCH, _largest_split(exp)) * units
-    if not shared_data:
+    nbytes = n * item
+    if not shared_data:  # its own splits, and their copies stacked with the others'
         for name in ("train", "val", "test"):
             split = getattr(exp.data, name)
             if split is not None:
-                n += split.X.size + sum(t.T.size + 2 * len(split) for t in exp.targets[name])
-    return n * item
+                arrays = [split.X, *(a for t in exp.targets[name] for a in (t.T, t.L, t.W))]
+                nbytes += 2 * sum(a.nbytes for a in arrays if a is not None)
+        codes = exp.data.train.codes
+        if codes is not None:
+            nbytes += 2 * codes[0].nbytes
+    return nbytes
 
 
 def _largest_split(exp: Experiment) -> int:
