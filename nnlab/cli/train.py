@@ -96,4 +96,3 @@ def _train_seeds(cfg: dict, seeds: str, runs_dir: str, quiet: bool) -> int:
     click.echo(f"  {headline(result.summaries)}")
     click.echo(str(result.root))
     return exit_code(result)
-
