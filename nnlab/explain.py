@@ -90,11 +90,11 @@ def _class_index(output: str | int, classes: list[str], n_units: int) -> int:
     except ValueError:
         raise ConfigError(
             f"{text!r} is not a class.{did_you_mean(text, classes)} Classes: {', '.join(classes)}",
-            "--output",
+            "--target",
         ) from None
     count = max(len(classes), n_units)
     if not 0 <= k < count:
-        raise ConfigError(f"{k} is not an output: they are 0..{count - 1}", "--output")
+        raise ConfigError(f"{k} is not an output: they are 0..{count - 1}", "--target")
     return k
 
 
@@ -128,8 +128,8 @@ def saliency(
     logits = score == "logit" and activation not in (None, "linear")
     if output is None and not classify and n_units > 1:
         raise ConfigError(
-            f"the model has {n_units} outputs: choose one with --output 0..{n_units - 1}",
-            "--output",
+            f"the model has {n_units} outputs: choose one with --target 0..{n_units - 1}",
+            "--target",
         )
     fixed = None if output is None else _class_index(output, classes, n_units)
     threshold = info["threshold"] if info["threshold"] is not None else 0.5

@@ -1,25 +1,36 @@
 """Learning curves of runs: a line per run, or per group of seeds a mean line with a band
 (min-max or ± one standard deviation); as an image (matplotlib, the ``plot`` extra) or drawn in
-the terminal with characters. The legend names what differs between the lines."""
+the terminal with characters.
+
+The legend names what differs between the lines, by the keys' short names. When there are more
+lines than colours (or terminal symbols), the lines are grouped by their differing keys: the
+colour (symbol) stands for a value of the swept axis, the key with the most values that fit, and
+in an image the line style for a value of a second axis; the legend then lists those values.
+"""
 
 from __future__ import annotations
 
 import io
 import math
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nnlab.compare.keys import SEED_KEY, describe_differences, group_key
+from nnlab.compare.keys import SEED_KEY, differences, group_key
 from nnlab.compare.table import Run
 from nnlab.errors import ConfigError, NnlabError, did_you_mean
 
 Array = np.ndarray
 BANDS = ("minmax", "std")
-MARKERS = "*o+x#@%&=~^$"
+MARKERS = "*o+x#@%&=~^$ABCDEFGHJKLMNPRSTUVWYZ"
+TERMINAL_LINES = 16  # more lines than this share a symbol per value of the swept axis
+IMAGE_COLOURS = 10  # tab10
+DASHES = ("-", "--", ":", "-.")
+LEGEND_TEXT = 60  # characters of a legend entry at most
 
 
 @dataclass
@@ -32,13 +43,16 @@ class Curve:
     low: Array | None = None  # (epochs,) the band, for groups
     high: Array | None = None
     n: int = 1
+    keys: dict[str, str] = field(default_factory=dict)  # the differing keys' values, as text
 
 
 def labels(runs: list[Run], skip: tuple[str, ...] = ()) -> list[str]:
     """``initializer=he_normal lr=0.01``: the config keys that differ between ``runs``, by
-    their short names; the run folders' names when nothing differs."""
-    texts = describe_differences([r.config for r in runs], [r.flat for r in runs], skip)
-    return texts if texts is not None else [r.label for r in runs]
+    their short names; the runs' names when nothing differs."""
+    diffs = differences([r.config for r in runs], [r.flat for r in runs], skip)
+    if not diffs or not diffs[0]:
+        return [r.label for r in runs]
+    return [" ".join(f"{k}={v}" for k, v in d.items()) for d in diffs]
 
 
 def _series(run: Run, metric: str) -> tuple[Array, Array]:
@@ -51,11 +65,7 @@ def _series(run: Run, metric: str) -> tuple[Array, Array]:
     return x, y
 
 
-def curves(
-    runs: list[Run], metric: str, group_seeds: bool = False, band: str = "minmax"
-) -> list[Curve]:
-    """The lines of a plot of ``metric``: one per run, or one per group of seeds (the mean
-    over the runs that have a finite value at that epoch, and a min-max or ± std band)."""
+def _check(runs: list[Run], metric: str, band: str) -> None:
     available = sorted({c for r in runs for c in r.metrics.columns} - {"epoch"})
     if metric not in available:
         raise ConfigError(
@@ -65,29 +75,119 @@ def curves(
         )
     if band not in BANDS:
         raise ConfigError(f"band {band!r}: expected one of {', '.join(BANDS)}", source="--band")
+
+
+def curves(
+    runs: list[Run], metric: str, group_seeds: bool = False, band: str = "minmax"
+) -> list[Curve]:
+    """The lines of a plot of ``metric``: one per run, or one per group of seeds (the mean
+    over the runs that have a finite value at that epoch, and a min-max or ± std band). Runs
+    without the metric draw no line."""
+    _check(runs, metric, band)
+    runs = [r for r in runs if metric in r.metrics.columns and len(r.metrics)]
     if not group_seeds:
-        return [Curve(lab, *_series(r, metric)) for r, lab in zip(runs, labels(runs), strict=True)]
+        diffs = differences([r.config for r in runs], [r.flat for r in runs])
+        names = labels(runs)
+        return [
+            Curve(name, *_series(r, metric), keys=d)
+            for r, name, d in zip(runs, names, diffs, strict=True)
+        ]
     groups: dict[str, list[Run]] = {}
     for r in runs:
         groups.setdefault(group_key(r.config), []).append(r)
     firsts = [g[0] for g in groups.values()]
+    diffs = differences([r.config for r in firsts], [r.flat for r in firsts], (SEED_KEY,))
+    names = labels(firsts, skip=(SEED_KEY,))
     out = []
-    for lab, members in zip(labels(firsts, skip=(SEED_KEY,)), groups.values(), strict=True):
-        series = [_series(r, metric) for r in members]
-        epochs = np.unique(np.concatenate([x for x, _ in series])) if series else np.zeros(0)
-        table = np.full((len(members), len(epochs)), np.nan)  # (runs, epochs)
-        for i, (x, y) in enumerate(series):
-            table[i, np.searchsorted(epochs, x)] = y
-        with warnings.catch_warnings():  # an epoch no run reached gives NaN, silently
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(table, axis=0)
-            if band == "std":
-                std = np.nan_to_num(np.nanstd(table, axis=0, ddof=1), nan=0.0)
-                low, high = mean - std, mean + std
-            else:
-                low, high = np.nanmin(table, axis=0), np.nanmax(table, axis=0)
-        out.append(Curve(f"{lab} (n={len(members)})", epochs, mean, low, high, len(members)))
+    for name, d, members in zip(names, diffs, groups.values(), strict=True):
+        epochs, mean, low, high = band_of([_series(r, metric) for r in members], band)
+        out.append(Curve(f"{name} (n={len(members)})", epochs, mean, low, high, len(members), d))
     return out
+
+
+def band_of(series: list[tuple[Array, Array]], band: str = "minmax") -> tuple[Array, ...]:
+    """The epochs (e,) of a group's runs and, per epoch, the mean over the runs with a finite
+    value, and the band: min and max, or the mean ± one sample standard deviation (ddof=1)."""
+    epochs = np.unique(np.concatenate([x for x, _ in series])) if series else np.zeros(0)
+    table = np.full((len(series), len(epochs)), np.nan)  # (runs, epochs)
+    for i, (x, y) in enumerate(series):
+        table[i, np.searchsorted(epochs, x)] = y
+    with warnings.catch_warnings():  # an epoch no run reached gives NaN, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(table, axis=0)
+        if band == "std":
+            std = np.nan_to_num(np.nanstd(table, axis=0, ddof=1), nan=0.0)
+            return epochs, mean, mean - std, mean + std
+        return epochs, mean, np.nanmin(table, axis=0), np.nanmax(table, axis=0)
+
+
+# ---------------------------------------------------------------- legend
+
+
+@dataclass
+class Legend:
+    """The style of each line and what the legend says: ``colour[i]`` is line i's colour (or
+    terminal symbol), ``entries[c]`` the text of colour c; with an axis per style, ``dash[i]``
+    and ``dash_entries`` likewise for the line style."""
+
+    colour: list[int]
+    entries: list[str]
+    dash: list[int]
+    dash_entries: list[str] = field(default_factory=list)
+    grouped: bool = False  # colours stand for an axis's values, not for single lines
+
+
+def shorten(text: str, limit: int = LEGEND_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def legend(lines: list[Curve], limit: int, dashes: int = 1) -> Legend:
+    """A colour per line when ``limit`` allows; otherwise a colour per value of the swept axis
+    (the differing key, the seed last, with the most values that fit in ``limit``) and, with
+    ``dashes`` > 1, a line style per value of a second axis."""
+    n = len(lines)
+    if n <= limit:
+        return Legend(list(range(n)), [shorten(c.label) for c in lines], [0] * n)
+    keys = dict.fromkeys(k for c in lines for k in c.keys)
+    values = {k: _in_order(dict.fromkeys(c.keys.get(k, "-") for c in lines)) for k in keys}
+    axes = sorted(values, key=lambda k: (k == "seed", -min(len(values[k]), limit + 1)))
+    colour_key = next((k for k in axes if len(values[k]) <= limit), axes[0] if axes else None)
+    if colour_key is None:  # nothing differs: the lines share their colours in turn
+        return Legend(
+            [i % limit for i in range(n)], [shorten(c.label) for c in lines[:limit]], [0] * n
+        )
+    slot, entries = _slots(lines, colour_key, values[colour_key], limit)
+    rest = [k for k in axes if k != colour_key and 1 < len(values[k]) <= dashes]
+    if not rest:
+        return Legend(slot, entries, [0] * n, grouped=True)
+    dash, dash_entries = _slots(lines, rest[0], values[rest[0]], dashes)
+    return Legend(slot, entries, dash, dash_entries, grouped=True)
+
+
+def _in_order(values: Iterable[str]) -> list[str]:
+    """Numbers from small to large; other values as they came."""
+    values = list(values)
+    try:
+        return sorted(values, key=float)
+    except ValueError:
+        return values
+
+
+def _slots(
+    lines: list[Curve], key: str, values: list[str], limit: int
+) -> tuple[list[int], list[str]]:
+    """Line i's slot by its value of ``key``; values beyond ``limit`` - 1 share the last slot
+    ('other'). The entries count the lines of each slot."""
+    if len(values) > limit:
+        values = [*values[: limit - 1], "other"]
+    index = {v: i for i, v in enumerate(values)}
+    slot = [index.get(c.keys.get(key, "-"), len(values) - 1) for c in lines]
+    counts = np.bincount(slot, minlength=len(values))
+    entries = [
+        shorten(f"{key}={v}" + (f" ({k} lines)" if k > 1 else ""))
+        for v, k in zip(values, counts, strict=True)
+    ]
+    return slot, entries
 
 
 # ---------------------------------------------------------------- image
@@ -129,114 +229,173 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> None:
 def plot_image(
     panels: dict[str, list[Curve]], path: str | Path, logy: bool = False, title: str = ""
 ) -> Any:
-    """Write one panel per metric to ``path`` (PNG, or what its extension says); returns the
-    matplotlib figure."""
+    """Write one panel per metric to ``path`` (PNG, or what its extension says), with one
+    legend for all panels beside them; returns the matplotlib figure."""
     plt = pyplot("without -o, nnlab plot draws in the terminal")
-    from matplotlib.ticker import MaxNLocator
-
+    first = next(iter(panels.values()))
+    styles = legend(first, IMAGE_COLOURS, len(DASHES))
+    colours = [plt.cm.tab10(i % 10) for i in range(max(len(styles.entries), 1))]
+    if not styles.grouped:  # a colour per line: beyond ten, the styles take turns
+        styles.dash = [(i // 10) % len(DASHES) for i in range(len(first))]
+    width = max(len(t) for t in [*styles.entries, *styles.dash_entries, ""])
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(6.4 * n, 4.6), squeeze=False)
-    styles = ["-", "--", ":", "-."]
-    for ax, (metric, lines) in zip(axes[0], panels.items(), strict=True):
-        for i, c in enumerate(lines):
-            color = plt.cm.tab10(i % 10)
-            style = styles[(i // 10) % len(styles)]
-            ax.plot(c.epochs, c.values, style, color=color, label=c.label, linewidth=1.5)
-            if c.low is not None and c.high is not None:
-                ax.fill_between(c.epochs, c.low, c.high, color=color, alpha=0.2, linewidth=0)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.set_title(metric + (" (log scale)" if logy else ""))
-        if logy:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small" if len(lines) <= 8 else "x-small", loc="best")
+    fig = plt.figure(figsize=(5.2 * n + 0.8 + 0.075 * width, 4.4), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, (metric, lines) in zip(axes, panels.items(), strict=True):
+        _panel(ax, metric, lines, styles, colours, logy)
+    fig.legend(*_handles(styles, colours), loc="outside right upper", fontsize="small")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     save_figure(fig, path)
     return fig
+
+
+def _panel(ax: Any, metric: str, lines: list[Curve], styles: Legend, colours: list, logy: bool):
+    from matplotlib.ticker import MaxNLocator
+
+    alpha = 0.2 if len(lines) <= 10 else 0.08
+    for i, c in enumerate(lines):
+        colour, dash = colours[styles.colour[i]], DASHES[styles.dash[i]]
+        ax.plot(c.epochs, c.values, dash, color=colour, linewidth=1.2 if styles.grouped else 1.5)
+        if c.low is not None and c.high is not None:
+            ax.fill_between(c.epochs, c.low, c.high, color=colour, alpha=alpha, linewidth=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(metric + (" (log scale)" if logy else ""))
+    if logy and any(np.nanmax(c.values, initial=0) > 0 for c in lines):
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+
+
+def _handles(styles: Legend, colours: list) -> tuple[list, list[str]]:
+    from matplotlib.lines import Line2D
+
+    if not styles.grouped:
+        handles = [
+            Line2D([], [], color=colours[styles.colour[i]], linestyle=DASHES[styles.dash[i]])
+            for i in range(len(styles.entries))
+        ]
+        return handles, styles.entries
+    handles = [Line2D([], [], color=c, linewidth=3) for c in colours[: len(styles.entries)]]
+    handles += [
+        Line2D([], [], color="grey", linestyle=d) for d in DASHES[: len(styles.dash_entries)]
+    ]
+    return handles, [*styles.entries, *styles.dash_entries]
 
 
 # ---------------------------------------------------------------- terminal
 
 
-def text_plot(
-    lines: list[Curve], metric: str, width: int = 72, height: int = 18, logy: bool = False
-) -> str:
-    """The curves drawn with characters: a marker per line, ``.`` for the bands, the y axis
-    labelled on the left, epochs below, and a legend."""
-    tf = (lambda v: np.log10(v)) if logy else (lambda v: v)
+@dataclass
+class _Canvas:
+    """A grid of characters and the scales from epochs and values to its columns and rows."""
 
-    def usable(v: Array) -> Array:
-        v = np.asarray(v, dtype=float)
-        ok = np.isfinite(v) & ((v > 0) if logy else True)
-        return np.where(ok, v, np.nan)
+    width: int
+    height: int
+    x0: float
+    x1: float
+    y0: float  # on the log10 scale for a log axis
+    y1: float
+    logy: bool
 
+    def __post_init__(self) -> None:
+        self.grid = [[" "] * self.width for _ in range(self.height)]
+
+    def col(self, x: float) -> int:
+        return round((x - self.x0) / (self.x1 - self.x0) * (self.width - 1))
+
+    def row(self, y: float) -> int:
+        v = math.log10(y) if self.logy else y
+        return self.height - 1 - round((v - self.y0) / (self.y1 - self.y0) * (self.height - 1))
+
+    def ylabel(self, r: int) -> str:
+        v = self.y1 - r / (self.height - 1) * (self.y1 - self.y0)
+        return f"{10**v if self.logy else v:.4g}"
+
+
+def _usable(v: Array | None, logy: bool) -> Array:
+    v = np.asarray(v, dtype=float)
+    return np.where(np.isfinite(v) & ((v > 0) if logy else True), v, np.nan)
+
+
+def _canvas(lines: list[Curve], width: int, height: int, logy: bool) -> _Canvas | None:
     xs = [c.epochs for c in lines if len(c.epochs)]
-    ys = [usable(a) for c in lines for a in (c.values, c.low, c.high) if a is not None]
+    ys = [_usable(a, logy) for c in lines for a in (c.values, c.low, c.high) if a is not None]
     finite = np.concatenate([y[np.isfinite(y)] for y in ys]) if ys else np.zeros(0)
     if not xs or not len(finite):
-        return f"{metric}: no values to plot"
+        return None
     x0, x1 = min(x.min() for x in xs), max(x.max() for x in xs)
-    y0, y1 = float(tf(finite.min())), float(tf(finite.max()))
-    if y1 == y0:
-        y0, y1 = y0 - 0.5, y1 + 0.5
-    if x1 == x0:
-        x0, x1 = x0 - 1, x1 + 1
-    grid = [[" "] * width for _ in range(height)]
+    lo, hi = finite.min(), finite.max()
+    y0, y1 = (math.log10(lo), math.log10(hi)) if logy else (float(lo), float(hi))
+    y0, y1 = (y0 - 0.5, y1 + 0.5) if y1 == y0 else (y0, y1)
+    x0, x1 = (x0 - 1, x1 + 1) if x1 == x0 else (x0, x1)
+    return _Canvas(width, height, float(x0), float(x1), y0, y1, logy)
 
-    def col(x: float) -> int:
-        return round((x - x0) / (x1 - x0) * (width - 1))
 
-    def row(y: float) -> int:
-        return height - 1 - round((float(tf(y)) - y0) / (y1 - y0) * (height - 1))
+def _draw_band(cv: _Canvas, c: Curve) -> None:
+    """``.`` from the band's low to its high value in each column the curve spans."""
+    lo, hi = _usable(c.low, cv.logy), _usable(c.high, cv.logy)
+    at = cv.x0 + np.arange(cv.width) / (cv.width - 1) * (cv.x1 - cv.x0)  # (width,) epochs
+    for j in np.flatnonzero((at >= c.epochs[0]) & (at <= c.epochs[-1])):
+        a, b = np.interp(at[j], c.epochs, lo), np.interp(at[j], c.epochs, hi)
+        if math.isfinite(a) and math.isfinite(b):
+            for r in range(cv.row(b), cv.row(a) + 1):
+                cv.grid[r][j] = "."
 
-    columns = np.arange(width)
-    at = x0 + columns / (width - 1) * (x1 - x0)  # (width,) the epoch under each column
+
+def _draw_line(cv: _Canvas, c: Curve, mark: str) -> None:
+    """The curve's symbol in every column between its points, interpolated (on the log scale
+    for a log axis)."""
+    y = _usable(c.values, cv.logy)
+    f = np.log10 if cv.logy else (lambda v: v)
+    for j in np.flatnonzero(np.isfinite(y)):
+        nxt = j + 1 if j + 1 < len(y) and math.isfinite(y[j + 1]) else j
+        c0, c1 = cv.col(c.epochs[j]), cv.col(c.epochs[nxt])
+        for k in range(c0, max(c0, c1) + 1):
+            t = 0.0 if c1 == c0 else (k - c0) / (c1 - c0)
+            v = f(y[j]) + t * (f(y[nxt]) - f(y[j]))
+            cv.grid[cv.row(10**v if cv.logy else v)][k] = mark
+
+
+def text_plot(
+    lines: list[Curve], metric: str, columns: int = 80, height: int = 18, logy: bool = False
+) -> str:
+    """The curves drawn with characters in ``columns`` characters at most: a symbol per line
+    (or, beyond ``TERMINAL_LINES`` lines, per value of the swept axis), ``.`` for the bands,
+    values on the left, epochs below, and the legend."""
+    styles = legend(lines, TERMINAL_LINES)
+    probe = _canvas(lines, 10, height, logy)
+    if probe is None:
+        return f"{metric}: no values to plot"
+    margin = max(len(probe.ylabel(r)) for r in (0, height // 2, height - 1)) + 1
+    cv = _canvas(lines, max(10, columns - margin - 1), height, logy)
     for c in lines:
-        if c.low is None or c.high is None or len(c.epochs) < 1:
-            continue
-        lo, hi = usable(c.low), usable(c.high)
-        for j, x in enumerate(at):
-            if x < c.epochs[0] or x > c.epochs[-1]:
-                continue
-            a, b = np.interp(x, c.epochs, lo), np.interp(x, c.epochs, hi)
-            if not (math.isfinite(a) and math.isfinite(b)):
-                continue
-            for r in range(row(b), row(a) + 1):
-                grid[r][j] = "."
+        if c.low is not None and c.high is not None and len(c.epochs):
+            _draw_band(cv, c)
     for i, c in enumerate(lines):
-        mark = MARKERS[i % len(MARKERS)]
-        y = usable(c.values)
-        for j in range(len(c.epochs)):
-            if not math.isfinite(y[j]):
-                continue
-            nxt = j + 1 if j + 1 < len(c.epochs) and math.isfinite(y[j + 1]) else j
-            c0, c1 = col(c.epochs[j]), col(c.epochs[nxt])
-            for k in range(c0, max(c0, c1) + 1):
-                t = 0.0 if c1 == c0 else (k - c0) / (c1 - c0)
-                value = tf(y[j]) + t * (tf(y[nxt]) - tf(y[j]))
-                r = height - 1 - round((value - y0) / (y1 - y0) * (height - 1))
-                grid[r][k] = mark
-
-    def ylabel(r: int) -> str:
-        v = y1 - r / (height - 1) * (y1 - y0)
-        return f"{10**v if logy else v:.4g}"
-
-    ticks = {0, height // 2, height - 1}
-    margin = max(len(ylabel(r)) for r in ticks) + 1
-    out = [f"{metric}" + (" (log scale)" if logy else "")]
-    for r in range(height):
-        label = ylabel(r) if r in ticks else ""
-        out.append(f"{label:>{margin}}|" + "".join(grid[r]).rstrip())
-    out.append(" " * margin + "+" + "-" * width)
-    left, mid, right = f"{x0:g}", f"{(x0 + x1) / 2:g}", f"{x1:g}"
-    axis = list(" " * (width + 1))
-    for pos, text in ((1, left), ((width - len(mid)) // 2, mid), (width + 1 - len(right), right)):
-        axis[pos : pos + len(text)] = text
-    out.append(" " * margin + "".join(axis).rstrip() + "  epoch")
-    for i, c in enumerate(lines):
-        out.append(f"  {MARKERS[i % len(MARKERS)]} {c.label}")
+        _draw_line(cv, c, MARKERS[styles.colour[i] % len(MARKERS)])
+    out = [metric + (" (log scale)" if logy else "")]
+    for r in range(cv.height):
+        label = cv.ylabel(r) if r in (0, height // 2, height - 1) else ""
+        out.append(f"{label:>{margin}}|" + "".join(cv.grid[r]).rstrip())
+    out.append(" " * margin + "+" + "-" * cv.width)
+    out.append(" " * margin + _x_axis(cv))
+    out += [
+        shorten(f"  {MARKERS[i % len(MARKERS)]} {e}", columns) for i, e in enumerate(styles.entries)
+    ]
     return "\n".join(out)
+
+
+def _x_axis(cv: _Canvas) -> str:
+    """The first, middle and last epoch under the axis, and the word epoch, in its width."""
+    axis = [" "] * (cv.width + 1)
+    mid = f"{(cv.x0 + cv.x1) / 2:g}"
+    right = f"{cv.x1:g} epoch"
+    for pos, text in (
+        (1, f"{cv.x0:g}"),
+        ((cv.width - len(mid)) // 2, mid),
+        (cv.width + 1 - len(right), right),
+    ):
+        axis[pos : pos + len(text)] = text
+    return "".join(axis).rstrip()

@@ -5,6 +5,7 @@ lines that stay are written."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import TextIO
@@ -43,6 +44,7 @@ class LiveLine:
         self.interval = interval
         self._next = time.perf_counter() + delay
         self._drawn = False
+        self.columns = shutil.get_terminal_size((120, 24)).columns if self.tty else 120
 
     def due(self) -> bool:
         """Whether a throttled redraw would draw now (for callers whose text is costly)."""
@@ -56,7 +58,7 @@ class LiveLine:
         if now < self._next and not force:
             return
         self._next = now + self.interval
-        self.stream.write("\r" + text[:119] + "\x1b[K")
+        self.stream.write("\r" + text[: self.columns - 1] + "\x1b[K")
         self.stream.flush()
         self._drawn = True
 
@@ -76,9 +78,11 @@ class LiveLine:
 
 
 class Progress:
-    """Training progress: a live line with the batch loss and the time left on a terminal, an
-    epoch line now and then in a log. Shown only once a run has taken ``delay`` seconds, so
-    short runs print nothing."""
+    """Training progress. On a terminal, a live line: the epoch, a bar, the running batch loss,
+    the metrics of the last finished epoch (validation included) and the time left. In a log
+    and on a terminal alike, an epoch's line stays now and then: at most one every
+    ``log_every`` seconds (2 on a terminal, 5 in a log), and the last epoch's. Shown only once a
+    run has taken ``delay`` seconds, so short runs print nothing."""
 
     def __init__(
         self,
@@ -87,40 +91,53 @@ class Progress:
         enabled: bool = True,
         stream: TextIO | None = None,
         delay: float = 1.0,
-        log_every: float = 5.0,
+        log_every: float | None = None,
     ):
         self.epochs, self.batches = epochs, batches
         self.start = time.perf_counter()
         self.line = LiveLine(stream, enabled, delay=delay)
         self.enabled, self.tty = enabled, self.line.tty
-        self.delay, self.log_every = delay, log_every
+        self.delay = delay
+        self.log_every = log_every if log_every is not None else 2.0 if self.tty else 5.0
         self._last_log = self.start
         self.first_epoch = 0
+        self.last = ""  # the metrics of the last finished epoch, as text
+
+    def eta(self, epoch: int, fraction: float = 0.0) -> float:
+        """Seconds left, from the pace of this session: ``epoch`` (0-based) is ``fraction``
+        done."""
+        done = (epoch - self.first_epoch) + fraction
+        left = self.epochs - self.first_epoch - done
+        return (time.perf_counter() - self.start) * left / done if done > 0 else 0.0
 
     def batch(self, epoch: int, index: int, loss: float) -> None:
-        """After batch ``index`` (0-based) of ``epoch`` (0-based)."""
+        """After batch ``index`` (0-based) of ``epoch`` (0-based): redraw the live line."""
         if not self.line.due():
             return
-        done = (epoch - self.first_epoch) + (index + 1) / self.batches
-        frac = min(1.0, done / (self.epochs - self.first_epoch))
-        eta = (time.perf_counter() - self.start) * (1 - frac) / frac if frac > 0 else 0.0
+        part = (index + 1) / self.batches
+        frac = min(1.0, (epoch + part) / self.epochs)
+        last = f" | epoch {epoch}: {self.last}" if self.last else ""
         self.line.draw(
-            f"epoch {epoch + 1}/{self.epochs} {bar(frac)} {frac:4.0%} loss {loss:.4g}  "
-            f"eta {clock(eta)}"
+            f"epoch {epoch + 1}/{self.epochs} {bar(frac, 12)} {frac:4.0%} eta "
+            f"{clock(self.eta(epoch, part))} | batch loss {loss:.4g}{last}"
         )
 
     def epoch(self, epoch: int, row: dict) -> None:
-        if not self.enabled or self.tty:
+        """After ``epoch`` (0-based) with its metrics ``row``: keep its line when one is due."""
+        if not self.enabled:
             return
-        now = time.perf_counter()
-        last = epoch + 1 == self.epochs
-        if now - self.start < self.delay or (now - self._last_log < self.log_every and not last):
-            return
-        self._last_log = now
-        shown = "  ".join(
+        self.last = "  ".join(
             f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr")
         )
-        self.line.say(f"epoch {epoch + 1}/{self.epochs}  {shown}")
+        now = time.perf_counter()
+        final = epoch + 1 == self.epochs
+        if now - self.start < self.delay or (now - self._last_log < self.log_every and not final):
+            return
+        self._last_log = now
+        left = "" if final else f", eta {clock(self.eta(epoch + 1))}"
+        self.line.say(
+            f"epoch {epoch + 1}/{self.epochs}  {self.last}  ({clock(now - self.start)}{left})"
+        )
 
     def close(self) -> None:
         self.line.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Any
 
 from nnlab.runs import Status
@@ -15,8 +17,8 @@ def _num(x: Any) -> str:
     return str(x)
 
 
-def format_result(summary: dict) -> str:
-    """The result of a run, as a few lines."""
+def format_result(summary: dict, run_dir: str | Path | None = None) -> str:
+    """The result of a run, as a few lines; an interrupted run says how to resume it."""
     s = summary
     status = s["status"]
     head = f"{s['name']}: {status}, {s['epochs_completed']}/{s['epochs_planned']} epochs"
@@ -53,4 +55,9 @@ def format_result(summary: dict) -> str:
         lines += ["  " + line for line in describe(s["baselines"])]
     if status == Status.FAILED and s.get("error"):
         lines.append(f"  error: {s['error']}")
+    if status == Status.INTERRUPTED and run_dir is not None:
+        lines.append(
+            f"  interrupted after epoch {s['epochs_completed']}; continue it with: "
+            f"nnlab train --resume {shlex.quote(str(run_dir))}"
+        )
     return "\n".join(lines)

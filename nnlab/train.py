@@ -245,8 +245,7 @@ class Trainer:
             self.log.append(row)
         if self.on_epoch is not None:
             self.on_epoch(epoch + 1)
-        if not fit.progress.tty:
-            fit.progress.epoch(epoch, row)
+        fit.progress.epoch(epoch, row)
         if has_val and not math.isfinite(row["val_loss"]):
             self.status = Status.DIVERGED
             self.diverged_at = {"epoch": epoch + 1, "batch": None}

@@ -73,3 +73,9 @@ def test_the_dropout_question(tmp_path):
         return json.loads((run / "summary.json").read_text())["test"]["loss"]
 
     assert test_loss(plain) > 1.5 * test_loss(scaled)
+    same = [invoke_nnlab("activations", plain, "--passes", "3", "--mask-seed", "7") for _ in "ab"]
+    assert same[0].stdout == same[1].stdout  # the masks' seed repeats the numbers
+    other = invoke_nnlab("activations", plain, "--passes", "3", "--mask-seed", "8")
+    assert other.stdout != same[0].stdout
+    old = invoke_nnlab("activations", plain, "--seed", "7")  # --seed is the training seed
+    assert old.returncode == 2 and "now --mask-seed" in old.stderr

@@ -249,6 +249,7 @@ def test_sigterm_stops_at_a_safe_point_and_keeps_the_files(runs):
     run_dir = Path(out.strip().splitlines()[-1])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM"
+    assert f"continue it with: nnlab train --resume {run_dir}" in out  # how to resume
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     assert len(rows) - 1 == summary["epochs_completed"] >= 3
     assert (run_dir / "model.npz").is_file()
@@ -391,3 +392,22 @@ def test_running_out_of_memory_is_one_clear_message_and_a_failed_run(runs):
     (run,) = runs.iterdir()  # the run folder says what happened
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "failed" and "MemoryError" in summary["error"]
+
+
+def test_a_single_run_command_given_several_runs_takes_the_newest(runs, tmp_path):
+    """`nnlab export runs/digits-* -o predict.py` once a second run exists: the newest run,
+    said on stderr (the README's Quickstart runs in order on a machine with earlier runs)."""
+    from conftest import train_run
+
+    old = train_run(CONFIGS / "xor.yaml", runs, "training.epochs=3")
+    new = train_run(CONFIGS / "xor.yaml", runs, "training.epochs=4")
+    summary = json.loads((old / "summary.json").read_text())
+    summary["started"] = "2020-01-01T00:00:00+00:00"  # started first, whatever the clock says
+    (old / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "predict.py"
+    r = invoke_nnlab("export", new, old, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert f"2 runs given; using the newest, {new}" in r.stderr
+    assert out.is_file()
+    r = invoke_nnlab("activations", old, new, "--passes", "1")
+    assert r.returncode == 0 and f"using the newest, {new}" in r.stderr

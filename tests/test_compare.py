@@ -3,6 +3,7 @@ hand-computed values, statuses of unfinished runs, filters, formats, and damaged
 
 from __future__ import annotations
 
+import csv
 import datetime
 import io
 import json
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import scipy.stats
 
 from conftest import CONFIGS, invoke_nnlab
 from nnlab.compare import build_table, load_runs, render, short_names
@@ -157,8 +159,15 @@ def test_group_seeds_gives_mean_sample_std_and_count(tmp_path):
     assert g1["val_accuracy.best.mean"] == pytest.approx(0.7)
     assert g1["epochs.std"] == 0
     assert g2["status"] == "2 completed, 1 diverged"
+    # the 95% t-interval of the mean: t(0.975, n - 1) * std / sqrt(n) either side
+    low, high = scipy.stats.t.interval(0.95, 2, loc=0.7, scale=0.2 / math.sqrt(3))
+    assert (g1["val_accuracy.low"], g1["val_accuracy.high"]) == pytest.approx((low, high))
+    low2, high2 = scipy.stats.t.interval(0.95, 1, loc=0.7, scale=math.sqrt(0.02 / 2))
+    assert (g2["val_accuracy.low"], g2["val_accuracy.high"]) == pytest.approx((low2, high2))
     text = render(table(runs, group_seeds=True, metrics=["val_accuracy"]), "markdown")
-    assert "| 0.7000 ± 0.2000 (3) |" in text and "| 0.7000 ± 0.1414 (2) |" in text
+    assert f"| 0.7000 ± {high - 0.7:.4f} (3) |" in text  # 0.4968: about 2.5 std with 3 seeds
+    assert f"| 0.7000 ± {high2 - 0.7:.4f} (2) |" in text
+    assert text.endswith("mean ± half-width of the 95% t-interval of the mean (runs with a value)")
     assert "seed" not in text.splitlines()[0]
 
 
@@ -392,6 +401,12 @@ def test_diff_shows_the_differing_keys_and_the_changes(tmp_path):
         "training.epochs": {"a": 60, "b": 5},
     }
     assert data["metrics"]["val_accuracy.best_epoch"]["delta"] == 1
+    rows = list(csv.DictReader(io.StringIO(invoke_nnlab("diff", a, b, "--format", "csv").stdout)))
+    assert rows[0] == {"section": "config", "name": "optimizer.lr", "a": "0.001", "b": "0.1",
+                       "change": ""}  # fmt: skip
+    got = {r["name"]: r for r in rows if r["section"] == "metric"}
+    assert float(got["val_accuracy"]["change"]) == pytest.approx(0.2)  # full numbers, as json
+    assert next(r for r in rows if r["section"] == "status")["a"] == "completed"
     proc = invoke_nnlab("diff", a, tmp_path / "nothing")
     assert proc.returncode == 2 and "no such file or folder" in proc.stderr
 
@@ -430,3 +445,78 @@ def test_a_config_loss_and_the_loss_metric_stay_apart(runs):
     assert all(float(r["loss"]) > 0 for r in rows)
     grouped = invoke_nnlab("compare", *sorted(runs.iterdir()), "--group-seeds")
     assert "mse" in grouped.stdout and "binary_crossentropy" in grouped.stdout
+
+
+def test_whole_numbers_stay_whole_and_empty_columns_go(tmp_path):
+    """A key missing from one run (a second layer) keeps its integers; a key that is null in
+    some runs and missing in others is no column at all."""
+    two = make_run(tmp_path, "two", ["model.layers.0.units=32"])
+    three = make_run(
+        tmp_path,
+        "three",
+        ["model.layers.0.units=16", "model.layers.2={type: dense, units: 10, activation: softmax}",
+         "model.layers.1.units=12", "model.layers.1.activation=relu"],
+    )  # fmt: skip
+    t = table([two, three])
+    text = render(t, "table")
+    header, _, first, second = text.splitlines()[:4]
+    assert "layers.1.units" in header and "12" in second.split() and "12.0" not in text
+    assert "32" in first.split() and "32.0" not in text
+    rows = json.loads(render(t, "json"))
+    for col in rows[0]:  # no column is empty in every row
+        assert any(r[col] is not None for r in rows), col
+    # null in one run (layers.0.name), missing in the other (layers.2.name): no column
+    assert "layers.2.name" not in header and "model.layers.2.name" not in rows[0]
+
+
+def test_headers_are_the_shortest_unique_key_paths():
+    keys = ["model.layers.1.name", "model.layers.1.type", "model.layers.0.units", "loss.name"]
+    assert short_names(keys, taken={"loss", "status"}) == {
+        "model.layers.1.name": "layers.1.name",  # never a bare 'name' or '1.name'
+        "model.layers.1.type": "layers.1.type",
+        "model.layers.0.units": "units",
+        "loss.name": "loss.name",  # 'loss' is the metric beside it
+    }
+
+
+def test_trials_are_named_by_their_sweep_and_number(tmp_path):
+    for sweep, lr in (("one", 0.1), ("two", 0.2)):
+        make_run(tmp_path / sweep / "trials", "001-4fb9c189be51", [f"optimizer.lr={lr}"])
+        (tmp_path / sweep / "index.json").write_text(
+            json.dumps({"trials": [{"number": 1, "run": "trials/001-4fb9c189be51"}]})
+        )
+    make_run(tmp_path, "digits-20260101-120000")
+    assert list(
+        frame([tmp_path / "one", tmp_path / "two", tmp_path / "digits-20260101-120000"])["run"]
+    ) == ["one/001", "two/001", "digits-20260101-120000"]
+
+
+def test_where_recomputes_what_differs_and_which_metrics(tmp_path):
+    a = make_run(tmp_path, "a", ["optimizer.lr=0.1", "model.layers.0.units=8"])
+    b = make_run(tmp_path, "b", ["optimizer.lr=0.1", "model.layers.0.units=16"])
+    c = make_run(tmp_path, "c", ["optimizer.lr=0.01", "model.layers.0.units=16"])
+    assert table([a, b, c]).config_keys == ["model.layers.0.units", "optimizer.lr"]
+    assert table([a, b, c], where=["lr==0.1"]).config_keys == ["model.layers.0.units"]
+    assert table([a, b, c], where=["units==16"]).config_keys == ["optimizer.lr"]
+
+
+def test_a_wide_table_fits_the_width_and_says_what_it_left_out(tmp_path):
+    sets = [
+        ["optimizer.lr=0.1", "model.layers.0.units=8", "training.batch_size=16"],
+        ["optimizer.lr=0.01", "model.layers.0.units=16", "model.layers.0.activation=tanh"],
+        ["optimizer.lr=0.001", "training.epochs=3", "data.validation_split=0.2"],
+    ]
+    runs = [make_run(tmp_path, f"run-{i}", s, test={"accuracy": 0.9}) for i, s in enumerate(sets)]
+    t = table(runs)
+    full = render(t, "table")
+    assert max(map(len, full.splitlines())) > 60
+    text = render(t, "table", width=60)
+    table_lines, note = text.split("\n\n")
+    assert max(len(line) for line in text.splitlines()) <= 60
+    header = table_lines.splitlines()[0].split()
+    assert header[0] == "run" and "val_accuracy" in header and header[-1] == "status"
+    assert header.index("lr") < header.index("val_accuracy")  # the differing keys first
+    assert note.startswith("left out to fit 60 columns:")
+    for gone in ("seconds", "epochs", "test_accuracy", "val_loss"):
+        assert gone in note.replace("\n", " ") and gone not in header
+    assert "--width 0" in note.replace("\n", " ")

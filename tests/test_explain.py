@@ -91,8 +91,9 @@ def test_heat_text_shades_by_value():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--output", "12"], "12 is not an output: they are 0..9"),
-        (["--output", "three"], "'three' is not a class"),
+        (["--target", "12"], "12 is not an output: they are 0..9"),
+        (["-k", "three"], "'three' is not a class"),
+        (["--output", "3"], "the class or output to explain is --target K"),  # the old spelling
         (["-o", "{tmp}/x.png", "--data", "train"], None),
     ],
 )
@@ -117,7 +118,7 @@ def test_a_split_the_run_does_not_have(tmp_path):
 
 def test_a_regression_with_several_outputs_needs_one_chosen(tmp_path):
     run = train_run(CONFIGS / "invertible.yaml", tmp_path, "training.epochs=5")
-    with pytest.raises(ConfigError, match=r"2 outputs: choose one with --output 0\.\.1"):
+    with pytest.raises(ConfigError, match=r"2 outputs: choose one with --target 0\.\.1"):
         explain(run, split="train")
     s = explain(run, split="train", output=1)
     assert s.target == "the output of output 1" and s.per_class is None

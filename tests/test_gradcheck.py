@@ -94,6 +94,20 @@ def test_the_command_passes_a_real_config_with_exit_0():
     assert "layers.0.U" in r.stdout and "200/4096" in r.stdout
 
 
+def test_seed_is_the_training_seed_and_entries_seed_the_draw():
+    """--seed means what it means in nnlab train (the weights and data drawn), --entries-seed
+    which entries of a large tensor are checked."""
+    config = CONFIGS / "digits.yaml"
+    runs = {
+        args: invoke_nnlab("gradcheck", config, "--entries", "20", *args).stdout
+        for args in [(), ("--seed", "0"), ("--seed", "5"), ("--entries-seed", "3")]
+    }
+    assert runs[()] == runs[("--seed", "0")]  # digits.yaml's own seed is 0
+    errors = {a: [line.split()[5] for line in t.splitlines()[3:-1]] for a, t in runs.items()}
+    assert errors[("--seed", "5")] != errors[()]  # other weights, other errors
+    assert errors[("--entries-seed", "3")] != errors[()]  # other entries
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     r = invoke_nnlab("gradcheck", CONFIGS / "digits.yaml", "--set", "optimizer.lr=-1")
     assert r.returncode == 2 and "optimizer.lr" in r.stderr and "Traceback" not in r.stderr

@@ -96,8 +96,8 @@ def test_image_has_a_panel_per_metric_with_a_legend(seeds, tmp_path):
     axes = fig.get_axes()
     assert [ax.get_ylabel() for ax in axes] == ["val_accuracy", "val_loss"]
     assert all(ax.get_xlabel() == "epoch" for ax in axes)
-    legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
-    assert legend == ["lr=0.01 (n=3)", "lr=0.1 (n=3)"]
+    (legend,) = fig.legends  # one legend beside the panels, covering none of them
+    assert [t.get_text() for t in legend.get_texts()] == ["lr=0.01 (n=3)", "lr=0.1 (n=3)"]
     assert len(axes[0].collections) == 2  # the bands
 
 
@@ -126,7 +126,7 @@ def test_text_plot_draws_each_line_where_its_values_are():
 
     up = Curve("up", np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 2.0]))
     flat = Curve("flat", np.array([1.0, 3.0]), np.array([2.0, 2.0]))
-    text = text_plot([up, flat], "loss", width=21, height=5).splitlines()
+    text = text_plot([up, flat], "loss", columns=25, height=5).splitlines()
     grid = [line.split("|", 1)[1] for line in text[1:6]]
     assert grid[0].startswith("o") and grid[0].rstrip().endswith("o")  # flat at the top
     assert grid[4].startswith("*")  # up starts at the bottom left
@@ -147,3 +147,67 @@ def test_unknown_metric_and_missing_matplotlib(seeds, tmp_path):
         assert not (tmp_path / "x.png").exists()
         proc = invoke_nnlab("plot", *runs_in(seeds))  # the terminal needs no matplotlib
         assert proc.returncode == 0 and "val_loss" in proc.stdout
+
+
+@pytest.fixture
+def grid(tmp_path):
+    """Two initializers x seven learning rates x two seeds: 28 runs, more than the symbols
+    and colours a plot can give one line each."""
+    lrs = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+    for init in ("he_normal", "glorot_uniform"):
+        for i, lr in enumerate(lrs):
+            for s in (0, 1):
+                acc = (0.2 + i * 0.05, 0.5 + i * 0.05 + s * 0.01, 0.6 + i * 0.04)
+                make_run(
+                    tmp_path / "runs",
+                    f"{init}-{lr}-s{s}",
+                    [f"optimizer.lr={lr}", f"training.seed={s}",
+                     f"model.layers.0.initializer={init}"],
+                    val_accuracy=acc,
+                    val_loss=tuple(1 - a for a in acc),
+                )  # fmt: skip
+    return tmp_path / "runs"
+
+
+def test_many_lines_share_a_symbol_per_value_of_the_swept_axis(grid):
+    lines = curves(loaded(grid), "val_accuracy")
+    text = text_plot(lines, "val_accuracy", columns=100).splitlines()
+    assert max(map(len, text)) <= 100
+    axis = text[text.index(next(t for t in text if t.strip().startswith("+--"))) + 1]
+    assert axis.split()[-2:] == ["3", "epoch"]  # the axis label on the axis line, not wrapped
+    key = [t for t in text if t.startswith("  ") and "=" in t]
+    # colour by the axis with the most values (lr: 7, small to large), one symbol each
+    assert [k.split()[1] for k in key] == [
+        f"lr={lr}" for lr in ("0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1")
+    ]
+    assert all(k.endswith("(4 lines)") for k in key)
+    symbols = [k.split()[0] for k in key]
+    assert len(set(symbols)) == len(symbols)  # no symbol stands for two things
+
+
+def test_an_image_of_many_runs_has_a_short_legend_and_no_warning(grid, tmp_path):
+    import warnings
+
+    runs = loaded(grid)
+    panels = {m: curves(runs, m) for m in ("val_accuracy", "val_loss")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning (matplotlib's layout ones) fails here
+        fig = plot_image(panels, tmp_path / "many.png", logy=True)
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    # a colour per learning rate, a line style per initializer
+    assert texts[:7] == [
+        f"lr={lr} (4 lines)" for lr in ("0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1")
+    ]
+    assert texts[7:] == [
+        "initializer=glorot_uniform (14 lines)",
+        "initializer=he_normal (14 lines)",
+    ]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # the figure was closed once written: draw it again
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    box = legend.get_window_extent(renderer)
+    for ax in fig.get_axes():  # the legend covers no panel
+        assert not box.overlaps(ax.get_window_extent(renderer))

@@ -81,12 +81,14 @@ def _register() -> None:
     from nnlab.cli.diff import diff
     from nnlab.cli.explain import explain
     from nnlab.cli.export import export
+    from nnlab.cli.export_runs import export_runs
     from nnlab.cli.gradcheck import gradcheck
     from nnlab.cli.invert import invert
     from nnlab.cli.list_ import list_
     from nnlab.cli.plot import plot
     from nnlab.cli.predict import predict
     from nnlab.cli.probe import probe
+    from nnlab.cli.report import report
     from nnlab.cli.sweep import sweep
     from nnlab.cli.train import train
     from nnlab.cli.validate import validate
@@ -100,6 +102,8 @@ def _register() -> None:
         compare,
         diff,
         plot,
+        report,
+        export_runs,
         predict,
         export,
         invert,

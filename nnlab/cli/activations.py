@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from nnlab.cli.options import run_arg
+from nnlab.cli.options import renamed, run_arg
 
 
 @click.command("activations")
@@ -24,8 +24,15 @@ from nnlab.cli.options import run_arg
     type=click.IntRange(min=1),
     help="Training-mode passes (dropout masks drawn anew each) averaged.",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the dropout masks.")
-def activations(run, split, passes, seed):
+@click.option(
+    "--mask-seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the dropout masks drawn.",
+)
+@renamed("--seed", "--mask-seed", "the seed of the dropout masks")
+def activations(run, split, passes, mask_seed):
     """The mean output of each layer of RUN's model, in evaluation and in training mode.
 
     Runs the samples of a split of the run's data through the trained network in evaluation
@@ -47,7 +54,7 @@ def activations(run, split, passes, seed):
     from nnlab.layerstats import mode_means
 
     model, _, _, X = run_inputs(run, split)
-    rows = mode_means(model, X, passes=passes, seed=seed)
+    rows = mode_means(model, X, passes=passes, seed=mask_seed)
     table = [
         [
             str(r["layer"]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from nnlab.cli.options import runs_arg, warn, where
+from nnlab.cli.options import runs_arg, terminal_width, warn, where
 
 FORMATS = ["table", "markdown", "csv", "json"]
 
@@ -14,8 +14,8 @@ FORMATS = ["table", "markdown", "csv", "json"]
 @click.option(
     "--group-seeds",
     is_flag=True,
-    help="One row per config over its seeds: mean ± sample standard deviation (ddof=1) and the "
-    "number of runs with a finite value (n).",
+    help="One row per config over its seeds: the mean ± the half-width of its 95% t-interval and "
+    "the number of runs with a finite value (n); csv/json: M.mean, M.std, M.n, M.low, M.high.",
 )
 @click.option(
     "--metric",
@@ -40,7 +40,14 @@ FORMATS = ["table", "markdown", "csv", "json"]
 @click.option("--reverse", is_flag=True, help="Reverse the order.")
 @click.option("--top", type=click.IntRange(min=1), help="Only the first N rows.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-def compare(runs, group_seeds, metrics, columns, where, sort, reverse, top, fmt):
+@click.option(
+    "--width",
+    type=click.IntRange(min=0),
+    help="The table format fits this many columns, leaving out what does not fit and saying "
+    "what (0: every column). Default: the terminal's width, none when the output is not a "
+    "terminal.",
+)
+def compare(runs, group_seeds, metrics, columns, where, sort, reverse, top, fmt, width):
     """One table of RUNS: the config keys that differ between them, and how each did.
 
     \b
@@ -53,7 +60,9 @@ def compare(runs, group_seeds, metrics, columns, where, sort, reverse, top, fmt)
     For each metric: its last value and its best value with the best epoch; then the test
     metrics, status (a run whose process is gone shows killed), epochs and training seconds.
     Folders that are not runs and runs with damaged files are reported and skipped. The table
-    and markdown formats shorten config keys to their shortest unique suffix.
+    and markdown formats name config keys by their shortest unique key path. On a terminal the
+    table fits its width: the run, the differing keys and the headline metric first; what is
+    left out is named below it (--width 0 shows everything).
     """
     from nnlab.compare import build_table, load_runs, render
     from nnlab.errors import RunError
@@ -71,4 +80,4 @@ def compare(runs, group_seeds, metrics, columns, where, sort, reverse, top, fmt)
         top=top,
         group_seeds=group_seeds,
     )
-    click.echo(render(table, fmt))
+    click.echo(render(table, fmt, width=terminal_width() if width is None else width))

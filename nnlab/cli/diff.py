@@ -13,7 +13,7 @@ from nnlab.cli.options import warn
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "markdown", "json"]),
+    type=click.Choice(["table", "markdown", "csv", "json"]),
     default="table",
     show_default=True,
 )

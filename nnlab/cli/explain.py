@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from nnlab.cli.options import run_arg
@@ -18,9 +20,9 @@ from nnlab.cli.options import run_arg
     help="The split of the run's data to average over (the same samples as in training).",
 )
 @click.option(
-    "--output",
+    "--target",
     "-k",
-    "output",
+    "target",
     metavar="K",
     help="Explain this class (index or name) or output unit for every sample (default: each "
     "sample's predicted class; the only output of a regression model).",
@@ -35,9 +37,10 @@ from nnlab.cli.options import run_arg
 )
 @click.option(
     "-o",
-    "--image",
+    "--output",
+    "image",
     type=click.Path(dir_okay=False),
-    help="Image data: write the heat map to this PNG (or .svg/.pdf) file.",
+    help="Image data: write the heat map to this .png (or .svg/.pdf) file.",
 )
 @click.option(
     "--top",
@@ -46,7 +49,7 @@ from nnlab.cli.options import run_arg
     type=click.IntRange(min=0),
     help="Features listed in the ranking (0: all).",
 )
-def explain(run, split, output, score, image, top):
+def explain(run, split, target, score, image, top):
     """Input-gradient saliency of RUN's model: which inputs its output depends on.
 
     For every sample of a split of the run's data, the gradient of a score (by default the
@@ -60,13 +63,19 @@ def explain(run, split, output, score, image, top):
     \b
     Examples:
       nnlab explain runs/digits-20261123-101500 -o saliency.png
-      nnlab explain runs/digits-20261123-101500 --output 3 --data train
+      nnlab explain runs/digits-20261123-101500 --target 3 --data train
       nnlab explain runs/threshold-20261123-101500 --top 0
     """
     from nnlab.explain import explain as run_explain
     from nnlab.explain import heat_map, heat_text, ranking
 
-    s = run_explain(run, split=split, output=output, score=score)
+    if image is not None and Path(image).suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise click.BadParameter(
+            f"{image!r} is not an image file (.png, .svg or .pdf). -o/--output is the file "
+            "to write, as in every command; the class or output to explain is --target K",
+            param_hint="-o/--output",
+        )
+    s = run_explain(run, split=split, output=target, score=score)
     click.echo(f"saliency of {s.target} over the {s.samples} samples of the {s.split} split")
     if image:
         if s.image_shape is None:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from nnlab.cli.options import config_arg, overrides
+from nnlab.cli.options import config_arg, overrides, seed
 
 
 def _entries(value: str) -> int | None:
@@ -40,8 +40,15 @@ def _entries(value: str) -> int | None:
     help="Entries checked per parameter tensor: larger tensors get N of theirs, drawn at "
     "random (seeded); 'all' checks every entry (slow for big layers).",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the entries drawn.")
-def gradcheck(config, overrides, samples, entries, seed):
+@click.option(
+    "--entries-seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the entries drawn.",
+)
+@seed
+def gradcheck(config, overrides, samples, entries, entries_seed, seed):
     """Check the backpropagated gradients of CONFIG's model against central differences.
 
     Builds the model and its losses from CONFIG in float64 (training.dtype=float64), takes
@@ -64,9 +71,10 @@ def gradcheck(config, overrides, samples, entries, seed):
     from nnlab.gradcheck import ATOL, EPS, RTOL, check_experiment, report
 
     n_entries = _entries(entries)
-    cfg = load_config(config, [*overrides, "training.dtype=float64"])
+    extra = [f"training.seed={seed}"] if seed is not None else []
+    cfg = load_config(config, [*overrides, *extra, "training.dtype=float64"])
     exp = build(cfg)
-    checks = check_experiment(exp, samples=samples, entries=n_entries, seed=seed)
+    checks = check_experiment(exp, samples=samples, entries=n_entries, seed=entries_seed)
     n = min(samples, len(exp.data.train))
     click.echo(
         f"{cfg['name']}: gradient check on {n} training samples in float64, "

@@ -22,7 +22,32 @@ runs_dir = click.option(
 )
 quiet = click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 config_arg = click.argument("config", type=click.Path(dir_okay=False))
-run_arg = click.argument("run", type=click.Path())
+
+
+def _newest(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> str:
+    """One RUN from one path, or from several (a shell pattern, ``runs/digits-*``): the run
+    that started last, with a note saying so."""
+    if len(values) == 1:
+        return values[0]
+    import json
+    from pathlib import Path
+
+    def started(path: str) -> tuple[str, float]:
+        folder = Path(path).parent if path.endswith(".npz") else Path(path)
+        try:
+            return (json.loads((folder / "summary.json").read_text())["started"], 0.0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return ("", folder.stat().st_mtime if folder.exists() else 0.0)
+
+    chosen = max(values, key=started)
+    click.echo(
+        f"note: {len(values)} runs given; using the newest, {chosen} (name one run to choose)",
+        err=True,
+    )
+    return chosen
+
+
+run_arg = click.argument("run", nargs=-1, required=True, type=click.Path(), callback=_newest)
 runs_arg = click.argument("runs", nargs=-1, required=True, type=click.Path())
 where = click.option(
     "--where",
@@ -37,3 +62,33 @@ where = click.option(
 def warn(message: str) -> None:
     """Print a warning line on stderr (a skipped run folder, ...)."""
     click.echo(f"warning: {message}", err=True)
+
+
+def terminal_width() -> int | None:
+    """The columns of the terminal the output goes to (``COLUMNS`` if set); None when it goes
+    to a file or a pipe."""
+    import os
+    import shutil
+    import sys
+
+    if os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty():
+        return shutil.get_terminal_size((120, 24)).columns
+    return None
+
+
+seed = click.option(
+    "--seed", type=click.IntRange(min=0), help="Shorthand for --set training.seed=N."
+)
+
+
+def renamed(old: str, new: str, meaning: str) -> click.Option:
+    """A hidden option under a name that now means something else here (or nothing): using it
+    stops with a message naming the new option."""
+
+    def refuse(ctx: click.Context, param: click.Parameter, value: object) -> None:
+        if value is not None:
+            raise click.BadParameter(
+                f"{meaning} is now {new}; {old} is the training seed (train, gradcheck)"
+            )
+
+    return click.option(old, hidden=True, expose_value=False, callback=refuse)

@@ -65,7 +65,5 @@ def plot(runs, metrics, group_seeds, band, where, logy, output):
         plot_image(panels, output, logy=logy)
         click.echo(output)
         return
-    width = max(40, min(100, shutil.get_terminal_size((80, 24)).columns - 12))
-    click.echo(
-        "\n\n".join(text_plot(lines, m, width=width, logy=logy) for m, lines in panels.items())
-    )
+    columns = max(40, min(160, shutil.get_terminal_size((80, 24)).columns))
+    click.echo("\n\n".join(text_plot(lines, m, columns, logy=logy) for m, lines in panels.items()))

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from nnlab.cli.options import overrides, quiet, runs_dir
+from nnlab.cli.options import overrides, quiet, runs_dir, seed
 
 
 @click.command("train")
@@ -14,7 +14,7 @@ from nnlab.cli.options import overrides, quiet, runs_dir
 @overrides
 @runs_dir
 @click.option("--name", help="Name of the run (default: the config's name or file name).")
-@click.option("--seed", type=int, help="Shorthand for --set training.seed=N.")
+@seed
 @click.option(
     "--seeds",
     metavar="N|LIST",
@@ -64,7 +64,7 @@ def train(config, overrides, runs_dir, name, seed, seeds, resume_run, quiet):
                 "--name with it"
             )
         result = resume(resume_run, quiet=quiet)
-        click.echo(format_result(result.summary))
+        click.echo(format_result(result.summary, result.run_dir))
         click.echo(str(result.run_dir))
         sys.exit(exit_code(result))
     if config is None:
@@ -78,7 +78,7 @@ def train(config, overrides, runs_dir, name, seed, seeds, resume_run, quiet):
     if seeds is not None:
         sys.exit(_train_seeds(cfg, seeds, runs_dir, quiet))
     result = run(cfg, runs_dir=runs_dir, quiet=quiet)
-    click.echo(format_result(result.summary))
+    click.echo(format_result(result.summary, result.run_dir))
     click.echo(str(result.run_dir))
     sys.exit(exit_code(result))
 

@@ -48,7 +48,10 @@ def _fixed(x: float, digits: int, sign: bool = False) -> str:
 
 
 def render_diff(d: dict[str, Any], fmt: str = "table") -> str:
-    """A diff as text (``table``, ``markdown``) or ``json``."""
+    """A diff as text (``table``, ``markdown``), ``csv`` (a row per config key, the status and
+    each metric: ``section,name,a,b,change``) or ``json``."""
+    if fmt == "csv":
+        return _csv(d)
     if fmt == "json":
         return json.dumps(
             {
@@ -90,3 +93,18 @@ def render_diff(d: dict[str, Any], fmt: str = "table") -> str:
         )
     )
     return "\n\n".join(parts)
+
+
+def _csv(d: dict[str, Any]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["section", "name", "a", "b", "change"])
+    for k, (va, vb) in d["config"].items():
+        w.writerow(["config", k, fmt_config(va), fmt_config(vb), ""])
+    w.writerow(["status", "status", *d["status"], ""])
+    for k, (va, vb, dv) in d["metrics"].items():
+        w.writerow(["metric", k, *(repr(x) if x == x else "" for x in (va, vb, dv))])
+    return buf.getvalue().rstrip("\n")

@@ -5,6 +5,7 @@ diff and the legends of plots."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import typing
 from collections.abc import Iterable
@@ -57,8 +58,12 @@ def flatten_configs(configs: list[dict]) -> list[dict[str, Any]]:
     return out
 
 
+_MISSING = object()
+
+
 def differing_keys(flats: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> list[str]:
-    """Config keys whose value is not the same in every run (a missing key counts)."""
+    """Config keys whose value is not the same in every run (a missing key counts; ``1`` and
+    ``1.0`` differ, as in the YAML)."""
     order: dict[str, None] = {}
     for f in flats:
         order.update(dict.fromkeys(f))
@@ -66,32 +71,42 @@ def differing_keys(flats: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> l
     for k in order:
         if k in skip:
             continue
-        values = {json.dumps(f.get(k, "<missing>"), sort_keys=True, default=str) for f in flats}
-        if len(values) > 1:
+        first = flats[0].get(k, _MISSING)
+        kind = type(first)
+        if any(
+            (v := f.get(k, _MISSING)) is not first and (type(v) is not kind or v != first)
+            for f in flats
+        ):
             out.append(k)
     return out
 
 
-def short_names(keys: list[str]) -> dict[str, str]:
-    """The shortest unique dotted suffix of each key, without a trailing ``.name``/``.type``:
-    ``model.layers.0.initializer.name`` -> ``initializer``, ``optimizer.lr`` -> ``lr``."""
+def short_names(keys: Iterable[str], taken: Iterable[str] = ()) -> dict[str, str]:
+    """The one naming rule for headers and legends: each key by its shortest dotted suffix
+    that is unique among ``keys`` and is none of the names in ``taken`` (the metric and status
+    columns beside it). A trailing ``.name``/``.type`` is left out (``initializer`` for
+    ``model.layers.0.initializer.name``) unless a list index would end the name, and a name
+    never starts with a list index: ``optimizer.lr`` -> ``lr``, ``model.layers.0.units`` ->
+    ``units`` or, beside ``model.layers.1.units``, ``layers.0.units``."""
+    keys, taken = list(dict.fromkeys(keys)), set(taken)
     parts = {}
     for k in keys:
         segs = k.split(".")
-        if len(segs) > 1 and segs[-1] in ("name", "type"):
+        if len(segs) > 1 and segs[-1] in ("name", "type") and not segs[-2].isdigit():
             segs = segs[:-1]
         parts[k] = segs
     out = {}
     for k, segs in parts.items():
+        out[k] = k
         for n in range(1, len(segs) + 1):
             tail = segs[-n:]
-            if tail[0].isdigit() and n < len(segs):
+            bare = n == 1 < len(segs) and tail[0] in ("name", "type")  # layers.1.name, not name
+            if (tail[0].isdigit() or bare) and n < len(segs):
                 continue
-            if sum(p[-n:] == tail for p in parts.values()) == 1:
-                out[k] = ".".join(tail)
+            text = ".".join(tail)
+            if text not in taken and sum(p[-n:] == tail for p in parts.values()) == 1:
+                out[k] = text
                 break
-        else:
-            out[k] = k
     return out
 
 
@@ -99,11 +114,18 @@ def components(config: dict) -> dict[str, str]:
     """Each named component of a resolved config (data set, loss, optimizer, schedule,
     activation, initializer) as one text: its name and the options that differ from their
     defaults, ``random_normal(stddev=1.0)``; keyed by dotted path."""
+    training = {k: v for k, v in (config.get("training") or {}).items() if k != "seed"}
+    text = json.dumps({**config, "training": training}, sort_keys=True, default=str)
+    return dict(_components(text))
+
+
+@functools.lru_cache(maxsize=4096)  # the seeds of a sweep's config share their components
+def _components(text: str) -> tuple[tuple[str, str], ...]:
     from nnlab.config import Config
 
     out: dict[str, str] = {}
-    _walk(config, Config, "", out)
-    return out
+    _walk(json.loads(text), Config, "", out)
+    return tuple(out.items())
 
 
 def _walk(value: Any, ann: Any, path: str, out: dict[str, str]) -> str | None:
@@ -197,19 +219,32 @@ def group_key(config: dict) -> str:
     return config_hash(cfg)
 
 
+def differences(
+    configs: list[dict], flats: list[dict[str, Any]], skip: tuple[str, ...] = ()
+) -> list[dict[str, str]]:
+    """For each config, the keys that differ between them (by their short names, components
+    as one text) and its values as text: ``{"initializer": "he_normal", "lr": "0.01"}``."""
+    keys = differing_keys(flats, skip=skip)
+    keys, texts = collapse(keys, [components(c) for c in configs])
+    short = short_names(keys)
+    return [
+        {short[k]: fmt_short(texts[k][i] if k in texts else flat.get(k)) for k in keys}
+        for i, flat in enumerate(flats)
+    ]
+
+
+def fmt_short(x: Any) -> str:
+    """A config value for a legend: as ``fmt_config``, floats with 6 significant digits at most
+    (``0.000215443`` for ``logspace``'s ``0.000215443469003``)."""
+    return f"{x:.6g}" if isinstance(x, float) and x == x else fmt_config(x)
+
+
 def describe_differences(
     configs: list[dict], flats: list[dict[str, Any]], skip: tuple[str, ...] = ()
 ) -> list[str] | None:
     """``initializer=he_normal lr=0.01`` for each config: the keys that differ between them, by
     their short names; None when nothing differs."""
-    keys = differing_keys(flats, skip=skip)
-    keys, texts = collapse(keys, [components(c) for c in configs])
-    if not keys:
+    diffs = differences(configs, flats, skip)
+    if not diffs or not diffs[0]:
         return None
-    short = short_names(keys)
-    return [
-        " ".join(
-            f"{short[k]}={texts[k][i] if k in texts else fmt_config(flat.get(k))}" for k in keys
-        )
-        for i, flat in enumerate(flats)
-    ]
+    return [" ".join(f"{k}={v}" for k, v in d.items()) for d in diffs]

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 Warn = Callable[[str], None]
 META = ("status", "epochs", "seconds")
+GROUP_STATS = ("mean", "std", "n", "low", "high")  # the columns of a metric over seeds
 
 
 @dataclass
@@ -74,12 +75,23 @@ def load_runs(paths: Iterable[str | Path], warn: Warn) -> list[Run]:
             runs.append(read_run(path))
         except RunError as e:
             warn(f"{e}; skipped")
-    names = [r.path.name for r in runs]
-    unique = len(set(names)) == len(names)
-    for r, flat in zip(runs, flatten_configs([r.config for r in runs]), strict=True):
-        r.label = r.path.name if unique else str(r.path)
+    labels = run_labels([r.path for r in runs])
+    for r, label, flat in zip(runs, labels, flatten_configs([r.config for r in runs]), strict=True):
+        r.label = label
         r.flat = flat
     return runs
+
+
+def run_labels(paths: list[Path]) -> list[str]:
+    """Short unique names for run folders: a sweep's trial ``sweeps/NAME/trials/003-4fb9...``
+    is ``NAME/003``, another run its folder's name; the paths themselves when those clash."""
+    names = []
+    for path in paths:
+        if path.parent.name == "trials" and (path.parent.parent / "index.json").is_file():
+            names.append(f"{path.parent.parent.name}/{path.name.split('-')[0]}")
+        else:
+            names.append(path.name)
+    return names if len(set(names)) == len(names) else [str(p) for p in paths]
 
 
 # ---------------------------------------------------------------- records
@@ -185,18 +197,22 @@ def build_table(
     top: int | None = None,
     group_seeds: bool = False,
 ) -> Table:
-    """One row per run (or per group of seeds), filtered, sorted and cut to ``top`` rows."""
+    """One row per run (or per group of seeds), filtered, sorted and cut to ``top`` rows.
+
+    The columns are those of the runs that pass ``where``: the config keys that differ among
+    them, their metrics, and no column that is empty in every row (unless asked for)."""
     import pandas as pd
 
     all_metrics = metric_names(runs)
-    chosen = _choose_metrics(list(metrics), all_metrics)
     recs = [record(r, all_metrics) for r in runs]
-    frame = pd.DataFrame.from_records(recs) if recs else pd.DataFrame(columns=["run", *META])
+    keep = matches(recs, where, differing_keys([r.flat for r in runs]))
+    names = list(dict.fromkeys(k for rec in recs for k in rec)) or ["run", *META]
+    runs = [r for r, k in zip(runs, keep, strict=True) if k]
+    recs = [rec for rec, k in zip(recs, keep, strict=True) if k]
+    chosen = _choose_metrics(list(metrics), all_metrics, metric_names(runs))
+    frame = _frame(recs, names, all_metrics)
     cols = list(frame.columns)
     prefer = differing_keys([r.flat for r in runs])
-    keep = matches(recs, where, prefer)
-    runs = [r for r, k in zip(runs, keep, strict=True) if k]
-    frame = frame[pd.Series(keep, index=frame.index, dtype=bool)] if len(frame) else frame
     numeric = [c for c in cols if _is_metric_column(c, all_metrics)]
     if group_seeds:
         frame, firsts = _group(frame, runs, numeric)
@@ -207,16 +223,42 @@ def build_table(
     comps = [components(r.config) for r in firsts]
     config_keys, texts = collapse(config_keys, comps, taken=[c for c in cols if c not in prefer])
     for path, values in texts.items():
-        frame[path] = values
+        frame[path] = pd.Series(values, index=frame.index, dtype=object)
     if columns:
         shown = _asked_columns(frame, columns, cols, comps, config_keys, prefer, group_seeds)
     else:
         shown = _default_columns(config_keys, chosen, cols, group_seeds)
+        if len(frame):
+            shown = [c for c in shown if not _empty(frame, c, group_seeds and c in numeric)]
     shown = ["runs" if group_seeds else "run", *shown]
     frame = _order(frame, sort, reverse, top, cols, numeric, prefer, group_seeds)
     config_keys = [c for c in shown if c in config_keys or (c not in numeric and "." in c)]
     aggregated = set(numeric) if group_seeds else set()
     return Table(frame.reset_index(drop=True), shown, config_keys, group_seeds, aggregated)
+
+
+def _frame(recs: list[dict[str, Any]], names: list[str], metrics: list[str]) -> pd.DataFrame:
+    """The records as a frame with the columns ``names``: metric columns as numbers, config
+    values as they are (an integer stays an integer where another run lacks the key)."""
+    import pandas as pd
+
+    if not recs:
+        return pd.DataFrame(columns=names)
+    frame = pd.DataFrame.from_records(recs, columns=names)
+    for col in frame.columns:
+        if not _is_metric_column(col, metrics):
+            frame[col] = pd.Series([r.get(col) for r in recs], index=frame.index, dtype=object)
+    return frame
+
+
+def _empty(frame: pd.DataFrame, col: str, aggregated: bool) -> bool:
+    """A column with no value in any row (a metric no run has, a key set to null everywhere)."""
+    if aggregated:
+        col = f"{col}.n"
+        return col not in frame.columns or not (frame[col] > 0).any()
+    if col not in frame.columns:
+        return True
+    return all(v is None or (isinstance(v, float) and v != v) for v in frame[col])
 
 
 def _asked_columns(
@@ -282,13 +324,14 @@ def _split(items: Iterable[str]) -> list[str]:
     return [c.strip() for item in items for c in item.split(",") if c.strip()]
 
 
-def _choose_metrics(asked: list[str], available: list[str]) -> list[str]:
-    """``--metric`` names (``all``: every one); by default the validation metrics if the runs
-    have them, else the training metrics."""
+def _choose_metrics(asked: list[str], available: list[str], here: list[str]) -> list[str]:
+    """``--metric`` names (``all``: every one) among the ``available`` metrics; by default the
+    validation metrics of the runs shown (``here``) if they have them, else the training
+    metrics."""
     asked = _split(asked)
     if not asked:
-        val = [m for m in available if m.startswith("val_")]
-        return val or available
+        val = [m for m in here if m.startswith("val_")]
+        return val or here
     if asked == ["all"]:
         return available
     out = []
@@ -315,14 +358,15 @@ def _is_metric_column(col: str, metrics: list[str]) -> bool:
 
 
 def _group(frame: pd.DataFrame, runs: list[Run], numeric: list[str]):
-    """Mean, sample standard deviation (ddof=1) and count of the finite values of each numeric
-    column, over the runs of each group; config columns from the group's first run."""
+    """Mean, sample standard deviation (ddof=1), count and the 95% t-interval of the mean
+    (``nnlab.stats.summarize``) of the finite values of each numeric column, over the runs of
+    each group; config columns from the group's first run."""
     import pandas as pd
 
     columns = ["runs"]
     for col in frame.columns:
         if col in numeric:
-            columns += [f"{col}.mean", f"{col}.std", f"{col}.n"]
+            columns += [f"{col}.{s}" for s in GROUP_STATS]
         elif col != "run":
             columns.append("seeds" if col == SEED_KEY else col)
     order: dict[str, list[int]] = {}
@@ -346,6 +390,7 @@ def _group_row(part: pd.DataFrame, numeric: list[str]) -> dict[str, Any]:
             row[f"{col}.mean"] = float(values.mean()) if len(values) else math.nan
             row[f"{col}.std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             row[f"{col}.n"] = len(values)
+            row[f"{col}.low"], row[f"{col}.high"] = _interval(values)
         elif col == "status":
             counts = part["status"].value_counts(sort=False)
             row["status"] = ", ".join(f"{n} {s}" for s, n in counts.items())
@@ -354,3 +399,18 @@ def _group_row(part: pd.DataFrame, numeric: list[str]) -> dict[str, Any]:
         elif col != "run":
             row[col] = part[col].iloc[0]
     return row
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    """The 95% t-interval of the mean of ``values`` (n,); NaN for fewer than two values, or
+    without SciPy (the ``stats`` extra: the table then shows the standard deviation)."""
+    from nnlab.errors import NnlabError
+    from nnlab.stats import summarize
+
+    if len(values) < 2:
+        return math.nan, math.nan
+    try:
+        s = summarize(values)
+    except NnlabError:
+        return math.nan, math.nan
+    return s.low, s.high
