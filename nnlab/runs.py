@@ -368,11 +368,8 @@ def metrics_texts(columns: list[str], values: np.ndarray, counts: np.ndarray) ->
             empty = name.endswith("accuracy")
             text = {v: "" if (empty and v != v) else repr(v) for v in set(col)}
         cells.append(list(map(text.__getitem__, col)))
-    out = []
-    for m in range(M):
-        rows = zip(*(c[m : int(counts[m]) * M : M] for c in cells), strict=True)
-        out.append("".join([line + "\n" for line in map(",".join, rows)]))
-    return out
+    rows = list(map(",".join, zip(*cells, strict=True)))  # every run's, interleaved
+    return ["\n".join(rows[m : int(n) * M : M]) + "\n" if n else "" for m, n in enumerate(counts)]
 
 
 @dataclass
