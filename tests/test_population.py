@@ -269,6 +269,7 @@ def test_an_interrupted_member_resumes_as_a_single_run(tmp_path):
     runs.finish()
     for i, cfg in enumerate(cfgs):
         member = tmp_path / f"m{i}"
+        assert (member / "checkpoint.npz").exists()  # of epoch 2 (the third is not counted)
         summary = read_summary(member)
         assert (summary["status"], summary["signal"], summary["epochs_completed"]) == (
             "interrupted", "SIGINT", 3)  # fmt: skip

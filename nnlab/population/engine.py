@@ -124,6 +124,7 @@ class Population:
         self.checkpoint: Callable[[Population], None] | None = None
         self.on_epoch: Callable[[Population], None] | None = None
         self.checkpoint_every = cfg["checkpoint_seconds"]
+        self.checkpoint_cost = 0.0  # seconds one checkpoint is expected to take (``record``)
         self._rows: list[tuple[int, Array, Array]] = []
         self._pending = 0  # metrics values in _rows
         self.best_theta: Array | None = None
@@ -181,7 +182,7 @@ class Population:
         """Train every member to its end: completed, diverged, stopped early, or interrupted
         (a signal); each member's ``Outcome`` says which."""
         last_checkpoint = time.monotonic()
-        every = self.checkpoint_every
+        every = self._checkpoint_interval(self.checkpoint_cost)
         with (
             threads.limited(self.threads),
             np.errstate(over="ignore", invalid="ignore", divide="ignore"),
@@ -216,10 +217,17 @@ class Population:
                     if self.checkpoint is not None:
                         self.checkpoint(self)
                     last_checkpoint = time.monotonic()
-                    # a thousand members' files take a while: at most 1/SYNC_SHARE of the time
-                    every = max(self.checkpoint_every, (last_checkpoint - t1) * SYNC_SHARE)
+                    every = self._checkpoint_interval(last_checkpoint - t1)
         self._finish()
         self.flush()
+
+    def _checkpoint_interval(self, cost: float) -> float:
+        """Seconds between checkpoints: ``training.checkpoint_seconds``, but a thousand
+        members' files take a while, and checkpoints may take at most 1/SYNC_SHARE of the time
+        (``cost``: what one takes); 0 asks for one after every epoch."""
+        if not self.checkpoint_every:
+            return 0.0
+        return max(self.checkpoint_every, cost * SYNC_SHARE)
 
     def _lr(self, epoch: int) -> Array:
         """Each member's learning rate for the epoch, from its schedule (one call per distinct
