@@ -47,15 +47,19 @@ def compute(data: Data) -> dict:
     if data.task != "classification":
         return {}
     train_y = data.labels(data.train)
+    labelled = train_y >= 0  # samples without a label (data.label_fraction) do not count
+    train_y = train_y[labelled]
     cls = majority(train_y, data.n_classes)
     out: dict = {"majority": {"class": cls, "train": float(np.mean(train_y == cls))}}
     if data.test is not None:
         out["majority"]["test"] = float(np.mean(data.labels(data.test) == cls))
-    X = data.train.X.reshape(len(data.train), -1)
+    X = data.train.X.reshape(len(data.train), -1)[labelled]
+    width = X.shape[1:]
+    X = X[:, : X.shape[1] - data.label_columns]  # not the label that data.label_input appends
     if data.n_classes == 2 and X.shape[1] <= MAX_THRESHOLD_FEATURES:
         j, t, op, acc = best_threshold(X.astype(np.float64), train_y)
-        shift = np.broadcast_to(np.asarray(data.shift, np.float64), X.shape[1:])[j]
-        scale = np.broadcast_to(np.asarray(data.scale, np.float64), X.shape[1:])[j]
+        shift = np.broadcast_to(np.asarray(data.shift, np.float64), width)[j]
+        scale = np.broadcast_to(np.asarray(data.scale, np.float64), width)[j]
         rule = {"feature": j, "op": op, "threshold": float(t * scale + shift), "train": acc}
         if data.test is not None:
             Xt = data.test.X.reshape(len(data.test), -1)[:, j]

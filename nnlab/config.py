@@ -29,8 +29,11 @@ class OutputSpec:
     loss: Annotated[Any, Ref(LOSSES), Doc("the loss of this output")]
     weight: Annotated[float, Interval(ge=0), Doc("its weight in the total loss")] = 1.0
     target: Annotated[
-        Literal["labels", "inputs"],
-        Doc("what it is trained to give: the data's labels, or its inputs (reconstruction)"),
+        Literal["labels", "inputs", "none"],
+        Doc(
+            "what it is trained to give: the data's labels, its inputs (reconstruction), or "
+            "nothing (a loss of the output alone: kl_divergence)"
+        ),
     ] = "labels"
 
 
@@ -74,6 +77,34 @@ class EarlyStopping:
 
 
 @dataclass
+class PseudoLabels:
+    start: Annotated[
+        int,
+        Interval(ge=1),
+        Doc(
+            "the first epoch (counted from 1, as metrics.csv) whose steps use pseudo-labels, "
+            "made from the weights at the end of the epoch before"
+        ),
+    ] = 10
+    confidence: Annotated[
+        float,
+        Interval(gt=0, le=1),
+        Doc("an unlabelled sample gets its predicted class when its probability is >= this"),
+    ] = 0.95
+    weight: Annotated[
+        float, Interval(gt=0), Doc("a pseudo-labelled sample's weight in the loss (labelled: 1)")
+    ] = 1.0
+    ramp: Annotated[
+        int,
+        Interval(ge=0),
+        Doc("epochs over which that weight grows linearly from 0 (Lee 2013's alpha; 0: at once)"),
+    ] = 0
+    output: Annotated[
+        str | None, Doc("the output trained on labels whose predictions are used (null: first)")
+    ] = None
+
+
+@dataclass
 class TrainingSpec:
     epochs: Annotated[int, Interval(ge=1), Doc("passes over the training data")] = 10
     batch_size: Annotated[
@@ -99,6 +130,23 @@ class TrainingSpec:
             "pre-activations and activations, saturated and dead units, weight and gradient norms"
         ),
     ] = False
+    pseudo_labels: Annotated[
+        PseudoLabels | None,
+        Doc(
+            "pseudo-labelling: each epoch from `start` on, confident predictions on the "
+            "training samples without a label (data.label_fraction) become their targets "
+            "(null: off); metrics.csv counts them (pseudo_labels)"
+        ),
+    ] = None
+    threshold: Annotated[
+        float | Literal["tune", "accuracy", "balanced_accuracy", "f1", "mcc"] | None,
+        Doc(
+            "the decision threshold of a one-output binary classifier: null: the default (0.5 on "
+            "a probability); a number; tune (the accuracy) or a metric to maximise "
+            "(balanced_accuracy, f1, mcc), chosen after training on the validation split (the "
+            "training split without one); predict and exports use it"
+        ),
+    ] = None
     checkpoint_seconds: Annotated[
         float,
         Interval(ge=0),

@@ -83,7 +83,7 @@ def _shared_fields(registry: Registry) -> dict[str, Field]:
     shared = {}
     for name in sorted(names, key=lambda n: list(per[0]).index(n)):
         defaults = [fmt(p[name].default) for p in per]
-        common = max(set(defaults), key=defaults.count)
+        common = max(defaults, key=defaults.count)  # on a tie the first entry's (not set order)
         shared[name] = next(p[name] for p in per if fmt(p[name].default) == common)
     return shared
 

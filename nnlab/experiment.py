@@ -31,13 +31,14 @@ EVAL_BATCH = 1024
 
 def seed_streams(seed: int, split_seed: int | None = None) -> dict[str, np.random.Generator]:
     """The generators of a run: ``data`` (splits), ``init`` (weights), ``train`` (shuffle,
-    dropout). ``split_seed`` fixes the splits independently of the training seed."""
-    data, init, train = np.random.SeedSequence(seed).spawn(3)
+    dropout), ``sample`` (a VAE's sampling layer). ``split_seed`` fixes the splits
+    independently of the training seed. (Spawning a fourth child leaves the first three as
+    they were: runs from before the ``sample`` stream keep their numbers.)"""
+    data, init, train, sample = np.random.SeedSequence(seed).spawn(4)
     if split_seed is not None:
         data = np.random.SeedSequence(split_seed).spawn(3)[0]
-    return {
-        k: np.random.default_rng(s) for k, s in (("data", data), ("init", init), ("train", train))
-    }
+    streams = (("data", data), ("init", init), ("train", train), ("sample", sample))
+    return {k: np.random.default_rng(s) for k, s in streams}
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Experiment:
     optimizer: Optimizer
     rng: np.random.Generator  # training-time randomness
     targets: dict[str, list[Targets]] = field(default_factory=dict)
+    sample_rng: np.random.Generator | None = None  # the sampling layers' (VAE)
 
     def __post_init__(self) -> None:
         self.objective = Objective(self.heads)
@@ -122,11 +124,13 @@ def build(config: dict, data: Data | None = None) -> Experiment:
     if data is None:
         data = load(config["data"], rngs["data"], dtype)
     model = Model.from_spec(config["model"], data.input_shape, rngs["init"], dtype)
-    model.set_rng(rngs["train"])
+    model.set_rng(rngs)
     heads = make_heads(config, data, model)
+    _check_threshold(config, heads, data, model)
     optimizer = OPTIMIZERS.build(config["optimizer"])
     optimizer.setup(model.theta, model.n_decay)
     exp = Experiment(config, data, model, heads, optimizer, rngs["train"])
+    exp.sample_rng = rngs["sample"]
     for name in ("train", "val", "test"):
         split = getattr(data, name)
         if split is not None:
@@ -136,8 +140,12 @@ def build(config: dict, data: Data | None = None) -> Experiment:
 
 def head_targets(head: Head, split, data: Data, model: Model, dtype) -> Targets:
     n_out = model.shapes[head.layer][-1]
-    if head.target == "inputs":
+    if head.target == "none":  # a loss of the output alone
+        return Targets(np.zeros((len(split), 0), dtype), None, None)
+    if head.target == "inputs":  # the inputs, without the label that data.label_input appends
         X = split.X.reshape(len(split), -1)
+        if data.label_columns:
+            X = X[:, : X.shape[1] - data.label_columns]
         return Targets(head.loss.targets(X, n_out, dtype), None, None)
     L = data.labels(split)
     y = split.y
@@ -145,10 +153,7 @@ def head_targets(head: Head, split, data: Data, model: Model, dtype) -> Targets:
     if L is not None and (L < 0).any():  # samples without a label: masked out of the loss
         W = (L >= 0).astype(dtype)
         y = np.where(L >= 0, L, 0) if y.ndim == 1 else y
-    T = head.loss.targets(y, n_out, dtype)
-    if W is not None and T.ndim == 2 and T.shape[1] > 1:
-        T = T * W[:, None]  # rows of zeros: categorical cross-entropy then ignores them exactly
-    return Targets(T, L, W)
+    return Targets(head.loss.targets(y, n_out, dtype), L, W)
 
 
 def make_heads(config: dict, data: Data, model: Model) -> list[Head]:
@@ -175,11 +180,49 @@ def make_heads(config: dict, data: Data, model: Model) -> list[Head]:
     return heads
 
 
+def _check_threshold(config: dict, heads: list[Head], data: Data, model: Model) -> None:
+    """``training.threshold`` needs one output of one unit trained on two classes."""
+    spec = config["training"]["threshold"]
+    if spec is None:
+        return
+    head = heads[0]
+    if len(heads) > 1 or head.target != "labels" or data.task != "classification":
+        what = f"{len(heads)} outputs" if len(heads) > 1 else f"a {data.task} output"
+        raise ConfigError(
+            f"a decision threshold is for a classifier with one output; this model has {what}",
+            "training.threshold",
+        )
+    units = model.shapes[head.layer][0]
+    if data.n_classes != 2 or units != 1:
+        raise ConfigError(
+            f"a decision threshold is for two classes and one output unit (a sigmoid); data "
+            f"'{data.name}' has {data.n_classes} classes and the output {units} units, decided "
+            "by the largest",
+            "training.threshold",
+        )
+
+
 def check_head(head: Head, where: str, data: Data, model: Model) -> None:
     """Check that an output fits its loss and its target; a ConfigError names the key."""
     _check_output_layer(head, where, model)
-    if head.target == "inputs":
-        want = int(np.prod(data.input_shape))
+    if (head.target == "none") == head.loss.needs_target:
+        raise ConfigError(
+            f"{head.loss.name} takes no target: give its output target: none"
+            if head.target != "none"
+            else f"{head.loss.name} needs a target: labels or inputs (target: none is for a "
+            "loss of the output alone, kl_divergence)",
+            f"{where}.target" if where != "loss" else "loss",
+        )
+    if head.target == "none":
+        units = model.shapes[head.layer][0]
+        if units % 2:
+            raise ConfigError(
+                f"{head.loss.name} reads [mu, log_var], an even number of units; the layer has "
+                f"{units}",
+                f"model.layers[{head.layer}].units",
+            )
+    elif head.target == "inputs":
+        want = int(np.prod(data.input_shape)) - data.label_columns
         if model.shapes[head.layer][0] != want:
             raise ConfigError(
                 f"this output reconstructs the inputs, {want} values per sample, but has "
@@ -318,12 +361,13 @@ class HeadMeter:
         self.loss_sum, self.count, self.correct, self.labelled = 0.0, 0.0, 0, 0
 
     def add(self, value: float, out: Array, L: Array | None, W: Array | None, n: int) -> None:
-        count = n if W is None else float(W.sum())
+        count = n if W is None else float(W.sum())  # the loss is a mean weighted by W
         self.loss_sum += value * count
         self.count += count
         if L is not None:
             self.correct += self.correct_fn(out, L)
-            self.labelled += n if W is None else int(count)
+            # accuracy counts the samples with a label (pseudo-labelled ones have weight, no L)
+            self.labelled += n if W is None else int(np.count_nonzero(L >= 0))
 
     def metrics(self, into: dict) -> float:
         """Write the loss (and accuracy) into ``into``; returns the loss."""
@@ -405,7 +449,7 @@ def evaluate_groups(exp: Experiment, split: str) -> dict[str, dict[str, float]]:
 def metric_columns(exp: Experiment) -> list[str]:
     """metrics.csv's columns: epoch, the loss (the weighted total first when there are several
     outputs, then each output's), accuracies of classification outputs, the same on the
-    validation split, lr, seconds."""
+    validation split, the pseudo-labels used (with training.pseudo_labels), lr, seconds."""
     names = ["loss"] if len(exp.heads) > 1 else []
     for h in exp.heads:
         names.append(f"{h.prefix}loss")
@@ -414,6 +458,8 @@ def metric_columns(exp: Experiment) -> list[str]:
     cols = ["epoch", *names]
     if exp.data.val is not None:
         cols += [f"val_{c}" for c in names]
+    if exp.config["training"]["pseudo_labels"] is not None:
+        cols.append("pseudo_labels")  # how many unlabelled samples had one in the epoch
     return [*cols, "lr", "seconds"]
 
 
@@ -432,4 +478,6 @@ def model_meta(exp: Experiment) -> dict:
         "data": exp.config["data"]["name"],
         "shift": d.shift,
         "scale": d.scale,
+        "label_columns": d.label_columns,
+        "image_shape": list(d.image_shape) if d.image_shape else None,
     }

@@ -1,8 +1,10 @@
-"""Input-gradient saliency: ``nnlab explain RUN``.
+"""Input attributions: ``nnlab explain RUN [--method gradient|integrated_gradients|smoothgrad]``.
 
 Which inputs does a trained network's output depend on? The saliency of input feature j for
 a sample is ``|d score / d x_j|``, the gradient of one of the network's outputs with respect
-to that input (Simonyan et al. 2013); nnlab averages it over a split of the run's data. The
+to that input (Simonyan et al. 2013); nnlab averages it over a split of the run's data.
+Integrated gradients and SmoothGrad (``Method``) are attributions built from the same
+gradients: along a path from a baseline, or averaged over noisy copies of the input. The
 score is, by default, the logit (the pre-activation of the output layer: the class score
 before the softmax or sigmoid) of the class the network predicts for each sample; ``output``
 explains one output unit (a class) for every sample, and ``score="output"`` differentiates the
@@ -43,6 +45,8 @@ class Saliency:
     class_names: list[str]
     per_class: Array | None = None  # (classes, *input_shape) mean |grad| per target class
     class_counts: Array | None = None  # (classes,) samples per target class
+    unit: str = "grad"  # what is averaged: input gradients, or "attr" (attributions)
+    method: str = "saliency"  # how, in words (``Method.describe``)
 
 
 def run_inputs(run: str | Path, split: str) -> tuple[Any, dict, Any, Array]:
@@ -71,12 +75,46 @@ def run_inputs(run: str | Path, split: str) -> tuple[Any, dict, Any, Array]:
     return model, meta, data, part.X
 
 
+@dataclass(frozen=True)
+class Method:
+    """How an input's attribution is computed.
+
+    ``gradient``: d score / d x at the input (Simonyan et al.). ``integrated_gradients``
+    (Sundararajan et al.): (x - baseline) times the mean gradient at ``steps`` points evenly
+    along the straight path from the baseline to x (the midpoint rule); the attributions of a
+    sample add up to score(x) - score(baseline). The baseline is ``zeros`` (the model input 0:
+    black pixels under unit scaling), ``mean`` (the split's mean input) or a number.
+    ``smoothgrad`` (Smilkov et al.): the gradient averaged over ``samples`` copies of x with
+    Gaussian noise of standard deviation ``noise`` times the inputs' range (max - min over the
+    split), drawn from ``seed``."""
+
+    name: str = "gradient"
+    baseline: str | float = "zeros"
+    steps: int = 50
+    noise: float = 0.15
+    samples: int = 50
+    seed: int = 0
+
+    def describe(self) -> str:
+        if self.name == "integrated_gradients":
+            base = self.baseline if isinstance(self.baseline, str) else f"{self.baseline:g}"
+            return f"integrated gradients ({self.steps} steps from a {base} baseline)"
+        if self.name == "smoothgrad":
+            return f"smoothgrad ({self.samples} samples, noise {self.noise:g} of the range)"
+        return "saliency"
+
+
+METHODS = ("gradient", "integrated_gradients", "smoothgrad")
+
+
 def _decide(values: Array, logits: bool, activation: str | None, threshold: float) -> Array:
-    """Predicted classes (n,) from outputs or logits (n, k)."""
+    """Predicted classes (n,) from outputs or logits (n, k), one output deciding at
+    ``threshold`` (on the output; on its logit for a sigmoid given its logits)."""
     if values.shape[1] > 1:
         return values.argmax(axis=1)
-    if activation == "sigmoid":
-        return (values[:, 0] > (0.0 if logits else 0.5)).astype(np.int64)
+    if activation == "sigmoid" and logits:
+        with np.errstate(divide="ignore"):
+            threshold = float(np.log(threshold) - np.log1p(-threshold))  # the logit
     return (values[:, 0] > threshold).astype(np.int64)
 
 
@@ -98,6 +136,106 @@ def _class_index(output: str | int, classes: list[str], n_units: int) -> int:
     return k
 
 
+@dataclass
+class _Scorer:
+    """The score of a model's first output to explain, and its gradient with respect to the
+    inputs: ``target`` picks each sample's class (or unit) from its outputs."""
+
+    model: Any
+    flags: bool | list[bool]  # the logits flag of each output (only the first is explained)
+    fixed: int | None  # a class/unit for every sample, or None: each sample's prediction
+    classify: bool
+    activation: str | None
+    threshold: float
+
+    def outputs(self, xb: Array) -> Array:
+        outs = self.model.forward(xb, training=False, logits=self.flags)
+        return outs if self.model.n_outputs == 1 else outs[0]  # (b, units)
+
+    def target(self, out: Array) -> Array:
+        logits = bool(self.flags[0] if isinstance(self.flags, list) else self.flags)
+        if self.fixed is not None:
+            return np.full(out.shape[0], self.fixed)
+        if self.classify:
+            return _decide(out, logits, self.activation, self.threshold)
+        return np.zeros(out.shape[0], np.int64)
+
+    def gradient(self, xb: Array, target: Array) -> Array:
+        """d score / d x (b, *input_shape) at the inputs ``xb`` for the classes ``target`` (an
+        array the model owns: use it before the next call)."""
+        d = _score_gradient(self.outputs(xb), target, self.classify)
+        others = self.model.n_outputs - 1  # the outputs after the first are not explained
+        douts = [d, *[None] * others] if others else d
+        return self.model.backward(douts, logits=self.flags, need_input_grad=True)
+
+
+def _scorer(model: Any, meta: dict, output: str | int | None, score: str) -> tuple[_Scorer, dict]:
+    """The scorer for a model and request, and the model's info (``model_info``)."""
+    from nnlab.nn.graph import model_info
+
+    if score not in SCORES:
+        raise ConfigError(f"{score!r} is not a score.{did_you_mean(score, SCORES)}", "--score")
+    info = model_info(model, meta)
+    activation = model.output_activation
+    classify = meta["task"] == "classification"
+    n_units = int(model.output_shapes[0][-1])
+    if output is None and not classify and n_units > 1:
+        raise ConfigError(
+            f"the model has {n_units} outputs: choose one with --target 0..{n_units - 1}",
+            "--target",
+        )
+    fixed = None if output is None else _class_index(output, info["classes"] or [], n_units)
+    logits = score == "logit" and activation not in (None, "linear")
+    others = [False] * (model.n_outputs - 1)
+    flags: bool | list[bool] = [logits, *others] if others else logits
+    threshold = info["threshold"] if info["threshold"] is not None else 0.5
+    return _Scorer(model, flags, fixed, classify, activation, threshold), info
+
+
+def attributions(scorer: _Scorer, xb: Array, method: Method, context: dict) -> tuple[Array, Array]:
+    """The attributions (b, *input_shape) of a batch by ``method``, and the class (or unit)
+    each explains (b,). ``context``: the split's ``baseline`` input and noise ``sigma``."""
+    target = scorer.target(scorer.outputs(xb))
+    if method.name == "gradient":
+        return scorer.gradient(xb, target), target
+    if method.name == "integrated_gradients":
+        base = context["baseline"]
+        delta = xb - base
+        total = np.zeros(xb.shape)
+        for k in range(method.steps):
+            total += scorer.gradient(base + delta * ((k + 0.5) / method.steps), target)
+        return total / method.steps * delta, target
+    rng = context["rng"]  # smoothgrad
+    total = np.zeros(xb.shape)
+    for _ in range(method.samples):
+        noisy = xb + rng.normal(0.0, context["sigma"], xb.shape).astype(xb.dtype)
+        total += scorer.gradient(noisy, target)
+    return total / method.samples, target
+
+
+def _context(X: Array, method: Method) -> dict:
+    """What a method needs from the whole split: the baseline, the noise's scale and draws."""
+    if method.name not in METHODS:
+        raise ConfigError(
+            f"{method.name!r} is not a method.{did_you_mean(method.name, METHODS)} "
+            f"Allowed: {', '.join(METHODS)}",
+            "--method",
+        )
+    base = method.baseline
+    if base == "mean":
+        base = X.mean(axis=0)
+    elif base == "zeros":
+        base = 0.0
+    elif isinstance(base, str):
+        raise ConfigError(f"{base!r}: a baseline is zeros, mean or a number", "--baseline")
+    spread = float(X.max() - X.min()) if X.size else 0.0
+    return {
+        "baseline": np.asarray(base, X.dtype),
+        "sigma": method.noise * spread,
+        "rng": np.random.default_rng(method.seed),
+    }
+
+
 def saliency(
     model: Any,
     meta: dict,
@@ -106,8 +244,10 @@ def saliency(
     score: str = "logit",
     split: str = "test",
     image_shape: tuple[int, ...] | None = None,
+    method: Method = Method(),
 ) -> Saliency:
-    """Mean input gradients of a score over the samples ``X`` (model inputs, scaled).
+    """Mean attributions (by ``method``: input gradients by default) of a score over the
+    samples ``X`` (model inputs, scaled).
 
     Parameters
     ----------
@@ -116,60 +256,23 @@ def saliency(
         predicted class of each sample (classifiers) or the only output (regression).
     score : ``logit`` (the output layer's pre-activation) or ``output`` (the model's output).
     """
-    from nnlab.nn.graph import model_info
-
-    if score not in SCORES:
-        raise ConfigError(f"{score!r} is not a score.{did_you_mean(score, SCORES)}", "--score")
-    info = model_info(model, meta)
-    activation = model.output_activation
-    classify = meta["task"] == "classification"
-    classes = info["classes"] or []
-    n_units = int(model.output_shapes[0][-1])
-    logits = score == "logit" and activation not in (None, "linear")
-    if output is None and not classify and n_units > 1:
-        raise ConfigError(
-            f"the model has {n_units} outputs: choose one with --target 0..{n_units - 1}",
-            "--target",
-        )
-    fixed = None if output is None else _class_index(output, classes, n_units)
-    threshold = info["threshold"] if info["threshold"] is not None else 0.5
+    scorer, info = _scorer(model, meta, output, score)
+    context = _context(X, method)
     n = X.shape[0]
     if n == 0:
         raise DataError(f"the {split} split has no samples to explain")
-    others = [False] * (model.n_outputs - 1)  # the outputs after the first are not explained
-    flags: bool | list[bool] = [logits, *others] if others else logits
-    k_classes = len(classes) if classify else 0
-    sums = _Sums(model.input_shape, k_classes, per_class=classify and fixed is None)
+    classes = info["classes"] or []
+    k_classes = len(classes) if scorer.classify else 0
+    sums = _Sums(model.input_shape, k_classes, per_class=scorer.classify and scorer.fixed is None)
     for start in range(0, n, BATCH):
-        xb = X[start : start + BATCH]
-        outs = model.forward(xb, training=False, logits=flags)
-        out = outs if model.n_outputs == 1 else outs[0]  # (b, units)
-        b = out.shape[0]
-        if fixed is not None:
-            target = np.full(b, fixed)
-        elif classify:
-            target = _decide(out, logits, activation, threshold)
-        else:
-            target = np.zeros(b, np.int64)
-        d = _score_gradient(out, target, classify)
-        douts = [d, *[None for _ in others]] if others else d
-        sums.add(model.backward(douts, logits=flags, need_input_grad=True), target)
+        sums.add(*attributions(scorer, X[start : start + BATCH], method, context))
+    logits = scorer.flags[0] if isinstance(scorer.flags, list) else scorer.flags
     what = "logit" if logits else ("probability" if info["probabilities"] else "output")
-    target_text = _target_text(what, fixed, classes, classify)
-    per_class = sums.per_class
-    if per_class is not None:
-        per_class /= np.maximum(sums.counts, 1).reshape(-1, *([1] * len(model.input_shape)))
-    return Saliency(
-        mean_abs=sums.abs / n,
-        mean=sums.signed / n,
-        split=split,
-        samples=n,
-        target=target_text,
-        image_shape=image_shape,
-        class_names=classes,
-        per_class=per_class,
-        class_counts=sums.counts if per_class is not None else None,
-    )
+    target = _target_text(what, scorer.fixed, classes, scorer.classify)
+    result = sums.result(n, split, target, image_shape, classes)
+    result.unit = "grad" if method.name != "integrated_gradients" else "attr"
+    result.method = method.describe()
+    return result
 
 
 class _Sums:
@@ -194,6 +297,25 @@ class _Sums:
         if self.k:
             self.counts += np.bincount(target, minlength=self.k)[: self.k]
 
+    def result(
+        self, n: int, split: str, target: str, image_shape: tuple[int, ...] | None, classes: list
+    ) -> Saliency:
+        """The means over ``n`` samples."""
+        per_class = self.per_class
+        if per_class is not None:
+            per_class /= np.maximum(self.counts, 1).reshape(-1, *([1] * (self.abs.ndim)))
+        return Saliency(
+            mean_abs=self.abs / n,
+            mean=self.signed / n,
+            split=split,
+            samples=n,
+            target=target,
+            image_shape=image_shape,
+            class_names=classes,
+            per_class=per_class,
+            class_counts=self.counts if per_class is not None else None,
+        )
+
 
 def _score_gradient(out: Array, target: Array, classify: bool) -> Array:
     """d score / d out: 1 at each sample's target unit. One unit: class 1's score is the
@@ -216,11 +338,15 @@ def _target_text(what: str, fixed: int | None, classes: list[str], classify: boo
 
 
 def explain(
-    run: str | Path, split: str = "test", output: str | int | None = None, score: str = "logit"
+    run: str | Path,
+    split: str = "test",
+    output: str | int | None = None,
+    score: str = "logit",
+    method: Method = Method(),
 ) -> Saliency:
-    """The saliency of a run's model over a split of its data (see ``saliency``)."""
+    """The attributions of a run's model over a split of its data (see ``saliency``)."""
     model, meta, data, X = run_inputs(run, split)
-    return saliency(model, meta, X, output, score, split, data.image_shape)
+    return saliency(model, meta, X, output, score, split, data.image_shape, method)
 
 
 def _feature_name(j: int, shape: tuple[int, ...], image_shape: tuple[int, ...] | None) -> str:
@@ -250,7 +376,7 @@ def ranking(s: Saliency, top: int | None = 10) -> str:
         ]
         for rank, j in enumerate(order, 1)
     ]
-    headers = ["rank", "feature", "mean |grad|", "mean grad", "share"]
+    headers = ["rank", "feature", f"mean |{s.unit}|", f"mean {s.unit}", "share"]
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
@@ -288,6 +414,7 @@ def heat_map(s: Saliency, path: str | Path, title: str = "") -> None:
     for ax, (label, values, count) in zip(axes.flat, panels, strict=False):
         im = ax.imshow(values, cmap="inferno", vmin=0, vmax=top, interpolation="nearest")
         ax.set_title(f"{label} (n={count})", fontsize="small")
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="mean |d score / d pixel|")
-    fig.suptitle(title or f"saliency: {s.target}, {s.split} split", fontsize="medium")
+    label = "mean |d score / d pixel|" if s.unit == "grad" else "mean |attribution|"
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=label)
+    fig.suptitle(title or f"{s.method}: {s.target}, {s.split} split", fontsize="medium")
     save_figure(fig, path)

@@ -2,7 +2,8 @@
 
 An analytic gradient ``a`` passes against the numerical ``n`` when every entry satisfies
 ``|a - n| <= atol + rtol * |n|``. Randomness (dropout) is frozen: every evaluation replays the
-same generator state, so the network is one fixed function while it is being differentiated.
+same generator states (dropout's masks, a sampling layer's noise), so the network is one fixed
+function while it is being differentiated.
 """
 
 from __future__ import annotations
@@ -93,16 +94,16 @@ def check_model(
     The model should be float64; with ``training`` dropout is on (with frozen masks). With
     ``entries``, a tensor with more entries has that many of them checked, drawn from ``rng``
     (every entry of smaller tensors)."""
-    dropout_rng = next((layer.rng for layer in model.layers if layer.rng is not None), None)
-    frozen = FrozenRandomness(dropout_rng) if dropout_rng is not None else None
+    rngs = {id(layer.rng): layer.rng for layer in model.layers if layer.rng is not None}
+    frozen = [FrozenRandomness(r) for r in rngs.values()]  # dropout's, the sampling's
 
     def value() -> float:
-        if frozen:
-            frozen.reset()
+        for f in frozen:
+            f.reset()
         return objective(model.forward(X, training=training, logits=logits))[0]
 
-    if frozen:
-        frozen.reset()
+    for f in frozen:
+        f.reset()
     _, dout = objective(model.forward(X, training=training, logits=logits))
     model.backward(dout, logits=logits)
     analytic = model.grad.copy()
@@ -119,8 +120,8 @@ def check_model(
         check = compare(name, analytic[idx], numeric, atol, rtol)
         check.size, check.checked, check.shape = size, idx.size, shapes[name]
         checks.append(check)
-    if frozen:
-        frozen.reset()
+    for f in frozen:
+        f.reset()
     return checks
 
 

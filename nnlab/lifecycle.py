@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from nnlab import __version__, baselines
+from nnlab import __version__, baselines, threshold
 from nnlab.config import config_hash
 from nnlab.errors import RunError
 from nnlab.experiment import Experiment, build, evaluate, evaluate_groups, model_meta
@@ -236,19 +236,27 @@ class stops:
 def _record(exp: Experiment, trainer: Trainer, path: Path, summary: dict, status: str) -> None:
     """What a run that ended leaves: final metrics per split and the model (or where it
     diverged); the checkpoint goes once there is nothing left to resume."""
-    end_summary(exp, summary, status, trainer.diverged_at, trainer.stop_signal)
+    decision = end_summary(exp, summary, status, trainer.diverged_at, trainer.stop_signal)
     if status != Status.DIVERGED:
-        save_model(path / "model.npz", exp.model, model_meta(exp))
+        save_model(path / "model.npz", exp.model, saved_meta(exp, decision))
     if status in DONE:
         (path / CHECKPOINT).unlink(missing_ok=True)
 
 
+def saved_meta(exp: Experiment, decision: dict | None) -> dict:
+    """What model.npz holds beside the weights: ``model_meta`` and the decision threshold
+    (``end_summary``'s), if any."""
+    return model_meta(exp) | ({} if decision is None else {"threshold": decision})
+
+
 def end_summary(
     exp: Experiment, summary: dict, status: str, diverged_at: dict | None, stop: int | None
-) -> None:
+) -> dict | None:
     """How a run ended, into its summary: the status, the final metrics of the model's
-    current weights on each split (or where it diverged), the signal that stopped it."""
+    current weights on each split (or where it diverged), the signal that stopped it. Returns
+    the decision threshold ``training.threshold`` asks for (for model.npz), or None."""
     summary["status"] = status
+    decision = None
     if status != Status.DIVERGED:
         for split in ("train", "val", "test"):
             if split in exp.targets:
@@ -256,10 +264,12 @@ def end_summary(
                 groups = evaluate_groups(exp, split)
                 if groups:
                     summary[f"{split}_groups"] = groups
+        decision = threshold.record(exp, summary)  # ROC AUC; the threshold training.threshold asks
     else:
         summary["diverged_at"] = diverged_at
     if stop is not None:
         summary["signal"] = signal.Signals(stop).name
+    return decision
 
 
 def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: float) -> None:

@@ -11,12 +11,12 @@ from collections.abc import Iterable
 import numpy as np
 
 #: columns of metrics.csv that are not metrics
-NOT_METRICS = ("epoch", "lr", "seconds")
+NOT_METRICS = ("epoch", "lr", "seconds", "pseudo_labels")
 
 
 def higher_is_better(metric: str) -> bool:
-    """Accuracies are better high; losses (everything else) low."""
-    return "accuracy" in metric
+    """Accuracies (and ROC AUCs) are better high; losses (everything else) low."""
+    return "accuracy" in metric or metric.endswith("roc_auc")
 
 
 def better(metric: str, value: float, than: float) -> bool:

@@ -44,11 +44,13 @@ def format_result(summary: dict, run_dir: str | Path | None = None) -> str:
             # named groups of the split's samples (e.g. the sin steps of `sequence`)
             rows += [(f"{split} {g}", m) for g, m in (s.get(f"{split}_groups") or {}).items()]
     if rows:
-        metrics = [k for k in ("loss", "accuracy") if any(k in m for _, m in rows)]
+        metrics = [k for k in ("loss", "accuracy", "roc_auc") if any(k in m for _, m in rows)]
         width = max(8, *(len(label) + 1 for label, _ in rows))
         lines.append("  " + " " * width + "".join(f"{m:>12}" for m in metrics))
         for label, m in rows:
             lines.append(f"  {label:<{width}}" + "".join(f"{_num(m.get(k)):>12}" for k in metrics))
+    if s.get("threshold"):
+        lines += threshold_lines(s)
     if s.get("baselines"):
         from nnlab.baselines import describe
 
@@ -61,3 +63,20 @@ def format_result(summary: dict, run_dir: str | Path | None = None) -> str:
             f"nnlab train --resume {shlex.quote(str(run_dir))}"
         )
     return "\n".join(lines)
+
+
+def threshold_lines(s: dict) -> list[str]:
+    """The run's decision threshold and each split's accuracy at it (``accuracy`` above is at
+    the default threshold)."""
+    t = s["threshold"]
+    how = "fixed" if t["chosen_by"] == "fixed" else f"tuned for {t['chosen_by']} on {t['split']}"
+    accs = ", ".join(
+        f"{split} {s[split]['threshold_accuracy']:.4f}"
+        for split in ("train", "val", "test")
+        if "threshold_accuracy" in s.get(split, {})
+    )
+    lines = [f"  decision threshold {t['value']:.6g} ({how}; default {t['default']:g}): "
+             f"accuracy {accs}"]  # fmt: skip
+    if t.get("note"):
+        lines.append(f"  ({t['note']})")
+    return lines

@@ -21,6 +21,7 @@ from nnlab.errors import ConfigError, did_you_mean
 from nnlab.experiment import Experiment, Meters, evaluate, metric_columns
 from nnlab.metrics import NOT_METRICS, higher_is_better
 from nnlab.progress import Progress
+from nnlab.pseudo import PseudoLabels
 from nnlab.runs import MetricsLog, Status
 
 Array = np.ndarray
@@ -101,15 +102,15 @@ class _Fit:
     whole: tuple[list, list, list] | None  # a full batch: each head's (T, L, W), fixed
 
 
-def check_early_stopping(es: dict | None, columns: list[str]) -> None:
-    """A ConfigError when early stopping watches a column that is not one of the run's
-    metrics (``columns``: metrics.csv's)."""
-    if es is not None and es["monitor"] not in columns:
+def check_monitor(key: str, columns: list[str], path: str) -> None:
+    """A ConfigError naming ``path`` when ``key`` is not one of the run's metrics (``columns``:
+    metrics.csv's)."""
+    if key not in columns:
         metrics = [c for c in columns if c not in NOT_METRICS]
         raise ConfigError(
-            f"{es['monitor']!r} is not a metric of this run."
-            f"{did_you_mean(es['monitor'], metrics)} Allowed: {', '.join(metrics)}",
-            "training.early_stopping.monitor",
+            f"{key!r} is not a metric of this run.{did_you_mean(key, metrics)} "
+            f"Allowed: {', '.join(metrics)}",
+            path,
         )
 
 
@@ -137,8 +138,18 @@ class Trainer:
         self.columns = metric_columns(exp)
         self.rows: list[dict] = []  # one per finished epoch, as written to metrics.csv
         es = exp.config["training"]["early_stopping"]
-        check_early_stopping(es, self.columns)
+        if es is not None:
+            check_monitor(es["monitor"], self.columns, "training.early_stopping.monitor")
         self.early_stopping = es
+        schedule = exp.optimizer.lr_schedule  # a schedule that follows a metric (plateau)
+        self.schedule_monitor: tuple | None = None  # (schedule, higher is better)
+        if schedule.monitor is not None:
+            check_monitor(schedule.monitor, self.columns, "optimizer.schedule.monitor")
+            mode = getattr(schedule, "mode", "auto")
+            higher = mode == "max" or (mode == "auto" and higher_is_better(schedule.monitor))
+            self.schedule_monitor = (schedule, higher)
+        pseudo = exp.config["training"]["pseudo_labels"]
+        self.pseudo = PseudoLabels(exp, pseudo) if pseudo is not None else None
         self.best_theta: Array | None = None  # weights at the best epoch (restore_best)
         self.es_best: float | None = None
         self.es_epoch: int | None = None
@@ -160,6 +171,8 @@ class Trainer:
                 for epoch in range(self.epoch, fit.epochs):
                     t0 = perf_counter()
                     lr = opt.set_epoch(epoch, fit.epochs)
+                    if self.pseudo is not None:
+                        self.pseudo.update(epoch)
                     fit.batches.start(rng.permutation(fit.n) if fit.shuffle else None)
                     if not self._batches(fit, epoch):
                         break  # diverged, or stopped by a signal within the epoch
@@ -238,6 +251,8 @@ class Trainer:
         if has_val:
             for k, v in evaluate(self.exp, "val").items():
                 row[f"val_{k}"] = v
+        if self.pseudo is not None:
+            row["pseudo_labels"] = self.pseudo.count
         row["lr"] = lr
         row["seconds"] = seconds
         self.rows.append(row)
@@ -251,6 +266,9 @@ class Trainer:
             self.diverged_at = {"epoch": epoch + 1, "batch": None}
             return True
         self.epoch = epoch + 1
+        if self.schedule_monitor is not None:
+            schedule, higher = self.schedule_monitor
+            schedule.observe(row[schedule.monitor], higher)
         if self.early_stopping is not None:
             self.es_wait = self._early_stop_step(row, self.es_wait)
             if self.es_wait >= self.early_stopping["patience"]:
@@ -278,6 +296,8 @@ class Trainer:
                 "epoch": self.es_epoch,
             },
         }
+        if self.exp.sample_rng is not None:
+            meta["sample_rng"] = self.exp.sample_rng.bit_generator.state
         return arrays, meta
 
     def load_state(self, arrays: dict[str, Array], meta: dict, rows: list[dict]) -> None:
@@ -292,6 +312,8 @@ class Trainer:
         )
         exp.optimizer.load_state_dict(opt_state)
         exp.rng.bit_generator.state = meta["rng"]
+        if "sample_rng" in meta:  # (checkpoints from before the sample stream: unused then)
+            exp.sample_rng.bit_generator.state = meta["sample_rng"]
         es = meta["early_stopping"]
         self.es_wait, self.es_best, self.es_epoch = es["wait"], es["best"], es["epoch"]
         self.best_theta = arrays["best_theta"].copy() if "best_theta" in arrays else None

@@ -286,6 +286,8 @@ def test_resume_after_sigkill_gives_the_uninterrupted_metrics(runs):
         "training.early_stopping={monitor: val_loss, patience: 1000}",
         "--set",
         "training.log_layers=true",
+        "--set",  # a schedule with state of its own, resumed from the checkpoint
+        "optimizer.schedule={name: plateau, monitor: val_loss, patience: 2, factor: 0.5}",
     ]
     full = invoke_nnlab("train", *args, "--runs-dir", runs / "full")
     assert full.returncode == 0, full.stderr
@@ -320,6 +322,8 @@ def test_resume_after_sigkill_gives_the_uninterrupted_metrics(runs):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["resumed"][0]["at_epoch"] >= 1
     assert _metrics_rows_without_seconds(run_dir) == _metrics_rows_without_seconds(full_dir)
+    lr = [r[-1] for r in _metrics_rows_without_seconds(full_dir)[1:]]
+    assert len(set(lr)) > 1  # the plateau schedule reduced the rate
     assert (run_dir / "layers.csv").read_text() == (full_dir / "layers.csv").read_text()
     assert not (run_dir / "checkpoint.npz").exists()
     a, b = np.load(run_dir / "model.npz"), np.load(full_dir / "model.npz")

@@ -123,3 +123,72 @@ def test_a_regression_with_several_outputs_needs_one_chosen(tmp_path):
     s = explain(run, split="train", output=1)
     assert s.target == "the output of output 1" and s.per_class is None
     assert s.mean_abs.shape == (2,) and (s.mean_abs > 0).all()
+
+
+# ---------------------------------------------------------------- integrated gradients, smoothgrad
+
+
+def test_integrated_gradients_add_up_to_the_score_difference(digits_run):
+    """Completeness (Sundararajan et al.): each sample's attributions sum to
+    score(x) - score(baseline), up to the path integral's discretisation."""
+    from nnlab.explain import Method, _context, _scorer, attributions
+
+    model, meta, _, X = run_inputs(digits_run, "test")
+    X = X[:40].astype(np.float64)
+    model_scorer, _ = _scorer(model, meta, None, "logit")
+    for baseline in ("zeros", "mean"):
+        method = Method("integrated_gradients", baseline, steps=200)
+        context = _context(X, method)
+        attr, target = attributions(model_scorer, X, method, context)
+        base = np.broadcast_to(context["baseline"], X.shape)
+        logits_x = model_scorer.outputs(X)[np.arange(40), target]
+        logits_b = model_scorer.outputs(base.copy())[np.arange(40), target]
+        gap = logits_x - logits_b
+        # (ReLU kinks along the path and float32 leave a discretisation error of a few 1e-3)
+        np.testing.assert_allclose(attr.sum(axis=1), gap, rtol=5e-3, atol=1e-3 * np.abs(gap).max())
+
+
+def test_integrated_gradients_of_a_linear_output_are_weight_times_input(tmp_path):
+    from nnlab.explain import Method
+
+    run = train_run(CONFIGS / "threshold.yaml", tmp_path, "training.epochs=200")
+    model, _, _, X = run_inputs(run, "train")
+    w = float(model.layers[0].params["W"][0, 0])
+    s = explain(run, split="train", method=Method("integrated_gradients", "zeros", steps=3))
+    # d out / d x = w everywhere: the attribution is w * x exactly, signed by the class
+    assert s.mean_abs[0] == pytest.approx(abs(w) * np.abs(X[:, 0]).mean(), rel=1e-5)
+    assert s.unit == "attr" and s.method.startswith("integrated gradients (3 steps")
+
+
+def test_smoothgrad_is_the_mean_gradient_over_seeded_noisy_copies(digits_run):
+    from nnlab.explain import Method, _scorer
+
+    model, meta, _, X = run_inputs(digits_run, "test")
+    method = Method("smoothgrad", noise=0.1, samples=4, seed=3)
+    s = explain(digits_run, method=method)
+    scorer, _ = _scorer(model, meta, None, "logit")
+    rng = np.random.default_rng(3)
+    sigma = 0.1 * float(X.max() - X.min())
+    target = scorer.target(scorer.outputs(X))
+    total = np.zeros(X.shape)
+    for _ in range(4):  # the draws the method makes, in its order (one batch: 359 samples)
+        noisy = X + rng.normal(0.0, sigma, X.shape).astype(X.dtype)
+        total += scorer.gradient(noisy, target)
+    np.testing.assert_allclose(s.mean_abs, np.abs(total / 4).mean(axis=0), rtol=1e-5, atol=1e-7)
+    again = explain(digits_run, method=method)
+    np.testing.assert_array_equal(again.mean_abs, s.mean_abs)  # seeded: the same map
+    plain = explain(digits_run)
+    assert not np.allclose(s.mean_abs, plain.mean_abs)
+    zero = explain(digits_run, method=Method("smoothgrad", noise=0.0, samples=2))
+    np.testing.assert_allclose(zero.mean_abs, plain.mean_abs, rtol=1e-6)
+
+
+def test_the_command_takes_a_method_and_refuses_a_bad_baseline(digits_run):
+    r = invoke_nnlab("explain", digits_run, "--method", "integrated_gradients", "--steps", "8",
+                     "--baseline", "mean", "--top", "2")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("integrated gradients (8 steps from a mean baseline) of the logit")
+    assert "mean |attr|" in r.stdout
+    bad = invoke_nnlab("explain", digits_run, "--method", "integrated_gradients", "--baseline",
+                       "black")  # fmt: skip
+    assert bad.returncode == 2 and "zeros, mean or a number" in bad.stderr

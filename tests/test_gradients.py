@@ -37,6 +37,12 @@ LAYER_EXAMPLES = {
         ({"type": "lstm", "units": 3}, "seq"),
         ({"type": "lstm", "units": 2, "return_sequences": True}, "seq"),
     ],
+    # in training mode with its noise frozen (the check replays the generator's state)
+    "sample": [({"type": "sample"}, "flat")],
+    "slice": [
+        ({"type": "slice", "start": 1, "stop": 3}, "flat"),
+        ({"type": "slice", "start": -2}, "flat"),
+    ],
 }
 
 
@@ -89,6 +95,8 @@ def test_layer_gradients_match_central_differences(spec, kind):
 def _loss_case(name: str):
     """(loss, outputs or logits, targets) suitable for a loss."""
     loss = LOSSES.create(name)
+    if not loss.needs_target:  # kl_divergence: [mu, log_var] of 2 latent units, no target
+        return loss, RNG.normal(size=(6, 4)), np.zeros((6, 0))
     out = RNG.normal(size=(6, 3))
     labels = RNG.integers(0, 3, 6)
     if name == "binary_crossentropy":
@@ -110,6 +118,26 @@ def test_loss_gradient_matches_central_differences(name):
     numeric = numerical_gradient(lambda: loss(out, t)[0], out)
     check = compare(name, grad, numeric)
     assert check.passed, check
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_weighted_loss_is_the_weighted_mean_and_its_gradient_checks(name):
+    """Sample weights (a 0/1 mask, or pseudo-labels' smaller weights): the value is
+    sum_i w_i l_i / sum_i w_i with l_i the loss of sample i alone, and its gradient checks."""
+    loss, out, t = _loss_case(name)
+    if name == "mae":
+        out = np.where(np.abs(out - t) < 0.05, out + 0.2, out)
+    if name == "hinge":
+        margin = 1 - t * out
+        out = np.where(np.abs(margin) < 0.05, out + 0.2 * t, out)
+    w = np.array([1.0, 0.0, 0.3, 1.0, 0.7, 0.0])
+    alone = [loss(out[i : i + 1].copy(), t[i : i + 1])[0] for i in range(6)]
+    value, grad = loss(out.copy(), t, w)
+    assert value == pytest.approx(np.dot(w, alone) / w.sum(), rel=1e-12)
+    numeric = numerical_gradient(lambda: loss(out, t, w)[0], out)
+    check = compare(name, grad, numeric)
+    assert check.passed, check
+    assert not grad[[1, 5]].any()  # weight 0: no gradient
 
 
 def test_categorical_crossentropy_one_hot_and_integer_targets_agree():

@@ -29,6 +29,8 @@ EXPECTED = {
     "lecun_uniform": (0.0, math.sqrt(1 / 400)),
     "lecun_normal": (0.0, math.sqrt(1 / 400)),
     "orthogonal": (0.0, math.sqrt(1 / 400)),  # unit-norm columns of length 400
+    # columns of norm 0.7 * 300^(1/400) over 400 entries
+    "nguyen_widrow": (0.0, 0.7 * 300 ** (1 / 400) / math.sqrt(400)),
 }
 
 
@@ -118,3 +120,28 @@ def test_aliases(alias, name):
 def test_random_uniform_bounds_are_checked():
     with pytest.raises(ConfigError, match="minval"):
         INITIALIZERS.resolve({"name": "random_uniform", "minval": 1, "maxval": 0}, "x")
+
+
+def test_nguyen_widrow_as_encog_defines_it():
+    """Encog's randomizeSynapse, written out: uniform weights, then each unit's weight vector
+    divided by its norm and multiplied by beta = 0.7 * H^(1/N)."""
+    n_in, units = 7, 5
+    w = INITIALIZERS.create("nguyen_widrow")((n_in, units), np.random.default_rng(4), np.float64)
+    raw = np.random.default_rng(4).uniform(-1.0, 1.0, (n_in, units))
+    beta = 0.7 * math.pow(units, 1.0 / n_in)
+    want = np.empty_like(raw)
+    for j in range(units):
+        norm = math.sqrt(sum(raw[k, j] * raw[k, j] for k in range(n_in)))
+        for k in range(n_in):
+            want[k, j] = beta * raw[k, j] / norm
+    np.testing.assert_allclose(w, want, rtol=1e-13)
+    np.testing.assert_allclose(np.linalg.norm(w, axis=0), beta, rtol=1e-13)
+
+
+def test_nguyen_widrow_beta_option_and_kernels_only():
+    w = INITIALIZERS.create({"name": "nguyen_widrow", "beta": 2.0})(
+        (64, 30), np.random.default_rng(0), np.float64
+    )
+    np.testing.assert_allclose(np.linalg.norm(w, axis=0), 2.0, rtol=1e-12)
+    with pytest.raises(ConfigError, match="kernel"):
+        INITIALIZERS.create("nguyen_widrow")((30,), np.random.default_rng(0))

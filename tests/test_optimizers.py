@@ -112,10 +112,16 @@ def test_weight_decay_and_l2_touch_kernels_only():
     np.testing.assert_allclose(theta, [0.98, 1.0], atol=1e-15)
 
 
-def test_clipnorm_scales_the_global_gradient():
+def test_clipnorm_scales_the_global_gradient_as_torch_clip_grad_norm():
     opt, theta = make({"name": "sgd", "lr": 1.0, "clipnorm": 1.0}, [0.0, 0.0])
-    step(opt, theta, [3.0, 4.0])  # norm 5 -> scaled to 1
-    np.testing.assert_allclose(theta, [-0.6, -0.8], atol=1e-9)
+    step(opt, theta, [3.0, 4.0])  # norm 5 -> scaled by 1 / (5 + 1e-6), as clip_grad_norm_
+    np.testing.assert_allclose(theta, [-3 / (5 + 1e-6), -4 / (5 + 1e-6)], rtol=1e-15)
+    opt, theta = make({"name": "sgd", "lr": 1.0, "clipnorm": 1.0}, [0.0, 0.0])
+    step(opt, theta, [0.6, 0.8])  # norm 1: 1 / (1 + 1e-6) < 1 scales it too, as in PyTorch
+    np.testing.assert_allclose(theta, [-0.6 / (1 + 1e-6), -0.8 / (1 + 1e-6)], rtol=1e-15)
+    opt, theta = make({"name": "sgd", "lr": 1.0, "clipnorm": 1.0}, [0.0, 0.0])
+    step(opt, theta, [0.3, 0.4])  # below the bound: untouched
+    np.testing.assert_array_equal(theta, [-0.3, -0.4])
 
 
 def test_clipvalue_clips_each_entry():
@@ -141,7 +147,14 @@ def test_optimizer_state_round_trips():
 
 
 # learning rates for the convergence test; a new optimizer must get an entry here
-CONVERGENCE_LR = {"sgd": 0.1, "rmsprop": 0.01, "adagrad": 0.5, "adam": 0.05, "adamw": 0.05}
+CONVERGENCE_LR = {
+    "sgd": 0.1,
+    "rmsprop": 0.01,
+    "adagrad": 0.5,
+    "adam": 0.05,
+    "adamw": 0.05,
+    "rprop": 0.01,
+}
 
 
 def test_every_optimizer_is_in_the_convergence_test():
@@ -199,5 +212,190 @@ def test_schedules(spec, expected):
 
 
 def test_every_schedule_is_tested():
-    tested = {"constant", "step", "multistep", "exponential", "cosine"}
+    tested = {"constant", "step", "multistep", "exponential", "cosine", "plateau"}
     assert set(SCHEDULES.names()) <= tested
+
+
+def test_cosine_holds_eta_min_after_t_max():
+    # PyTorch's CosineAnnealingLR would rise again along the cosine; nnlab holds eta_min
+    sched = SCHEDULES.create({"name": "cosine", "t_max": 4, "eta_min": 0.01})
+    got = [sched(e, 0.1, 10) for e in range(10)]
+    assert got[4:] == [0.01] * 6
+    assert got[0] == 0.1 and got[2] == pytest.approx(0.055)
+
+
+# ---------------------------------------------------------------- the L2 penalty and clipping
+
+
+def _objective_gradient(theta, n_decay, l2, a, c):
+    """The gradient of 0.5 sum a (w - c)^2 + l2 sum(w[:n_decay]^2) by central differences: an
+    independent computation of the whole objective's gradient."""
+    from nnlab.gradcheck import numerical_gradient
+
+    w = np.array(theta, dtype=np.float64)
+
+    def f():
+        return 0.5 * float(np.sum(a * (w - c) ** 2)) + l2 * float(np.sum(w[:n_decay] ** 2))
+
+    return numerical_gradient(f, w)
+
+
+@pytest.mark.parametrize("clip", [{"clipnorm": 0.5}, {"clipvalue": 0.2}])
+def test_the_l2_penalty_is_clipped_with_the_loss_gradient(clip):
+    theta0 = [3.0, -2.0, 0.5]  # two kernels, one bias
+    a, c, l2 = np.array([1.0, 2.0, 0.5]), np.array([0.5, 0.5, 0.0]), 0.3
+    opt, theta = make({"name": "sgd", "lr": 1.0, "l2": l2, **clip}, theta0, n_decay=2)
+    step(opt, theta, a * (np.array(theta0) - c))  # the data loss's gradient only
+    g = _objective_gradient(theta0, 2, l2, a, c)
+    if "clipnorm" in clip:
+        g *= min(1.0, clip["clipnorm"] / (np.linalg.norm(g) + 1e-6))
+    else:
+        g = np.clip(g, -clip["clipvalue"], clip["clipvalue"])
+    np.testing.assert_allclose(theta, np.array(theta0) - g, rtol=0, atol=1e-9)
+    # the step is within the clip: the penalty did not escape it
+    if "clipnorm" in clip:
+        assert np.linalg.norm(theta - theta0) <= clip["clipnorm"] + 1e-12
+    else:
+        assert np.abs(theta - theta0).max() <= clip["clipvalue"] + 1e-12
+
+
+def test_weight_decay_is_added_after_clipping_as_in_torch():
+    torch = pytest.importorskip("torch", reason="needs PyTorch (the bench extra)")
+    theta0, grad = [3.0, -2.0, 0.5], [4.0, 1.0, -2.0]
+    opt, theta = make(
+        {"name": "sgd", "lr": 0.1, "weight_decay": 0.2, "clipnorm": 1.0}, theta0, n_decay=3
+    )
+    step(opt, theta, grad)
+    p = torch.nn.Parameter(torch.tensor(theta0, dtype=torch.float64))
+    p.grad = torch.tensor(grad, dtype=torch.float64)
+    torch.nn.utils.clip_grad_norm_([p], 1.0)
+    torch.optim.SGD([p], lr=0.1, weight_decay=0.2).step()
+    np.testing.assert_allclose(theta, p.detach().numpy(), rtol=0, atol=1e-15)
+
+
+# ---------------------------------------------------------------- Rprop
+
+
+def test_rprop_first_step_is_the_initial_step_times_the_sign():
+    opt, theta = make({"name": "rprop", "lr": 0.01}, [1.0, -2.0, 0.5])
+    step(opt, theta, [0.3, -7.0, 0.0])
+    # no previous gradient: every step stays 0.01; a zero gradient moves nothing
+    np.testing.assert_array_equal(theta, [1.0 - 0.01, -2.0 + 0.01, 0.5])
+
+
+def test_rprop_grows_keeps_and_shrinks_steps_by_hand():
+    spec = {"name": "rprop", "lr": 0.1, "eta_minus": 0.5, "eta_plus": 1.3, "step_max": 0.15}
+    opt, theta = make(spec, [0.0, 0.0, 0.0])
+    step(opt, theta, [1.0, 1.0, 1.0])  # steps 0.1: theta -0.1 each
+    step(opt, theta, [2.0, -1.0, 0.0])  # kept: 0.13; flipped: 0.05 and no move; zero: 0.1
+    np.testing.assert_allclose(theta, [-0.1 - 0.13, -0.1, -0.1], rtol=1e-15)
+    step(opt, theta, [1.0, -1.0, 1.0])
+    # kept again: 0.13 * 1.3 = 0.169 > step_max: 0.15; after a flip the product is 0: the step
+    # stays 0.05; the zero gradient left its product 0: 0.1
+    np.testing.assert_allclose(theta, [-0.23 - 0.15, -0.1 + 0.05, -0.2], rtol=1e-15)
+
+
+def test_rprop_with_a_schedule_is_a_config_error():
+    with pytest.raises(ConfigError, match="schedule: constant") as info:
+        OPTIMIZERS.resolve({"name": "rprop", "schedule": "cosine"}, "optimizer")
+    assert info.value.path == "optimizer.schedule"
+    with pytest.raises(ConfigError, match="eta_plus"):
+        OPTIMIZERS.resolve({"name": "rprop", "eta_plus": 0.9}, "optimizer")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rprop_matches_torch_optim_rprop(dtype):
+    torch = pytest.importorskip(
+        "torch", reason="the comparison with torch.optim.Rprop needs PyTorch (the bench extra)"
+    )
+    rng = np.random.default_rng(3)
+    a = rng.uniform(0.5, 4.0, 50)
+    c = rng.normal(size=50)
+    theta0 = rng.normal(size=50)
+    settings = dict(lr=0.05, eta_minus=0.4, eta_plus=1.3, step_min=1e-4, step_max=0.2)
+    opt = OPTIMIZERS.create({"name": "rprop", **settings})
+    theta = theta0.astype(dtype)
+    opt.setup(theta, 50)
+    tdtype = torch.float64 if dtype == np.float64 else torch.float32
+    p = torch.nn.Parameter(torch.tensor(theta0, dtype=tdtype))
+    topt = torch.optim.Rprop([p], lr=0.05, etas=(0.4, 1.3), step_sizes=(1e-4, 0.2), foreach=False)
+    noise = rng.normal(scale=0.5, size=(200, 50))  # flips some signs, as mini-batches do
+    for k in range(200):
+        grad = (a * (theta.astype(np.float64) - c) + noise[k]).astype(dtype)
+        opt.step(theta, grad.copy())
+        p.grad = torch.tensor(grad)
+        topt.step()
+        np.testing.assert_array_equal(theta, p.detach().numpy())  # bit for bit
+    assert np.abs(theta.astype(np.float64) - c).max() < 0.5  # and it got somewhere
+
+
+# ---------------------------------------------------------------- plateau
+
+
+def _plateau_lrs(spec, values, higher=False, base=0.1):
+    sched = SCHEDULES.create({"name": "plateau", **spec})
+    lrs = []
+    for e, v in enumerate(values):
+        lrs.append(sched(e, base, len(values)))
+        sched.observe(v, higher)
+    return lrs, sched
+
+
+def test_plateau_reduces_after_patience_epochs_without_improvement():
+    values = [1.0, 0.9, 0.95, 0.91, 0.905, 0.85, 0.86, 0.87, 0.88, 0.89]
+    lrs, _ = _plateau_lrs({"patience": 3, "factor": 0.5, "min_delta": 0.01}, values)
+    # best 0.9 at epoch 2; 0.95, 0.91, 0.905 are not better by 0.01: reduced after epoch 5;
+    # 0.85 improves; then three epochs without: reduced after epoch 9
+    assert lrs == [0.1] * 5 + [0.05] * 4 + [0.025]
+
+
+def test_plateau_cooldown_min_lr_and_max_mode():
+    # cooldown 2: the two epochs after a reduction are not counted
+    lrs, _ = _plateau_lrs(
+        {"patience": 1, "factor": 0.5, "cooldown": 2, "min_lr": 0.02, "mode": "max"},
+        [0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4],
+        higher=True,  # mode max, as the training loop resolves it
+    )
+    assert lrs == [0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025]
+    lrs, _ = _plateau_lrs({"patience": 1, "min_lr": 0.02}, [1.0] * 4)  # floored at min_lr
+    assert lrs == [0.1, 0.1, 0.02, 0.02]
+
+
+def test_plateau_state_round_trips():
+    values = [1.0, 0.9, 0.95, 0.96, 0.97, 0.8, 0.81]
+    spec = {"patience": 2, "factor": 0.5, "cooldown": 1}
+    lrs, _ = _plateau_lrs(spec, values)
+    _, first = _plateau_lrs(spec, values[:4])
+    second = SCHEDULES.create({"name": "plateau", **spec})
+    second.load_state_dict(json_round_trip(first.state_dict()))
+    rest = []
+    for e, v in enumerate(values[4:], 4):
+        rest.append(second(e, 0.1, len(values)))
+        second.observe(v, False)
+    assert rest == lrs[4:]
+
+
+def json_round_trip(state):
+    import json
+
+    return json.loads(json.dumps(state))
+
+
+def test_plateau_matches_torch_reduce_lr_on_plateau():
+    torch = pytest.importorskip("torch", reason="needs PyTorch (the bench extra)")
+    rng = np.random.default_rng(0)
+    values = np.cumsum(rng.normal(0.0, 1.0, 300)) * 0.01 + 1.0  # a random walk with plateaus
+    spec = {"patience": 4, "factor": 0.5, "min_delta": 0.005, "cooldown": 2, "min_lr": 1e-3}
+    lrs, _ = _plateau_lrs(spec, values)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=0.5, patience=3, threshold=0.005, threshold_mode="abs",
+        cooldown=2, min_lr=1e-3,
+    )  # fmt: skip
+    want = []
+    for v in values:
+        want.append(opt.param_groups[0]["lr"])
+        ref.step(float(v))
+    assert lrs == pytest.approx(want, rel=1e-15)
+    assert len(set(lrs)) >= 4  # it did reduce, several times

@@ -298,6 +298,12 @@ def test_partition_groups_member_wise_differences_and_says_why_others_run_alone(
     assert part.groups == [[0, 1, 7], [2, 3]]
     assert part.alone[4] == ALONE_BY_SHAPE and part.alone[5] == ALONE_BY_SHAPE
     assert "log_layers" in part.alone[6]
+    for override, why in [
+        ("optimizer={name: rprop}", "the optimizer rprop has no population version"),
+        ("optimizer.schedule={name: plateau, monitor: loss}", "follows a metric"),
+    ]:
+        alone = partition([cfg(override, f"training.seed={s}") for s in (1, 2)]).alone
+        assert why in alone[0] and why in alone[1]
     rnn = load_config(CONFIGS / "questions" / "lstm_sequence.yaml", ["training.seed=1"])
     part = partition([rnn, {**rnn, "training": {**rnn["training"], "seed": 2}}])
     assert not part.groups and "lstm layer" in part.alone[0]

@@ -301,3 +301,70 @@ def test_inputs_that_are_not_bytes_scaled_by_one_number_keep_no_codes():
     assert standard.data.train.codes is None  # a shift and a scale per feature
     xor = build(load_config(CONFIGS / "xor.yaml"))
     assert xor.data.train.codes is None  # float inputs
+
+
+# ---------------------------------------------------------------- resume, in this process
+
+RESUMABLE = {
+    "plateau": (
+        "digits.yaml",
+        [
+            "training.epochs=14",
+            "optimizer.lr=0.01",
+            "optimizer.schedule={name: plateau, monitor: val_accuracy, patience: 2, factor: 0.5}",
+        ],
+    ),
+    "cvae": ("questions/cvae.yaml", ["training.epochs=10"]),  # the sample layer's noise
+    "pseudo_labels": (
+        "questions/semi_supervised.yaml",
+        [
+            "training.epochs=12",
+            "data.label_fraction=0.1",
+            "training.pseudo_labels={start: 4, confidence: 0.6, weight: 0.5, ramp: 3}",
+        ],
+    ),
+}
+
+
+def _state_through_files(trainer, path):
+    """What a checkpoint file gives back: the loop's state written and read as resume does."""
+    from nnlab.runs import read_checkpoint, save_checkpoint
+
+    save_checkpoint(path, *trainer.state())
+    return read_checkpoint(path)
+
+
+@pytest.mark.parametrize("case", sorted(RESUMABLE))
+def test_resume_from_a_checkpoint_gives_the_uninterrupted_run(case, tmp_path):
+    """The state a checkpoint holds (the plateau schedule's, the pseudo-labels', ...) is all
+    the loop needs: continuing from any epoch gives the uninterrupted run's rows and weights,
+    bit for bit."""
+    config, overrides = RESUMABLE[case]
+    cfg = load_config(CONFIGS / config, [*overrides, "training.checkpoint_seconds=0"])
+    exp = build(cfg)
+    full = Trainer(exp)
+    states = []
+    full.checkpoint = lambda tr: states.append(_state_through_files(tr, tmp_path / "c.npz"))
+    full.fit()
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.rows]
+    for arrays, meta in (states[2], states[len(states) // 2 + 1]):
+        again = build(cfg)
+        trainer = Trainer(again)
+        trainer.load_state(arrays, meta, full.rows[: meta["epoch"]])
+        trainer.fit()
+        assert [{k: v for k, v in r.items() if k != "seconds"} for r in trainer.rows] == strip
+        np.testing.assert_array_equal(again.model.theta, exp.model.theta)
+    if case == "plateau":
+        assert len({r["lr"] for r in full.rows}) >= 2  # the schedule did reduce the rate
+    elif case == "pseudo_labels":
+        assert full.rows[2]["pseudo_labels"] == 0 < full.rows[-1]["pseudo_labels"]
+
+
+def test_plateau_follows_a_metric_of_the_run(runs):
+    from nnlab.errors import ConfigError
+
+    cfg = load_config(CONFIGS / "xor.yaml", ["optimizer.schedule={name: plateau}"])
+    with pytest.raises(ConfigError, match="'val_loss' is not a metric") as info:
+        train(cfg, runs)
+    assert info.value.path == "optimizer.schedule.monitor"
+    assert not any(runs.iterdir())

@@ -82,6 +82,7 @@ def _register() -> None:
     from nnlab.cli.explain import explain
     from nnlab.cli.export import export
     from nnlab.cli.export_runs import export_runs
+    from nnlab.cli.generate import generate
     from nnlab.cli.gradcheck import gradcheck
     from nnlab.cli.invert import invert
     from nnlab.cli.list_ import list_
@@ -110,6 +111,7 @@ def _register() -> None:
         gradcheck,
         probe,
         explain,
+        generate,
         activations,
     ):
         cli.add_command(command)

@@ -43,14 +43,42 @@ from nnlab.cli.options import run_arg
     help="Image data: write the heat map to this .png (or .svg/.pdf) file.",
 )
 @click.option(
+    "--method",
+    default="gradient",
+    show_default=True,
+    type=click.Choice(["gradient", "integrated_gradients", "smoothgrad"]),
+    help="gradient: d score / d input; integrated_gradients: (x - baseline) times the mean "
+    "gradient along the path from the baseline (attributions that add up to score(x) - "
+    "score(baseline)); smoothgrad: the gradient averaged over noisy copies of x.",
+)
+@click.option(
+    "--baseline",
+    default="zeros",
+    show_default=True,
+    help="integrated_gradients: the path's start, zeros (the model input 0), mean (the split's "
+    "mean input) or a number (in the model's scaled input).",
+)
+@click.option("--steps", default=50, show_default=True, type=click.IntRange(min=1),
+              help="integrated_gradients: points along the path.")  # fmt: skip
+@click.option(
+    "--noise", default=0.15, show_default=True, type=click.FloatRange(min=0),
+    help="smoothgrad: the noise's standard deviation, as a fraction of the inputs' range.",
+)  # fmt: skip
+@click.option("--noise-samples", "samples", default=50, show_default=True,
+              type=click.IntRange(min=1), help="smoothgrad: noisy copies per input.")  # fmt: skip
+@click.option("--noise-seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="smoothgrad: the seed of the noise.")  # fmt: skip
+@click.option(
     "--top",
     default=10,
     show_default=True,
     type=click.IntRange(min=0),
     help="Features listed in the ranking (0: all).",
 )
-def explain(run, split, target, score, image, top):
-    """Input-gradient saliency of RUN's model: which inputs its output depends on.
+def explain(run, split, target, score, image, method, baseline, steps, noise, samples,
+            noise_seed, top):  # fmt: skip
+    """Input-gradient saliency of RUN's model (or another attribution): which inputs its
+    output depends on.
 
     For every sample of a split of the run's data, the gradient of a score (by default the
     logit of the predicted class) with respect to each input feature, averaged as mean
@@ -59,15 +87,18 @@ def explain(run, split, target, score, image, top):
     panel for all samples and one per predicted class. Gradients are per unit of the scaled
     input the model sees (data.scale). 'mean grad' is the signed mean: positive when a larger
     input raises the score. A model with several outputs is explained through its first.
+    --method integrated_gradients and smoothgrad give attributions built from the gradients
+    (Sundararajan et al. 2017; Smilkov et al. 2017).
 
     \b
     Examples:
       nnlab explain runs/digits-20261123-101500 -o saliency.png
       nnlab explain runs/digits-20261123-101500 --target 3 --data train
       nnlab explain runs/threshold-20261123-101500 --top 0
+      nnlab explain runs/digits-20261123-101500 --method integrated_gradients --steps 64
     """
+    from nnlab.explain import Method, heat_map, heat_text, ranking
     from nnlab.explain import explain as run_explain
-    from nnlab.explain import heat_map, heat_text, ranking
 
     if image is not None and Path(image).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise click.BadParameter(
@@ -75,14 +106,20 @@ def explain(run, split, target, score, image, top):
             "to write, as in every command; the class or output to explain is --target K",
             param_hint="-o/--output",
         )
-    s = run_explain(run, split=split, output=target, score=score)
-    click.echo(f"saliency of {s.target} over the {s.samples} samples of the {s.split} split")
+    try:
+        base: str | float = float(baseline)
+    except ValueError:
+        base = baseline
+    m = Method(method, base, steps, noise, samples, noise_seed)
+    s = run_explain(run, split=split, output=target, score=score, method=m)
+    click.echo(f"{s.method} of {s.target} over the {s.samples} samples of the {s.split} split")
     if image:
         if s.image_shape is None:
             raise click.UsageError("-o draws images; this run's data are not images")
         heat_map(s, image)
     elif s.image_shape is not None:
-        click.echo("mean |gradient| per pixel (darker: larger):")
+        what = "gradient" if s.unit == "grad" else "attribution"
+        click.echo(f"mean |{what}| per pixel (darker: larger):")
         click.echo(heat_text(s.mean_abs.reshape(s.image_shape)))
     click.echo(ranking(s, top))
     if image:

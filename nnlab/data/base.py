@@ -61,6 +61,14 @@ class DataOptions:
         Interval(ge=0),
         Doc("seed of the splits, subset and label shuffle (null: training.seed)"),
     ] = None
+    label_input: Annotated[
+        bool,
+        Doc(
+            "append each sample's one-hot class label to its inputs, as the last n_classes "
+            "values (a row of zeros without a label), for conditional models such as a "
+            "conditional VAE (a slice layer picks it out); reconstructions leave it out"
+        ),
+    ] = False
 
     @staticmethod
     def __post_check__(p: dict, path: str) -> None:
@@ -124,6 +132,7 @@ class Data:
     description: str = ""
     sizes: dict[str, int] = field(default_factory=dict)
     image_shape: tuple[int, ...] | None = None  # what one input row is as an image
+    label_columns: int = 0  # data.label_input: the one-hot label, the inputs' last columns
 
     def labels(self, split: Split) -> Array | None:
         """Integer class labels of a split (for accuracy; -1 where a sample has none), or None
@@ -184,8 +193,13 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
     if labelled is not None:
         train.y = np.where(labelled, train.y, -1)
     shift, scale = _scaler(opts["scale"], train.X, raw.unit_scale)
-    _finish_splits(train, [s for s in (train, val, test) if s is not None], X.dtype,
-                   shift, scale, raw.task, n_classes, opts["labels"], dtype)  # fmt: skip
+    splits = [s for s in (train, val, test) if s is not None]
+    _finish_splits(train, splits, X.dtype, shift, scale, raw.task, n_classes, opts["labels"],
+                   dtype)  # fmt: skip
+    label_columns = 0
+    if opts["label_input"]:
+        shift, scale = _append_labels(splits, X.shape[1:], raw.task, n_classes, shift, scale)
+        label_columns = n_classes
     return Data(
         name=name,
         train=train,
@@ -193,13 +207,14 @@ def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
         test=test,
         task=raw.task,
         n_classes=n_classes,
-        input_shape=tuple(X.shape[1:]),
+        input_shape=tuple(train.X.shape[1:]),
         shift=shift,
         scale=scale,
         class_names=raw.class_names,
         description=raw.description,
         sizes={k: len(s) for k, s in (("train", train), ("val", val), ("test", test)) if s},
         image_shape=raw.image_shape,
+        label_columns=label_columns,
     )
 
 
@@ -320,6 +335,44 @@ def _finish_splits(
                 s.y = np.eye(n_classes, dtype=dtype)[s.y] * (s.y >= 0)[:, None]
         else:
             s.y = s.y.astype(dtype)
+
+
+def _append_labels(
+    splits: list[Split],
+    feature_shape: tuple[int, ...],
+    task: str,
+    n_classes: int | None,
+    shift: Array | float,
+    scale: Array | float,
+) -> tuple[Array, Array]:
+    """``data.label_input``: each split's inputs get the one-hot label as n_classes more values
+    (zeros where a sample has none); returns the scaling extended over them (shift 0, scale 1:
+    a raw label is the label the model sees)."""
+    if task != "classification":
+        raise ConfigError(
+            "label_input is for classification data: it appends the class label",
+            "data.label_input",
+        )
+    if len(feature_shape) != 1:
+        raise ConfigError(
+            f"label_input appends the label to flat inputs; these have shape {feature_shape}",
+            "data.label_input",
+        )
+    for s in splits:
+        labels = s.y if s.y.ndim == 1 else np.where(s.y.any(axis=1), s.y.argmax(axis=1), -1)
+        onehot = np.zeros((len(s), n_classes), s.X.dtype)
+        rows = np.flatnonzero(labels >= 0)
+        onehot[rows, labels[rows]] = 1
+        s.X = np.concatenate([s.X, onehot], axis=1)
+        s.codes = None  # the batches are gathered from X itself
+    n = feature_shape[0]
+    shift = np.concatenate(
+        [np.broadcast_to(np.asarray(shift, np.float64), (n,)), np.zeros(n_classes)]
+    )
+    scale = np.concatenate(
+        [np.broadcast_to(np.asarray(scale, np.float64), (n,)), np.ones(n_classes)]
+    )
+    return shift, scale
 
 
 def _scaler(kind: str, X: Array, unit_scale: float | None) -> tuple[Array | float, Array | float]:

@@ -6,7 +6,9 @@ the input scaling, and ``predict(const float *x, float *out)`` for one sample of
 sizes (``N_CLASSES`` and ``CLASS_NAMES`` for classifiers). A model with several outputs gets an
 output array per output, in the model's order and named after its layer:
 ``predict(const float *x, float *out_cls, float *out_recon)``, with ``N_OUTPUTS_CLS``,
-``N_OUTPUTS_RECON``. It needs only ``<math.h>`` (link with ``-lm``). Each operation mirrors
+``N_OUTPUTS_RECON``. A one-unit classifier's decision threshold (the run's, see
+``training.threshold``) is ``THRESHOLD`` (``THRESHOLD_CLS``): class 1 when the output is above
+it. It needs only ``<math.h>`` (link with ``-lm``). Each operation mirrors
 nnlab's own, in the same order and precision; recurrent layers loop over the time steps.
 """
 
@@ -324,15 +326,15 @@ def output_names(info: dict) -> list[tuple[dict, str, str]]:
     return names
 
 
-def write(model: Any, meta: dict, info: dict, output: Path) -> dict[Path, str]:
-    """The C header."""
-    names = output_names(info)
-    w = CWriter(model, meta, info)
-    outs = w.walk()
-    T = w.T
-    guard = "NNLAB_" + re.sub(r"[^A-Za-z0-9_]", "_", output.name).upper()
+def _defines(w: CWriter, info: dict, names: list) -> list[str]:
+    """The sizes (and thresholds) as #defines; a classifier's CLASS_NAMES array into ``w``."""
     defines = [f"#define N_INPUTS {info['n_inputs']}"]
     defines += [f"#define {size} {head['n_outputs']}" for head, _, size in names]
+    defines += [  # a one-unit classifier: class 1 when its output is above this
+        f"#define {size.replace('N_OUTPUTS', 'THRESHOLD')} {w.number(head['threshold'])}"
+        for head, _, size in names
+        if head["threshold"] is not None
+    ]
     classes = next((h["classes"] for h, _, _ in names if h["classes"] is not None), None)
     if classes is not None:
         defines.append(f"#define N_CLASSES {len(classes)}")
@@ -340,6 +342,17 @@ def write(model: Any, meta: dict, info: dict, output: Path) -> dict[Path, str]:
         w.arrays.insert(
             0, f"/* the class labels */\nstatic const char *const CLASS_NAMES[] = {{{labels}}};"
         )
+    return defines
+
+
+def write(model: Any, meta: dict, info: dict, output: Path) -> dict[Path, str]:
+    """The C header."""
+    names = output_names(info)
+    w = CWriter(model, meta, info)
+    outs = w.walk()
+    T = w.T
+    guard = "NNLAB_" + re.sub(r"[^A-Za-z0-9_]", "_", output.name).upper()
+    defines = _defines(w, info, names)
     args = ", ".join(arg for _, arg, _ in names)
     declared = ", ".join(f"{arg}[{size}]" for _, arg, size in names)
     what = "\n".join(

@@ -5,6 +5,7 @@ Nothing here knows about files, configs on disk or the command line.
 
 from nnlab.nn.activations import ACTIVATIONS
 from nnlab.nn.initializers import INITIALIZERS
+from nnlab.nn.latent import Sample, Slice  # noqa: F401  (registers sample and slice)
 from nnlab.nn.layers import LAYERS
 from nnlab.nn.losses import LOSSES
 from nnlab.nn.model import Model

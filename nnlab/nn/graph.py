@@ -100,7 +100,9 @@ def _head_info(model: Any, meta: dict, k: int) -> dict:
     if task == "classification":
         names = meta.get("class_names")
         classes = [str(c) for c in (names or range(meta["n_classes"]))]
-        if n_out == 1:
+        if n_out == 1 and meta.get("threshold") is not None:  # the run's (training.threshold)
+            threshold = float(meta["threshold"])
+        elif n_out == 1:
             loss = LOSSES.build(spec["loss"])
             # a fused loss compares its logits with 0: the same as the probability with 0.5
             threshold = 0.5 if loss.fused_activation else float(loss.threshold)

@@ -205,6 +205,40 @@ for _args in [
     _family(*_args)
 
 
+@INITIALIZERS.register("nguyen_widrow", aliases=("nw",))
+@dataclass
+class NguyenWidrow(Initializer):
+    """Nguyen-Widrow, Encog's default: uniform draws on [-1, 1], then each unit's weights
+    rescaled to the norm beta = 0.7 H^(1/N), H units reading N inputs (the layer's fans).
+
+    Encog computes beta once per network (H: all its hidden units, N: its inputs) and
+    normalises each unit's weights together with its bias weight; an nnlab initializer sees
+    one kernel, so H and N are the layer's own (the same beta for the hidden layer of a
+    one-hidden-layer net) and the bias comes from ``bias_initializer`` (zeros by default;
+    Nguyen and Widrow draw it on [-beta, beta]). ``beta`` sets the norm outright.
+    """
+
+    beta: Annotated[
+        float | None, Interval(gt=0), Doc("each unit's weight norm (null: 0.7 H^(1/N))")
+    ] = None
+
+    def norm(self, shape: tuple[int, ...]) -> float:
+        fan_in, fan_out = fans(shape)
+        return self.beta if self.beta is not None else 0.7 * fan_out ** (1.0 / fan_in)
+
+    def draw(self, shape, rng):
+        if len(shape) < 2:
+            raise ConfigError(
+                f"nguyen_widrow initializes a kernel (inputs, units), not shape {shape}; for "
+                "a bias use random_uniform with minval -beta and maxval beta"
+            )
+        w = rng.uniform(-1.0, 1.0, shape)
+        units = w.reshape(-1, shape[-1])  # (N, H): a column per unit (filter)
+        norms = np.sqrt(np.einsum("ij,ij->j", units, units))
+        units *= self.norm(shape) / np.where(norms > 0, norms, 1.0)
+        return w
+
+
 @INITIALIZERS.register("orthogonal")
 @dataclass
 class Orthogonal(Initializer):

@@ -52,6 +52,7 @@ class Layer:
     no_decay: tuple[str, ...] = field(default=(), init=False, repr=False)
     rng: np.random.Generator | None = field(default=None, init=False, repr=False)
     _bufs: dict = field(default_factory=dict, init=False, repr=False)
+    rng_stream = "train"  # the seed stream ``rng`` comes from (see Model.set_rng)
 
     def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype) -> tuple:
         """Create the parameters for inputs of ``input_shape`` (no batch axis); return the

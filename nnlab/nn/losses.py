@@ -33,8 +33,8 @@ def one_hot(labels: Array, n: int, dtype) -> Array:
 
 
 def _scale(d: Array, w: Array | None) -> float:
-    """Mask the rows of an elementwise difference ``d`` (batch, k) with ``w`` (batch,) and
-    return the normaliser: the number of entries the loss averages over."""
+    """Weight the rows of an elementwise term ``d`` (batch, k) by ``w`` (batch,) and return the
+    normaliser: the weighted number of entries the loss averages over."""
     if w is None:
         return float(d.size)
     d *= w[:, None]
@@ -47,6 +47,8 @@ class Loss:
     fused_activation: str | None = None
     #: for one output: predicted class 1 when the output is above this
     threshold: float = 0.5
+    #: False for a loss of the output alone (a VAE's KL term): its output has ``target: none``
+    needs_target = True
 
     def targets(self, y: Array, n_out: int, dtype) -> Array:
         """Targets in the form ``__call__`` wants, from class labels (1-d ints) or values."""
@@ -60,8 +62,9 @@ class Loss:
         return y.reshape(-1, 1) if y.ndim == 1 else y
 
     def __call__(self, out: Array, t: Array, w: Array | None = None) -> tuple[float, Array]:
-        """(loss, dloss/dout), averaged over the samples; ``w`` (batch,) is an optional 0/1
-        mask: masked samples contribute nothing, and the mean is over the others."""
+        """(loss, dloss/dout), averaged over the samples; ``w`` (batch,) optional weights of
+        the samples, >= 0: the loss is then the weighted mean, sum_i w_i l_i / sum_i w_i (a 0/1
+        mask leaves out the samples without a label; pseudo-labels may weigh less)."""
         raise NotImplementedError
 
     def value(self, out: Array, t: Array, w: Array | None = None) -> float:
@@ -91,10 +94,15 @@ class MSE(Loss):
 
     def __call__(self, out, t, w=None):
         d = out - t
-        size = _scale(d, w)
-        value = float(np.vdot(d, d)) / size
-        d *= 2.0 / size
-        return value, d
+        if w is None:
+            value = float(np.vdot(d, d)) / d.size
+            d *= 2.0 / d.size
+            return value, d
+        wd = d * w[:, None]
+        size = max(float(w.sum()), 1.0) * d.shape[1]
+        value = float(np.vdot(wd, d)) / size
+        wd *= 2.0 / size
+        return value, wd
 
 
 @LOSSES.register("mae", aliases=("mean_absolute_error",))
@@ -109,6 +117,8 @@ class MAE(Loss):
         size = _scale(d, w)
         value = float(np.abs(d).sum()) / size
         np.sign(d, out=d)
+        if w is not None:
+            d *= w[:, None]
         d *= 1.0 / size
         return value, d
 
@@ -134,6 +144,8 @@ class Hinge(Loss):
         size = _scale(margin, w)
         value = float(margin.sum()) / size
         grad = np.multiply(t, margin > 0, dtype=out.dtype)
+        if w is not None:
+            grad *= w[:, None]
         grad *= -1.0 / size
         return value, grad
 
@@ -186,7 +198,7 @@ class CategoricalCrossentropy(Loss):
         return t.astype(dtype, copy=False)
 
     def __call__(self, z, t, w=None):
-        # a target row of zeros (no label) contributes nothing; the mean is over labelled rows
+        # a target row of zeros contributes nothing; with weights, the mean is over their sum
         if t.ndim == 1:  # integer labels given directly
             t = one_hot(t, z.shape[1], z.dtype)
         # log-sum-exp shifted by the batch's largest logit (one reduction, where a shift per
@@ -198,6 +210,7 @@ class CategoricalCrossentropy(Loss):
             return 0.0, np.zeros_like(z)
         else:  # the shift comes from labelled rows only: masked rows change nothing at all
             s = z - z.max(initial=-np.inf, where=w[:, None] > 0)
+            t = t * w[:, None]  # weighted target rows; a row of weight 0 contributes nothing
         p = np.exp(s)
         total = p @ self._ones(z)  # (batch,) sums of the rows
         if total.min() < 1e-30:
@@ -222,3 +235,34 @@ class CategoricalCrossentropy(Loss):
         if ones is None or ones.shape[0] != z.shape[1] or ones.dtype != z.dtype:
             ones = self._ones_vec = np.ones(z.shape[1], z.dtype)
         return ones
+
+
+@LOSSES.register("kl_divergence", aliases=("kl", "kld"))
+@dataclass
+class KLDivergence(Loss):
+    """KL divergence of N(mu, exp(log_var)) from N(0, 1), the regulariser of a variational
+    autoencoder: takes the encoder's [mu, log_var] output (2k units, linear) and no target
+    (``target: none``); -1/2 sum_j (1 + log_var_j - mu_j^2 - exp(log_var_j)), summed over the k
+    latent units and averaged over the samples. Its output's weight balances it against a
+    reconstruction loss that averages over the n inputs: 1/n gives the ELBO per input."""
+
+    name = "kl_divergence"
+    needs_target = False
+
+    def targets(self, y, n_out, dtype):
+        return np.zeros((y.shape[0], 0), dtype)
+
+    def __call__(self, out, t, w=None):
+        k = out.shape[1] // 2
+        mu, log_var = out[:, :k], out[:, k:]
+        e = np.exp(log_var)  # (batch, k)
+        per = (mu * mu + e - log_var - 1.0).sum(axis=1)  # (batch,) twice each sample's KL
+        n = out.shape[0] if w is None else max(float(w.sum()), 1.0)
+        value = 0.5 * float(per.sum() if w is None else np.dot(w, per)) / n
+        grad = np.empty_like(out)  # d/dmu = mu, d/dlog_var = (exp(log_var) - 1) / 2
+        np.multiply(mu, 1.0 / n, out=grad[:, :k])
+        np.subtract(e, 1.0, out=grad[:, k:])
+        grad[:, k:] *= 0.5 / n
+        if w is not None:
+            grad *= w[:, None]
+        return value, grad

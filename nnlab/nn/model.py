@@ -207,10 +207,12 @@ class Model:
 
     # ------------------------------------------------------------------ running
 
-    def set_rng(self, rng: np.random.Generator) -> None:
-        """The generator that dropout and other training-time randomness draw from."""
+    def set_rng(self, rng: np.random.Generator | dict[str, np.random.Generator]) -> None:
+        """The generators training-time randomness draws from: one for every layer, or one per
+        seed stream, by each layer's ``rng_stream`` (``train``: dropout; ``sample``: the
+        sampling of a variational autoencoder)."""
         for layer in self.layers:
-            layer.rng = rng
+            layer.rng = rng[layer.rng_stream] if isinstance(rng, dict) else rng
 
     @property
     def n_outputs(self) -> int:

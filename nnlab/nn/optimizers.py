@@ -4,13 +4,18 @@ An optimizer updates the model's flat parameter vector ``theta`` in place from t
 ``grad`` (which it may overwrite), in a handful of NumPy calls whatever the number of layers.
 The first ``n_decay`` entries of ``theta`` are kernels: weight decay and the L2 penalty apply to
 them and not to biases. The update rules follow PyTorch's documentation (``torch.optim``).
+
+The order of a step: the L2 penalty's gradient joins the loss's (it is part of the objective,
+as a Keras kernel regularizer), then that whole gradient is clipped (``clipvalue``, then
+``clipnorm`` as ``torch.nn.utils.clip_grad_norm_``), then weight decay is added (inside the
+optimizer, after clipping, as ``torch.optim`` does), then the update rule runs.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
@@ -27,10 +32,25 @@ SCHEDULES = Registry("schedule")
 
 
 class Schedule:
-    """``lr(epoch, base_lr, epochs)``: the learning rate for a (0-based) epoch."""
+    """``lr(epoch, base_lr, epochs)``: the learning rate for a (0-based) epoch.
+
+    A schedule that follows a metric names it in ``monitor``; the training loop then gives it
+    each epoch's value of that metric (``observe``) after the epoch. Its state is saved in
+    checkpoints (``state_dict``)."""
+
+    monitor: str | None = None  # the metrics.csv column a schedule follows (None: none)
 
     def __call__(self, epoch: int, base_lr: float, epochs: int) -> float:
         raise NotImplementedError
+
+    def observe(self, value: float, higher_is_better: bool) -> None:
+        """The monitored metric's value at the end of an epoch."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 @SCHEDULES.register("constant")
@@ -90,7 +110,9 @@ class Exponential(Schedule):
 @SCHEDULES.register("cosine")
 @dataclass
 class Cosine(Schedule):
-    """Cosine annealing from the base rate to ``eta_min`` over ``t_max`` epochs."""
+    """Cosine annealing from the base rate to ``eta_min`` over ``t_max`` epochs, then ``eta_min``
+    until the end. (PyTorch's CosineAnnealingLR rises again after t_max, along the same cosine;
+    nnlab holds eta_min, as Keras' CosineDecay does: a run longer than t_max ends at eta_min.)"""
 
     t_max: Annotated[int | None, Interval(ge=1), Doc("length of the decay (null: all epochs)")] = (
         None
@@ -101,6 +123,62 @@ class Cosine(Schedule):
         t_max = self.t_max or epochs
         e = min(epoch, t_max)
         return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * e / t_max)) / 2
+
+
+@SCHEDULES.register("plateau", aliases=("reduce_on_plateau",))
+@dataclass
+class Plateau(Schedule):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved by more than
+    ``min_delta`` for ``patience`` epochs; then ignore ``cooldown`` epochs; never below
+    ``min_lr``. This is PyTorch's ReduceLROnPlateau (threshold_mode abs) counted as Keras
+    counts patience: nnlab's patience p reduces at the p-th epoch without improvement, as
+    Keras' does and PyTorch's p - 1 (PyTorch's threshold is relative by default, nnlab's
+    min_delta absolute as Keras'; Keras' cooldown c ignores c - 1 epochs, PyTorch's and
+    nnlab's c)."""
+
+    monitor: Annotated[str, Doc("the metrics.csv column to follow")] = "val_loss"
+    factor: Annotated[float, Interval(gt=0, lt=1), Doc("multiplies the rate at a reduction")] = 0.1
+    patience: Annotated[
+        int, Interval(ge=1), Doc("epochs without improvement that make a reduction")
+    ] = 10
+    min_delta: Annotated[float, Interval(ge=0), Doc("smallest change that counts")] = 1e-4
+    cooldown: Annotated[int, Interval(ge=0), Doc("epochs ignored after a reduction")] = 0
+    min_lr: Annotated[float, Interval(ge=0), Doc("the rate's lower bound")] = 0.0
+    mode: Annotated[
+        Literal["auto", "min", "max"], Doc("auto: max for accuracies, min otherwise")
+    ] = "auto"
+
+    def __post_init__(self):
+        self.lr: float | None = None  # the current rate (None: the base rate, not yet set)
+        self.best: float | None = None
+        self.wait = 0  # epochs without improvement
+        self.cooldown_left = 0
+
+    def __call__(self, epoch, base_lr, epochs):
+        if self.lr is None:
+            self.lr = base_lr
+        return self.lr
+
+    def observe(self, value, higher_is_better):
+        best, delta = self.best, self.min_delta
+        if best is None or (value > best + delta if higher_is_better else value < best - delta):
+            self.best, self.wait = value, 0
+        else:
+            self.wait += 1
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if self.wait >= self.patience:
+            if self.lr is not None and self.lr > self.min_lr:
+                self.lr = max(self.lr * self.factor, self.min_lr)
+            self.cooldown_left, self.wait = self.cooldown, 0
+
+    def state_dict(self):
+        return {"lr": self.lr, "best": self.best, "wait": self.wait, "cooldown": self.cooldown_left}
+
+    def load_state_dict(self, state):
+        self.lr, self.best = state["lr"], state["best"]
+        self.wait, self.cooldown_left = state["wait"], state["cooldown"]
 
 
 # ---------------------------------------------------------------- optimizers
@@ -132,11 +210,12 @@ class Optimizer:
         self.t = 0
         self._n_decay = 0
         self.state: dict[str, Array] = {}  # per-parameter arrays, e.g. Adam's m and v
+        self.lr_schedule: Schedule = Constant()
 
     def setup(self, theta: Array, n_decay: int) -> None:
         """Allocate the state for a parameter vector whose first ``n_decay`` entries decay."""
         self._n_decay = n_decay
-        self._schedule = SCHEDULES.build(self.schedule)
+        self.lr_schedule: Schedule = SCHEDULES.build(self.schedule)
         self.state = self._init_state(theta)
 
     def _init_state(self, theta: Array) -> dict[str, Array]:
@@ -144,24 +223,25 @@ class Optimizer:
 
     def set_epoch(self, epoch: int, epochs: int) -> float:
         """Set ``lr`` from the schedule for a 0-based epoch; returns it."""
-        self.lr = self._schedule(epoch, self.base_lr, epochs)
+        self.lr = self.lr_schedule(epoch, self.base_lr, epochs)
         return self.lr
 
     def step(self, theta: Array, grad: Array) -> None:
         """One update of ``theta`` from ``grad`` (``grad`` is used as scratch space)."""
         self.t += 1
+        k = self._n_decay
+        if self.l2:  # the penalty's gradient: part of the objective, so clipped with it
+            grad[:k] += 2.0 * self.l2 * theta[:k]
         if self.clipvalue is not None:
             np.clip(grad, -self.clipvalue, self.clipvalue, out=grad)
         if self.clipnorm is not None:
-            norm = math.sqrt(float(np.dot(grad, grad)))
-            if norm > self.clipnorm:
-                grad *= self.clipnorm / (norm + 1e-12)
-        coupled = 2.0 * self.l2 + (0.0 if self.decoupled else self.weight_decay)
-        if coupled:
-            k = self._n_decay
-            grad[:k] += coupled * theta[:k]
+            # as torch.nn.utils.clip_grad_norm_: scaled by max_norm / (norm + 1e-6) when below 1
+            coef = self.clipnorm / (math.sqrt(float(np.dot(grad, grad))) + 1e-6)
+            if coef < 1.0:
+                grad *= coef
+        if self.weight_decay and not self.decoupled:
+            grad[:k] += self.weight_decay * theta[:k]
         if self.decoupled and self.weight_decay:
-            k = self._n_decay
             theta[:k] *= 1.0 - self.lr * self.weight_decay
         self._update(theta, grad, self.state)
 
@@ -171,17 +251,22 @@ class Optimizer:
         """Update ``theta`` from ``g`` with the state arrays ``s`` (all views of one range)."""
         raise NotImplementedError
 
-    # state for checkpoints: every array and counter an update reads ("tmp" is scratch)
+    # state for checkpoints: every array and counter an update reads ("tmp..." is scratch)
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"t": self.t, "lr": self.lr}
-        state.update({k: v.copy() for k, v in self.state.items() if k != "tmp"})
+        schedule = self.lr_schedule.state_dict()
+        if schedule:
+            state["schedule"] = schedule
+        state.update({k: v.copy() for k, v in self.state.items() if not k.startswith("tmp")})
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.t = int(state["t"])
         self.lr = float(state["lr"])
+        if "schedule" in state:
+            self.lr_schedule.load_state_dict(state["schedule"])
         for k, v in state.items():
-            if k not in ("t", "lr"):
+            if k not in ("t", "lr", "schedule"):
                 self.state[k][...] = v
 
 
@@ -336,3 +421,66 @@ class AdamW(Adam):
         0.01
     )
     decoupled = True
+
+
+@OPTIMIZERS.register("rprop")
+@dataclass
+class Rprop(Optimizer):
+    """Resilient backpropagation (Riedmiller & Braun 1993), as torch.optim.Rprop: each weight
+    has its own step, multiplied by ``eta_plus`` when its gradient keeps its sign and by
+    ``eta_minus`` when it flips (that gradient is then zeroed for the next step), within
+    [step_min, step_max]; ``w -= sign(g) * step``. Only the sign of the gradient is used.
+    Rprop is a full-batch method: on mini-batches it compares the signs of consecutive batches'
+    gradients, whose noise flips them, so the steps shrink (nnlab runs it step per batch, as
+    PyTorch does)."""
+
+    lr: Annotated[
+        float,
+        Interval(gt=0),
+        Doc("the initial step of every weight (torch's lr); the steps then adapt themselves"),
+    ] = 0.01
+    eta_minus: Annotated[
+        float, Interval(gt=0, lt=1), Doc("multiplies a step when its gradient flips sign")
+    ] = 0.5
+    eta_plus: Annotated[
+        float, Interval(gt=1), Doc("multiplies a step when its gradient keeps its sign")
+    ] = 1.2
+    step_min: Annotated[float, Interval(ge=0), Doc("smallest step")] = 1e-6
+    step_max: Annotated[float, Interval(gt=0), Doc("largest step")] = 50.0
+
+    @staticmethod
+    def __post_check__(p: dict, path: str) -> None:
+        if p["step_min"] > p["step_max"]:
+            raise ConfigError(
+                f"step_min ({p['step_min']:g}) must not exceed step_max ({p['step_max']:g})",
+                f"{path}.step_min" if path else "",
+            )
+        if p["schedule"] != "constant":
+            raise ConfigError(
+                "rprop adapts each weight's step itself (lr is only the first step), so a "
+                "learning-rate schedule has nothing to act on: use schedule: constant",
+                f"{path}.schedule" if path else "",
+            )
+
+    def _init_state(self, theta):
+        return {
+            "prev": np.zeros_like(theta),  # the last gradient used (0 where it flipped)
+            "step": np.full_like(theta, self.lr),
+            "tmp": np.empty_like(theta),
+            "tmp_factor": np.empty_like(theta),
+        }
+
+    def _update(self, theta, g, s):
+        prev, step, tmp, factor = s["prev"], s["step"], s["tmp"], s["tmp_factor"]
+        np.multiply(g, prev, out=tmp)
+        flipped = tmp < 0
+        factor.fill(1.0)
+        factor[tmp > 0] = self.eta_plus
+        factor[flipped] = self.eta_minus
+        step *= factor
+        np.clip(step, self.step_min, self.step_max, out=step)
+        g[flipped] = 0.0
+        np.sign(g, out=tmp)
+        tmp *= step
+        theta -= tmp
+        prev[...] = g

@@ -31,7 +31,7 @@ from nnlab.population.objective import StackedMeters, StackedObjective, evaluate
 from nnlab.population.optimizers import StackedOptimizer
 from nnlab.population.stack import Stack
 from nnlab.runs import Status
-from nnlab.train import check_early_stopping
+from nnlab.train import check_monitor
 
 Array = np.ndarray
 #: metrics values kept before they are handed to ``record`` (at most 64 MB)
@@ -77,7 +77,10 @@ class Population:
         self.epochs = cfg["epochs"]
         self.columns = metric_columns(template)
         self.early_stopping = cfg["early_stopping"]
-        check_early_stopping(self.early_stopping, self.columns)
+        if self.early_stopping is not None:
+            check_monitor(
+                self.early_stopping["monitor"], self.columns, "training.early_stopping.monitor"
+            )
         M = len(members)
         X = template.data.train.X
         n = X.shape[0]

@@ -37,9 +37,10 @@ def factor(x: Any, like: Array) -> Any:
     return np.asarray(x, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def _mask(d: Array, w: Array | None) -> Any:
-    """Mask the rows of ``d`` (M, batch, k) with ``w`` and return the normaliser: the number of
-    entries each member's loss averages over (a number, or (M,))."""
+def _weigh(d: Array, w: Array | None) -> Any:
+    """Weight the rows of an elementwise term ``d`` (M, batch, k) by ``w`` and return the
+    normaliser: the weighted number of entries each member's loss averages over (a number, or
+    (M,)), as the single run's ``_scale``."""
     if w is None:
         return float(d.shape[-2] * d.shape[-1])
     d *= w[..., None]
@@ -48,17 +49,25 @@ def _mask(d: Array, w: Array | None) -> Any:
 
 def mse(loss: MSE, out: Array, t: Array, w: Array | None) -> tuple[Array, Array]:
     d = out - t
-    size = _mask(d, w)
-    value = dots(d, d) / size
-    d *= factor(2.0 / size, d)
-    return value, d
+    if w is None:
+        size = float(d.shape[-2] * d.shape[-1])
+        value = dots(d, d) / size
+        d *= 2.0 / size
+        return value, d
+    wd = d * w[..., None]
+    size = np.maximum(w.sum(axis=-1).astype(np.float64), 1.0) * d.shape[-1]
+    value = dots(wd, d) / size
+    wd *= factor(2.0 / size, wd)
+    return value, wd
 
 
 def mae(loss: MAE, out: Array, t: Array, w: Array | None) -> tuple[Array, Array]:
     d = out - t
-    size = _mask(d, w)
+    size = _weigh(d, w)
     value = total(np.abs(d)) / size
     np.sign(d, out=d)
+    if w is not None:
+        d *= w[..., None]
     d *= factor(1.0 / size, d)
     return value, d
 
@@ -66,9 +75,11 @@ def mae(loss: MAE, out: Array, t: Array, w: Array | None) -> tuple[Array, Array]
 def hinge(loss: Hinge, out: Array, t: Array, w: Array | None) -> tuple[Array, Array]:
     margin = 1.0 - t * out
     np.maximum(margin, 0.0, out=margin)
-    size = _mask(margin, w)
+    size = _weigh(margin, w)
     value = total(margin) / size
     grad = np.multiply(t, margin > 0, dtype=out.dtype)
+    if w is not None:
+        grad *= w[..., None]
     grad *= factor(-1.0 / size, grad)
     return value, grad
 
@@ -80,7 +91,7 @@ def binary_crossentropy(
     value = np.maximum(z, 0) - z * t + np.log1p(e)
     p = np.where(z >= 0, 1.0, e) / (1.0 + e)  # sigmoid(z)
     grad = np.subtract(p, t, out=p)
-    size = _mask(value, w)
+    size = _weigh(value, w)
     if w is not None:
         grad *= w[..., None]
     grad *= factor(1.0 / size, grad)
@@ -100,6 +111,7 @@ def categorical_crossentropy(
         none = ~labelled.any(axis=1)
         if none.any():
             top[none] = 0.0
+        t = t * w[..., None]  # weighted target rows; a row of weight 0 contributes nothing
     s = z - top  # (M, batch, classes): each member's logits shifted by its largest one
     p = np.exp(s)
     sums = _row_sums(p)  # (M, batch)

@@ -15,6 +15,7 @@ import numpy as np
 
 from nnlab.experiment import EVAL_BATCH, Head
 from nnlab.population.losses import LOSSES, correct, factor
+from nnlab.population.stack import total
 
 Array = np.ndarray
 
@@ -96,7 +97,8 @@ class StackedMeters:
             self.count[k] += count
             if L[k] is not None:
                 self.correct[k] += correct(h.loss, outs[k], L[k])
-                self.labelled[k] += count
+                # the samples with a label (pseudo-labelled ones have a weight, no label)
+                self.labelled[k] += n if w is None else total(L[k] >= 0)
 
     def write(self, row: dict[str, Array]) -> None:
         """Each member's losses and accuracies into the arrays of ``row`` (column -> (M,)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from nnlab.nn.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
-from nnlab.population.stack import Stack, total
+from nnlab.population.stack import Stack, dots
 
 Array = np.ndarray
 
@@ -65,8 +65,9 @@ class StackedOptimizer:
         clip = h["clipvalue"]
         self.clipvalue = self.col(clip) if np.isfinite(clip).any() else None
         self.clipnorm = h["clipnorm"] if np.isfinite(h["clipnorm"]).any() else None
-        coupled = 2.0 * h["l2"] + (0.0 if self.decoupled else h["weight_decay"])
-        self.coupled = self.col(coupled) if coupled.any() else None
+        self.l2 = self.col(2.0 * h["l2"]) if h["l2"].any() else None
+        decay = h["weight_decay"]
+        self.coupled = self.col(decay) if decay.any() and not self.decoupled else None
         self.set_lr(self.lr)
 
     def col(self, values: Array) -> Array:
@@ -90,17 +91,20 @@ class StackedOptimizer:
         self._refresh()
 
     def step(self, theta: Array, grad: Array) -> None:
-        """One update of every member (``grad`` is scratch space), as ``Optimizer.step``."""
+        """One update of every member (``grad`` is scratch space), as ``Optimizer.step``: the L2
+        penalty's gradient, clipping, weight decay, then the rule."""
         self.t += 1
+        k = self.n_decay
+        if self.l2 is not None:
+            grad[:, :k] += self.l2 * theta[:, :k]
         if self.clipvalue is not None:
             np.clip(grad, -self.clipvalue, self.clipvalue, out=grad)
         if self.clipnorm is not None:
-            norm = np.sqrt(total(grad * grad))
-            over = norm > self.clipnorm
-            if over.any():
-                scale = np.where(over, self.clipnorm / (norm + 1e-12), 1.0)
-                grad *= self.col(scale)
-        k = self.n_decay
+            # as torch.nn.utils.clip_grad_norm_: scaled by max_norm / (norm + 1e-6) below 1
+            coef = self.clipnorm / (np.sqrt(dots(grad, grad)) + 1e-6)
+            under = coef < 1.0
+            if under.any():
+                grad *= self.col(np.where(under, coef, 1.0))
         if self.coupled is not None:
             grad[:, :k] += self.coupled * theta[:, :k]
         if self.decoupled and self.h["weight_decay"].any():

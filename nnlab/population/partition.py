@@ -27,6 +27,7 @@ import json
 from dataclasses import dataclass, field
 
 from nnlab.nn import LAYERS, LOSSES, OPTIMIZERS
+from nnlab.nn.optimizers import SCHEDULES
 from nnlab.population.layers import STACKABLE
 from nnlab.population.losses import LOSSES as STACKED_LOSSES
 from nnlab.population.optimizers import RULES
@@ -87,11 +88,17 @@ def alone_reason(config: dict) -> str | None:
         entry = LOSSES.split(spec)[0]
         if entry.factory not in STACKED_LOSSES:
             return f"the loss {entry.name} has no population version"
-    entry = OPTIMIZERS.split(config["optimizer"])[0]
+    entry, params, _ = OPTIMIZERS.split(config["optimizer"])
     if entry.factory not in RULES:
         return f"the optimizer {entry.name} has no population version"
-    if config["training"]["log_layers"]:
+    schedule = SCHEDULES.split(params.get("schedule", "constant"))[0]
+    if getattr(schedule.factory, "monitor", None) is not None:
+        return f"the schedule {schedule.name} follows a metric: single runs follow theirs"
+    training = config["training"]
+    if training["log_layers"]:
         return "training.log_layers: layers.csv is written by single runs"
+    if training.get("pseudo_labels") is not None:
+        return "training.pseudo_labels: pseudo-labelling runs in single runs"
     return None
 
 

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from nnlab import baselines, threads
-from nnlab.experiment import model_meta
-from nnlab.lifecycle import end_summary, loop_summary, start_summary
+from nnlab.lifecycle import end_summary, loop_summary, saved_meta, start_summary
 from nnlab.metrics import Best
 from nnlab.nn import OPTIMIZERS
 from nnlab.population.engine import Population, Rows
@@ -149,7 +148,7 @@ class MemberRuns:
             model.theta[...] = o.theta
         summary = self.summaries[i]
         stop = pop.stop_signal if o.status == Status.INTERRUPTED else None
-        end_summary(exp, summary, o.status, o.diverged_at, stop)
+        decision = end_summary(exp, summary, o.status, o.diverged_at, stop)
         stopping = None
         if es is not None and o.es_epoch is not None:
             stopping = (es["monitor"], o.es_epoch, o.restored)
@@ -163,7 +162,7 @@ class MemberRuns:
         )
         files[path / "summary.json"] = summary_text(summary)
         if o.status != Status.DIVERGED:
-            files[path / "model.npz"] = model_bytes(model, model_meta(exp))
+            files[path / "model.npz"] = model_bytes(model, saved_meta(exp, decision))
         return files
 
     def _last_row(self, i: int) -> dict:
