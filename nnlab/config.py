@@ -10,17 +10,24 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-import yaml
+from typing import Annotated, Any, Literal, NoReturn
 
 from nnlab.data import DATASETS
 from nnlab.errors import ConfigError
 from nnlab.nn import LAYERS, LOSSES, OPTIMIZERS
-from nnlab.schema import Doc, Interval, Ref, check, fields_of, json_schema, mapping_schema
+from nnlab.schema import (
+    Doc,
+    Interval,
+    Ref,
+    check,
+    fields_of,
+    fmt,
+    json_schema,
+    mapping_schema,
+)
+from nnlab.yaml_io import MAX_YAML_SIZE, dump_yaml, parse_yaml
 
 
 @dataclass
@@ -121,7 +128,7 @@ class TrainingSpec:
     threads: Annotated[
         int | None,
         Interval(ge=1),
-        Doc("BLAS threads (null: all cores for large products, 1 for small ones; see threads.py)"),
+        Doc("BLAS threads (null: 1, or the idle cores for large products; see threads.py)"),
     ] = None
     log_layers: Annotated[
         bool,
@@ -185,94 +192,30 @@ class Config:
             )
 
 
-# ---------------------------------------------------------------- YAML
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML with YAML 1.2 floats (``1e-3`` is a number) and no duplicate keys."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, Hashable):
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"a key must be a plain value, got {key!r}", key_node.start_mark
-                )
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = " ".join(p for p in (e.context, e.problem) if p)
-        raise ConfigError(f"YAML syntax error at {where}{problem}", source=source) from None
-    except yaml.reader.ReaderError as e:
-        char = chr(e.character) if isinstance(e.character, int) else e.character
-        raise ConfigError(
-            f"YAML error at character {e.position + 1}: {e.reason} {char!r} (remove it)",
-            source=source,
-        ) from None
-    except (yaml.YAMLError, ValueError, TypeError) as e:
-        # a constructor's own error (``!!float abc``) is a ValueError
-        raise ConfigError(f"YAML error: {' '.join(str(e).split())}", source=source) from None
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _flow(items: Any) -> bool:
-    """Small mappings and lists of scalars read best on one line."""
-    return all(not isinstance(v, dict | list) for v in items) and len(repr(items)) <= 72
-
-
-def _represent_dict(dumper, data):
-    flow = bool(data) and _flow(data.values()) and len(repr(data)) <= 72
-    return dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=flow)
-
-
-def _represent_list(dumper, data):
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=_flow(data))
-
-
-_Dumper.add_representer(dict, _represent_dict)
-_Dumper.add_representer(list, _represent_list)
-
-
-def dump_yaml(data: Any) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
-
-
 # ---------------------------------------------------------------- overrides
 
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
+MAX_KEY_CHARS = 1000  # a key path (real ones are under 60)
+MAX_KEY_PARTS = 50
 
 
 def split_key(key: str) -> list[str | int]:
-    """``model.layers.0.units`` or ``model.layers[0].units`` -> ['model', 'layers', 0, 'units']."""
+    """``model.layers.0.units`` or ``model.layers[0].units`` -> ['model', 'layers', 0, 'units'].
+
+    At most ``MAX_KEY_CHARS`` characters and ``MAX_KEY_PARTS`` parts."""
+    if len(key) > MAX_KEY_CHARS:
+        raise ConfigError(
+            f"a key path of {len(key):,} characters ({fmt(key)}), more than the "
+            f"{MAX_KEY_CHARS:,} allowed",
+            source="--set",
+        )
     parts: list[str | int] = []
     pos = 0
     if not key.isprintable():
-        raise ConfigError(f"cannot read the key path {key!r}", source="--set")
+        raise ConfigError(f"cannot read the key path {fmt(key)}", source="--set")
     for m in _SEGMENT.finditer(key):
         if m.start() != pos and key[pos : m.start()] != ".":
-            raise ConfigError(f"cannot read the key path {key!r}", source="--set")
+            raise ConfigError(f"cannot read the key path {fmt(key)}", source="--set")
         pos = m.end()
         if m.group(2) is not None:
             parts.append(int(m.group(2)))
@@ -280,7 +223,13 @@ def split_key(key: str) -> list[str | int]:
             seg = m.group(1)
             parts.append(int(seg) if re.fullmatch(r"-?\d+", seg) else seg)
     if not parts or pos != len(key):
-        raise ConfigError(f"cannot read the key path {key!r}", source="--set")
+        raise ConfigError(f"cannot read the key path {fmt(key)}", source="--set")
+    if len(parts) > MAX_KEY_PARTS:
+        raise ConfigError(
+            f"a key path of {len(parts):,} parts ({fmt(key)}), more than the {MAX_KEY_PARTS} "
+            "allowed",
+            source="--set",
+        )
     return parts
 
 
@@ -294,7 +243,9 @@ def format_key(parts: list[str | int]) -> str:
 def parse_override(text: str) -> tuple[list[str | int], Any]:
     """``KEY=VALUE`` with VALUE parsed as YAML."""
     if "=" not in text:
-        raise ConfigError(f"{text!r}: expected KEY=VALUE, e.g. optimizer.lr=0.01", source="--set")
+        raise ConfigError(
+            f"{fmt(text)}: expected KEY=VALUE, e.g. optimizer.lr=0.01", source="--set"
+        )
     key, _, value = text.partition("=")
     return split_key(key.strip()), parse_yaml(value, source=f"--set {key.strip()}")
 
@@ -305,16 +256,15 @@ def set_path(cfg: dict, parts: list[str | int], value: Any) -> None:
     node: Any = cfg
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
-        where = format_key(parts[: depth + 1])
         if isinstance(part, int):
             if not isinstance(node, list):
-                raise ConfigError(
-                    f"{format_key(parts[:depth]) or 'the config'} is not a list", where, "--set"
+                _set_error(
+                    f"{format_key(parts[:depth]) or 'the config'} is not a list", parts, depth
                 )
             index = part if part >= 0 else len(node) + part
             if not 0 <= index <= len(node):
-                raise ConfigError(
-                    f"index {part} is out of range (the list has {len(node)} items)", where, "--set"
+                _set_error(
+                    f"index {part} is out of range (the list has {len(node)} items)", parts, depth
                 )
             if index == len(node):  # one past the end appends
                 node.append({} if not last else None)
@@ -327,7 +277,7 @@ def set_path(cfg: dict, parts: list[str | int], value: Any) -> None:
                 node = node[index]
         else:
             if not isinstance(node, dict):
-                raise ConfigError(f"{format_key(parts[:depth])} is not a mapping", where, "--set")
+                _set_error(f"{format_key(parts[:depth])} is not a mapping", parts, depth)
             if last:
                 node[part] = value
             else:
@@ -338,6 +288,11 @@ def set_path(cfg: dict, parts: list[str | int], value: Any) -> None:
                     child = _as_mapping(child, parent_is_layers=False)
                 node[part] = child
                 node = child
+
+
+def _set_error(message: str, parts: list[str | int], depth: int) -> NoReturn:
+    # the key path is formatted only here: formatting it at every level was quadratic
+    raise ConfigError(message, format_key(parts[: depth + 1]), "--set")
 
 
 def _as_mapping(node: Any, parent_is_layers: bool) -> Any:
@@ -371,7 +326,15 @@ def load_raw(path: str | Path) -> dict:
             "no such config file" if not p.exists() else "not a file", source=str(path)
         )
     try:
-        text = p.read_text(encoding="utf-8")
+        size = p.stat().st_size
+        if size > MAX_YAML_SIZE:
+            raise ConfigError(
+                f"the file has {size:,} bytes, more than the {MAX_YAML_SIZE:,} a config or "
+                "sweep file may have; is it the file you meant?",
+                source=str(path),
+            )
+        with p.open(encoding="utf-8") as f:
+            text = f.read(MAX_YAML_SIZE + 1)  # parse_yaml refuses more (a file that grew)
     except UnicodeDecodeError as e:
         raise ConfigError(
             f"not a text file (byte {e.start + 1} is not UTF-8); a config is a YAML file",

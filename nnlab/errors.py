@@ -43,9 +43,17 @@ class RunError(NnlabError):
     """A run folder is missing, damaged or not a run."""
 
 
+MAX_NAME = 300  # characters of a key path or file name quoted in a message
+
+
 def _printable(text: str | None) -> str | None:
-    """A key path or file name as one line: control characters escaped."""
-    return text if text is None or text.isprintable() else repr(text)[1:-1]
+    """A key path or file name as one short line: control characters escaped, cut to
+    ``MAX_NAME`` characters (a key path may come from a file of megabytes)."""
+    if text is None:
+        return None
+    if not text.isprintable():
+        text = repr(text[: MAX_NAME + 1])[1:-1]
+    return text if len(text) <= MAX_NAME else text[: MAX_NAME - 3] + "..."
 
 
 def did_you_mean(given: object, allowed: Iterable[str]) -> str:

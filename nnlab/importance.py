@@ -103,7 +103,7 @@ def importance(
     seed: str | None = "seed",
     method: Literal["auto", "anova", "fanova"] = "auto",
     distributions: Mapping[str, Any] | None = None,
-    n_boot: int | None = None,
+    n_boot: int | Mapping[str, int] | None = None,
     rng_seed: int = 0,
     n_trees: int = 64,
 ) -> Importance:
@@ -125,8 +125,9 @@ def importance(
         fanova: the search space of an axis (a sampled axis's own distribution); the others
         are inferred from the values (numbers: a float range, on the log scale when all are
         positive and spread more evenly in log; anything else: categorical).
-    n_boot : int, optional
-        Bootstrap draws over seeds (default 1000 for anova, 20 for fanova; 0: none).
+    n_boot : int or mapping method -> int, optional
+        Bootstrap draws over seeds (default 1000 for anova, 20 for fanova; 0: none); a mapping
+        gives the draws of each method (``{"anova": 1000, "fanova": 0}``: no forest refits).
     rng_seed : int
         Seeds the bootstrap's generator and the forest.
     n_trees : int
@@ -136,7 +137,7 @@ def importance(
         raise ConfigError(f"unknown method {method!r}; one of {', '.join(METHODS)}", "method")
     configs = _configs(_table(trials, axes, objective, seed), axes, objective, seed)
     chosen = _method(configs, method)
-    draws = _bootstrap_means(configs, BOOTSTRAP[chosen] if n_boot is None else n_boot, rng_seed)
+    draws = _bootstrap_means(configs, _draws(n_boot, chosen), rng_seed)
     if chosen == "anova":
         mains, inter = _anova(configs, draws)
     else:
@@ -154,6 +155,13 @@ def importance(
         n_boot=0 if draws is None else len(draws),
         notes=configs.notes,
     )
+
+
+def _draws(n_boot: int | Mapping[str, int] | None, method: str) -> int:
+    """The bootstrap draws asked for ``method`` (its default when None or not in a mapping)."""
+    if isinstance(n_boot, Mapping):
+        return n_boot.get(method, BOOTSTRAP[method])
+    return BOOTSTRAP[method] if n_boot is None else n_boot
 
 
 def _method(configs: _Configs, method: str) -> str:

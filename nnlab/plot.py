@@ -10,6 +10,7 @@ in an image the line style for a value of a second axis; the legend then lists t
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import warnings
@@ -359,11 +360,20 @@ def _draw_line(cv: _Canvas, c: Curve, mark: str) -> None:
 
 
 def text_plot(
-    lines: list[Curve], metric: str, columns: int = 80, height: int = 18, logy: bool = False
+    lines: list[Curve],
+    metric: str,
+    columns: int = 80,
+    height: int = 18,
+    logy: bool = False,
+    x_name: str = "epoch",
+    logx: bool = False,
 ) -> str:
     """The curves drawn with characters in ``columns`` characters at most: a symbol per line
     (or, beyond ``TERMINAL_LINES`` lines, per value of the swept axis), ``.`` for the bands,
-    values on the left, epochs below, and the legend."""
+    values on the left, epochs (or what ``x_name`` says; ``logx``: on a log scale) below, and
+    the legend."""
+    if logx:
+        lines = [dataclasses.replace(c, epochs=np.log10(c.epochs)) for c in lines]
     styles = legend(lines, TERMINAL_LINES)
     probe = _canvas(lines, 10, height, logy)
     if probe is None:
@@ -380,20 +390,25 @@ def text_plot(
         label = cv.ylabel(r) if r in (0, height // 2, height - 1) else ""
         out.append(f"{label:>{margin}}|" + "".join(cv.grid[r]).rstrip())
     out.append(" " * margin + "+" + "-" * cv.width)
-    out.append(" " * margin + _x_axis(cv))
+    out.append(" " * margin + _x_axis(cv, x_name, logx))
     out += [
         shorten(f"  {MARKERS[i % len(MARKERS)]} {e}", columns) for i, e in enumerate(styles.entries)
     ]
     return "\n".join(out)
 
 
-def _x_axis(cv: _Canvas) -> str:
-    """The first, middle and last epoch under the axis, and the word epoch, in its width."""
+def _x_axis(cv: _Canvas, name: str = "epoch", log: bool = False) -> str:
+    """The first, middle and last epoch under the axis, and the word epoch (or ``name``), in
+    its width; ``log``: the positions are log10 of the values."""
+
+    def label(x: float) -> str:
+        return f"{10**x:.2g}" if log else f"{x:g}"
+
     axis = [" "] * (cv.width + 1)
-    mid = f"{(cv.x0 + cv.x1) / 2:g}"
-    right = f"{cv.x1:g} epoch"
+    mid = label((cv.x0 + cv.x1) / 2)
+    right = f"{label(cv.x1)} {name}"
     for pos, text in (
-        (1, f"{cv.x0:g}"),
+        (1, label(cv.x0)),
         ((cv.width - len(mid)) // 2, mid),
         (cv.width + 1 - len(right), right),
     ):

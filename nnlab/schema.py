@@ -19,6 +19,7 @@ import inspect
 import math
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -95,9 +96,50 @@ def fmt(value: Any) -> str:
     return _short(value)
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters; only the part shown is formatted, so a
+    value of a billion items costs no more than a small one."""
+    out: list[str] = []
+    size = 0
+    for piece in _repr_pieces(value, limit):
+        out.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    text = "".join(out)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_BRACKETS = {
+    list: ("[", "]"),
+    tuple: ("(", ")"),
+    dict: ("{", "}"),
+    set: ("{", "}"),
+    frozenset: ("frozenset({", "})"),
+}
+
+
+def _repr_pieces(value: Any, limit: int) -> Iterator[str]:
+    """The pieces of ``repr(value)``, lazily (containers item by item); strings beyond
+    ``limit`` characters are cut, which a caller cuts anyway."""
+    brackets = _BRACKETS.get(type(value))
+    if brackets is not None and value:
+        yield brackets[0]
+        for i, item in enumerate(value):
+            if i:
+                yield ", "
+            yield from _repr_pieces(item, limit)
+            if type(value) is dict:
+                yield ": "
+                yield from _repr_pieces(value[item], limit)
+        yield ("," if type(value) is tuple and len(value) == 1 else "") + brackets[1]
+    elif isinstance(value, str | bytes):
+        yield repr(value[: limit + 1])
+    else:
+        try:
+            yield repr(value)
+        except ValueError:  # an integer beyond Python's 4300 digits
+            yield f"an integer of {value.bit_length():,} bits"
 
 
 def unwrap(ann: Any) -> tuple[Any, tuple]:

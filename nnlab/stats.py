@@ -11,11 +11,10 @@ The choices, in one place:
   ddof=1, n - 1 degrees of freedom), 95% by default; one value gives no interval;
 - two groups with the same seeds are compared by the paired t-test on the per-seed
   differences; otherwise by Welch's t-test (unequal variances, Welch-Satterthwaite degrees of
-  freedom); both two-sided. The verdict comes from that test's p-value. Beside a paired test
-  the exact sign-flip permutation test's p-value is reported too (all 2**n sign patterns up to
-  ``EXACT_MAX_PAIRS`` pairs, a seeded Monte Carlo beyond): distribution-free, but its smallest
-  possible p-value is 2 / 2**n (0.25 with 3 seeds, 0.0625 with 5), so on the few seeds of a
-  usual sweep it could never call a difference, and it does not decide the verdict;
+  freedom); both two-sided. The verdict comes from that test's p-value. Beside a paired test,
+  the exact sign-flip permutation test's (2**n sign patterns up to ``EXACT_MAX_PAIRS`` pairs,
+  a seeded Monte Carlo beyond): its smallest possible p-value is 2 / 2**n (0.25 with 3 seeds),
+  so it is reported and does not decide the verdict;
 - differences whose spread is within rounding of the values (every seed the same difference)
   get the t-test's limit: p = 0 and a zero-width interval when the difference is not 0, p = 1
   when it is;
@@ -26,6 +25,7 @@ The choices, in one place:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,8 +63,14 @@ def _scipy_stats() -> Any:
 
 
 def _t_quantile(confidence: float, df: float) -> float:
-    """The two-sided critical value of Student's t: ``t.ppf((1 + confidence) / 2, df)``."""
-    return float(_scipy_stats().t.ppf((1 + confidence) / 2, df))
+    """``t.ppf((1 + confidence) / 2, df)``, cached per (confidence, df) after SciPy is asked
+    for, so that a missing SciPy is said even where the value is cached."""
+    return _t_ppf(_scipy_stats(), (1 + confidence) / 2, float(df))
+
+
+@functools.lru_cache(maxsize=4096)  # t.ppf takes ~0.8 ms; Welch's df are any float: bounded
+def _t_ppf(st: Any, q: float, df: float) -> float:
+    return float(st.t.ppf(q, df))
 
 
 def _rounding(*arrays: np.ndarray) -> float:
@@ -137,10 +143,8 @@ def format_interval(summary: Summary, digits: int = 4) -> str:
     standard deviation) and n; ``0.9712 (1)`` for one value, ``-`` for none."""
     if summary.n == 0:
         return "-"
-    text = f"{summary.mean:.{digits}f}"
-    if summary.n >= 2:
-        text += f" ± {summary.half_width:.{digits}f}"
-    return f"{text} ({summary.n})"
+    half = f" ± {summary.half_width:.{digits}f}" if summary.n >= 2 else ""
+    return f"{summary.mean:.{digits}f}{half} ({summary.n})"
 
 
 # ---------------------------------------------------------------- two groups
@@ -148,15 +152,11 @@ def format_interval(summary: Summary, digits: int = 4) -> str:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A group against a reference group.
-
-    ``diff`` is mean(group) - mean(reference) (paired: the mean of the per-seed differences),
-    ``low``/``high`` its confidence interval, ``p_value`` the two-sided p-value of ``test``
-    (``'paired t'``, ``'welch t'`` or ``'none'``), ``p_exact`` the exact sign-flip p-value of
-    a paired comparison (nan otherwise), ``n_pairs`` the seeds paired (0 for Welch), ``n`` and
-    ``n_ref`` the finite values of each group, ``verdict`` one of 'better', 'worse', 'within
-    noise', 'too few seeds' (or 'reference' for the reference itself).
-    """
+    """A group against a reference group: ``diff`` = mean(group) - mean(reference) (paired:
+    the mean of the per-seed differences) and its interval ``low``/``high``; the two-sided
+    ``p_value`` of ``test`` ('paired t', 'welch t', 'none') and, paired, the exact sign-flip
+    ``p_exact`` (nan otherwise); ``n_pairs`` seeds paired (0 for Welch), ``n``/``n_ref`` the
+    finite values; ``verdict``: 'better', 'worse', 'within noise', 'too few seeds', 'reference'."""
 
     diff: float
     low: float

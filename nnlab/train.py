@@ -208,7 +208,11 @@ class Trainer:
         progress.first_epoch = self.epoch
         every = cfg["checkpoint_seconds"] if self.checkpoint is not None else math.inf
         self.status = Status.RUNNING
-        self.threads = threads.choose(exp.model, bs, cfg["threads"])
+        # a resumed run keeps the count it started with (it changes the numbers)
+        requested = cfg["threads"] if cfg["threads"] is not None else self.threads
+        self.threads, why = threads.decide(exp.model, bs, requested)
+        if why and not self.quiet:
+            progress.line.say(f"BLAS threads: {self.threads} ({why})")
         batches = Batches(arrays, bs, shuffle, exp.data.train.codes)
         whole = (arrays[1::3], arrays[2::3], arrays[3::3]) if n_batches == 1 else None
         meters = Meters(exp.heads)
@@ -288,6 +292,7 @@ class Trainer:
             arrays["best_theta"] = self.best_theta.copy()
         meta = {
             "epoch": self.epoch,
+            "threads": self.threads,
             "optimizer": {k: v for k, v in opt_state.items() if not isinstance(v, np.ndarray)},
             "rng": self.exp.rng.bit_generator.state,
             "early_stopping": {
@@ -318,6 +323,8 @@ class Trainer:
         self.es_wait, self.es_best, self.es_epoch = es["wait"], es["best"], es["epoch"]
         self.best_theta = arrays["best_theta"].copy() if "best_theta" in arrays else None
         self.epoch = meta["epoch"]
+        n = meta.get("threads")  # checkpoints before issue 18 have none
+        self.threads = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
         self.rows = rows
 
     def _early_stop_step(self, row: dict, wait: int) -> int:

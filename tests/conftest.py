@@ -146,6 +146,63 @@ def _warning_on_stderr(message, category, filename, lineno, file=None, line=None
     sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
+_PEAK = (
+    "import re, sys\n"
+    "from pathlib import Path\n"
+    "import nnlab.lifecycle, nnlab.sweeps.runner\n"
+    "from nnlab.cli import cli\n"
+    "if sys.argv[1:]:\n"
+    "    try:\n"
+    "        cli.main(sys.argv[1:], prog_name='nnlab')\n"
+    "    except SystemExit as e:\n"
+    "        assert e.code == 0, e.code\n"
+    "print(re.search(r'VmPeak:\\s+(\\d+) kB', Path('/proc/self/status').read_text())[1])\n"
+)
+
+
+def peak_kb(*args: str, cwd: Path | None = None) -> int:
+    """The peak address space (VmPeak, kB) of a child that imports what ``nnlab train`` and
+    ``nnlab sweep`` import and, with ``args``, runs ``nnlab ARGS`` (which must succeed)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEAK, *map(str, args)],
+        cwd=cwd or ROOT,
+        env=nnlab_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.splitlines()[-1])
+
+
+def run_nnlab_capped(
+    *args: str,
+    extra_mb: int,
+    baseline: tuple[str, ...] = (),
+    cwd: Path | None = None,
+    timeout: float = 300,
+):
+    """``run_nnlab`` in a process whose address space (RLIMIT_AS, Linux) is capped at the peak
+    of a child that imports the same libraries and runs ``nnlab BASELINE`` (``peak_kb``), plus
+    ``extra_mb``. (Not this process's size, which grows with what the tests before did.)"""
+    import resource
+
+    limit = peak_kb(*baseline, cwd=cwd) * 1024 + extra_mb * 2**20
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "nnlab", *map(str, args)],
+        cwd=cwd or ROOT,
+        env=nnlab_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=cap,
+    )
+
+
 def wait_for(condition, timeout: float = 60.0, what: str = "a condition"):
     """Poll ``condition()`` until it returns something true, and return that."""
     deadline = time.monotonic() + timeout

@@ -344,50 +344,23 @@ def test_resume_refuses_a_completed_run_and_a_non_run(runs, tmp_path):
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's RLIMIT_AS")
 def test_running_out_of_memory_is_one_clear_message_and_a_failed_run(runs):
-    import resource
-    import subprocess
-    import sys
-
-    from conftest import ROOT, nnlab_env
+    from conftest import run_nnlab_capped
 
     # the child may use what nnlab needs to read and build this config (the peak of a process
     # that validates it: libraries, data, model), plus 300 MB; a full batch of 1,258 digits
     # through 40,000 units needs 192 MiB per activation array, an allocation no size check
-    # refuses in advance. (Not this process's size: it grows with what the tests before did.)
+    # refuses in advance
     sets = ["model.layers.0.units=40000", "training.batch_size=null", "training.epochs=1"]
     config = [str(CONFIGS / "digits.yaml"), *(a for s in sets for a in ("--set", s))]
-    peak = (
-        "import re, sys\n"
-        "from pathlib import Path\n"
-        "from nnlab.cli import cli\n"
-        "try:\n"
-        "    cli.main(sys.argv[1:], prog_name='nnlab')\n"
-        "except SystemExit as e:\n"
-        "    assert e.code == 0, e.code\n"
-        "print(re.search(r'VmPeak:\\s+(\\d+) kB', Path('/proc/self/status').read_text())[1])\n"
-    )
-    validated = subprocess.run(
-        [sys.executable, "-c", peak, "validate", *config],
-        cwd=ROOT,
-        env=nnlab_env(),
-        capture_output=True,
-        text=True,
+    proc = run_nnlab_capped(
+        "train",
+        *config,
+        "--runs-dir",
+        str(runs),
+        "-q",
+        extra_mb=300,
+        baseline=("validate", *config),
         timeout=120,
-    )
-    assert validated.returncode == 0, validated.stderr
-    limit = int(validated.stdout.splitlines()[-1]) * 1024 + 300 * 2**20
-
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "nnlab", "train", *config, "--runs-dir", str(runs), "-q"],
-        cwd=ROOT,
-        env=nnlab_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=cap,
     )
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith("error: out of memory (Unable to allocate"), proc.stderr

@@ -102,6 +102,8 @@ HOSTILE_KEYS = [
     "../../etc",
     "ü.ß",
     "training.seed=1",
+    ".".join(["a"] * 60),  # beyond the limits of a key path: parts, then characters
+    "training." + "x" * 1000,
 ]
 # the names components take, and the choices of Literal keys
 NAMES = sorted(
@@ -226,6 +228,14 @@ HOSTILE_YAML = [
     "{type: dense, units: 1e12}",
     "{name: sequence, n_samples: 1000000000000}",
     "{name: twist, samples: 99999999999}",
+    # inputs that cost gigabytes unless they are bounded while read: a billion strings by
+    # aliases, nesting beyond Python's stack, a number beyond what Python prints
+    "[&a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol], "
+    + ", ".join(f"&{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]" for i in range(8))
+    + "]",
+    "[" * 60 + "]" * 60,
+    "{a: " * 60 + "1" + "}" * 60,
+    "1" + "0" * 5000,
 ]
 
 

@@ -11,6 +11,7 @@ import pytest
 import scipy.stats as st
 
 from nnlab import stats
+from nnlab.compare.render import mean_std
 from nnlab.errors import DataError, NnlabError
 
 pytestmark = pytest.mark.filterwarnings("error")  # no RuntimeWarning on any edge case
@@ -44,14 +45,19 @@ def test_interval_is_scipys_student_t_interval(n):
 
 
 def test_interval_of_one_value_none_and_non_finite():
+    def shown(s: stats.Summary) -> str:  # the gallery's text, and the compare table's cells
+        text = stats.format_interval(s)
+        assert text == mean_std(s.mean, s.half_width, s.n, 4)
+        return text
+
     one = stats.summarize([0.97, math.nan])
     assert one.n == 1 and one.mean == 0.97 and math.isnan(one.half_width)
-    assert stats.format_interval(one) == "0.9700 (1)"
+    assert shown(one) == "0.9700 (1)"
     none = stats.summarize([math.inf, math.nan])
-    assert none.n == 0 and math.isnan(none.mean) and stats.format_interval(none) == "-"
+    assert none.n == 0 and math.isnan(none.mean) and shown(none) == "-"
     same = stats.summarize([0.1, 0.1, 0.1])
     assert same.std == 0.0 and same.half_width == 0.0 and same.low == same.high
-    assert stats.format_interval(stats.summarize([0.97, 0.98, 0.975])) == "0.9750 ± 0.0124 (3)"
+    assert shown(stats.summarize([0.97, 0.98, 0.975])) == "0.9750 ± 0.0124 (3)"
 
 
 # ---------------------------------------------------------------- two groups against scipy
@@ -326,8 +332,21 @@ def test_verdicts_against_the_best_row_by_the_metrics_direction():
 
 
 def test_missing_scipy_is_an_nnlab_error_naming_the_extra(monkeypatch):
+    stats.summarize([0.9, 0.91])  # the t quantile of n = 2 is cached: SciPy is asked anyway
     monkeypatch.setitem(sys.modules, "scipy", None)
     monkeypatch.setitem(sys.modules, "scipy.stats", None)
     with pytest.raises(NnlabError, match=r"pip install 'nnlab\[stats\]'") as e:
         stats.summarize([0.9, 0.91])
     assert e.value.exit_code == 2
+
+
+def test_the_t_quantile_is_cached_per_n_and_confidence():
+    stats._t_ppf.cache_clear()
+    for _ in range(3):
+        for n in (3, 5):
+            stats.summarize(np.linspace(0.9, 0.95, n))
+    info = stats._t_ppf.cache_info()
+    assert (info.misses, info.hits) == (2, 4)
+    assert stats.summarize([1.0, 2.0, 4.0], confidence=0.9).half_width == pytest.approx(
+        st.t.ppf(0.95, 2) * np.std([1.0, 2.0, 4.0], ddof=1) / np.sqrt(3)
+    )

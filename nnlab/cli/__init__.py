@@ -84,8 +84,10 @@ def _register() -> None:
     from nnlab.cli.export_runs import export_runs
     from nnlab.cli.generate import generate
     from nnlab.cli.gradcheck import gradcheck
+    from nnlab.cli.importance import importance
     from nnlab.cli.invert import invert
     from nnlab.cli.list_ import list_
+    from nnlab.cli.lr_find import lr_find
     from nnlab.cli.plot import plot
     from nnlab.cli.predict import predict
     from nnlab.cli.probe import probe
@@ -102,6 +104,7 @@ def _register() -> None:
         sweep,
         compare,
         diff,
+        importance,
         plot,
         report,
         export_runs,
@@ -110,6 +113,7 @@ def _register() -> None:
         invert,
         gradcheck,
         probe,
+        lr_find,
         explain,
         generate,
         activations,

@@ -36,6 +36,25 @@ FORMATS = ["table", "markdown", "csv", "json"]
     "test_accuracy, status, epochs, seconds.",
 )
 @where
+@click.option(
+    "--against",
+    "-a",
+    multiple=True,
+    metavar="best|N|EXPR",
+    help="With --group-seeds: compare every row with the best row (best), with row N as "
+    "printed (the # column), or with the one row that satisfies KEY OP VALUE as shown (the "
+    "--where language, a metric by its mean; repeat to AND): the difference of the means with "
+    "its 95% interval, the p-value (paired "
+    "t-test by seed where both rows ran the same seeds, else Welch's) and a verdict; below "
+    "the table, the seeds needed to tell the two best rows apart.",
+)
+@click.option(
+    "--objective",
+    metavar="COL",
+    help="The metric column the verdicts are on (val_accuracy, test_accuracy, val_loss.best; "
+    "without --against: against the best). Default: the first accuracy shown (its last "
+    "value), else the first metric shown.",
+)
 @click.option("--sort", "-S", metavar="COL", help="Sort by a column: metrics best first.")
 @click.option("--reverse", is_flag=True, help="Reverse the order.")
 @click.option("--top", type=click.IntRange(min=1), help="Only the first N rows.")
@@ -47,13 +66,18 @@ FORMATS = ["table", "markdown", "csv", "json"]
     "what (0: every column). Default: the terminal's width, none when the output is not a "
     "terminal.",
 )
-def compare(runs, group_seeds, metrics, columns, where, sort, reverse, top, fmt, width):
+def compare(
+    runs, group_seeds, metrics, columns, where, against, objective, sort, reverse, top, fmt, width
+):
     """One table of RUNS: the config keys that differ between them, and how each did.
 
     \b
     Examples:
       nnlab compare runs/*
       nnlab compare runs/sweeps/init_lr --group-seeds      # a sweep folder = its trials
+      nnlab compare runs/sweeps/init_lr --group-seeds --against best
+      nnlab compare runs/sweeps/init_lr --group-seeds --against initializer==he_normal \\
+          --against lr==0.01 --objective test_accuracy
       nnlab compare runs/* --sort val_accuracy --top 10 --where 'optimizer.lr<0.1' --format markdown
       nnlab compare runs/* -m val_loss -c optimizer.lr,val_loss.best,status
 
@@ -62,7 +86,10 @@ def compare(runs, group_seeds, metrics, columns, where, sort, reverse, top, fmt,
     Folders that are not runs and runs with damaged files are reported and skipped. The table
     and markdown formats name config keys by their shortest unique key path. On a terminal the
     table fits its width: the run, the differing keys and the headline metric first; what is
-    left out is named below it (--width 0 shows everything).
+    left out is named below it (--width 0 shows everything). With --group-seeds a row is a
+    config over its seeds: mean ± the half-width of its 95% t-interval (n); --against adds
+    the verdicts (csv/json: M.diff, M.diff_low, M.diff_high, M.p, M.p_exact, M.test,
+    M.verdict, M.seeds_needed; they need scipy: pip install 'nnlab[stats]').
     """
     from nnlab.compare import build_table, load_runs, render
     from nnlab.errors import RunError
@@ -79,5 +106,7 @@ def compare(runs, group_seeds, metrics, columns, where, sort, reverse, top, fmt,
         reverse=reverse,
         top=top,
         group_seeds=group_seeds,
+        against=against,
+        objective=objective,
     )
     click.echo(render(table, fmt, width=terminal_width() if width is None else width))

@@ -9,6 +9,7 @@ from typing import Any
 
 from nnlab.compare.keys import fmt_config, short_names
 from nnlab.compare.table import GROUP_STATS, Table
+from nnlab.compare.verdict import VERDICT_STATS, p_text, verdict_notes, verdict_text
 
 FORMATS = ("table", "markdown", "csv", "json")
 LONGEST_CELL = 40  # a fitted table cuts longer cells to this many characters
@@ -74,8 +75,9 @@ class Shown:
     headers: list[str]
     rows: list[list[str]]
     align: list[str]
-    kinds: list[str]  # per column: run, key, headline, metric, test, best, status, timing
-    note: str = ""  # what ± means in a seed-grouped table
+    kinds: list[str]  # per column: run, key, headline, metric, test, best, status, timing,
+    # diff (a verdict's difference and p), verdict
+    note: str = ""  # what ± means in a seed-grouped table (and the verdicts, below it)
     left_out: list[str] | None = None  # columns a fitted table did not show
 
 
@@ -87,8 +89,10 @@ def render(table: Table, fmt: str = "table", width: int | None = None) -> str:
         shown = display(table)
         if fmt == "table" and width:
             shown = fit(shown, width)
-        text = aligned(shown) if fmt == "table" else _markdown(shown)
-        return text + "".join(f"\n\n{n}" for n in (shown.note, left_out_note(shown, width)) if n)
+        text = aligned(shown) if fmt == "table" else markdown(shown)
+        wrap = width if fmt == "table" else None
+        notes = [shown.note, *_verdict_lines(table, wrap), left_out_note(shown, width)]
+        return text + "".join(f"\n\n{n}" for n in notes if n)
     frame = table.frame[_raw_columns(table)]
     if fmt == "csv":
         return frame.to_csv(index=False, lineterminator="\n").rstrip("\n")
@@ -118,7 +122,8 @@ def _widths(headers: list[str], rows: list[list[str]]) -> list[int]:
     return [max([len(h), *(len(r[j]) for r in rows)]) for j, h in enumerate(headers)]
 
 
-def _markdown(shown: Shown) -> str:
+def markdown(shown: Shown) -> str:
+    """Cells of text as a GitHub markdown table."""
     from tabulate import tabulate
 
     return tabulate(
@@ -135,9 +140,14 @@ def display(table: Table) -> Shown:
     metric's best value with its epoch in one cell, seed groups as mean ± interval (n)."""
     taken = set(table.columns) - set(table.config_keys)  # metric and status columns
     names = short_names(table.config_keys, taken)
-    headline = _headline(table)
+    headline = table.verdict.metric if table.verdict else _headline(table)
     shown = Shown([], [], [], [])
     cells: list[list[str]] = []
+    if table.verdict is not None:  # the rows' numbers, which --against N names
+        shown.headers.append("#")
+        cells.append([str(i) for i in table.frame["row"]])
+        shown.align.append("right")
+        shown.kinds.append("run")
     cols = list(table.columns)
     i = 0
     while i < len(cols):
@@ -181,6 +191,8 @@ def _headline(table: Table) -> str | None:
 def _kind(table: Table, col: str, headline: str | None) -> str:
     if col in ("run", "runs"):
         return "run"
+    if table.verdict is not None and col in table.verdict.columns():
+        return "verdict" if col.endswith(".verdict") else "diff"
     if col in table.config_keys:
         return "key"
     if col == headline:
@@ -200,7 +212,7 @@ def _has_intervals(table: Table) -> bool:
 # ---------------------------------------------------------------- fitting a width
 
 #: which columns a fitted table leaves out first (kinds not listed are always kept)
-DROP_ORDER = ("timing", "best", "test", "metric", "key")
+DROP_ORDER = ("timing", "best", "test", "metric", "diff", "key")
 
 
 def fit(shown: Shown, width: int) -> Shown:
@@ -265,6 +277,8 @@ def _column(table: Table, col: str, names: dict[str, str]) -> tuple[str, list[st
     f = table.frame
     if col in table.aggregated:
         return col, _aggregated(f, col), "right"
+    if table.verdict is not None and col in table.verdict.columns():
+        return _verdict_column(table, col)
     if col not in f.columns:
         return names.get(col, col), ["-"] * len(f), "left"
     values = list(f[col])
@@ -294,8 +308,46 @@ def _raw_columns(table: Table) -> list[str]:
     for col in table.columns:
         if col in table.aggregated:
             out += [f"{col}.{s}" for s in GROUP_STATS if f"{col}.{s}" in table.frame.columns]
-        elif col in table.frame.columns:
+        elif table.verdict is not None and col == f"{table.verdict.metric}.diff":
+            out += [f"{table.verdict.metric}.{s}" for s in VERDICT_STATS]
+        elif col in table.frame.columns and col not in out:
             out.append(col)
     if table.grouped and "seeds" in table.frame.columns and "seeds" not in out:
         out.insert(1, "seeds")
+    if table.verdict is not None:
+        out.insert(0, "row")
     return out
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def _verdict_column(table: Table, col: str) -> tuple[str, list[str], str]:
+    """``diff``: the difference to the reference ± the half-width of its 95% interval; ``p``;
+    ``verdict``: ``* worse``, ``≈ within noise``, ..."""
+    f, metric = table.frame, table.verdict.metric
+    verdicts = list(f[f"{metric}.verdict"])
+    if col.endswith(".verdict"):
+        return "verdict", [verdict_text(v) for v in verdicts], "left"
+    if col.endswith(".p"):
+        return "p", [p_text(float(p)) for p in f[col]], "right"
+    d = digits_of(metric)
+    cells = []
+    for diff, high, verdict in zip(f[col], f[f"{metric}.diff_high"], verdicts, strict=True):
+        if verdict == "reference" or diff != diff:
+            cells.append("-")
+        else:
+            sign = "+" if diff >= 0 else "-"
+            half = f" ± {high - diff:.{d}f}" if high == high else ""
+            cells.append(f"{sign}{abs(diff):.{d}f}{half}")
+    return "diff", cells, "right"
+
+
+def _verdict_lines(table: Table, width: int | None) -> list[str]:
+    """What the verdict columns are, and the seeds needed, wrapped to the table's width."""
+    if table.verdict is None:
+        return []
+    import textwrap
+
+    notes = verdict_notes(table.verdict)
+    return [textwrap.fill(n, width, break_on_hyphens=False) for n in notes] if width else notes

@@ -27,6 +27,13 @@ from nnlab.compare.keys import (
     group_key,
 )
 from nnlab.compare.query import matches, resolve_column
+from nnlab.compare.verdict import (
+    TableVerdicts,
+    add_verdicts,
+    check_objective,
+    default_objective,
+    table_objective,
+)
 from nnlab.errors import ConfigError, RunError, did_you_mean
 from nnlab.metrics import NOT_METRICS, higher_is_better
 from nnlab.runs import (
@@ -185,6 +192,7 @@ class Table:
     config_keys: list[str]  # which of the columns are config keys
     grouped: bool
     aggregated: set[str] = field(default_factory=set)  # grouped: columns shown as mean ± std (n)
+    verdict: TableVerdicts | None = None  # grouped, with --against: each row against one
 
 
 def build_table(
@@ -196,11 +204,16 @@ def build_table(
     reverse: bool = False,
     top: int | None = None,
     group_seeds: bool = False,
+    against: Iterable[str] = (),
+    objective: str | None = None,
 ) -> Table:
     """One row per run (or per group of seeds), filtered, sorted and cut to ``top`` rows.
 
     The columns are those of the runs that pass ``where``: the config keys that differ among
-    them, their metrics, and no column that is empty in every row (unless asked for)."""
+    them, their metrics, and no column that is empty in every row (unless asked for).
+    ``against`` (seed groups): ``best``, a row number as printed or ``--where`` conditions
+    naming one row; every row is then compared with that row on ``objective`` (default: the
+    first accuracy shown, ``nnlab.compare.verdict.table_objective``), before ``top`` cuts."""
     import pandas as pd
 
     all_metrics = metric_names(runs)
@@ -214,8 +227,9 @@ def build_table(
     cols = list(frame.columns)
     prefer = differing_keys([r.flat for r in runs])
     numeric = [c for c in cols if _is_metric_column(c, all_metrics)]
+    members: list[list[int]] | None = None
     if group_seeds:
-        frame, firsts = _group(frame, runs, numeric)
+        frame, firsts, members = _group(frame, runs, numeric)
         config_keys = differing_keys([r.flat for r in firsts], skip=(SEED_KEY,))
     else:
         firsts = runs
@@ -231,10 +245,62 @@ def build_table(
         if len(frame):
             shown = [c for c in shown if not _empty(frame, c, group_seeds and c in numeric)]
     shown = ["runs" if group_seeds else "run", *shown]
-    frame = _order(frame, sort, reverse, top, cols, numeric, prefer, group_seeds)
+    frame = _sort(frame, sort, reverse, cols, numeric, prefer, group_seeds)
+    verdict = None
+    if objective or any(a.strip() for a in against):
+        metric = _objective(objective, shown, numeric, chosen or all_metrics)
+        verdict = _verdicts(frame, recs, members, metric, against, config_keys)
+        shown = _with_verdicts(shown, verdict)
+    frame = frame.head(top) if top is not None else frame
     config_keys = [c for c in shown if c in config_keys or (c not in numeric and "." in c)]
     aggregated = set(numeric) if group_seeds else set()
-    return Table(frame.reset_index(drop=True), shown, config_keys, group_seeds, aggregated)
+    return Table(frame.reset_index(drop=True), shown, config_keys, group_seeds, aggregated, verdict)
+
+
+def _verdicts(
+    frame: pd.DataFrame,
+    recs: list[dict[str, Any]],
+    members: list[list[int]] | None,
+    metric: str,
+    against: Iterable[str],
+    prefer: list[str],
+) -> TableVerdicts | None:
+    """Every row of a table of seed groups (``members``: each group's runs) against the row
+    ``against`` names (``--objective`` alone: against the best), and the column of the rows'
+    numbers. ``--against`` conditions are read on the rows as shown: config keys by their
+    short names (a component as its text), a metric as its mean."""
+    if members is None:
+        raise ConfigError("the verdicts compare groups of seeds: add --group-seeds", "--against")
+    given = [a for a in against if a.strip()] or ["best"]
+    found = None
+    if len(frame):
+        rows = [
+            {c[: -len(".mean")] if c.endswith(".mean") else c: v for c, v in row.items()}
+            for row in frame.to_dict("records")
+        ]
+        found = add_verdicts(frame, recs, members, metric, given, rows, prefer)
+    frame.insert(0, "row", range(1, len(frame) + 1))  # the numbers --against N names
+    return found
+
+
+def _objective(asked: str | None, shown: list[str], numeric: list[str], metrics: list[str]) -> str:
+    """The column the verdicts are on: ``--objective``, else the first accuracy shown."""
+    if asked:
+        names = [c for c in numeric if c not in META]
+        return check_objective(asked, names, names, "--objective")
+    return table_objective(shown, numeric, default_objective(metrics) or "loss")
+
+
+def _with_verdicts(shown: list[str], verdict: TableVerdicts | None) -> list[str]:
+    """The verdict columns right after their metric's column (which is shown if it was not)."""
+    if verdict is None:
+        return shown
+    shown = list(shown)
+    if verdict.metric not in shown:
+        at = next((i for i, c in enumerate(shown) if c in META), len(shown))
+        shown.insert(at, verdict.metric)
+    at = shown.index(verdict.metric) + 1
+    return shown[:at] + verdict.columns() + shown[at:]
 
 
 def _frame(recs: list[dict[str, Any]], names: list[str], metrics: list[str]) -> pd.DataFrame:
@@ -295,17 +361,16 @@ def _default_columns(
     return shown + list(META)
 
 
-def _order(
+def _sort(
     frame: pd.DataFrame,
     sort: str | None,
     reverse: bool,
-    top: int | None,
     cols: list[str],
     numeric: list[str],
     prefer: list[str],
     group_seeds: bool,
 ) -> pd.DataFrame:
-    """``--sort`` (best first for metrics), ``--reverse`` and ``--top``."""
+    """``--sort`` (best first for metrics) and ``--reverse``; the rows keep their index."""
     if sort:
         key = resolve_column(sort, cols, "--sort", prefer)
         by = f"{key}.mean" if group_seeds and key in numeric else key
@@ -317,7 +382,7 @@ def _order(
         frame = frame.sort_values(by, ascending=ascending, na_position="last", kind="stable")
     elif reverse:
         frame = frame.iloc[::-1]
-    return frame.head(top) if top is not None else frame
+    return frame
 
 
 def _split(items: Iterable[str]) -> list[str]:
@@ -357,10 +422,13 @@ def _is_metric_column(col: str, metrics: list[str]) -> bool:
     )
 
 
-def _group(frame: pd.DataFrame, runs: list[Run], numeric: list[str]):
+def _group(
+    frame: pd.DataFrame, runs: list[Run], numeric: list[str]
+) -> tuple[pd.DataFrame, list[Run], list[list[int]]]:
     """Mean, sample standard deviation (ddof=1), count and the 95% t-interval of the mean
     (``nnlab.stats.summarize``) of the finite values of each numeric column, over the runs of
-    each group; config columns from the group's first run."""
+    each group; config columns from the group's first run. Returns the frame (a row per
+    group, indexed by its number), each group's first run and its runs (indices)."""
     import pandas as pd
 
     columns = ["runs"]
@@ -376,7 +444,7 @@ def _group(frame: pd.DataFrame, runs: list[Run], numeric: list[str]):
     for idx in order.values():
         rows.append(_group_row(frame.iloc[idx], numeric))
         firsts.append(runs[idx[0]])
-    return pd.DataFrame.from_records(rows, columns=columns), firsts
+    return pd.DataFrame.from_records(rows, columns=columns), firsts, list(order.values())
 
 
 def _group_row(part: pd.DataFrame, numeric: list[str]) -> dict[str, Any]:

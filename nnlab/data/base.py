@@ -80,7 +80,7 @@ class DataOptions:
             )
 
 
-DATASETS = Registry("data set", key="name", common=DataOptions, runtime=("rng",))
+DATASETS = Registry("data set", key="name", common=DataOptions, runtime=("rng", "dtype"))
 
 
 @dataclass
@@ -171,8 +171,11 @@ def _check_finite(a: Array, what: str, kind: str) -> None:
 def load(spec: dict, rng: np.random.Generator, dtype=np.float32) -> Data:
     """Load the data set of a resolved ``data`` section, split and scaled."""
     entry, params, opts = DATASETS.split(spec)
-    if "rng" in inspect.signature(entry.factory).parameters:  # generated data sets
+    wants = inspect.signature(entry.factory).parameters
+    if "rng" in wants:  # generated data sets
         params = {**params, "rng": rng}
+    if "dtype" in wants:  # files whose values must fit the training dtype
+        params = {**params, "dtype": np.dtype(dtype)}
     raw: Raw = entry.factory(**params)
     name = entry.name
     X, y, n_classes = _checked(raw, name)
@@ -387,7 +390,9 @@ def _scaler(kind: str, X: Array, unit_scale: float | None) -> tuple[Array | floa
         # a constant feature's computed std is rounding noise (1e-15 for a column of 0.1), not
         # 0: dividing by it would blow up any other value; scikit-learn's bound tells them apart
         n, eps = X.shape[0], np.finfo(np.float64).eps
-        constant = std**2 <= n * eps * std**2 + (n * mean * eps) ** 2
+        with np.errstate(over="ignore"):  # a std beyond 1e154 is not a constant's
+            var = std**2
+            constant = (var <= n * eps * var + (n * mean * eps) ** 2) & np.isfinite(var)
         return mean, np.where(constant, 1.0, std)
     lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)  # minmax
     return lo, np.where(hi > lo, hi - lo, 1.0)

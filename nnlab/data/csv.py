@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TextIO
 
 import numpy as np
 
 from nnlab.data.base import DATASETS, Raw
 from nnlab.errors import ConfigError, DataError
-from nnlab.schema import Doc
+from nnlab.memory import check_fits, human_bytes
+from nnlab.schema import Doc, fmt
+
+_PARSED_BYTES = 25  # memory per byte of a CSV file while it is read (measured: 10 to 23)
 
 
 def _is_number(text: str) -> bool:
@@ -33,8 +36,10 @@ def csv_file(
         Literal["auto", "classification", "regression"],
         Doc("auto: classification when the target is text or has few distinct integers"),
     ] = "auto",
+    dtype: Any = np.float64,
 ) -> Raw:
-    """A CSV file of numeric features and one target column (text or numbers)."""
+    """A CSV file of numeric features and one target column (text or numbers); the numbers must
+    fit training.dtype (float32: magnitudes up to 3.4e38)."""
     file = Path(path)
     if len(delimiter) != 1 or delimiter in '"\r\n':
         raise ConfigError(
@@ -75,7 +80,7 @@ def csv_file(
             raise DataError(f"{file}: target column {target} out of range for {width} columns")
         t = target % width
     cols = [j for j in range(width) if j != t]
-    X = _numbers(file, body, cols, names, first)
+    X = _numbers(file, body, cols, names, first, dtype)
     targets = [r[t].strip() for r in body]
     numeric = all(_is_number(v) for v in targets)
     if task == "auto":
@@ -88,7 +93,7 @@ def csv_file(
     if task == "regression":
         if not numeric:
             raise DataError(f"{file}: regression needs a numeric target column")
-        y = _numbers(file, body, [t], names, first)[:, 0]
+        y = _numbers(file, body, [t], names, first, dtype)[:, 0]
         return Raw(
             X, y, task="regression", description=f"{file.name}, {len(y)} rows", source=str(file)
         )
@@ -129,8 +134,11 @@ def _read_rows(file: Path, delimiter: str) -> list[list[str]]:
             )
         raise DataError(f"{file}: no such file; give data.path as a CSV file's path")
     try:
+        size = file.stat().st_size
+        # parsed into Python strings, then a NumPy array of them: 10 to 23 times the file
+        check_fits(size * _PARSED_BYTES, f"reading {file} ({human_bytes(size)})", "data.path")
         with file.open(newline="", encoding="utf-8-sig") as f:
-            return [r for r in csv.reader(f, delimiter=delimiter) if any(c.strip() for c in r)]
+            return _rows(f, delimiter, file)
     except UnicodeDecodeError as e:
         raise DataError(
             f"{file}: not a text file (byte {e.start + 1} is not UTF-8); save it as a UTF-8 CSV"
@@ -141,32 +149,69 @@ def _read_rows(file: Path, delimiter: str) -> list[list[str]]:
         raise DataError(f"{file}: cannot read the file ({e.strerror or e})") from None
 
 
+def _rows(f: TextIO, delimiter: str, file: Path) -> list[list[str]]:
+    """The non-blank rows; a quote left open at the end of the file is an error naming the
+    line it opens on (the csv module would read the rest of the file as one field)."""
+    reader = csv.reader(f, delimiter=delimiter, strict=True)
+    rows: list[list[str]] = []
+    line = 0  # the last line of the rows read so far
+    try:
+        for r in reader:
+            line = reader.line_num
+            if any(c.strip() for c in r):
+                rows.append(r)
+    except csv.Error as e:
+        if "unexpected end of data" not in str(e):  # a stray quote: read as the csv module does
+            f.seek(0)
+            return [r for r in csv.reader(f, delimiter=delimiter) if any(c.strip() for c in r)]
+        raise DataError(
+            f"{file}: the row that starts on line {line + 1} opens a quote that is never "
+            "closed (the rest of the file would be one value); close it, or remove it"
+        ) from None
+    return rows
+
+
 def _column(j: int, names: list[str] | None) -> str:
     return f"{j + 1} ({names[j]!r})" if names else str(j + 1)
 
 
 def _numbers(
-    file: Path, body: list[list[str]], cols: list[int], names: list[str] | None, first: int
+    file: Path,
+    body: list[list[str]],
+    cols: list[int],
+    names: list[str] | None,
+    first: int,
+    dtype: Any,
 ) -> np.ndarray:
     """The given columns as a float array (rows, columns); a DataError naming the row and the
-    column of the first cell that is not a finite number."""
+    column of the first cell that is not a finite number within the range of ``dtype``."""
     cells = np.array([[r[j].strip() for j in cols] for r in body], dtype=str)
+    limit = float(np.finfo(dtype).max)
+    remedy = "the features and a regression target must be numbers: fill in or remove the row"
     try:
         values = cells.astype(np.float64)
     except ValueError:
         values = None
     if values is not None:
-        bad = ~np.isfinite(values)
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(values) <= limit)  # NaN and infinities too
         if not bad.any():
             return values
         i, k = np.argwhere(bad)[0]
-        problem = f"{str(cells[i, k])!r} is not a finite number (a missing or infinite value)"
+        problem = f"{fmt(str(cells[i, k]))} is not a finite number (a missing or infinite value)"
+        if np.isfinite(values[i, k]):
+            problem = (
+                f"{fmt(str(cells[i, k]))} is beyond the range of {np.dtype(dtype).name} "
+                f"(magnitudes up to {limit:.3g}), which training uses"
+            )
+            remedy = "scale the column down" + (
+                ", or set training.dtype: float64" if np.dtype(dtype) != np.float64 else ""
+            )
     else:
         i, k = next(
             (i, k) for i, row in enumerate(cells) for k, c in enumerate(row) if not _is_number(c)
         )
-        problem = "is empty" if cells[i, k] == "" else f"{str(cells[i, k])!r} is not a number"
+        problem = "is empty" if cells[i, k] == "" else f"{fmt(str(cells[i, k]))} is not a number"
     raise DataError(
-        f"{file}: row {i + first}, column {_column(cols[k], names)}: {problem}; the features "
-        "and a regression target must be numbers: fill in or remove the row"
+        f"{file}: row {i + first}, column {_column(cols[k], names)}: {problem}; {remedy}"
     )

@@ -1,13 +1,18 @@
 """Weight initializers, by name: ``INITIALIZERS.create("he_normal")(shape, rng, dtype)``.
 
 The Glorot, He and LeCun families are one ``VarianceScaling`` with different settings, as in
-Keras. Values are drawn in float64 and cast, so a float32 and a float64 run with the same seed
-start from the same weights (up to rounding).
+Keras. Random values are drawn in float64 and cast, so a float32 and a float64 run with the same
+seed start from the same weights (up to rounding); the memory check counts the float64 draw.
+Inside ``planning()`` nothing is drawn: a model learns what its weights will need before it
+allocates any.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -24,6 +29,24 @@ INITIALIZERS = Registry("initializer")
 # Keras' correction so that a normal truncated at two standard deviations has the wanted stddev.
 _TRUNC_STD = 0.87962566103423978
 
+# while planning: the list (bytes of each weight, bytes at the peak of drawing it)
+_PLAN: contextvars.ContextVar[list[tuple[int, int]] | None] = contextvars.ContextVar(
+    "nnlab_initializer_plan", default=None
+)
+
+
+@contextlib.contextmanager
+def planning() -> Iterator[list[tuple[int, int]]]:
+    """Initializers called inside draw nothing: each appends (bytes of the weight, bytes at the
+    peak of drawing it) to the list yielded and returns a stand-in of the weight's shape and
+    dtype whose entries share one element (no memory, no random numbers used)."""
+    plan: list[tuple[int, int]] = []
+    token = _PLAN.set(plan)
+    try:
+        yield plan
+    finally:
+        _PLAN.reset(token)
+
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     """(fan_in, fan_out) of a weight of this shape: (inputs, outputs) for a dense kernel."""
@@ -36,27 +59,59 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def truncated_normal_draw(rng: np.random.Generator, shape: tuple[int, ...], std: float) -> Array:
-    """Normal(0, std) redrawn where it falls outside two standard deviations."""
+    """Normal(0, std) redrawn where it falls outside two standard deviations (float64)."""
     x = rng.standard_normal(shape)
-    bad = np.abs(x) > 2.0
+    bad = _outside(x)
     while bad.any():
         x[bad] = rng.standard_normal(int(bad.sum()))
-        bad = np.abs(x) > 2.0
-    return x * std
+        bad = _outside(x)
+    x *= std
+    return x
+
+
+# bytes per entry beside a truncated normal draw: two boolean masks, and the redrawn values
+# (4.6% of the entries) with their indices
+_TRUNC_MASKS = 3
+
+
+def _outside(x: Array) -> Array:
+    """``|x| > 2`` without a float copy of x."""
+    bad = x > 2.0
+    bad |= x < -2.0
+    return bad
 
 
 class Initializer:
     """``init(shape, rng, dtype)`` returns a new array of that shape."""
 
+    #: float64 arrays of the weight's size alive at once while it is drawn, and bytes per entry
+    #: of masks beside them: with the result, what the memory check counts
+    draws = 1
+    mask_bytes = 0
+
     def draw(self, shape: tuple[int, ...], rng: np.random.Generator) -> Array:
+        """The values in float64 (the array returned may be reused)."""
         raise NotImplementedError
 
+    def make(self, shape: tuple[int, ...], rng: np.random.Generator, dtype: np.dtype) -> Array:
+        """The weight in ``dtype``."""
+        return np.asarray(self.draw(shape, rng), dtype=dtype).reshape(shape)
+
+    def peak_bytes(self, shape: tuple[int, ...], dtype: np.dtype) -> int:
+        """The memory ``make`` takes at its peak: the float64 draws, masks and the result (which
+        is the last float64 draw when ``dtype`` is float64)."""
+        cast = 0 if self.draws and dtype == np.float64 else dtype.itemsize
+        return math.prod(shape) * (8 * self.draws + self.mask_bytes + cast)
+
     def __call__(self, shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> Array:
-        shape = tuple(shape)
-        # drawn in float64, then cast: both exist for a moment
-        check_fits(math.prod(shape) * (8 + np.dtype(dtype).itemsize), f"a weight of shape {shape}")
+        shape, dtype = tuple(shape), np.dtype(dtype)
+        plan = _PLAN.get()
+        if plan is not None:
+            plan.append((math.prod(shape) * dtype.itemsize, self.peak_bytes(shape, dtype)))
+            return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape, (0,) * len(shape))
+        check_fits(self.peak_bytes(shape, dtype), f"a weight of shape {shape}")
         with np.errstate(over="ignore"):  # a value beyond float32's range becomes inf
-            return np.asarray(self.draw(shape, rng), dtype=dtype).reshape(shape)
+            return self.make(shape, rng, dtype)
 
 
 @INITIALIZERS.register("zeros", aliases=("zero",))
@@ -64,8 +119,10 @@ class Initializer:
 class Zeros(Initializer):
     """All zeros. Every unit of a layer then computes the same thing: symmetry never breaks."""
 
-    def draw(self, shape, rng):
-        return np.zeros(shape)
+    draws = 0
+
+    def make(self, shape, rng, dtype):
+        return np.zeros(shape, dtype)
 
 
 @INITIALIZERS.register("ones", aliases=("one",))
@@ -73,8 +130,10 @@ class Zeros(Initializer):
 class Ones(Initializer):
     """All ones."""
 
-    def draw(self, shape, rng):
-        return np.ones(shape)
+    draws = 0
+
+    def make(self, shape, rng, dtype):
+        return np.ones(shape, dtype)
 
 
 @INITIALIZERS.register("constant")
@@ -86,11 +145,12 @@ class Constant(Initializer):
         float | list[float] | list[list[float]],
         Doc("the value; a list sets each entry (shape (inputs, units) for a dense kernel)"),
     ] = 0.0
+    draws = 0
 
-    def draw(self, shape, rng):
+    def make(self, shape, rng, dtype):
         value = np.asarray(self.value, dtype=np.float64)
         try:
-            return np.broadcast_to(value, shape).copy()
+            return np.broadcast_to(value.astype(dtype), shape).copy()
         except ValueError:
             raise ConfigError(
                 f"constant value of shape {value.shape} does not fit a weight of shape {shape}"
@@ -125,7 +185,10 @@ class RandomNormal(Initializer):
     stddev: Annotated[float, Interval(ge=0), Doc("standard deviation")] = 0.05
 
     def draw(self, shape, rng):
-        return self.mean + self.stddev * rng.standard_normal(shape)
+        x = rng.standard_normal(shape)
+        x *= self.stddev
+        x += self.mean
+        return x
 
 
 @INITIALIZERS.register("truncated_normal")
@@ -135,9 +198,12 @@ class TruncatedNormal(Initializer):
 
     mean: Annotated[float, Doc("mean")] = 0.0
     stddev: Annotated[float, Interval(ge=0), Doc("standard deviation before truncation")] = 0.05
+    mask_bytes = _TRUNC_MASKS
 
     def draw(self, shape, rng):
-        return self.mean + truncated_normal_draw(rng, shape, self.stddev)
+        x = truncated_normal_draw(rng, shape, self.stddev)
+        x += self.mean
+        return x
 
 
 @INITIALIZERS.register("variance_scaling")
@@ -155,6 +221,10 @@ class VarianceScaling(Initializer):
         Literal["truncated_normal", "normal", "uniform"], Doc("the distribution")
     ] = "truncated_normal"
 
+    @property
+    def mask_bytes(self) -> int:
+        return _TRUNC_MASKS if self.distribution == "truncated_normal" else 0
+
     def variance(self, shape: tuple[int, ...]) -> float:
         fan_in, fan_out = fans(shape)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
@@ -166,7 +236,9 @@ class VarianceScaling(Initializer):
             limit = math.sqrt(3.0 * var)
             return rng.uniform(-limit, limit, shape)
         if self.distribution == "normal":
-            return math.sqrt(var) * rng.standard_normal(shape)
+            x = rng.standard_normal(shape)
+            x *= math.sqrt(var)
+            return x
         return truncated_normal_draw(rng, shape, math.sqrt(var) / _TRUNC_STD)
 
 
@@ -178,6 +250,7 @@ def _family(name: str, aliases: tuple[str, ...], scale: float, mode: str, dist: 
         gain: Annotated[
             float, Interval(gt=0), Doc("multiplies the standard deviation (PyTorch's gain)")
         ] = 1.0
+        mask_bytes = _TRUNC_MASKS if dist == "truncated_normal" else 0
 
         def draw(self, shape, rng):
             return VarianceScaling(scale * self.gain**2, mode, dist).draw(shape, rng)
@@ -234,9 +307,15 @@ class NguyenWidrow(Initializer):
             )
         w = rng.uniform(-1.0, 1.0, shape)
         units = w.reshape(-1, shape[-1])  # (N, H): a column per unit (filter)
-        norms = np.sqrt(np.einsum("ij,ij->j", units, units))
-        units *= self.norm(shape) / np.where(norms > 0, norms, 1.0)
+        scale = np.sqrt(np.einsum("ij,ij->j", units, units))  # (H,) each unit's norm
+        scale[scale == 0] = 1.0
+        np.divide(self.norm(shape), scale, out=scale)
+        units *= scale
         return w
+
+    def peak_bytes(self, shape, dtype):
+        # the per-unit norms and their mask, and einsum's buffers (8192 values)
+        return super().peak_bytes(shape, dtype) + 9 * shape[-1] + 8 * 8192
 
 
 @INITIALIZERS.register("orthogonal")
@@ -245,6 +324,7 @@ class Orthogonal(Initializer):
     """A (semi-)orthogonal matrix from the QR decomposition of a normal draw (Saxe et al.)."""
 
     gain: Annotated[float, Interval(gt=0), Doc("multiplies the matrix")] = 1.0
+    draws = 5  # the draw, LAPACK's copy of it, q, r and a temporary of triu
 
     def draw(self, shape, rng):
         if len(shape) < 2:
@@ -252,7 +332,10 @@ class Orthogonal(Initializer):
         rows, cols = math.prod(shape[:-1]), shape[-1]
         a = rng.standard_normal((max(rows, cols), min(rows, cols)))
         q, r = np.linalg.qr(a)
+        del a
         q *= np.sign(np.diag(r))  # a uniform distribution over orthogonal matrices
         if rows < cols:
             q = q.T
-        return self.gain * q.reshape(shape)
+        q = q.reshape(shape)
+        q *= self.gain
+        return q

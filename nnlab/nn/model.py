@@ -20,6 +20,7 @@ import numpy as np
 
 from nnlab.errors import ConfigError
 from nnlab.memory import check_fits
+from nnlab.nn.initializers import planning
 from nnlab.nn.layers import INPUT, LAYERS, Layer
 
 Array = np.ndarray
@@ -54,18 +55,32 @@ class Model:
         self.names = [nm or f"layers[{i}]" for i, nm in enumerate(names or [None] * n)]
         self.joins = joins or ["concat"] * n
         self._wire(names or [None] * n, inputs or [None] * n, outputs)
-        shapes: list[tuple[int, ...]] = []
-        for i, layer in enumerate(layers):
-            in_shape = self._joined_shape(i, shapes)
-            try:
-                shapes.append(tuple(layer.build(in_shape, rng, self.dtype)))
-            except ConfigError as e:
-                raise ConfigError(e.detail, e.path or f"model.layers[{i}]") from None
+        with planning() as weights:  # what the weights need, before any is allocated
+            self._build_layers(rng)
+        kept = sum(size for size, _ in weights)
+        drawing = max((peak - size for size, peak in weights), default=0)
+        check_fits(  # the weights, the largest draw beside them; then the flat copies of _flatten
+            max(kept + drawing, 3 * kept),
+            f"a model of {kept // self.dtype.itemsize:,} {self.dtype.name} parameters",
+            "model",
+        )
+        shapes = self._build_layers(rng)
         self.shapes = shapes
         self.output_shapes = [shapes[j] for j in self.outputs]
         self.output_shape = self.output_shapes[0]
         self._join_bufs: dict = {}
         self._flatten()
+
+    def _build_layers(self, rng: np.random.Generator) -> list[tuple[int, ...]]:
+        """Build every layer in order; returns their output shapes."""
+        shapes: list[tuple[int, ...]] = []
+        for i, layer in enumerate(self.layers):
+            in_shape = self._joined_shape(i, shapes)
+            try:
+                shapes.append(tuple(layer.build(in_shape, rng, self.dtype)))
+            except ConfigError as e:
+                raise ConfigError(e.detail, e.path or f"model.layers[{i}]") from None
+        return shapes
 
     @classmethod
     def from_spec(

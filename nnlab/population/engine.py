@@ -119,7 +119,7 @@ class Population:
             self.es_epoch = np.zeros(M, np.int64)
         self.epoch = 0
         largest = threads.largest_product(template.model, self.batch)
-        self.threads = threads.for_product(
+        self.threads, self.threads_why = threads.decide_product(
             largest * (M if self.stack.member_last else 1), cfg["threads"]
         )
         self.stop_signal: int | None = None

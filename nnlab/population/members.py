@@ -18,6 +18,7 @@ import numpy as np
 
 from nnlab.data import Data, load
 from nnlab.experiment import Experiment, Targets, build, head_targets, seed_streams
+from nnlab.memory import checked_already
 from nnlab.nn import OPTIMIZERS, Model
 from nnlab.nn.optimizers import Optimizer
 
@@ -79,7 +80,8 @@ def build_members(configs: list[dict]) -> tuple[Experiment, list[Member]]:
         if i == 0:
             theta0 = template.model.theta.copy()
         else:
-            model = Model.from_spec(cfg["model"], d.input_shape, rngs["init"], dtype)
+            with checked_already():  # the template's shapes, checked when it was built
+                model = Model.from_spec(cfg["model"], d.input_shape, rngs["init"], dtype)
             theta0 = model.theta
         key = json.dumps(cfg["optimizer"], sort_keys=True)
         if key not in optimizers:

@@ -56,6 +56,8 @@ def train_population(
     runs = MemberRuns(pop, paths)
     runs.start()
     display = PopulationProgress(len(members), pop.epochs, enabled=not quiet)
+    if pop.threads_why:
+        display.line.say(f"BLAS threads: {pop.threads} ({pop.threads_why})")
     pop.on_epoch = display.epoch
     try:
         with stops(pop, handle_signals, stop):

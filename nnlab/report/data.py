@@ -6,21 +6,21 @@ and summary. ``nnlab.report.page`` puts it in an HTML page."""
 from __future__ import annotations
 
 import datetime
-import math
 from typing import Any
 
 import numpy as np
 
+from nnlab.compare.axes import objective_of
 from nnlab.compare.keys import short_names
 from nnlab.compare.render import interval_note
 from nnlab.compare.table import Run, Table, build_table, metric_names, record
-from nnlab.errors import ConfigError, NnlabError, did_you_mean
+from nnlab.errors import ConfigError, NnlabError
 from nnlab.metrics import higher_is_better
 from nnlab.plot import DASHES, IMAGE_COLOURS, Curve, band_of, legend
 from nnlab.report.groups import Group, clean, find_groups, group_of, rounded
 from nnlab.report.sweep import sweep_data
+from nnlab.stats import MARKERS
 
-OBJECTIVES = ("val_accuracy", "accuracy", "val_loss", "loss")  # as a sweep's trial lines
 SUMMARY_LEFT_OUT = ("versions", "pid", "host", "last", "run")  # in the table, or noise
 
 
@@ -36,7 +36,7 @@ def report_data(runs: list[Run], objective: str | None = None, title: str = "") 
     metrics = metric_names(runs)
     recs = [record(r, metrics) for r in runs]
     columns = list(dict.fromkeys(c for r in runs for c in r.metrics.columns if c != "epoch"))
-    objective = _objective(recs, objective)
+    objective = _objective(recs, metrics, objective)
     groups = find_groups(runs)
     shared, own = _configs(runs)
     belongs = group_of(groups, len(runs))
@@ -50,7 +50,7 @@ def report_data(runs: list[Run], objective: str | None = None, title: str = "") 
         "groups": [{"label": g.label, "keys": g.keys, "runs": g.members} for g in groups],
         "tables": {
             "runs": table_data(build_table(runs)),
-            "groups": _grouped(runs, groups, recs, objective),
+            "groups": _grouped(runs, groups, objective),
         },
         "curves": _curves(runs, groups, columns),
         "sweep": sweep_data(runs, groups, recs, objective),
@@ -63,19 +63,12 @@ def _title(runs: list[Run]) -> str:
     return f"nnlab report: {name or f'{len(runs)} runs'}"
 
 
-def _objective(recs: list[dict[str, Any]], asked: str | None) -> str:
-    columns = list(dict.fromkeys(k for rec in recs for k in rec))
-    numeric = [c for c in columns if isinstance(recs[0].get(c), float) or c.startswith("test_")]
-    if asked is not None:
-        if asked not in columns:
-            raise ConfigError(
-                f"no column {asked!r} in these runs.{did_you_mean(asked, columns)} Metric "
-                f"columns: {', '.join(c for c in numeric if c != 'seconds')}",
-                source="--objective",
-            )
-        return asked
-    have = {k for rec in recs for k, v in rec.items() if isinstance(v, float) and v == v}
-    return next((m for m in OBJECTIVES if m in have), "loss")
+def _objective(recs: list[dict[str, Any]], metrics: list[str], asked: str | None) -> str:
+    """``--objective`` (checked), else the validation metric compare ranks by."""
+    try:
+        return objective_of(recs, metrics, asked)
+    except ConfigError as e:
+        raise ConfigError(e.detail, source="--objective") from None
 
 
 # ---------------------------------------------------------------- tables
@@ -84,9 +77,14 @@ def _objective(recs: list[dict[str, Any]], asked: str | None) -> str:
 def table_data(table: Table) -> dict:
     """A compare table as columns (key, header by ``short_names``, kind) and rows of raw
     values; a seed group's metric is ``[mean, low, high, n]`` (its 95% interval, else mean ±
-    std). Best epochs are left to the runs' details."""
+    std). Best epochs are left to the runs' details, verdicts to ``_verdicts``."""
     names = short_names(table.config_keys, set(table.columns) - set(table.config_keys))
-    cols = [c for c in table.columns if table.grouped or not c.endswith(".best_epoch")]
+    verdict = table.verdict.columns() if table.verdict else []
+    cols = [
+        c
+        for c in table.columns
+        if (table.grouped or not c.endswith(".best_epoch")) and c not in verdict
+    ]
     columns = [{"key": c, "header": names.get(c, c), "kind": _kind(table, c)} for c in cols]
     cells = [_cells(table, c) for c in cols]
     rows = [list(r) for r in zip(*cells, strict=True)] if cells else []
@@ -119,39 +117,39 @@ def _cells(table: Table, col: str) -> list:
     return [clean(v) for v in f[col]]
 
 
-def _grouped(
-    runs: list[Run], groups: list[Group], recs: list[dict[str, Any]], objective: str
-) -> dict | None:
-    """The table of seed groups with the verdicts of ``nnlab.stats`` on the objective: each
-    group against the best by a paired (same seeds) or Welch t-test; None when no group has
-    two seeds."""
+def _grouped(runs: list[Run], groups: list[Group], objective: str) -> dict | None:
+    """The table of seed groups (in the order of ``groups``) with the verdicts on the
+    objective, as ``nnlab compare --group-seeds --against best`` computes them: each group
+    against the best by a paired (same seeds) or Welch t-test; None when no group has two
+    seeds."""
     if all(len(g.members) < 2 for g in groups):
         return None
-    data = table_data(build_table(runs, group_seeds=True))
-    data["verdicts"] = _verdicts(runs, groups, recs, objective)
+    try:
+        table = build_table(runs, group_seeds=True, against=["best"], objective=objective)
+    except NnlabError as e:  # no scipy (the stats extra), or no finite value
+        data = table_data(build_table(runs, group_seeds=True))
+        data["verdicts"] = {"metric": objective, "error": str(e)}
+        return data
+    data = table_data(table)
+    data["verdicts"] = _verdicts(table)
     return data
 
 
-def _verdicts(
-    runs: list[Run], groups: list[Group], recs: list[dict[str, Any]], objective: str
-) -> dict:
-    from nnlab.stats import verdicts
-
-    values = [np.array([recs[i].get(objective, math.nan) for i in g.members]) for g in groups]
-    seeds = [np.array([runs[i].config["training"]["seed"] for i in g.members]) for g in groups]
-    try:
-        v = verdicts(
-            list(zip(values, seeds, strict=True)), higher_is_better=higher_is_better(objective)
-        )
-    except NnlabError as e:  # no scipy (the stats extra), or no finite value
-        return {"metric": objective, "error": str(e)}
+def _verdicts(table: Table) -> dict:
+    """The verdict columns of a table as the page draws them: a row per group."""
+    v, f = table.verdict, table.frame
+    if v is None:
+        return {"error": "no groups"}
+    col = {s: list(f[f"{v.metric}.{s}"]) for s in ("diff", "diff_low", "diff_high", "p", "test")}
+    verdicts = list(f[f"{v.metric}.verdict"])
     rows = [
-        {"diff": clean(c.diff), "low": clean(c.low), "high": clean(c.high), "p": clean(c.p_value),
-         "test": c.test, "verdict": c.verdict, "marker": c.marker}
-        for c in v.rows
+        {"diff": clean(col["diff"][i]), "low": clean(col["diff_low"][i]),
+         "high": clean(col["diff_high"][i]), "p": clean(col["p"][i]), "test": col["test"][i],
+         "verdict": verdicts[i], "marker": MARKERS.get(verdicts[i], "")}
+        for i in range(len(f))
     ]  # fmt: skip
     return {
-        "metric": objective,
+        "metric": v.metric,
         "rows": rows,
         "best": v.best,
         "runner_up": v.runner_up,

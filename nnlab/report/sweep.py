@@ -14,6 +14,7 @@ from nnlab.errors import NnlabError
 from nnlab.report.groups import Group, clean
 
 LOG_SPREAD = 20.0  # a positive numeric axis spanning this factor or more is drawn in log
+FANOVA_BOOT_GROUPS = 60  # fANOVA's bootstrap (20 forests) for up to this many configs
 
 
 def sweep_data(
@@ -35,7 +36,7 @@ def sweep_data(
         "mean": means,
         "n": [sum(y[i] is not None for i in g.members) for g in groups],
         "values": y,
-        "importance": _importance(runs, groups, axes, y, objective),
+        "importance": _importance(runs, groups, objective),
     }
 
 
@@ -53,35 +54,25 @@ def _axis(name: str, texts: list[str]) -> dict:
     return {"name": name, "numeric": False, "values": texts, "levels": list(dict.fromkeys(texts))}
 
 
-def _importance(
-    runs: list[Run], groups: list[Group], axes: list[dict], y: list, objective: str
-) -> dict:
-    """Each axis's share of the variance of the objective over the configs (exact functional
-    ANOVA on a complete grid, fANOVA otherwise), with its bootstrap interval over seeds; or the
-    reason it cannot be computed."""
-    from nnlab.importance import importance
+def _importance(runs: list[Run], groups: list[Group], objective: str) -> dict:
+    """Each axis's share of the variance of the objective over the configs, as ``nnlab
+    importance`` computes it (``nnlab.compare.axes.runs_importance``: the exact functional
+    ANOVA on a complete grid, fANOVA otherwise, with its bootstrap interval over seeds); or
+    the reason it cannot be computed. fANOVA refits its forest for each bootstrap draw: beyond
+    ``FANOVA_BOOT_GROUPS`` configs of an incomplete grid the page goes without intervals."""
+    from nnlab.compare.axes import importance_rows, runs_importance
 
-    trials = []
-    for g, group in enumerate(groups):
-        for i in group.members:
-            row = {a["name"]: a["values"][g] for a in axes}
-            seed = runs[i].config.get("training", {}).get("seed")
-            trials.append({**row, "objective": y[i], "seed": seed})
-    names = [a["name"] for a in axes]
-    combos = set(zip(*(a["values"] for a in axes), strict=True))
-    grid = math.prod(len(set(a["values"])) for a in axes) == len(combos)
-    quick = grid or len(groups) <= 60  # fANOVA refits its forest for each bootstrap draw
+    n_boot = {"fanova": 0} if len(groups) > FANOVA_BOOT_GROUPS else None
     try:
-        imp = importance(trials, names, "objective", n_boot=None if quick else 0)
+        imp, _ = runs_importance(runs, objective, n_boot=n_boot)
     except (NnlabError, ImportError, ValueError) as e:
         return {"error": str(e)}
-    terms = [*imp.axes, *imp.interactions]
     return {
         "method": imp.method,
         "objective": objective,
         "terms": [
-            {"term": s.term, "share": clean(s.share), "low": clean(s.low), "high": clean(s.high)}
-            for s in terms
+            {k: t[k] if k == "term" else clean(t[k]) for k in ("term", "share", "low", "high")}
+            for t in importance_rows(imp)
         ],
         "seed_share": clean(imp.seed_share),
         "notes": imp.notes,

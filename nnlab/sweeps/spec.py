@@ -34,6 +34,7 @@ from nnlab.errors import ConfigError, NnlabError
 from nnlab.schema import Doc, Interval, check, fmt
 
 SEED_KEY = "training.seed"
+MAX_TRIALS = 10_000  # grid points times seeds, checked before the grid is built
 
 
 @dataclass
@@ -88,8 +89,12 @@ def seed_list(seeds: Any, where: str, source: str | None = None) -> list[int] | 
     if seeds is None:
         return None
     if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise ConfigError(f"a seed count must be >= 1, got {seeds}", where, source)
+        if not 1 <= seeds <= MAX_TRIALS:
+            raise ConfigError(
+                f"a seed count must be >= 1 and at most {MAX_TRIALS:,}, got {fmt(seeds)}",
+                where,
+                source,
+            )
         return list(range(seeds))
     if isinstance(seeds, list) and seeds:
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
@@ -144,7 +149,7 @@ def expression(text: str, where: str, source: str | None = None) -> list | None:
     fn = m.group(1)
     args = [parse_yaml(a, source=source or where) for a in split_values(m.group(2))]
     if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
-        raise ConfigError(f"{fn}(...) takes numbers, got {text.strip()!r}", where, source)
+        raise ConfigError(f"{fn}(...) takes numbers, got {fmt(text.strip())}", where, source)
     if fn == "range":
         if not 1 <= len(args) <= 3:
             raise ConfigError(
@@ -153,29 +158,53 @@ def expression(text: str, where: str, source: str | None = None) -> list | None:
         start, stop, step = ([0, *args, 1] if len(args) == 1 else [*args, 1])[:3]
         if step == 0:
             raise ConfigError("range: the step must not be 0", where, source)
-        if all(isinstance(a, int) for a in (start, stop, step)):
-            values: list = list(range(start, stop, step))
-        else:
-            n = max(0, math.ceil((stop - start) / step - 1e-9))
-            values = [_clean(start + i * step) for i in range(n)]
+        exact = all(isinstance(a, int) for a in (start, stop, step))
+        try:  # the count first, in integers when they are (len(range) stops at 2**63)
+            n = -((start - stop) // step) if exact else (stop - start) / step - 1e-9
+        except OverflowError:  # an integer beyond the floats
+            n = math.inf
+        n = max(0, math.ceil(n)) if math.isfinite(n) else n
+        _check_count(fn, n, where, source)
     else:
         if len(args) != 3 or not isinstance(args[2], int) or args[2] < 1:
             raise ConfigError(
                 f"{fn} takes (start, stop, count) with an integer count >= 1", where, source
             )
         a, b, n = args
-        points = [a + (b - a) * i / (n - 1) if n > 1 else a for i in range(n)]
-        values = [_clean(10.0**p if fn == "logspace" else float(p)) for p in points]
+        _check_count(fn, n, where, source)
+    try:
+        if fn != "range":
+            points = [a + (b - a) * i / (n - 1) if n > 1 else a for i in range(n)]
+            values = [_clean(10.0**p if fn == "logspace" else float(p)) for p in points]
+        elif exact:
+            values = list(range(start, stop, step))
+        else:
+            values = [_clean(start + i * step) for i in range(n)]
+    except OverflowError:
+        raise ConfigError(
+            f"{fn}(...) gives numbers beyond the floating-point range (1.8e308)", where, source
+        ) from None
     if not values:
         raise ConfigError(f"{text.strip()} gives no values", where, source)
     return values
+
+
+def _check_count(fn: str, n: float, where: str, source: str | None) -> None:
+    """An axis of more values than a sweep may have trials is refused before it is built."""
+    if not n <= MAX_TRIALS:  # NaN too (a step of inf)
+        count = f"{n:,}" if isinstance(n, int) else "infinitely many"
+        raise ConfigError(
+            f"{fn}(...) gives {count} values, more than the {MAX_TRIALS:,} trials a sweep may have",
+            where,
+            source,
+        )
 
 
 def parse_axis(text: str) -> tuple[str, list]:
     """``KEY=V1,V2,...`` (each value YAML) or ``KEY=range(...)`` -> (key, values)."""
     if "=" not in text:
         raise ConfigError(
-            f"{text!r}: expected KEY=V1,V2,..., e.g. optimizer.lr=0.1,0.01", source="-g"
+            f"{fmt(text)}: expected KEY=V1,V2,..., e.g. optimizer.lr=0.1,0.01", source="-g"
         )
     key, _, rest = text.partition("=")
     key = key.strip()
@@ -184,7 +213,7 @@ def parse_axis(text: str) -> tuple[str, list]:
     if values is None:
         items = split_values(rest)
         if any(item == "" for item in items):
-            raise ConfigError(f"an empty value in {rest!r}", key, "-g")
+            raise ConfigError(f"an empty value in {fmt(rest)}", key, "-g")
         values = [parse_yaml(item, source=where) for item in items]
     return key, values
 
@@ -221,10 +250,19 @@ def trial_label(overrides: dict[str, Any], seed: int | None) -> str:
     return " ".join(parts + ([f"seed={seed}"] if seed is not None else []))
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
-    return fmt(value) if not isinstance(value, str) else value
+def _short(value: Any, limit: int = 80) -> str:
+    """A value as a label shows it: compact JSON for lists and mappings, cut to ``limit``
+    characters without encoding the rest."""
+    if isinstance(value, str):
+        return value if len(value) <= limit and value.isprintable() else fmt(value)
+    if not isinstance(value, dict | list):
+        return fmt(value)
+    text = ""
+    for piece in json.JSONEncoder(separators=(",", ":")).iterencode(value):
+        text += piece
+        if len(text) > limit:
+            return text[: limit - 3] + "..."
+    return text
 
 
 @dataclass
@@ -374,6 +412,14 @@ def load_sweep(
         },
         origins=origins,
     )
+    if sweep.size > MAX_TRIALS:
+        sizes = [f"{len(a.values):,}" for a in sweep.axes]
+        sizes += [f"{len(seed_values):,} seeds"] if seed_values else []
+        raise ConfigError(
+            f"the grid has {sweep.size:,} trials ({' x '.join(sizes)}), more than the "
+            f"{MAX_TRIALS:,} a sweep may have",
+            source=source,
+        )
     return sweep
 
 
