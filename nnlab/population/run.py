@@ -171,6 +171,29 @@ def seed_configs(config: dict, seeds: list[int]) -> list[dict]:
     return out
 
 
+@dataclass
+class Units:
+    """How trials train: ``populations`` (lists of indices of configs trained together, each
+    as large as memory allows) and the trials that train alone, with why."""
+
+    populations: list[list[int]] = field(default_factory=list)
+    alone: dict[int, str] = field(default_factory=dict)
+
+
+def plan_units(configs: list[dict], slots: int = 1) -> Units:
+    """Group resolved configs into populations (``partition``), split so that each fits in
+    memory and, with ``slots`` workers, so that every worker gets one (of two members or
+    more, as even as can be)."""
+    part = partition(configs)
+    units = Units(alone=dict(part.alone))
+    for group in part.groups:
+        first = [configs[i] for i in group]
+        cap = population_size(build(first[0]), data_shared(first), len(group))
+        n = max(math.ceil(len(group) / cap), min(max(1, slots), len(group) // 2))
+        units.populations += [list(c) for c in np.array_split(group, n)]
+    return units
+
+
 def train_seeds(
     config: dict,
     seeds: list[int],
@@ -183,17 +206,22 @@ def train_seeds(
     train in a population (``say`` is told why)."""
     t0 = time.perf_counter()
     configs = seed_configs(config, seeds)
-    part = partition(configs)
+    units = plan_units(configs)
     root = new_run_dir(runs_dir, config["name"])
     width = max(3, len(str(max(seeds))))
     paths = [root / f"seed-{s:0{width}d}" for s in seeds]
-    result = SeedsResult(root, list(seeds), paths, [None] * len(seeds), dict(part.alone))
-    if part.alone and say is not None and len(part.alone) == len(seeds) > 1:
-        say(f"note: the seeds train one at a time: {next(iter(part.alone.values()))}")
-    for group in part.groups:
-        if not _run_groups(configs, paths, group, quiet, result):
+    result = SeedsResult(root, list(seeds), paths, [None] * len(seeds), dict(units.alone))
+    if units.alone and say is not None and len(units.alone) == len(seeds) > 1:
+        say(f"note: the seeds train one at a time: {next(iter(units.alone.values()))}")
+    for chunk in units.populations:
+        r = train_population([configs[i] for i in chunk], [paths[i] for i in chunk], quiet)
+        result.populations.append(len(chunk))
+        for i, s in zip(chunk, r.summaries, strict=True):
+            result.summaries[i] = s
+        if r.signal is not None:
+            result.signal = r.signal
             break
-    for i in sorted(part.alone):
+    for i in sorted(units.alone):
         if result.signal is not None:
             break
         r = train_single(configs[i], run_dir=paths[i], quiet=quiet)
@@ -205,23 +233,6 @@ def train_seeds(
             result.summaries[i] = read_summary(path)
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def _run_groups(configs, paths, group: list[int], quiet: bool, result: SeedsResult) -> bool:
-    """Train a group of configs in populations of the size memory allows; False once a
-    signal stopped one."""
-    first = [configs[i] for i in group]
-    size = population_size(build(first[0]), data_shared(first), len(group))
-    for start in range(0, len(group), size):
-        chunk = group[start : start + size]
-        r = train_population([configs[i] for i in chunk], [paths[i] for i in chunk], quiet)
-        result.populations.append(len(chunk))
-        for i, s in zip(chunk, r.summaries, strict=True):
-            result.summaries[i] = s
-        if r.signal is not None:
-            result.signal = r.signal
-            return False
-    return True
 
 
 def headline(summaries: list[dict | None]) -> str:
