@@ -134,3 +134,29 @@ def test_a_killed_population_sweep_resumes_with_every_trial_exactly_once(runs, t
                    handle_signals=False)  # fmt: skip
     same_numbers(trials[0], single.run_dir)
     assert json.loads((sweep_dir / "index.json").read_text())["trials"]
+
+
+def test_ctrl_c_stops_a_population_sweep_at_a_safe_point(runs):
+    """SIGINT: the worker's population stops at the end of a step, every member recorded
+    interrupted with its files; the sweep exits 130."""
+    args = [sys.executable, "-m", "nnlab", "sweep", str(XOR), "--seeds", "6",
+            "-s", "training.epochs=1000000", "-s", "training.log_every=1000",
+            "--runs-dir", str(runs)]  # fmt: skip
+    sweep_dir = runs / "sweeps" / "xor"
+    proc = subprocess.Popen(args, cwd=ROOT, env=nnlab_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: len(list(sweep_dir.glob("trials/*/metrics.csv"))) == 6, 120)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    entries = index_of(sweep_dir)
+    assert [e["status"] for e in entries] == ["interrupted"] * 6
+    for e in entries:
+        summary = read_summary(sweep_dir / e["run"])
+        assert summary["status"] == "interrupted" and summary["signal"] == "SIGINT"
+        assert summary["population"]["members"] == 6
+        assert (sweep_dir / e["run"] / "model.npz").exists()
