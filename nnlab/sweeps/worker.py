@@ -122,14 +122,15 @@ def train_members(members: list[dict], **options: Any) -> list[dict]:
     population, each into its run folder; an outcome per member (as ``run_task``'s).
     ``options`` go to ``train_population`` (``handle_signals``, ``stop``)."""
     from nnlab.errors import NnlabError
+    from nnlab.files import jsonable
     from nnlab.population.run import train_population
     from nnlab.runs import Status
 
     configs = [m["config"] for m in members]
     paths = [Path(m["run_dir"]) for m in members]
-    error = None
+    error, summaries = None, None
     try:
-        train_population(configs, paths, quiet=True, **options)
+        summaries = train_population(configs, paths, quiet=True, **options).summaries
     except (_Stop, KeyboardInterrupt):
         error = (Status.INTERRUPTED, "stopped by a signal")
     except NnlabError as e:
@@ -138,8 +139,8 @@ def train_members(members: list[dict], **options: Any) -> list[dict]:
         traceback.print_exc()
         error = (Status.FAILED, f"{type(e).__name__}: {e}")
     out = []
-    for m, path in zip(members, paths, strict=True):
-        summary = _summary(str(path))
+    for i, (m, path) in enumerate(zip(members, paths, strict=True)):
+        summary = jsonable(summaries[i]) if summaries else _summary(str(path))
         if error is not None and (summary is None or summary["status"] == Status.RUNNING):
             status, why = error
         else:
