@@ -81,9 +81,7 @@ class Population:
             check_monitor(
                 self.early_stopping["monitor"], self.columns, "training.early_stopping.monitor"
             )
-        M = len(members)
-        X = template.data.train.X
-        n = X.shape[0]
+        M, n = len(members), template.data.train.X.shape[0]
         self.batch = min(cfg["batch_size"] or n, n)
         self.shuffle = cfg["shuffle"] and self.batch < n  # a full batch's order changes nothing
         self.stack = Stack.choose(
