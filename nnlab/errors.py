@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 from collections.abc import Iterable
+from typing import ClassVar
 
 
 class NnlabError(Exception):
@@ -41,6 +44,49 @@ class DataError(NnlabError):
 
 class RunError(NnlabError):
     """A run folder is missing, damaged or not a run."""
+
+
+class StorageError(NnlabError, OSError):
+    """A file cannot be written (or read) for a reason of the machine, not of its content: a
+    full disk, a read-only folder, a missing permission, a symbolic link where nnlab writes a
+    file of its own. The message names the file and the remedy. It is an ``OSError`` too
+    (``errno``, ``filename``), so that code which falls back on an OSError (a cache written
+    where it can be) still does."""
+
+    REMEDIES: ClassVar[dict[int, str]] = {
+        errno.ENOSPC: "the disk is full: free some space, or write to another folder",
+        errno.EDQUOT: "the disk quota is used up: free some space, or write to another folder",
+        errno.EROFS: "the file system is read-only: write to another folder",
+        errno.EACCES: "permission denied: make the folder writable, or write to another one",
+        errno.EPERM: "not permitted: make the folder writable, or write to another one",
+        errno.ELOOP: "it is a symbolic link, which nnlab does not follow to write a file of "
+        "its own: remove the link",
+    }
+
+    def __init__(
+        self,
+        error: OSError,
+        path: str | os.PathLike | None,
+        doing: str | None = "write",
+        hint: str = "",
+    ):
+        """``error``'s errno and reason, about the file ``path``; ``doing``: what could not be
+        done to it (None: unknown), ``hint``: what to do afterwards."""
+        filename = os.fspath(path) if path is not None else None
+        super().__init__(error.errno, error.strerror or str(error), filename)
+        self.doing = doing
+        self.hint = hint
+
+    def __str__(self) -> str:
+        reason = self.REMEDIES.get(self.errno) or (self.strerror or "").lower() or "failed"
+        where = f"{_printable(str(self.filename))}: " if self.filename else ""
+        doing = f"cannot {self.doing}: " if self.doing else ""
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{where}{doing}{reason}{hint}"
+
+    def with_hint(self, hint: str) -> StorageError:
+        """The same error, with what to do afterwards added (how to resume a run)."""
+        return StorageError(self, self.filename, self.doing, hint)
 
 
 MAX_NAME = 300  # characters of a key path or file name quoted in a message

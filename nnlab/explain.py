@@ -52,16 +52,15 @@ class Saliency:
 def run_inputs(run: str | Path, split: str) -> tuple[Any, dict, Any, Array]:
     """(model, meta, data, X) of a run folder: its trained model and the inputs of a split of
     its data, as they were in training (same splits, same scaling)."""
-    from nnlab.config import load_config
     from nnlab.data import load
     from nnlab.experiment import seed_streams
-    from nnlab.runs import load_model
+    from nnlab.runs import load_model, load_run_config
 
     path = Path(run)
     if not (path / "config.yaml").is_file():
         raise DataError(f"{run}: not a run folder (no config.yaml); give a run folder")
     model, meta = load_model(path)
-    config = load_config(path / "config.yaml")
+    config = load_run_config(path)
     rngs = seed_streams(config["training"]["seed"], config["data"].get("split_seed"))
     data = load(config["data"], rngs["data"], model.dtype)
     if split not in SPLITS:

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from nnlab.errors import StorageError
+from nnlab.files import atomic_write, open_log
 from nnlab.nn.layers import LAYERS
-from nnlab.runs import number_text, read_csv_rows, rewrite_csv
+from nnlab.runs import number_text
 
 Array = np.ndarray
 PROBE = 512
@@ -63,21 +65,23 @@ def unit_spread(A: Array) -> float:
 class LayerStats:
     """Writes layers.csv rows for an experiment, from a fixed probe batch."""
 
-    def __init__(self, exp: Any, path: Path, keep_epochs: int | None = None):
+    def __init__(self, exp: Any, path: Path, keep_bytes: int | None = None):
+        """Start layers.csv, or with ``keep_bytes`` continue it after its first ``keep_bytes``
+        bytes, cut there in place (the rows up to a resumed run's checkpoint, as
+        ``runs.log_size_before`` finds them)."""
         self.exp = exp
         self.path = path
         n = min(PROBE, len(exp.data.train))
         self.X = exp.data.train.X[:n]
         self.objective = exp.objective.of([t.take(slice(0, n)) for t in exp.targets["train"]])
-        kept = []
-        if keep_epochs is not None and path.exists():
-            kept = [r for r in read_csv_rows(path) if int(r["epoch"]) <= keep_epochs]
-        rewrite_csv(path, COLUMNS, kept)
-        self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
+        if keep_bytes is None:
+            atomic_write(path, ",".join(COLUMNS) + "\n", durable=False)  # a log: never synced
+        self._f = open_log(path, keep_bytes)  # never through a symbolic link
 
     def record(self, epoch: int) -> None:
         exp = self.exp
         model = exp.model
+        lines = []
         outs = model.forward(self.X, training=False, logits=exp.logit_flags)
         _, douts = self.objective(outs)
         model.backward(douts, logits=exp.logit_flags)
@@ -101,8 +105,12 @@ class LayerStats:
                 "w_norm": float(np.linalg.norm(W)) if W is not None else math.nan,
                 "grad_norm": float(np.linalg.norm(dW)) if dW is not None else math.nan,
             }  # fmt: skip
-            self._f.write(",".join(_text(row[c]) for c in COLUMNS) + "\n")
-        self._f.flush()
+            lines.append(",".join(_text(row[c]) for c in COLUMNS) + "\n")
+        try:
+            self._f.write("".join(lines))
+            self._f.flush()
+        except OSError as e:
+            raise StorageError(e, self.path) from None
 
     def _arrays(self, layer: Any, i: int) -> tuple[Array | None, Array | None]:
         """The pre-activation and activation a layer computed on the probe batch."""
@@ -121,7 +129,10 @@ class LayerStats:
         return None, None
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError as e:
+            raise StorageError(e, self.path) from None
 
 
 def _text(v: Any) -> str:

@@ -6,9 +6,13 @@ are written through ``nnlab.runs``, the owner of the run folder.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import platform
 import queue
+import shlex
+import shutil
 import signal
 import socket
 import threading
@@ -22,20 +26,24 @@ import numpy as np
 
 from nnlab import __version__, baselines, threshold
 from nnlab.config import config_hash
-from nnlab.errors import RunError
+from nnlab.errors import NnlabError, RunError, StorageError
 from nnlab.experiment import Experiment, build, evaluate, evaluate_groups, model_meta
+from nnlab.layerstats import COLUMNS as LAYER_COLUMNS
 from nnlab.layerstats import LayerStats
+from nnlab.runcheck import check_state
 from nnlab.runs import (
     CHECKPOINT,
     DONE,
     MetricsLog,
     Status,
     alive,
+    load_run_config,
+    log_size_before,
     new_run_dir,
     now,
     read_checkpoint,
-    read_metrics,
     read_summary,
+    rows_before,
     save_checkpoint,
     save_model,
     write_config,
@@ -73,9 +81,14 @@ def train(
     path = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, config["name"])
     path.mkdir(parents=True, exist_ok=True)
     summary = start_summary(config, exp, path)
-    summary.update(write_config(path, config))  # a copy of the config, for fast readers
-    write_summary(path, summary, durable=False)  # the final one is
-    trainer.log = MetricsLog(path / "metrics.csv", trainer.columns)
+    try:
+        summary.update(write_config(path, config))  # a copy of the config, for fast readers
+        write_summary(path, summary, durable=False)  # the final one is
+        trainer.log = MetricsLog(path / "metrics.csv", trainer.columns)
+    except StorageError:
+        if run_dir is None:  # a folder of this run's own, with nothing in it worth keeping
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     return _execute(exp, trainer, path, summary, handle_signals, stop)
 
 
@@ -110,10 +123,14 @@ def resume(
     handle_signals: bool = True,
     stop: queue.SimpleQueue | None = None,
 ) -> RunResult:
-    """Continue a killed or interrupted run from its last checkpoint. The metrics it writes are
-    those of an uninterrupted run, bit for bit (timing apart). ``stop`` as for ``train``."""
-    from nnlab.config import load_config
+    """Continue a killed, interrupted or failed run from its last checkpoint. The metrics it
+    writes are those of an uninterrupted run, bit for bit (timing apart). ``stop`` as for
+    ``train``.
 
+    Every file is read and checked before any is changed (the summary, the config, the
+    checkpoint against the run's model and optimizer, metrics.csv's rows up to the
+    checkpoint, read in blocks); a damaged one is a RunError naming it, and the run is left
+    as it was."""
     path = Path(run_dir)
     summary = read_summary(path)
     status = summary["status"]
@@ -121,36 +138,56 @@ def resume(
         raise RunError(f"{path}: the run is {status}; there is nothing to resume")
     if alive(summary):
         raise RunError(f"{path}: the run is still running (pid {summary['pid']})")
-    config = load_config(path / "config.yaml")
+    config = load_run_config(path)
     config["name"] = summary.get("name", config["name"])
     exp = build(config)
     trainer = Trainer(exp, quiet=quiet)
-    checkpoint = path / CHECKPOINT
-    rows: list[dict] = []
-    if checkpoint.is_file():
-        arrays, meta = read_checkpoint(checkpoint)
-        rows = _rows_before(read_metrics(path).rows(), meta["epoch"], trainer.log_every, path)
-        try:
-            trainer.load_state(arrays, meta, rows)
-        except (KeyError, ValueError) as e:
-            raise RunError(f"{checkpoint}: does not fit this run's model ({e})") from None
-    trainer.log = MetricsLog(path / "metrics.csv", trainer.columns, keep_rows=len(rows))
+    keep = _restore(trainer, path)
+    layers = None  # layers.csv: the bytes to keep, or None to start it anew
+    if keep is not None and config["training"]["log_layers"]:
+        layers = log_size_before(path / "layers.csv", LAYER_COLUMNS, trainer.epoch)
+    _remove_stale_temporaries(path)
+    trainer.log = MetricsLog(path / "metrics.csv", trainer.columns, keep_bytes=keep)
     summary.update(status=Status.RUNNING, pid=os.getpid(), host=socket.gethostname())
     for key in ("error", "traceback", "signal", "finished"):
         summary.pop(key, None)
     summary.setdefault("resumed", []).append({"at_epoch": trainer.epoch, "time": now()})
-    write_summary(path, summary)
-    return _execute(exp, trainer, path, summary, handle_signals, stop)
+    try:
+        write_summary(path, summary)
+    except StorageError:
+        trainer.log.abandon()
+        raise
+    return _execute(exp, trainer, path, summary, handle_signals, stop, layers)
 
 
-def _rows_before(rows: list[dict], epoch: int, every: int, path: Path) -> list[dict]:
-    """The metrics rows an uninterrupted run has written by the end of ``epoch`` (every
-    ``every``-th epoch's): those to keep when resuming from a checkpoint there. They must be
-    the first rows of the file; the last row of a session that ended between two is not."""
-    kept = rows[: epoch // every]
-    if len(kept) < epoch // every or any(r["epoch"] != (i + 1) * every for i, r in enumerate(kept)):
-        raise RunError(f"{path}: metrics.csv does not hold the rows the checkpoint counts")
-    return kept
+def _restore(trainer: Trainer, path: Path) -> int | None:
+    """Load the run's checkpoint into ``trainer`` once it is known to fit, with the tally of
+    the metrics rows before it; returns the bytes of metrics.csv to keep (None without a
+    checkpoint: the run starts over)."""
+    checkpoint = path / CHECKPOINT
+    if not checkpoint.is_file() and not checkpoint.is_symlink():
+        return None
+    arrays, meta = read_checkpoint(checkpoint)
+    epochs = trainer.exp.config["training"]["epochs"]
+    if meta["epoch"] > epochs:
+        raise RunError(
+            f"{checkpoint}: damaged (epoch {meta['epoch']}, beyond the run's {epochs} epochs)"
+        )
+    check_state(trainer.state(), (arrays, meta), checkpoint)
+    keep, tally = rows_before(path, trainer.columns, meta["epoch"], trainer.log_every)
+    try:
+        trainer.load_state(arrays, meta, tally)
+    except (KeyError, ValueError, TypeError, IndexError) as e:
+        raise RunError(f"{checkpoint}: does not fit this run ({e!s:.160})") from None
+    return keep
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """The temporary files of atomic writes that a killed process left in a run folder (no
+    process but this one works in it now): they may be large, and keep a full disk full."""
+    for tmp in path.glob(".*.tmp-*"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _execute(
@@ -160,9 +197,11 @@ def _execute(
     summary: dict,
     handle_signals: bool,
     stop: queue.SimpleQueue | None = None,
+    layers: int | None = None,
 ) -> RunResult:
     """Run the loop with checkpoints and signal handling, then record the result. Times add
-    up over the sessions of a resumed run."""
+    up over the sessions of a resumed run. ``layers``: the bytes of layers.csv a resumed run
+    keeps (None: it starts anew)."""
     started = time.time() - float(summary.get("wall_seconds", 0.0))
     train_seconds = float(summary.get("train_seconds", 0.0))
     checkpoint = path / CHECKPOINT
@@ -170,39 +209,79 @@ def _execute(
     def save(tr: Trainer) -> None:
         tr.log.flush()  # the rows a checkpoint counts are on disk before it is
         save_checkpoint(checkpoint, *tr.state())
+        tr.log.checkpointed = tr.log.size
 
     trainer.checkpoint = save
-    stats = _layer_stats(exp, trainer, path, resumed=bool(summary.get("resumed")))
     t0 = time.perf_counter()
+    fit_seconds, stats = None, None
     try:
+        stats = _layer_stats(exp, trainer, path, layers)
         with stops(trainer, handle_signals, stop):
             status = trainer.fit()
-    except BaseException as e:
-        summary.update(
-            status=Status.FAILED,
-            error=f"{type(e).__name__}: {e}",
-            traceback=traceback.format_exc(),
-        )
-        _finish(summary, trainer, started, train_seconds + time.perf_counter() - t0)
-        write_summary(path, summary)
-        raise
-    finally:
-        trainer.log.close()
+        fit_seconds = time.perf_counter() - t0
+        trainer.log.close()  # the last rows reach the disk (or a full disk shows) here
         if stats is not None:
             stats.close()
-    train_seconds += time.perf_counter() - t0
-    _record(exp, trainer, path, summary, status)
-    _finish(summary, trainer, started, train_seconds)
-    write_summary(path, summary)
+        _record(exp, trainer, path, summary, status)
+        _finish(summary, trainer, started, train_seconds + fit_seconds)
+        write_summary(path, summary)
+    except BaseException as e:
+        seconds = fit_seconds if fit_seconds is not None else time.perf_counter() - t0
+        marked = _fail(summary, trainer, stats, path, e, started, train_seconds + seconds)
+        if isinstance(e, StorageError):
+            raise e.with_hint(_resume_hint(path, marked)) from None
+        raise
+    if status in DONE:  # nothing left to resume, now that the summary says so
+        (path / CHECKPOINT).unlink(missing_ok=True)
     return RunResult(path, summary, exp)
 
 
-def _layer_stats(exp: Experiment, trainer: Trainer, path: Path, resumed: bool):
-    """layers.csv, when the config asks for it: a row per layer at epoch 0 and each epoch."""
+def _fail(
+    summary: dict,
+    trainer: Trainer,
+    stats: Any,
+    path: Path,
+    error: BaseException,
+    started: float,
+    train_seconds: float,
+) -> bool:
+    """Record a run that stopped on ``error`` as failed, where its summary can still be
+    written (a full disk may refuse even that); its logs are closed without raising.
+    Returns whether the summary was written."""
+    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    trainer.log.abandon(free_space=full)
+    if stats is not None:
+        with contextlib.suppress(OSError):
+            stats.close()
+    known = isinstance(error, NnlabError)
+    text = str(error) if known else f"{type(error).__name__}: {error}"
+    summary.update(status=Status.FAILED, error=text)
+    if not known:
+        summary["traceback"] = traceback.format_exc()
+    _finish(summary, trainer, started, train_seconds)
+    try:
+        write_summary(path, summary)
+    except StorageError:
+        return False
+    return True
+
+
+def _resume_hint(path: Path, marked: bool) -> str:
+    """What a run stopped by a full disk or a read-only folder can do next."""
+    state = "the run is marked failed" if marked else "the run could not be marked failed"
+    return (
+        f"{state}; once the disk has room, nnlab train --resume {shlex.quote(str(path))} "
+        "continues it from its last checkpoint"
+    )
+
+
+def _layer_stats(exp: Experiment, trainer: Trainer, path: Path, keep: int | None):
+    """layers.csv, when the config asks for it: a row per layer at epoch 0 and each epoch
+    (``keep``: the bytes a resumed run keeps of it)."""
     if not exp.config["training"]["log_layers"]:
         return None
-    stats = LayerStats(exp, path / "layers.csv", keep_epochs=trainer.epoch if resumed else None)
-    if trainer.epoch == 0:
+    stats = LayerStats(exp, path / "layers.csv", keep_bytes=keep)
+    if keep is None:
         stats.record(0)
     trainer.on_epoch = stats.record
     return stats
@@ -247,12 +326,10 @@ class stops:
 
 def _record(exp: Experiment, trainer: Trainer, path: Path, summary: dict, status: str) -> None:
     """What a run that ended leaves: final metrics per split and the model (or where it
-    diverged); the checkpoint goes once there is nothing left to resume."""
+    diverged)."""
     decision = end_summary(exp, summary, status, trainer.diverged_at, trainer.stop_signal)
     if status != Status.DIVERGED:
         save_model(path / "model.npz", exp.model, saved_meta(exp, decision))
-    if status in DONE:
-        (path / CHECKPOINT).unlink(missing_ok=True)
 
 
 def saved_meta(exp: Experiment, decision: dict | None) -> dict:
@@ -286,13 +363,13 @@ def end_summary(
 
 def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: float) -> None:
     """Fill in what the loop saw."""
-    last = trainer.last
+    last = trainer.tally.last
     es = None
     if trainer.early_stopping is not None and trainer.es_epoch is not None:
         es = (trainer.early_stopping["monitor"], trainer.es_epoch, trainer.best_theta is not None)
     epochs = last["epoch"] if last else 0
     last = {k: v for k, v in last.items() if k != "seconds"} if last else {}
-    loop_summary(summary, epochs, last, trainer.best, trainer.threads,
+    loop_summary(summary, epochs, last, trainer.tally.best, trainer.threads,
                  trainer.stopped_early, es)  # fmt: skip
     summary["train_seconds"] = round(train_seconds, 4)
     summary["wall_seconds"] = round(time.time() - started, 4)

@@ -1,6 +1,8 @@
 """What a metric's name says about it: which way is better, and the best value over epochs.
 
 One copy for the training loop (early stopping, summary.json's ``best``), compare and plot.
+``MetricsTally`` keeps the best and the last of a stream of epoch rows in constant memory: a
+run of millions of epochs keeps its rows in metrics.csv only.
 """
 
 from __future__ import annotations
@@ -76,3 +78,51 @@ def update_best(best: dict[str, dict], row: dict) -> None:
         b = best.get(k)
         if b is None or better(k, v, b["value"]):
             best[k] = {"value": v, "epoch": row["epoch"]}
+
+
+class MetricsTally:
+    """The epoch rows of a run as they come, in constant memory: the last row, the best value
+    of each metric with its epoch (``best_of`` over every row so far) and how many rows came.
+
+    The training loop keeps one and writes the rows to metrics.csv; resume rebuilds it from
+    the file in blocks (``add_block``); a loop over several models can keep one for each."""
+
+    def __init__(self) -> None:
+        self.best: dict[str, dict] = {}
+        self.last: dict | None = None
+        self.count = 0
+
+    @classmethod
+    def of(cls, rows: Iterable[dict]) -> MetricsTally:
+        """The tally of ``rows``, in epoch order."""
+        tally = cls()
+        for row in rows:
+            tally.add(row)
+        return tally
+
+    def add(self, row: dict) -> None:
+        """One more row (a dict with its ``epoch``), of a later epoch than those before."""
+        update_best(self.best, row)
+        self.last = row
+        self.count += 1
+
+    def add_block(self, columns: list[str], values: np.ndarray) -> None:
+        """Rows as metrics.csv holds them, ``values`` (rows, columns) with an ``epoch`` column
+        (NaN for an empty cell), of later epochs than those before: the same tally as adding
+        them one by one, in a few NumPy calls per column."""
+        if not len(values):
+            return
+        epochs = values[:, columns.index("epoch")]
+        for j, name in enumerate(columns):
+            if name in NOT_METRICS:
+                continue
+            col = values[:, j]
+            finite = np.flatnonzero(np.isfinite(col))
+            if len(finite):
+                pick = np.argmax if higher_is_better(name) else np.argmin  # the first on ties
+                i = finite[pick(col[finite])]
+                update_best(self.best, {"epoch": int(epochs[i]), name: float(col[i])})
+        last = dict(zip(columns, values[-1].tolist(), strict=True))
+        last["epoch"] = int(last["epoch"])
+        self.last = last
+        self.count += len(values)

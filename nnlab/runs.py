@@ -5,7 +5,8 @@ flushed as it is written), ``summary.json`` (status, last/best/test metrics, tim
 ``model.npz`` (the weights with the architecture beside them) and, while training,
 ``checkpoint.npz``. Every file but the metrics log is written atomically (``files.atomic_write``),
 so a killed run never leaves half a file behind. The metrics log's own code is in
-``nnlab.metrics_csv``; its names are given here too.
+``nnlab.metrics_csv``; its names are given here too. What each file must hold is checked as it
+is read (``nnlab.runcheck``).
 
 A run's status is one of ``Status``; a run whose summary says running but whose process is gone
 is ``killed`` (``run_status``), and that is the only place liveness is decided.
@@ -21,6 +22,8 @@ import os
 import re
 import socket
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -28,25 +31,54 @@ from typing import Any
 
 import numpy as np
 
-from nnlab.errors import ConfigError, RunError
-from nnlab.files import atomic_write, atomic_write_many, json_text, jsonable, write_json
+from nnlab.errors import ConfigError, RunError, StorageError
+from nnlab.files import (
+    atomic_write,
+    atomic_write_many,
+    json_text,
+    jsonable,
+    open_regular,
+    write_json,
+)
 from nnlab.metrics_csv import ENDS as ENDS
 from nnlab.metrics_csv import Metrics as Metrics
 from nnlab.metrics_csv import MetricsLog as MetricsLog
-from nnlab.metrics_csv import complete_lines as complete_lines
 from nnlab.metrics_csv import last_epoch as last_epoch
+from nnlab.metrics_csv import log_size_before as log_size_before
 from nnlab.metrics_csv import metrics_text as metrics_text
 from nnlab.metrics_csv import metrics_texts as metrics_texts
 from nnlab.metrics_csv import number_text as number_text
-from nnlab.metrics_csv import read_csv_rows as read_csv_rows
 from nnlab.metrics_csv import read_last_metrics as read_last_metrics
 from nnlab.metrics_csv import read_metrics as read_metrics
-from nnlab.metrics_csv import rewrite_csv as rewrite_csv
+from nnlab.metrics_csv import rows_before as rows_before
+from nnlab.runcheck import (
+    check_arrays,
+    check_checkpoint,
+    check_heads,
+    check_input_scaling,
+    check_model_meta,
+    check_summary,
+    reason,
+)
 
 MODEL_FORMAT = "nnlab-model/1"
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_FORMAT = "nnlab-checkpoint/1"
 RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "model.npz")
+#: larger than any summary.json or config.yaml nnlab writes (a few kilobytes): not read
+MAX_TEXT_FILE = 8 << 20
+#: what reading a damaged .npz can raise (zip, npy and JSON parts, a header that claims more
+#: memory than there is)
+NPZ_ERRORS = (
+    OSError,
+    ValueError,
+    KeyError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    RecursionError,
+    MemoryError,
+)
 
 
 class Status(StrEnum):
@@ -85,7 +117,7 @@ def make_dir(path: Path, what: str) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise RunError(f"{path}: cannot create {what} ({e.strerror or e})") from None
+        raise StorageError(e, path, f"create {what}") from None
 
 
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:
@@ -100,7 +132,7 @@ def new_run_dir(runs_dir: str | Path, name: str) -> Path:
         except FileExistsError:
             continue
         except OSError as e:
-            raise RunError(f"{path}: cannot create the run folder ({e.strerror or e})") from None
+            raise StorageError(e, path, "create the run folder") from None
         return path
     raise RunError(f"{root}: could not create a new run folder named {stem}")
 
@@ -176,6 +208,19 @@ def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[
     return unique
 
 
+# ---------------------------------------------------------------- reading
+
+
+def read_small_file(path: Path, limit: int = MAX_TEXT_FILE) -> bytes:
+    """A run's small file (summary.json, config.yaml), at most ``limit`` bytes; missing:
+    FileNotFoundError; larger or unreadable: a RunError naming it."""
+    with open_regular(path) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise RunError(f"{path}: damaged (larger than {limit >> 20} MB; nnlab writes kilobytes)")
+    return data
+
+
 # ---------------------------------------------------------------- config and summary
 
 
@@ -208,19 +253,18 @@ def read_config(run: str | Path, summary: dict | None = None) -> dict:
 
     path = Path(run) / "config.yaml"
     try:
-        data = path.read_bytes()
+        data = read_small_file(path)
     except FileNotFoundError:
         raise RunError(f"{path}: missing") from None
-    except OSError as e:
-        raise RunError(f"{path}: damaged ({e})") from None
     copy = (summary or {}).get("config")
     if isinstance(copy, dict) and summary.get("config_digest") == _digest(data):
         return copy
     try:
         config = parse_yaml(data.decode("utf-8"), str(path))
-    except (UnicodeDecodeError, ConfigError) as e:
-        reason = e.detail if isinstance(e, ConfigError) else e
-        raise RunError(f"{path}: damaged ({reason})") from None
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path}: damaged (not UTF-8 text at byte {e.start})") from None
+    except (ConfigError, RecursionError) as e:
+        raise RunError(f"{path}: damaged ({getattr(e, 'detail', None) or reason(e)})") from None
     if not isinstance(config, dict):
         raise RunError(f"{path}: damaged (not a mapping)")
     return config
@@ -229,6 +273,17 @@ def read_config(run: str | Path, summary: dict | None = None) -> dict:
 def summary_text(summary: dict) -> str:
     """summary.json's text."""
     return json_text(summary) + "\n"
+
+
+def load_run_config(run: str | Path) -> dict:
+    """A run's config.yaml validated as a config file is (to rebuild its experiment); a
+    damaged or invalid one is an error naming the file."""
+    from nnlab.config import resolve
+
+    config = resolve(read_config(run), source=str(Path(run) / "config.yaml"))
+    if config["name"] is None:
+        config["name"] = Path(run).name
+    return config
 
 
 def write_summary(run: Path, summary: dict, durable: bool = True) -> None:
@@ -243,17 +298,16 @@ def write_run_files(files: dict[Path, str | bytes], durable: bool = True) -> Non
 
 
 def read_summary(run: str | Path) -> dict:
-    """A run's summary.json; a RunError when it is missing, unreadable or not a summary."""
+    """A run's summary.json; a RunError when it is missing, unreadable, not a summary or a
+    field nnlab reads has the wrong type (``runcheck.SUMMARY_FIELDS``)."""
     path = Path(run) / "summary.json"
     try:
-        summary = json.loads(path.read_bytes())
+        summary = json.loads(read_small_file(path))
     except FileNotFoundError:
         raise RunError(f"{run}: not a run folder (no summary.json)") from None
-    except (OSError, ValueError, RecursionError) as e:
-        raise RunError(f"{path}: damaged ({e})") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("status"), str):
-        raise RunError(f"{path}: damaged (not an nnlab summary)")
-    return summary
+    except (ValueError, RecursionError) as e:
+        raise RunError(f"{path}: damaged ({reason(e)})") from None
+    return check_summary(summary, path, STATUSES)
 
 
 def run_status(summary: dict) -> str:
@@ -348,36 +402,56 @@ def model_bytes(model: Any, meta: dict) -> bytes:
 
 
 def read_model_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(meta, params) from a model.npz."""
+    """(meta, params) from a model.npz; a RunError names the file when it is missing or
+    damaged: not an .npz, an architecture that is not an nnlab model's
+    (``runcheck.check_model_meta``), parameters that are not numbers, an input scaling that
+    is not finite numbers of the input's shape."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open_regular(path) as f, np.load(f, allow_pickle=False) as z:
             meta = json.loads(bytes(z["architecture"]).decode())
             params = {k[len("param/") :]: z[k] for k in z.files if k.startswith("param/")}
-            meta["shift"] = z["input/shift"]
-            meta["scale"] = z["input/scale"]
+            if isinstance(meta, dict):
+                meta["shift"] = z["input/shift"]
+                meta["scale"] = z["input/scale"]
     except FileNotFoundError:
         raise RunError(f"{path}: no such file; the run has no saved model") from None
-    except (OSError, ValueError, KeyError) as e:
-        raise RunError(f"{path}: not a readable nnlab model ({e})") from None
-    if meta.get("format") != MODEL_FORMAT:
-        raise RunError(f"{path}: unknown model format {meta.get('format')!r}")
+    except NPZ_ERRORS as e:
+        raise RunError(f"{path}: not a readable nnlab model ({reason(e)})") from None
+    if isinstance(meta, dict) and meta.get("format") != MODEL_FORMAT:
+        raise RunError(f"{path}: unknown model format {str(meta.get('format'))[:40]!r}")
+    check_model_meta(meta, path)
+    check_arrays(params, path)
+    check_input_scaling(meta, path)
     return meta, params
 
 
 def load_model(run: str | Path) -> tuple[Any, dict]:
     """Rebuild a trained model from a run folder (or a model.npz): (model, meta), with the run
-    folder's name as ``meta["run"]``."""
+    folder's name as ``meta["run"]``. Every parameter the architecture has must be in the
+    file with its shape, and nothing else."""
     from nnlab.nn import Model
 
     path = Path(run)
     if not path.exists():
         raise RunError(f"{run}: no such run folder or model file")
-    meta, params = read_model_file(path / "model.npz" if path.is_dir() else path)
+    file = path / "model.npz" if path.is_dir() else path
+    meta, params = read_model_file(file)
     meta["run"] = (path if path.is_dir() else path.parent).resolve().name
-    model = Model.from_spec(
-        meta["model"], tuple(meta["input_shape"]), np.random.default_rng(0), meta["dtype"]
-    )
-    model.load_state_dict(params)
+    try:
+        stored = sum(p.size for p in params.values())  # an edited architecture built no larger
+        model = Model.from_spec(
+            meta["model"],
+            tuple(meta["input_shape"]),
+            np.random.default_rng(0),
+            meta["dtype"],
+            max_params=stored,
+        )
+        model.load_state_dict(params)
+    except ConfigError as e:
+        raise RunError(f"{file}: damaged (its architecture: {e})") from None
+    except ValueError as e:
+        raise RunError(f"{file}: damaged ({reason(e)})") from None
+    check_heads(model, meta, file)
     return model, meta
 
 
@@ -395,12 +469,18 @@ def checkpoint_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays, meta) of a checkpoint.npz; a RunError names the file when it is damaged: not
+    an .npz, no state with a count of epochs, arrays that are not numbers. Whether the state
+    fits the run is for the run to check (``runcheck.check_state``)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open_regular(path) as f, np.load(f, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
             arrays = {k: z[k] for k in z.files if k != "meta"}
-    except (OSError, ValueError, KeyError) as e:
-        raise RunError(f"{path}: not a readable checkpoint ({e})") from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise RunError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+    except FileNotFoundError:
+        raise RunError(f"{path}: no such file") from None
+    except NPZ_ERRORS as e:
+        raise RunError(f"{path}: not a readable checkpoint ({reason(e)})") from None
+    if isinstance(meta, dict) and meta.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path}: unknown checkpoint format {str(meta.get('format'))[:40]!r}")
+    check_checkpoint(arrays, meta, path)
     return arrays, meta

@@ -19,7 +19,7 @@ import numpy as np
 from nnlab import threads
 from nnlab.errors import ConfigError, did_you_mean
 from nnlab.experiment import Experiment, Meters, evaluate, metric_columns
-from nnlab.metrics import NOT_METRICS, best_of, higher_is_better, update_best
+from nnlab.metrics import NOT_METRICS, MetricsTally, higher_is_better
 from nnlab.progress import Progress
 from nnlab.pseudo import PseudoLabels
 from nnlab.runs import MetricsLog, Status
@@ -115,12 +115,14 @@ def check_monitor(key: str, columns: list[str], path: str) -> None:
 
 
 class Trainer:
-    """Runs the epochs of an experiment, writing rows to a metrics log as it goes."""
+    """Runs the epochs of an experiment, writing rows to a metrics log as it goes: a
+    ``MetricsLog`` (metrics.csv), or a list that collects them. Of the rows it keeps only the
+    best and the last (``tally``), so that its memory does not grow with the epochs."""
 
     def __init__(
         self,
         exp: Experiment,
-        log: MetricsLog | None = None,
+        log: MetricsLog | list[dict] | None = None,
         quiet: bool = True,
         checkpoint: Callable[[Trainer], None] | None = None,
     ):
@@ -136,12 +138,11 @@ class Trainer:
         self.diverged_at: dict | None = None
         self.stopped_early = False
         self.columns = metric_columns(exp)
-        # the rows written to metrics.csv: every epoch's, or every k-th and the last
+        self.tally = MetricsTally()  # of every epoch's row: the best, the last
+        # rows written to the log: every epoch's, or every k-th and the last
         self.log_every = exp.config["training"].get("log_every", 1)
-        self.rows: list[dict] = []
-        self.last: dict | None = None  # the last epoch's row, written or not
-        self.best: dict[str, dict] = {}  # best_of over every epoch's row
-        self._seconds = 0.0  # of the epochs since the last written row
+        self.written = 0  # the epoch of the last row written
+        self._seconds = 0.0  # of the epochs since the last row written
         es = exp.config["training"]["early_stopping"]
         if es is not None:
             check_monitor(es["monitor"], self.columns, "training.early_stopping.monitor")
@@ -193,8 +194,8 @@ class Trainer:
                         last_checkpoint = time.monotonic()
         finally:
             fit.progress.close()
-        last = self.last
-        if last is not None and (not self.rows or self.rows[-1]["epoch"] != last["epoch"]):
+        last = self.tally.last
+        if last is not None and self.written != last["epoch"]:
             self._write(last)  # the last epoch's row, also between every k-th
         if self.status == Status.RUNNING:
             self.status = Status.INTERRUPTED if self.stop_signal is not None else Status.COMPLETED
@@ -267,8 +268,7 @@ class Trainer:
             row["pseudo_labels"] = self.pseudo.count
         row["lr"] = lr
         row["seconds"] = seconds
-        self.last = row
-        update_best(self.best, row)
+        self.tally.add(row)
         self._seconds += seconds
         if (epoch + 1) % self.log_every == 0:
             self._write(row)
@@ -296,7 +296,7 @@ class Trainer:
         if row["seconds"] != self._seconds:  # a copy: the epoch's own row keeps its time
             row = {**row, "seconds": self._seconds}
         self._seconds = 0.0
-        self.rows.append(row)
+        self.written = row["epoch"]
         if self.log is not None:
             self.log.append(row)
 
@@ -320,15 +320,17 @@ class Trainer:
                 "best": self.es_best,
                 "epoch": self.es_epoch,
             },
-            "best": self.best,  # of every epoch: metrics.csv may hold every k-th row only
-            "last": self.last,
+            # of every epoch: metrics.csv may hold every k-th row only
+            "best": self.tally.best,
+            "last": self.tally.last,
         }
         if self.exp.sample_rng is not None:
             meta["sample_rng"] = self.exp.sample_rng.bit_generator.state
         return arrays, meta
 
-    def load_state(self, arrays: dict[str, Array], meta: dict, rows: list[dict]) -> None:
-        """Continue from a ``state()``; ``rows`` are the metrics rows written before it."""
+    def load_state(self, arrays: dict[str, Array], meta: dict, tally: MetricsTally) -> None:
+        """Continue from a ``state()``; ``tally`` is that of the metrics rows written before it
+        (``metrics_csv.rows_before``)."""
         exp = self.exp
         if arrays["theta"].shape != exp.model.theta.shape:
             raise ValueError("the checkpoint's weights do not fit the model")
@@ -347,11 +349,14 @@ class Trainer:
         self.epoch = meta["epoch"]
         n = meta.get("threads")  # checkpoints before issue 18 have none
         self.threads = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
-        self.rows = rows
-        # a checkpoint of an earlier nnlab has neither: its rows are every epoch's then
+        self.written = tally.last["epoch"] if tally.last else 0
+        self._seconds = 0.0
+        # the best and last of every epoch; a checkpoint of an earlier nnlab has neither: its
+        # rows are every epoch's then
         best, last = meta.get("best"), meta.get("last")
-        self.best = dict(best) if isinstance(best, dict) else best_of(rows)
-        self.last = last if isinstance(last, dict) else (rows[-1] if rows else None)
+        if isinstance(best, dict) and isinstance(last, dict):
+            tally.best, tally.last, tally.count = dict(best), dict(last), self.epoch
+        self.tally = tally
 
     def _early_stop_step(self, row: dict, wait: int) -> int:
         es = self.early_stopping

@@ -70,13 +70,13 @@ def test_training_accuracy_counts_labelled_samples_only():
     assert len(exp.data.train) == 72  # unlabelled: drop
     trainer = Trainer(exp)
     trainer.fit()
-    assert trainer.rows[-1]["accuracy"] == 1.0  # 72 samples are easy to fit
+    assert trainer.tally.last["accuracy"] == 1.0  # 72 samples are easy to fit
     semi = build(load_config(QUESTIONS / "semi_supervised.yaml", ["training.epochs=60"]))
     t2 = Trainer(semi)
     t2.fit()
     # the same 72 labelled samples (same seed, same split): fitted as well, though the
     # training split has 1438 samples
-    assert t2.rows[-1]["cls_accuracy"] == 1.0
+    assert t2.tally.last["cls_accuracy"] == 1.0
     np.testing.assert_array_equal(
         np.sort(semi.data.train.y[semi.data.train.y >= 0]), np.sort(exp.data.train.y)
     )

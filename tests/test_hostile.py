@@ -12,24 +12,45 @@ Each property runs ``EXAMPLES`` cases by default; the ``slow`` tests run many mo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import json
 import math
+import shutil
+import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import CONFIGS, invoke_nnlab
+from nnlab.compare.table import load_runs, metric_names, record
 from nnlab.config import Config, config_hash, load_config
 from nnlab.docs import registries
 from nnlab.errors import NnlabError
-from nnlab.lifecycle import train
-from nnlab.runs import RUN_FILES, read_summary
+from nnlab.experiment import build
+from nnlab.lifecycle import resume, train
+from nnlab.predict import predict_file
+from nnlab.runcheck import SUMMARY_FIELDS
+from nnlab.runs import (
+    CHECKPOINT,
+    RUN_FILES,
+    load_model,
+    load_run_config,
+    read_checkpoint,
+    read_metrics,
+    read_summary,
+    save_checkpoint,
+)
 from nnlab.schema import Ref, fields_of, unwrap
+from nnlab.train import Trainer
 
 BASES = ["xor.yaml", "threshold.yaml", "digits.yaml", "questions/semi_supervised.yaml"]
 LIBRARY_EXAMPLES = 150  # per library property, in the default run
@@ -436,3 +457,219 @@ def test_the_schema_keys_cover_every_section_and_component():
         for entry in reg.entries():
             for f in reg.fields(entry.name):
                 assert any(k.endswith(f".{f.name}") for k in keys), (reg.kind, f.name)
+
+
+# ---------------------------------------------------------------- damaged run folders
+
+# A run folder damaged as a full disk, an editor or a copy gone wrong damage one: files cut
+# short, removed or overwritten, a field of summary.json or of the JSON a model or checkpoint
+# stores given a value of another type, an array of a model or checkpoint removed or swapped
+# for one of another type or shape, a cell of metrics.csv changed, a file replaced by a
+# symbolic link to one outside the folder. Every reader either works or refuses with an
+# NnlabError of one line (exit status 2), a refused resume changes nothing, and no reader
+# (resume included) changes a file outside the run folder.
+
+DAMAGE_EXAMPLES = 60  # each resumes a run of a few epochs
+DAMAGED = settings(FAST, max_examples=DAMAGE_EXAMPLES)
+DAMAGEABLE = [*RUN_FILES, CHECKPOINT, "layers.csv"]
+SUMMARY_KEYS = [*SUMMARY_FIELDS, "status", "train_groups", "config"]
+# keys of the JSON stored in model.npz (architecture) and checkpoint.npz (meta); "" the whole
+STORED_KEYS = [
+    "", "format", "model", "model.layers", "model.outputs", "input_shape", "dtype", "task",
+    "n_classes", "class_names", "loss", "epoch", "optimizer", "optimizer.lr", "optimizer.t",
+    "rng", "rng.state", "early_stopping.wait", "early_stopping.best", "early_stopping.epoch",
+    "best", "best.loss", "best.loss.value", "best.loss.epoch", "last", "last.epoch", "last.loss",
+]  # fmt: skip
+ARRAYS = st.builds(
+    np.zeros,
+    st.lists(st.integers(0, 4), max_size=3).map(tuple),
+    st.sampled_from(["float32", "float64", "int8", "bool", "<U3", "complex64"]),
+)
+DAMAGE = st.one_of(
+    st.tuples(st.just("truncate"), st.sampled_from(DAMAGEABLE), st.floats(0, 1)),
+    st.tuples(st.just("delete"), st.sampled_from(DAMAGEABLE), st.none()),
+    st.tuples(st.just("link"), st.sampled_from(DAMAGEABLE), st.none()),
+    st.tuples(st.just("overwrite"), st.sampled_from(DAMAGEABLE), st.binary(max_size=64)),
+    st.tuples(
+        st.just("field"),
+        st.just("summary.json"),
+        st.tuples(st.sampled_from(SUMMARY_KEYS) | st.text(max_size=3), ANY_VALUE),
+    ),
+    st.tuples(
+        st.just("stored"),
+        st.sampled_from(["model.npz", CHECKPOINT]),
+        st.tuples(st.sampled_from(STORED_KEYS), ANY_VALUE),
+    ),
+    st.tuples(
+        st.just("array"),
+        st.sampled_from(["model.npz", CHECKPOINT]),
+        st.tuples(st.integers(0, 20), st.none() | ARRAYS),
+    ),
+    st.tuples(
+        st.just("cell"), st.just("metrics.csv"), st.tuples(st.integers(0, 40), st.text(max_size=5))
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory) -> Path:
+    """An XOR run with early stopping and layers.csv, interrupted after epoch 12 of 20 (its
+    checkpoint there), with the model of the whole run."""
+    root = tmp_path_factory.mktemp("damaged")
+    es = "training.early_stopping={monitor: loss, patience: 1000}"
+    config = load_config(
+        CONFIGS / "xor.yaml", ["training.epochs=20", es, "training.log_layers=true"]
+    )
+    run = train(config, root, handle_signals=False).run_dir
+    config["training"]["epochs"] = 12
+    trainer = Trainer(build(config))
+    trainer.fit()
+    save_checkpoint(run / CHECKPOINT, *trainer.state())
+    summary = read_summary(run)
+    summary.update(status="interrupted", epochs_completed=12)
+    (run / "summary.json").write_text(json.dumps(summary))
+    (root / "in.csv").write_text("0,0\n1,1\n")
+    return run
+
+
+def _stored(arrays: dict, key: str, value: Any) -> None:
+    """Set ``key`` (dotted) of the JSON an .npz stores (architecture or meta) to ``value``."""
+    member = "architecture" if "architecture" in arrays else "meta"
+    data = json.loads(bytes(arrays[member]).decode())
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not key:
+        data = value
+    elif isinstance(node, dict):
+        node[last] = value
+    arrays[member] = np.frombuffer(json.dumps(data).encode(), np.uint8)
+
+
+def damage_run(run: Path, how: str, name: str, arg: Any) -> None:
+    """Damage the file ``name`` of ``run`` (see ``DAMAGE``); a file already gone stays gone."""
+    path = run / name
+    if not path.is_file():
+        return
+    if how == "truncate":
+        path.write_bytes(path.read_bytes()[: int(path.stat().st_size * arg)])
+    elif how == "delete":
+        path.unlink()
+    elif how == "link":  # to a copy outside the run folder, which nothing may change
+        outside = run.parent / f"outside-{name}"
+        outside.write_bytes(path.read_bytes())
+        path.unlink()
+        path.symlink_to(outside)
+    elif how == "overwrite":
+        path.write_bytes(arg)
+    elif how == "cell":
+        lines = path.read_bytes().splitlines(keepends=True)
+        if lines:
+            k = arg[0] % len(lines)
+            lines[k] = arg[1].encode() + lines[k][lines[k].find(b",") :]
+            path.write_bytes(b"".join(lines))
+    elif how == "field":
+        with contextlib.suppress(ValueError):
+            data = json.loads(path.read_text())
+            if isinstance(data, dict):
+                data[arg[0]] = arg[1]
+                path.write_text(json.dumps(data))
+    else:
+        with contextlib.suppress(ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError):
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            if how == "stored":
+                _stored(arrays, *arg)
+            else:
+                names = sorted(arrays)
+                key = names[arg[0] % len(names)]
+                arrays.pop(key) if arg[1] is None else arrays.__setitem__(key, arg[1])
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            path.write_bytes(buf.getvalue())
+
+
+def _readers(run: Path) -> dict[str, Any]:
+    """Every reader of a run folder, as a call on ``run``; resume (which writes) last."""
+
+    def compare(run: Path) -> None:
+        runs = load_runs([run], warn=lambda message: None)
+        names = metric_names(runs)
+        for r in runs:
+            record(r, names)
+
+    return {
+        "summary": read_summary,
+        "config": load_run_config,
+        "metrics": read_metrics,
+        "model": load_model,
+        "predict": lambda run: predict_file(run, run.parent / "in.csv"),
+        "checkpoint": lambda run: read_checkpoint(run / CHECKPOINT),
+        "compare": compare,
+        "resume": lambda run: resume(run, handle_signals=False),
+    }
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+@DAMAGED
+@given(damages=st.lists(DAMAGE, min_size=1, max_size=3))
+def test_a_damaged_run_folder_is_read_or_refused_in_one_line(interrupted, damages):
+    _damaged_case(interrupted, damages)
+
+
+@pytest.mark.slow
+@settings(DEEP, max_examples=DEEP_EXAMPLES)
+@given(damages=st.lists(DAMAGE, min_size=1, max_size=3))
+def test_a_damaged_run_folder_deep(interrupted, damages):
+    _damaged_case(interrupted, damages)
+
+
+def _damaged_case(interrupted: Path, damages: list) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        shutil.copytree(interrupted, run)
+        shutil.copy(interrupted.parent / "in.csv", tmp)
+        for damage in damages:
+            damage_run(run, *damage)
+        outside = {p: p.read_bytes() for p in Path(tmp).glob("outside-*")}
+        for name, read in _readers(run).items():
+            before = _snapshot(run)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)
+                try:
+                    read(run)
+                except NnlabError as e:
+                    assert str(e).strip() and "\n" not in str(e).strip(), (name, str(e))
+                    assert e.exit_code == 2
+                    assert _snapshot(run) == before, f"a refused {name} changed the run"
+                    event(f"{name}: refused")
+                else:
+                    event(f"{name}: read")
+        assert {p: p.read_bytes() for p in outside} == outside, "a file outside the run changed"
+
+
+@CLI
+@given(
+    damages=st.lists(DAMAGE, min_size=1, max_size=2),
+    command=st.sampled_from(["predict", "compare", "resume"]),
+)
+def test_the_readers_command_lines_exit_0_or_2_in_one_line(interrupted, damages, command):
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        shutil.copytree(interrupted, run)
+        for damage in damages:
+            damage_run(run, *damage)
+        args = {
+            "predict": ("predict", run, interrupted.parent / "in.csv"),
+            "compare": ("compare", run),
+            "resume": ("train", "--resume", run, "-q"),
+        }[command]
+        proc = invoke_nnlab(*args, cwd=Path(tmp))
+        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+        assert proc.returncode in (0, 2), (proc.returncode, proc.stderr)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert proc.returncode == 0 or len(errors) == 1, proc.stderr

@@ -77,7 +77,7 @@ def test_a_runs_dir_trick_stays_where_it_points(tmp_path):
     (tmp_path / "file").write_text("")
     out = invoke_nnlab("train", CONFIGS / "xor.yaml", "--runs-dir", "file/runs", cwd=tmp_path)
     assert out.returncode == 2
-    assert out.stderr == "error: file/runs: cannot create the runs folder (Not a directory)\n"
+    assert out.stderr == "error: file/runs: cannot create the runs folder: not a directory\n"
 
 
 def test_a_hostile_sweep_name_stays_in_the_sweeps_folder(tmp_path, write_config):

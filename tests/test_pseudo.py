@@ -28,7 +28,7 @@ def classifier(*overrides: str) -> dict:
 
 def test_confident_predictions_become_targets_with_their_weight():
     exp = build(classifier(PSEUDO))
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, log=[])  # a list collects the rows
     thetas = {}  # the weights at the end of each epoch: the start of the next
     trainer.on_epoch = lambda e: thetas.__setitem__(e, exp.model.theta.copy())
     trainer.fit()
@@ -36,7 +36,7 @@ def test_confident_predictions_become_targets_with_their_weight():
     labelled = exp.data.train.y >= 0
     unlabelled = np.flatnonzero(~labelled)
     final = exp.model.theta.copy()
-    for row in trainer.rows:
+    for row in trainer.log:
         e = row["epoch"]
         if e < 3:
             assert row["pseudo_labels"] == 0
@@ -48,7 +48,7 @@ def test_confident_predictions_become_targets_with_their_weight():
     exp.model.theta[...] = thetas[7]
     probs = exp.model.predict(exp.data.train.X[unlabelled])
     sure = probs.max(axis=1) >= 0.9
-    assert sure.sum() == trainer.rows[-1]["pseudo_labels"] > 0
+    assert sure.sum() == trainer.log[-1]["pseudo_labels"] > 0
     assert np.all(t.W[unlabelled[sure]] == 0.5)  # ramp 2: full weight from the 2nd epoch on
     assert np.all(t.W[unlabelled[~sure]] == 0)
     np.testing.assert_array_equal(t.T[unlabelled[sure]].argmax(axis=1), probs[sure].argmax(axis=1))
@@ -60,11 +60,11 @@ def test_the_weight_ramps_up_and_the_accuracy_counts_labelled_samples_only():
     exp = build(classifier("training.pseudo_labels={start: 3, weight: 2.0, ramp: 4}"))
     pl = PseudoLabels(exp, exp.config["training"]["pseudo_labels"])
     assert [pl.weight(e) for e in range(8)] == [0, 0, 0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, log=[])  # a list collects the rows
     trainer.fit()
     # training accuracy over the labelled samples (5% of 1438: 72), a multiple of 1/72
     n = int(np.count_nonzero(exp.data.train.y >= 0))
-    acc = trainer.rows[-1]["accuracy"]
+    acc = trainer.log[-1]["accuracy"]
     assert n == 72 and round(acc * n) == pytest.approx(acc * n, abs=1e-9)
 
 
@@ -78,9 +78,9 @@ def test_pseudo_labels_are_a_metrics_column_not_a_metric(runs):
 def test_two_runs_make_the_same_pseudo_labels():
     rows = []
     for _ in range(2):
-        trainer = Trainer(build(classifier(PSEUDO)))
+        trainer = Trainer(build(classifier(PSEUDO)), log=[])
         trainer.fit()
-        rows.append([{k: v for k, v in r.items() if k != "seconds"} for r in trainer.rows])
+        rows.append([{k: v for k, v in r.items() if k != "seconds"} for r in trainer.log])
     assert rows[0] == rows[1]
 
 
@@ -109,4 +109,4 @@ def test_the_two_headed_model_takes_pseudo_labels_on_its_classifier():
     )
     trainer = Trainer(build(cfg))
     trainer.fit()
-    assert trainer.rows[-1]["pseudo_labels"] > 0
+    assert trainer.tally.last["pseudo_labels"] > 0

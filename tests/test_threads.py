@@ -120,11 +120,12 @@ def test_a_resumed_run_keeps_the_count_it_started_with(two_idle_cores, monkeypat
     from conftest import CONFIGS
     from nnlab.config import load_config
     from nnlab.experiment import build
+    from nnlab.metrics import MetricsTally
     from nnlab.train import Trainer
 
     monkeypatch.setattr(threads, "PARALLEL_MACS", 0)  # digits decides by the load here
     cfg = load_config(CONFIGS / "digits.yaml", ["training.epochs=1"])
-    first = Trainer(build(cfg))
+    first = Trainer(build(cfg), log=[])
     first.fit()
     assert first.threads == 2
     arrays, meta = first.state()
@@ -132,9 +133,9 @@ def test_a_resumed_run_keeps_the_count_it_started_with(two_idle_cores, monkeypat
     monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.2: 2.0)  # busy now
     cfg["training"]["epochs"] = 2
     again = Trainer(build(cfg))
-    again.load_state(arrays, meta, list(first.rows))
+    again.load_state(arrays, meta, MetricsTally.of(first.log))
     again.fit()
-    assert again.threads == 2 and len(again.rows) == 2
+    assert again.threads == 2 and again.tally.count == 2
     fresh = Trainer(build(cfg))
     fresh.fit()
     assert fresh.threads == 1

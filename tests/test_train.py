@@ -13,6 +13,7 @@ from conftest import CONFIGS, invoke_nnlab
 from nnlab.config import load_config
 from nnlab.experiment import build, evaluate
 from nnlab.lifecycle import train
+from nnlab.metrics import MetricsTally
 from nnlab.nn import LAYERS
 from nnlab.runs import load_model, read_metrics
 from nnlab.train import Batches, Trainer
@@ -34,7 +35,7 @@ def threshold_run(activation: str, w: float, b: float, **kw):
         ],
     )
     exp = build(cfg)
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, log=[])  # a list collects the rows
     trainer.fit()
     return exp, trainer
 
@@ -53,7 +54,7 @@ def test_linear_output_with_mse_ends_at_three_fifths_whatever_the_start(w, b):
 def test_sigmoid_output_with_mse_from_the_seed_start_reaches_four_fifths():
     exp, trainer = threshold_run("sigmoid", SEED_W, SEED_B)
     assert evaluate(exp, "train")["accuracy"] == pytest.approx(0.8)
-    rows = trainer.rows
+    rows = trainer.log
     # the same trajectory the user printed: loss before the first and the last update
     assert rows[0]["loss"] == pytest.approx(TF_FIRST_LOSS, rel=1e-6)
     assert rows[-1]["loss"] == pytest.approx(TF_LAST_LOSS, rel=1e-6)
@@ -286,9 +287,9 @@ def test_training_from_the_bytes_gives_the_numbers_of_the_float_inputs():
             exp.data.train.codes = None
         elif codes == "wrong divisor":  # shows that training reads the bytes
             exp.data.train.codes = (exp.data.train.codes[0], 8.0)
-        trainer = Trainer(exp)
+        trainer = Trainer(exp, log=[])
         trainer.fit()
-        results.append((trainer.rows, exp.model.theta.copy()))
+        results.append((trainer.log, exp.model.theta.copy()))
     (rows_a, theta_a), (rows_b, theta_b), (_, theta_c) = results
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in rows_a]
     assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in rows_b]
@@ -342,22 +343,24 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_run(case, tmp_path):
     config, overrides = RESUMABLE[case]
     cfg = load_config(CONFIGS / config, [*overrides, "training.checkpoint_seconds=0"])
     exp = build(cfg)
-    full = Trainer(exp)
+    full = Trainer(exp, log=[])  # a list collects the rows
     states = []
     full.checkpoint = lambda tr: states.append(_state_through_files(tr, tmp_path / "c.npz"))
     full.fit()
-    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.rows]
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.log]
     for arrays, meta in (states[2], states[len(states) // 2 + 1]):
         again = build(cfg)
-        trainer = Trainer(again)
-        trainer.load_state(arrays, meta, full.rows[: meta["epoch"]])
+        before = full.log[: meta["epoch"]]
+        trainer = Trainer(again, log=list(before))
+        trainer.load_state(arrays, meta, MetricsTally.of(before))
         trainer.fit()
-        assert [{k: v for k, v in r.items() if k != "seconds"} for r in trainer.rows] == strip
+        assert [{k: v for k, v in r.items() if k != "seconds"} for r in trainer.log] == strip
+        assert trainer.tally.best == full.tally.best and trainer.tally.count == len(full.log)
         np.testing.assert_array_equal(again.model.theta, exp.model.theta)
     if case == "plateau":
-        assert len({r["lr"] for r in full.rows}) >= 2  # the schedule did reduce the rate
+        assert len({r["lr"] for r in full.log}) >= 2  # the schedule did reduce the rate
     elif case == "pseudo_labels":
-        assert full.rows[2]["pseudo_labels"] == 0 < full.rows[-1]["pseudo_labels"]
+        assert full.log[2]["pseudo_labels"] == 0 < full.log[-1]["pseudo_labels"]
 
 
 def test_plateau_follows_a_metric_of_the_run(runs):

@@ -32,6 +32,13 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except OSError as e:  # one no reader or writer named: a full disk, a permission, ...
+            if isinstance(e, BrokenPipeError) or os.environ.get("NNLAB_DEBUG"):
+                raise
+            from nnlab.errors import StorageError
+
+            click.echo(f"error: {StorageError(e, e.filename, doing=None)}", err=True)
+            sys.exit(StorageError.exit_code)
         except MemoryError as e:  # an allocation no size check foresaw: the machine is full
             detail = f" ({e})" if str(e) else ""
             click.echo(
@@ -67,8 +74,9 @@ def cli():
       nnlab config configs/digits.yaml          # the config with every default filled in
       nnlab list initializers                   # what a key accepts
 
-    Exit status: 0 success, 1 failed, 2 bad config or input, 3 training diverged,
-    130/143 interrupted (Ctrl-C / SIGTERM).
+    Exit status: 0 success, 1 failed, 2 bad config or input, a damaged file or one that
+    cannot be written (a full disk, a read-only folder), 3 training diverged, 130/143
+    interrupted (Ctrl-C / SIGTERM).
     """
 
 

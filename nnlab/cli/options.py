@@ -29,15 +29,20 @@ def _newest(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     that started last, with a note saying so."""
     if len(values) == 1:
         return values[0]
-    import json
     from pathlib import Path
+
+    from nnlab.errors import RunError
+    from nnlab.runs import read_summary
 
     def started(path: str) -> tuple[str, float]:
         folder = Path(path).parent if path.endswith(".npz") else Path(path)
         try:
-            return (json.loads((folder / "summary.json").read_text())["started"], 0.0)
-        except (OSError, ValueError, KeyError, TypeError):
-            return ("", folder.stat().st_mtime if folder.exists() else 0.0)
+            when = read_summary(folder).get("started")
+        except RunError:
+            when = None
+        if isinstance(when, str):
+            return (when, 0.0)
+        return ("", folder.stat().st_mtime if folder.exists() else 0.0)
 
     chosen = max(values, key=started)
     click.echo(

@@ -44,7 +44,10 @@ class Model:
         inputs: list[list[str] | None] | None = None,
         joins: list[str] | None = None,
         outputs: list[str] | None = None,
+        max_params: int | None = None,
     ):
+        """``max_params``: refuse, before allocating them, weights of more parameters (a model
+        read back from a file holds no more than the file)."""
         if not layers:
             raise ConfigError("a model needs at least one layer", "model.layers")
         n = len(layers)
@@ -58,6 +61,11 @@ class Model:
         with planning() as weights:  # what the weights need, before any is allocated
             self._build_layers(rng)
         kept = sum(size for size, _ in weights)
+        if max_params is not None and kept // self.dtype.itemsize > max_params:
+            raise ConfigError(
+                f"{kept // self.dtype.itemsize:,} parameters, more than the {max_params:,} given",
+                "model",
+            )
         drawing = max((peak - size for size, peak in weights), default=0)
         check_fits(  # the weights, the largest draw beside them; then the flat copies of _flatten
             max(kept + drawing, 3 * kept),
@@ -84,7 +92,12 @@ class Model:
 
     @classmethod
     def from_spec(
-        cls, spec: dict, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any
+        cls,
+        spec: dict,
+        input_shape: tuple[int, ...],
+        rng: np.random.Generator,
+        dtype: Any,
+        max_params: int | None = None,
     ) -> Model:
         """Build from a resolved ``model`` section (see ``nnlab.config``)."""
         layers, names, inputs, joins = [], [], [], []
@@ -96,7 +109,7 @@ class Model:
             inputs.append([ins] if isinstance(ins, str) else ins)
             joins.append(opts.get("join", "concat"))
         outputs = [o["layer"] for o in spec["outputs"]] if spec.get("outputs") else None
-        return cls(layers, input_shape, rng, dtype, spec, names, inputs, joins, outputs)
+        return cls(layers, input_shape, rng, dtype, spec, names, inputs, joins, outputs, max_params)
 
     # ------------------------------------------------------------------ wiring
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from nnlab import baselines, threads
-from nnlab.files import in_parallel
+from nnlab.files import in_parallel, open_log
 from nnlab.lifecycle import end_summary, loop_summary, saved_meta, start_summary
 from nnlab.metrics import Best
 from nnlab.nn import OPTIMIZERS
@@ -104,7 +104,7 @@ class MemberRuns:
     def _append(self, ids: Array, texts: list[str]) -> None:
         for m, i in enumerate(ids):
             if texts[m]:
-                with open(self.paths[i] / "metrics.csv", "a", encoding="utf-8") as f:
+                with open_log(self.paths[i] / "metrics.csv") as f:  # never through a link
                     f.write(texts[m])
 
     def _every_kth(self, rows: Rows) -> Array:

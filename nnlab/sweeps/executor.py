@@ -83,6 +83,7 @@ class TrialOutcome:
     worker: str = ""  # which worker ran it
     note: str | None = None  # e.g. why a trial to resume started over
     resumed: bool = False  # continued from its checkpoint
+    errno: int | None = None  # a file it could not write: a full disk, a read-only folder
 
 
 class Executor(ABC):
@@ -153,6 +154,7 @@ def outcomes(msg: dict, worker: str = "") -> list[TrialOutcome]:
             worker=m.get("worker") or worker,
             note=m.get("note"),
             resumed=bool(m.get("resumed")),
+            errno=m.get("errno"),
         )
         for m in msg.get("outcomes", [msg])
     ]

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nnlab.config import dump_yaml
-from nnlab.errors import RunError
+from nnlab.errors import RunError, StorageError
 from nnlab.files import atomic_write
 from nnlab.runs import DONE, make_dir, read_summary, safe_name
 from nnlab.sweeps.index import json_line
@@ -55,8 +55,11 @@ class SweepFolder:
         try:
             fd = os.open(path, flags, 0o644)
         except OSError as e:
-            why = "it is a symbolic link" if e.errno == errno.ELOOP else (e.strerror or str(e))
-            raise RunError(f"{path}: cannot open the sweep's lock ({why}); remove it") from None
+            if e.errno != errno.ELOOP:  # a read-only folder, a permission: not the lock's fault
+                raise StorageError(e, path, "open the sweep's lock") from None
+            raise RunError(
+                f"{path}: cannot open the sweep's lock (it is a symbolic link); remove it"
+            ) from None
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
             os.close(fd)

@@ -63,6 +63,28 @@ def restarted(units: list[Unit], resume: set[str]) -> set[str]:
     return {t.hash for u in units if u.number is not None for t in u.trials} & resume
 
 
+def units_to_run(
+    todo: list[Trial], resume: set[str], slots: int, population: bool
+) -> tuple[list[Unit], list[str]]:
+    """``plan_units``, and the notes a sweep says about them; the trials of ``resume`` that
+    train again from the start in a population are taken out of it."""
+    units = plan_units(todo, slots, population)
+    again = restarted(units, resume)
+    resume -= again
+    notes = alone_notes(units)
+    if again:
+        notes.append(f"{len(again)} unfinished trial(s) train again from the start in their "
+                     "population (populations do not continue from checkpoints)")  # fmt: skip
+    return units, notes
+
+
+def runs_as(todo: list[Trial], resume: set[str], slots: int) -> dict[str, str]:
+    """What each trial of ``todo`` would run as (``Unit.describe``), for --print-trials;
+    ``resume`` loses the trials that would train again in a population."""
+    units, _ = units_to_run(todo, resume, slots, True)
+    return {t.hash: u.describe() for u in units for t in u.trials}
+
+
 def record_unit(entry: dict, unit: Unit) -> None:
     """Into a trial's index entry: the population it runs in, or why it runs alone."""
     entry.pop("population", None)

@@ -18,6 +18,10 @@ Trials that differ only in member-wise keys (seeds, initializers, learning rates
 together as populations, one task each (``nnlab.sweeps.populations``); ``population=False``
 runs every trial in its own task.
 
+A trial that finds the disk full (or the folder read-only, or not writable) stops the sweep
+from starting more, which would fail the same way: the sweep ends with that trial's error on one
+line (exit status 2), and the same command continues once there is room.
+
 SIGINT/SIGTERM: no new trial starts; the signal is forwarded to the running trials, which stop
 at a safe point and are recorded interrupted; the sweep exits 130/143. A second signal stops
 them at once, a third stops waiting for them.
@@ -25,6 +29,7 @@ them at once, a third stops waiting for them.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -51,9 +56,12 @@ from nnlab.sweeps.executor import (
 )
 from nnlab.sweeps.folder import SweepFolder, sweep_dir_for
 from nnlab.sweeps.index import IndexWriter, read_index
-from nnlab.sweeps.populations import Unit, alone_notes, plan_units, record_unit, restarted
+from nnlab.sweeps.populations import Unit, record_unit, runs_as, units_to_run
 from nnlab.sweeps.spec import Sweep, Trial
 from nnlab.threads import per_worker
+
+#: a trial's file could not be written for one of these: the next trials would fail the same way
+STOPPING_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 ORPHAN_WAIT = 30.0  # seconds to wait for a trial still trained by a killed sweep's worker
 
@@ -259,42 +267,28 @@ def run_sweep(
                 f"already (skipped), {len(p.todo)} to run"
             )
         stop: int | None = None
-        resumed = 0
+        resumed, storage, left = 0, None, 0
         try:
             if p.todo:
                 jobs = jobs or sweep.jobs
                 # BLAS threads follow the jobs asked for, also when fewer trials are left
                 threads = threads or per_worker(jobs)
                 workers = max(1, min(jobs, len(p.todo)))
-                slots = executor.slots if executor is not None else workers
-                units = _units(p, slots, population, progress, clock)
                 ex = executor or LocalExecutor(workers, log_dir=folder.logs_dir, threads=threads)
-                loop = _Loop(folder, index, p, units, ex, progress, clock)
+                loop = _Loop(folder, index, p, ex, progress, clock, population)
                 stop = loop.run(handle_signals)
-                resumed = loop.resumed
+                resumed, storage, left = loop.resumed, loop.storage, loop.left
         finally:
             with clock:
                 index.close()
         progress.close()
+        if storage is not None:
+            raise RunError(
+                f"{storage}; sweep {sweep.name} stopped with {left} trials not started: run "
+                "the same command again once the disk has room"
+            )
         seconds = time.perf_counter() - started
         return _result(sweep, folder, p, progress, stop, seconds, clock, resumed)
-
-
-def _units(
-    p: Plan, slots: int, population: bool, progress: SweepProgress, clock: Stopwatch
-) -> list[Unit]:
-    """The trials to run as units (populations, trials alone), said on the progress; the
-    unfinished ones that train again in a population no longer resume."""
-    with clock:
-        units = plan_units(p.todo, slots, population)
-        again = restarted(units, p.resume)
-        p.resume -= again
-    for note in alone_notes(units):
-        progress.say(f"note: {note}")
-    if again:
-        progress.say(f"note: {len(again)} unfinished trial(s) train again from the start in "
-                     "their population (populations do not continue from checkpoints)")  # fmt: skip
-    return units
 
 
 def _result(
@@ -334,18 +328,28 @@ class _Loop:
         folder: SweepFolder,
         index: IndexWriter,
         p: Plan,
-        units: list[Unit],
         ex: Executor,
         progress: SweepProgress,
         clock: Stopwatch,
+        population: bool = True,
     ):
         self.folder, self.index, self.entries, self.resume = folder, index, p.entries, p.resume
         self.ex, self.progress, self.clock = ex, progress, clock
+        with clock:  # trials that can train together as populations (``population``)
+            units, notes = units_to_run(p.todo, p.resume, ex.slots, population)
+        for note in notes:
+            progress.say(f"note: {note}")
         self.queue = deque(units)
         self.running: dict[str, tuple[Trial, float]] = {}
         self.signals: list[int] = []
         self.forwarded = 0
         self.resumed = 0  # trials that continued from their checkpoint
+        self.storage: str | None = None  # the error of a trial that found the disk full
+
+    @property
+    def left(self) -> int:
+        """Trials not started."""
+        return sum(len(u.trials) for u in self.queue)
 
     def run(self, handle_signals: bool) -> int | None:
         """Until every trial ended (or a signal stopped the sweep); returns that signal."""
@@ -354,7 +358,7 @@ class _Loop:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda signum, _: self.signals.append(signum))
         try:
-            while self.running or (self.queue and not self.signals):
+            while self.running or (self.queue and not self.signals and self.storage is None):
                 if self._forward_signals():
                     break
                 self._start()
@@ -385,7 +389,12 @@ class _Loop:
 
     def _start(self) -> None:
         """Submit units (a trial, or a population of them) while the executor has free slots."""
-        while not self.signals and self.queue and self.ex.busy < self.ex.slots:
+        while (
+            not self.signals
+            and self.storage is None
+            and self.queue
+            and self.ex.busy < self.ex.slots
+        ):
             unit = self.queue.popleft()
             tasks = [self._task(trial, unit) for trial in unit.trials]
             self.ex.submit(tasks[0] if len(tasks) == 1 else population_task(tasks))
@@ -417,6 +426,8 @@ class _Loop:
             self.index.record(e)
         self.progress.running = len(self.running)
         self.resumed += outcome.resumed
+        if outcome.errno in STOPPING_ERRNOS and self.storage is None:
+            self.storage = outcome.error or "a trial found the disk full"
         if outcome.note:
             self.progress.say(f"note: {trial.label}: {outcome.note}")
         metric = headline(outcome.summary)
@@ -463,12 +474,9 @@ def trial_table(
     p = plan(sweep, folder) if folder.path.is_dir() else None
     rows = []
     todo = {t.hash for t in p.todo} if p else None
-    pending = p.todo if p else sweep.trials
-    jobs = jobs or sweep.jobs
-    units = plan_units(pending, min(jobs, len(pending)) or 1, population)
-    unit_of = {t.hash: u.describe() for u in units for t in u.trials}
-    if p:
-        p.resume -= restarted(units, p.resume)
+    pending, jobs = p.todo if p else sweep.trials, jobs or sweep.jobs
+    slots = min(jobs, len(pending)) or 1
+    unit_of = runs_as(pending, p.resume if p else set(), slots) if population else {}
     for t in sweep.trials:
         e = p.entries[t.hash] if p else {}
         action = "run" if todo is None or t.hash in todo else "skip"

@@ -67,7 +67,7 @@ class _State:
 def run_task(task: dict) -> dict:
     """Train one trial (or continue it, ``task["resume"]``; or a population, ``task["members"]``);
     the outcome as a JSON-able dict."""
-    from nnlab.errors import NnlabError
+    from nnlab.errors import NnlabError, StorageError
     from nnlab.runs import Status, read_summary
 
     if "members" in task:
@@ -78,7 +78,9 @@ def run_task(task: dict) -> dict:
     except (_Stop, KeyboardInterrupt):
         return {"key": key, "status": Status.INTERRUPTED, "error": "stopped by a signal"}
     except NnlabError as e:
-        return {"key": key, "status": Status.FAILED, "error": str(e), "summary": _summary(run_dir)}
+        errno = e.errno if isinstance(e, StorageError) else None  # a full disk stops the sweep
+        failed = {"key": key, "status": Status.FAILED, "error": str(e), "errno": errno}
+        return {**failed, "summary": _summary(run_dir)}
     except Exception as e:
         traceback.print_exc()
         error = f"{type(e).__name__}: {e}"
@@ -121,31 +123,33 @@ def train_members(members: list[dict], **options: Any) -> list[dict]:
     """Train the trials ``members`` (each a task: key, config, run_dir) together as one
     population, each into its run folder; an outcome per member (as ``run_task``'s).
     ``options`` go to ``train_population`` (``handle_signals``, ``stop``)."""
-    from nnlab.errors import NnlabError
+    from nnlab.errors import NnlabError, StorageError
     from nnlab.files import jsonable
     from nnlab.population.run import train_population
     from nnlab.runs import Status
 
     configs = [m["config"] for m in members]
     paths = [Path(m["run_dir"]) for m in members]
-    error, summaries = None, None
+    error, summaries, errno = None, None, None
     try:
         summaries = train_population(configs, paths, quiet=True, **options).summaries
     except (_Stop, KeyboardInterrupt):
         error = (Status.INTERRUPTED, "stopped by a signal")
     except NnlabError as e:
         error = (Status.FAILED, str(e))
+        errno = e.errno if isinstance(e, StorageError) else None  # a full disk stops the sweep
     except Exception as e:
         traceback.print_exc()
         error = (Status.FAILED, f"{type(e).__name__}: {e}")
     out = []
     for i, (m, path) in enumerate(zip(members, paths, strict=True)):
         summary = jsonable(summaries[i]) if summaries else _summary(str(path))
-        if error is not None and (summary is None or summary["status"] == Status.RUNNING):
+        if error is not None and (summary is None or summary["status"] in ("running", "failed")):
             status, why = error
         else:
             status, why = (summary or {}).get("status", Status.FAILED), (summary or {}).get("error")
-        out.append({"key": m["key"], "status": status, "summary": summary, "error": why})
+        out.append({"key": m["key"], "status": status, "summary": summary, "error": why,
+                    "errno": errno})  # fmt: skip
     return out
 
 
