@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,12 @@ def train(
     run_dir: str | Path | None = None,
     handle_signals: bool = True,
     stop: queue.SimpleQueue | None = None,
+    report: Callable[[dict], None] | None = None,
 ) -> RunResult:
     """Build, train and record a resolved config in a new run folder (or ``run_dir``).
     ``stop``: signal numbers put there stop the run at a safe point, as the signal itself
-    would (for a run in a thread, which receives no signals: a sweep's remote worker)."""
+    would (for a run in a thread, which receives no signals: a sweep's remote worker).
+    ``report``: called with each epoch's metrics row (a search's pruner follows them)."""
     exp = build(config)  # config and data errors surface before any folder is made
     trainer = Trainer(exp, quiet=quiet)
     path = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, config["name"])
@@ -89,7 +92,7 @@ def train(
         if run_dir is None:  # a folder of this run's own, with nothing in it worth keeping
             shutil.rmtree(path, ignore_errors=True)
         raise
-    return _execute(exp, trainer, path, summary, handle_signals, stop)
+    return _execute(exp, trainer, path, summary, handle_signals, stop, report=report)
 
 
 def start_summary(
@@ -122,10 +125,11 @@ def resume(
     quiet: bool = True,
     handle_signals: bool = True,
     stop: queue.SimpleQueue | None = None,
+    report: Callable[[dict], None] | None = None,
 ) -> RunResult:
     """Continue a killed, interrupted or failed run from its last checkpoint. The metrics it
-    writes are those of an uninterrupted run, bit for bit (timing apart). ``stop`` as for
-    ``train``.
+    writes are those of an uninterrupted run, bit for bit (timing apart). ``stop`` and
+    ``report`` as for ``train``.
 
     Every file is read and checked before any is changed (the summary, the config, the
     checkpoint against the run's model and optimizer, metrics.csv's rows up to the
@@ -157,7 +161,7 @@ def resume(
     except StorageError:
         trainer.log.abandon()
         raise
-    return _execute(exp, trainer, path, summary, handle_signals, stop, layers)
+    return _execute(exp, trainer, path, summary, handle_signals, stop, layers, report)
 
 
 def _restore(trainer: Trainer, path: Path) -> int | None:
@@ -198,6 +202,7 @@ def _execute(
     handle_signals: bool,
     stop: queue.SimpleQueue | None = None,
     layers: int | None = None,
+    report: Callable[[dict], None] | None = None,
 ) -> RunResult:
     """Run the loop with checkpoints and signal handling, then record the result. Times add
     up over the sessions of a resumed run. ``layers``: the bytes of layers.csv a resumed run
@@ -216,6 +221,8 @@ def _execute(
     fit_seconds, stats = None, None
     try:
         stats = _layer_stats(exp, trainer, path, layers)
+        if report is not None:
+            _follow(trainer, report)
         with stops(trainer, handle_signals, stop):
             status = trainer.fit()
         fit_seconds = time.perf_counter() - t0
@@ -285,6 +292,18 @@ def _layer_stats(exp: Experiment, trainer: Trainer, path: Path, keep: int | None
         stats.record(0)
     trainer.on_epoch = stats.record
     return stats
+
+
+def _follow(trainer: Trainer, report: Callable[[dict], None]) -> None:
+    """Call ``report`` with each epoch's row, after what ``trainer.on_epoch`` did already."""
+    before = trainer.on_epoch
+
+    def on_epoch(epoch: int) -> None:
+        if before is not None:
+            before(epoch)
+        report(trainer.tally.last)
+
+    trainer.on_epoch = on_epoch
 
 
 class stops:

@@ -55,6 +55,11 @@ def format_result(summary: dict, run_dir: str | Path | None = None) -> str:
         from nnlab.baselines import describe
 
         lines += ["  " + line for line in describe(s["baselines"])]
+    if status == Status.PRUNED:
+        lines.append(
+            f"  pruned by the search after epoch {s['epochs_completed']}: hopeless next to the "
+            "other trials at that epoch"
+        )
     if status == Status.FAILED and s.get("error"):
         lines.append(f"  error: {s['error']}")
     if status == Status.INTERRUPTED and run_dir is not None:

@@ -82,20 +82,22 @@ NPZ_ERRORS = (
 
 
 class Status(StrEnum):
-    """How a run stands. A run's summary.json holds one of the first five; ``killed`` is what a
-    reader concludes when a run says running and its process is gone."""
+    """How a run stands. A run's summary.json holds one of the first six; ``killed`` is what a
+    reader concludes when a run says running and its process is gone. ``pruned``: a search
+    stopped the run early as hopeless (a result, with the epochs it ran)."""
 
     RUNNING = "running"
     COMPLETED = "completed"
     DIVERGED = "diverged"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    PRUNED = "pruned"
     KILLED = "killed"
 
 
 STATUSES = tuple(s.value for s in Status if s is not Status.KILLED)
 #: a run that ended this way ends the same way again: nothing to resume or rerun
-DONE = (Status.COMPLETED, Status.DIVERGED)
+DONE = (Status.COMPLETED, Status.DIVERGED, Status.PRUNED)
 
 
 def now() -> str:

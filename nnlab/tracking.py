@@ -43,6 +43,7 @@ FILES = ("config.yaml", "summary.json", "metrics.csv", "model.npz")
 MLFLOW_STATUS = {
     Status.COMPLETED: "FINISHED",
     Status.DIVERGED: "FAILED",
+    Status.PRUNED: "FINISHED",
     Status.FAILED: "FAILED",
     Status.INTERRUPTED: "KILLED",
     Status.KILLED: "KILLED",

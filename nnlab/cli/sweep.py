@@ -1,4 +1,4 @@
-"""nnlab sweep: a grid of trials, run in parallel and resumable."""
+"""nnlab sweep: a grid of trials, or a search (Optuna), run in parallel and resumable."""
 
 from __future__ import annotations
 
@@ -22,7 +22,34 @@ if TYPE_CHECKING:
     metavar="KEY=V1,V2,...",
     help="An axis of the grid: a key path (as --set, list indices allowed) and its values, "
     "each YAML, split at commas outside brackets and quotes; or KEY=range(start, stop[, step]), "
-    "linspace(a, b, n), logspace(a, b, n). Repeatable: the grid is the cartesian product.",
+    "linspace(a, b, n), logspace(a, b, n). Repeatable: the grid is the cartesian product. "
+    "A search also takes uniform(a, b), loguniform(a, b), int(a, b[, log]), choice(v1, ...), "
+    "and samples a list as a choice.",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(["grid", "random", "tpe", "cmaes"]),
+    help="grid (the default without a search: section): every combination; random, tpe or "
+    "cmaes: an Optuna search of --trials sampled configs (needs pip install 'nnlab[search]').",
+)
+@click.option(
+    "--trials", type=click.IntRange(min=1), help="A search's sampled configs (default 20)."
+)
+@click.option(
+    "--sampler-seed",
+    type=click.IntRange(min=0),
+    help="The search sampler's seed (default 0): the same seed samples the same configs.",
+)
+@click.option(
+    "--objective",
+    metavar="METRIC[:min|max]",
+    help="What a search optimizes: a metric's last value (default: val_accuracy, else the "
+    "first validation metric; min/max from the name unless given).",
+)
+@click.option(
+    "--pruner",
+    type=click.Choice(["none", "median", "asha"]),
+    help="Stop hopeless search trials early on their per-epoch objective (default none).",
 )
 @overrides
 @click.option(
@@ -70,9 +97,12 @@ if TYPE_CHECKING:
     "off: every trial in its own task.",
 )
 @quiet
-def sweep(spec, grid, overrides, seeds, jobs, threads, name, runs_dir, print_trials, rerun,
-          cluster, population, quiet):  # fmt: skip
+def sweep(
+    spec, grid, overrides, seeds, jobs, threads, name, runs_dir, print_trials, rerun, cluster,
+    population, quiet, **search,
+):  # fmt: skip
     """Run a grid of trials: SPEC is a sweep file (base + axes + seeds) or a config with -g axes.
+    Or a search: Optuna samples the axes (--sampler random|tpe|cmaes, or a search: section).
 
     \b
     Examples:
@@ -82,47 +112,64 @@ def sweep(spec, grid, overrides, seeds, jobs, threads, name, runs_dir, print_tri
       nnlab sweep configs/sweeps/init_lr.yaml --print-trials
       nnlab compare runs/sweeps/init_lr --group-seeds     # then: one table
       nnlab sweep configs/sweeps/init_lr.yaml --cluster tcp://10.0.0.5:8786   # on Dask
+      nnlab sweep configs/sweeps/digits_search.yaml       # 40 trials of TPE, 3 seeds each
+      nnlab sweep configs/digits.yaml --sampler random --trials 30 --seeds 3 --jobs 2 \\
+          -g 'optimizer.lr=loguniform(1e-4, 1e-1)' -g 'model.layers.0.units=int(16, 512, log)'
 
     \b
     A trial is one resolved config and seed; its identity is the hash of that config. Trials
-    whose configs differ only in member-wise keys (seed, initializers, optimizer numbers,
-    dropout rates, loss weights) train together as a population, one task each, split so that
-    each fits in memory and each worker gets one; --print-trials shows the populations, the
-    index says which trials ran alone and why. Every
+    that differ only in seeds, initializers, optimizer numbers, dropout rates or loss weights
+    train together as populations (--population; --print-trials shows them). Every
     trial is validated before any runs. The sweep folder RUNS_DIR/sweeps/NAME holds sweep.yaml,
     index.json and index.log (every trial, its run folder and status) and a run folder per
     trial in trials/. Running the same sweep again skips trials that completed (or diverged:
     they would again), continues interrupted ones from their checkpoint and reruns the rest.
     Ctrl-C or SIGTERM stops the running trials at a safe point and marks them interrupted.
+    A search keeps its Optuna study in the sweep folder (study.journal): run it again and it
+    continues where it stopped, up to --trials sampled configs, each told the mean of its seeds.
 
     \b
-    Exit status: 0 every trial completed or diverged; N (1-100; 101 for more) N trials failed;
-    2 a bad sweep or config (nothing ran); 130/143 interrupted by Ctrl-C/SIGTERM.
+    Exit status: 0 every trial completed, diverged or was pruned; N (1-100; 101 for more) N
+    trials failed; 2 a bad sweep or config (nothing ran); 130/143 interrupted by Ctrl-C/SIGTERM.
     """
     from nnlab.sweeps import check_trials, load_sweep, run_sweep
 
-    sw = load_sweep(spec, list(grid), list(overrides), seeds, jobs, name)
+    search["seed"] = search.pop("sampler_seed")  # sampler, trials, seed, objective, pruner
+    sw = load_sweep(spec, list(grid), list(overrides), seeds, jobs, name, search)
+    if sw.search is not None:
+        _check_search(sw, rerun, print_trials)
     check_trials(sw.trials)
     if print_trials:
         _print_trials(sw, runs_dir, population == "on", jobs)
         return
     executor = _executor(cluster, jobs or sw.jobs, quiet)
     try:
-        result = run_sweep(
-            sw,
-            runs_dir=runs_dir,
-            jobs=jobs,
-            rerun=tuple(rerun),
-            threads=threads,
-            quiet=quiet,
-            executor=executor,
-            population=population == "on",
-        )
+        result = run_sweep(sw, runs_dir, jobs, tuple(rerun), threads, quiet, executor=executor,
+                           population=population == "on")  # fmt: skip
     finally:
         if executor is not None:
             executor.close()
     _report(sw, result)
     sys.exit(result.exit_code)
+
+
+def _check_search(sw: Sweep, rerun: tuple, print_trials: bool) -> None:
+    """What a search cannot do: rerun its told trials, list trials not sampled yet."""
+    from nnlab.errors import ConfigError
+    from nnlab.sweeps.search import check_space, import_optuna
+
+    import_optuna()
+    check_space(sw)
+    if rerun:
+        raise ConfigError(
+            "a search's trials are told to its study once; a new search needs a new --name",
+            source="--rerun",
+        )
+    if print_trials:
+        raise ConfigError(
+            "a search samples its trials as it runs; there is no list to print before",
+            source="--print-trials",
+        )
 
 
 def _print_trials(sw: Sweep, runs_dir: str, population: bool, jobs: int | None) -> None:
@@ -163,12 +210,26 @@ def _executor(cluster: str | None, jobs: int, quiet: bool) -> Executor | None:
     return None
 
 
+def _report_search(sw: Sweep, result: SweepResult) -> None:
+    """The study's trials by state and its best config."""
+    from nnlab.sweeps.search import best, counts
+
+    states = ", ".join(f"{n} {s}" for s, n in sorted(counts(result.sweep_dir, sw.name).items()))
+    click.echo(f"search {sw.search.sampler}: {states} of {sw.search.trials} trials")
+    b = best(result.sweep_dir, sw.name)
+    if b is not None:
+        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in b["params"].items())  # fmt: skip
+        click.echo(f"best: trial {b['number']}: {b['value']:.4f}  {params}")
+
+
 def _report(sw: Sweep, result: SweepResult) -> None:
     """How the sweep ended: the counts, the failures on stderr, where its folder is."""
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     resumed = f", {result.resumed} continued from a checkpoint" if result.resumed else ""
+    what = "seed runs" if sw.search is not None else "trials"
     click.echo(
-        f"sweep {sw.name}: {result.total} trials: {counts} "
+        f"sweep {sw.name}: {result.total} {what}: {counts} "
         f"({result.skipped} done before, {result.ran} run now{resumed} in {result.seconds:.1f} s)"
     )
     for e in result.failures[:10]:
@@ -177,6 +238,8 @@ def _report(sw: Sweep, result: SweepResult) -> None:
         click.echo(f"  ... and {result.failed - 10} more (see index.json)", err=True)
     if result.signal is not None:
         click.echo("interrupted: run the same command again to resume", err=True)
+    if sw.search is not None:
+        _report_search(sw, result)
     click.echo(
         f"compare: nnlab compare {result.sweep_dir}" + (" --group-seeds" if sw.seeds else "")
     )

@@ -1,4 +1,5 @@
-"""Sweeps: a grid over any config keys, times seeds, run in parallel processes and resumable.
+"""Sweeps: a grid over any config keys, times seeds, run in parallel processes and resumable;
+or a search, where Optuna samples the axes (``nnlab.sweeps.search``).
 
 ``load_sweep`` reads a sweep file (or a config with command-line axes), ``check_trials`` validates
 every trial before any runs, ``run_sweep`` runs what is not done yet in ``RUNS/sweeps/NAME/``.
@@ -6,7 +7,8 @@ every trial before any runs, ``run_sweep`` runs what is not done yet in ``RUNS/s
 
 from nnlab.sweeps.executor import Executor, LocalExecutor, TrialOutcome, TrialTask
 from nnlab.sweeps.folder import sweep_dir_for
-from nnlab.sweeps.runner import SweepResult, run_sweep, trial_table
+from nnlab.sweeps.listing import trial_table
+from nnlab.sweeps.runner import SweepResult, run_sweep
 from nnlab.sweeps.spec import Sweep, Trial, check_trials, load_sweep
 
 __all__ = [

@@ -1,11 +1,15 @@
 """The values of a sweep's axes: ``KEY=V1,V2,...`` from the command line (each value YAML,
 split at commas outside brackets and quotes) and ``range(...)``, ``linspace(...)``,
-``logspace(...)`` expressions, bounded by the trials a sweep may have."""
+``logspace(...)`` expressions, bounded by the trials a sweep may have; and the distributions a
+search samples from: ``uniform(a, b)``, ``loguniform(a, b)``, ``int(a, b[, log])``,
+``choice(v1, v2, ...)``."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from dataclasses import dataclass
 
 from nnlab.config import parse_yaml
 from nnlab.errors import ConfigError
@@ -104,8 +108,9 @@ def _check_count(fn: str, n: float, where: str, source: str | None) -> None:
         )
 
 
-def parse_axis(text: str) -> tuple[str, list]:
-    """``KEY=V1,V2,...`` (each value YAML) or ``KEY=range(...)`` -> (key, values)."""
+def parse_axis(text: str) -> tuple[str, list | Distribution]:
+    """``KEY=V1,V2,...`` (each value YAML), ``KEY=range(...)`` -> (key, values);
+    ``KEY=loguniform(...)`` and the other distributions -> (key, the distribution)."""
     if "=" not in text:
         raise ConfigError(
             f"{fmt(text)}: expected KEY=V1,V2,..., e.g. optimizer.lr=0.1,0.01", source="-g"
@@ -113,6 +118,9 @@ def parse_axis(text: str) -> tuple[str, list]:
     key, _, rest = text.partition("=")
     key = key.strip()
     where = f"-g {key}"
+    dist = distribution(rest, key, source="-g")
+    if dist is not None:
+        return key, dist
     values = expression(rest, key, source="-g")
     if values is None:
         items = split_values(rest)
@@ -120,3 +128,66 @@ def parse_axis(text: str) -> tuple[str, list]:
             raise ConfigError(f"an empty value in {fmt(rest)}", key, "-g")
         values = [parse_yaml(item, source=where) for item in items]
     return key, values
+
+
+# ---------------------------------------------------------------- distributions (a search's)
+
+_DISTRIBUTION = re.compile(r"^\s*(uniform|loguniform|int|choice)\s*\((.*)\)\s*$", re.S)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """What a search samples an axis from: ``uniform(a, b)``, ``loguniform(a, b)``,
+    ``int(a, b[, log])`` (both bounds included) or ``choice(v1, v2, ...)``."""
+
+    kind: str  # uniform, loguniform, int, choice
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    choices: tuple = ()
+
+    def __str__(self) -> str:
+        if self.kind == "choice":
+            return f"choice({', '.join(json.dumps(c) for c in self.choices)})"
+        log = ", log" if self.kind == "int" and self.log else ""
+        return f"{self.kind}({self.low}, {self.high}{log})"
+
+
+def distribution(text: str, where: str, source: str | None = None) -> Distribution | None:
+    """The distribution ``text`` writes, or None if it is not one (see ``Distribution``)."""
+    m = _DISTRIBUTION.match(text)
+    if m is None:
+        return None
+    fn, body = m.group(1), m.group(2)
+    items = split_values(body)
+    if items == [""] or any(item == "" for item in items):
+        raise ConfigError(f"{fn}(...) has an empty argument: {fmt(text.strip())}", where, source)
+    args = [parse_yaml(a, source=source or where) for a in items]
+    if fn == "choice":
+        return Distribution("choice", choices=tuple(args))
+    log = False
+    if fn == "int" and len(args) == 3:
+        if args[2] != "log":
+            raise ConfigError(f"int(a, b, log): the third argument is log, got {fmt(args[2])}",
+                              where, source)  # fmt: skip
+        args, log = args[:2], True
+    numbers = all(isinstance(a, int | float) and not isinstance(a, bool) for a in args)
+    if len(args) != 2 or not numbers or not all(math.isfinite(a) for a in args):
+        raise ConfigError(
+            f"{fn} takes two finite numbers (low, high)"
+            + (" and an optional log" if fn == "int" else "")
+            + f", got {fmt(text.strip())}",
+            where,
+            source,
+        )
+    low, high = args
+    if fn == "int" and not all(isinstance(a, int) for a in args):
+        raise ConfigError(f"int(a, b) takes integer bounds, got {fmt(text.strip())}", where, source)
+    if not low < high:
+        raise ConfigError(f"{fn}(a, b) needs a < b, got {fmt(text.strip())}", where, source)
+    if (fn == "loguniform" or log) and low <= 0:
+        raise ConfigError(f"{fn} on a log scale needs a > 0, got {fmt(text.strip())}", where,
+                          source)  # fmt: skip
+    if fn == "uniform" or fn == "loguniform":
+        low, high = float(low), float(high)
+    return Distribution(fn, low, high, log=log or fn == "loguniform")

@@ -9,8 +9,10 @@ task: its members train together on one worker and come back with a run folder e
 that dies (killed, out of memory, its machine gone) is noticed by the scheduler, which runs its
 trials again on another worker: each trial's outcome still arrives once. Ctrl-C/SIGTERM set a
 Dask ``Variable`` that every running trial watches: each stops at a safe point and returns its
-files, recorded interrupted. Every worker needs nnlab (the same version) and its dependencies
-installed.
+files, recorded interrupted. A search's trial with a pruner puts its per-epoch objective on a
+Dask ``Queue`` that the runner reads (``reports``), and watches a ``Variable`` holding the keys
+the runner pruned (``prune``): its trial then stops at a safe point, recorded pruned. Every
+worker needs nnlab (the same version) and its dependencies installed.
 """
 
 from __future__ import annotations
@@ -80,7 +82,11 @@ class DaskExecutor(Executor):
                 source=where,
             ) from None
         self._check_workers(where)
-        self._stop = distributed.Variable(f"nnlab-stop-{uuid.uuid4().hex}", client=self.client)
+        tag = uuid.uuid4().hex
+        self._stop = distributed.Variable(f"nnlab-stop-{tag}", client=self.client)
+        self._pruned_var = distributed.Variable(f"nnlab-prune-{tag}", client=self.client)
+        self._reports_queue = distributed.Queue(f"nnlab-reports-{tag}", client=self.client)
+        self._pruned: list[str] = []
         self._futures: dict[str, Any] = {}  # trial key -> its Dask future
         self._members: dict[str, list[str]] = {}  # a population task's key -> its trials'
         self._slots = 1
@@ -134,6 +140,9 @@ class DaskExecutor(Executor):
             self._members[task.key] = task.keys
         if task.resume:  # the unfinished attempt travels to the worker, which continues it
             payload["files"] = run_files(Path(task.run_dir))
+        if task.report:
+            payload["report"] = task.report
+            payload["channels"] = [self._reports_queue.name, self._pruned_var.name]
         self._futures[task.key] = self.client.submit(
             run_trial,
             payload,
@@ -174,6 +183,18 @@ class DaskExecutor(Executor):
                 error = f"every worker that ran it died ({e})"
         return [TrialOutcome(k, status, error=error) for k in keys]
 
+    def reports(self) -> list[tuple[str, int, float]]:
+        out = []
+        with contextlib.suppress(Exception):  # nothing queued (or the scheduler is busy)
+            if self._reports_queue.qsize():
+                out = [tuple(r) for r in self._reports_queue.get(batch=True)]
+        return out
+
+    def prune(self, key: str) -> None:
+        if key in self._futures:
+            self._pruned.append(key)
+            self._pruned_var.set(list(self._pruned))
+
     def interrupt(self, signum: int) -> None:
         """The first call asks every trial to stop at a safe point; a second cancels them."""
         self._interrupts += 1
@@ -188,6 +209,8 @@ class DaskExecutor(Executor):
                 self._stop.set(2)  # trials still running stop and let their worker go
                 self.client.cancel(list(self._futures.values()), force=True)
             self._stop.delete()
+            self._pruned_var.delete()
+            self._reports_queue.close()
         self._futures.clear()
         self._members.clear()
         with contextlib.suppress(Exception):
@@ -230,6 +253,7 @@ def run_trial(task: dict, stop_name: str) -> dict:
 
     from nnlab.errors import NnlabError
     from nnlab.runs import read_summary
+    from nnlab.sweeps.pruning import mark_pruned
     from nnlab.sweeps.worker import train_trial
 
     worker = distributed.get_worker()
@@ -256,14 +280,17 @@ def run_trial(task: dict, stop_name: str) -> dict:
     if task.get("files"):
         materialize_files(task["files"], run_dir)
     threading.Thread(target=watch, daemon=True).start()
+    options, pruned = _search_channels(task, signals, finished)
     try:
         if "members" in task:  # a population: its members' outcomes, each with its files
             return {**outcome, "outcomes": _members(task["members"], scratch, signals, worker)}
         try:
+            resume = bool(task.get("files"))
             result, note, resumed = train_trial(
-                task["config"], run_dir, bool(task.get("files")), handle_signals=False, stop=signals
+                task["config"], run_dir, resume, handle_signals=False, stop=signals, **options
             )
-            outcome.update(status=result.summary["status"], error=None, note=note, resumed=resumed)
+            summary = mark_pruned(run_dir) if pruned.is_set() else result.summary
+            outcome.update(status=summary["status"], error=None, note=note, resumed=resumed)
         except NnlabError as e:
             outcome.update(status=Status.FAILED, error=str(e))
         except Exception as e:
@@ -277,3 +304,41 @@ def run_trial(task: dict, stop_name: str) -> dict:
         finished.set()
         shutil.rmtree(scratch, ignore_errors=True)
     return outcome
+
+
+def _search_channels(
+    task: dict, signals: queue.SimpleQueue, finished: threading.Event
+) -> tuple[dict[str, Any], threading.Event]:
+    """On a worker, for a search's trial with a pruner: the ``report`` option that puts each
+    epoch's objective on the runner's queue, and a thread that watches the pruned keys (a
+    prune stops the run as a signal would, and sets the event returned)."""
+    pruned = threading.Event()
+    if not task.get("report"):
+        return {}, pruned
+    import distributed
+
+    from nnlab.sweeps.pruning import PRUNE_SIGNAL, epoch_reporter
+
+    client = distributed.get_client()
+    queue_name, prune_name = task["channels"]
+    reports = distributed.Queue(queue_name, client=client)
+    prunes = distributed.Variable(prune_name, client=client)
+    key = task["key"]
+
+    def watch() -> None:
+        while not finished.is_set():
+            try:
+                keys = prunes.get(timeout=0.5)
+            except TimeoutError:
+                continue
+            except Exception:  # the scheduler is gone
+                return
+            if key in keys:
+                pruned.set()
+                signals.put(int(PRUNE_SIGNAL))
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, daemon=True).start()
+    send = epoch_reporter(task["report"], lambda e, v: reports.put([key, e, v]))
+    return {"report": send}, pruned

@@ -1,7 +1,9 @@
 """Where trials run: an ``Executor`` takes trial tasks and hands back their outcomes.
 
 The sweep runner only submits, waits, interrupts and closes, so another backend fits behind the
-same four calls. ``LocalExecutor`` runs trials in worker processes on this machine, each worker
+same four calls; a search also reads the per-epoch ``reports`` of tasks that ask for them
+(``TrialTask.report``) and may ``prune`` a running task (``nnlab.sweeps.pruning``).
+``LocalExecutor`` runs trials in worker processes on this machine, each worker
 started with its BLAS threads limited (``blas_env``) before NumPy is imported in it, and each
 writing its run folder directly. A backend whose workers share no file system (a Dask cluster)
 trains in a scratch folder on the worker and returns the run folder's files in
@@ -51,6 +53,7 @@ class TrialTask:
     config: dict
     run_dir: str
     resume: bool = False
+    report: str | None = None  # a metric to report each epoch (a search with a pruner)
     members: list[TrialTask] = field(default_factory=list)  # a population's trials
 
     @property
@@ -63,7 +66,7 @@ class TrialTask:
         if self.members:
             return {"key": self.key, "members": [m.message() for m in self.members]}
         return {"key": self.key, "config": self.config, "run_dir": self.run_dir,
-                "resume": self.resume}  # fmt: skip
+                "resume": self.resume, "report": self.report}  # fmt: skip
 
 
 def population_task(members: list[TrialTask]) -> TrialTask:
@@ -112,6 +115,15 @@ class Executor(ABC):
     def close(self, grace: float = 10.0) -> None:
         """Stop the workers, waiting up to ``grace`` seconds for running tasks to end; tasks
         still running then are lost (the runner marks them)."""
+
+    def reports(self) -> list[tuple[str, int, float]]:
+        """(task key, epoch, value) reported by running tasks since the last call."""
+        return []
+
+    def prune(self, key: str) -> None:
+        """Ask a running task to stop at a safe point as pruned (an executor that cannot:
+        the task runs to its end)."""
+        return None
 
 
 def materialize(outcome: TrialOutcome, run_dir: Path) -> None:
@@ -180,6 +192,7 @@ class _Worker:
     proc: subprocess.Popen
     log: IO[bytes] | None
     task: TrialTask | None = None
+    pending: bytes = b""  # read from its result channel, not yet a whole line
 
 
 class LocalExecutor(Executor):
@@ -196,6 +209,7 @@ class LocalExecutor(Executor):
         self._sel = selectors.DefaultSelector()
         self._count = 0
         self._stopping = False
+        self._reports: list[tuple[str, int, float]] = []
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -251,25 +265,35 @@ class LocalExecutor(Executor):
         out: list[TrialOutcome] = []
         for sel_key, _ in self._sel.select(timeout):
             worker: _Worker = sel_key.data
-            line = worker.proc.stdout.readline()
-            if line:
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    msg = None
-                if (
-                    msg is not None
-                    and worker.task is not None
-                    and msg.get("key") == worker.task.key
-                ):
-                    out += outcomes(msg, worker.name)
-                    worker.task = None
-                    if self._stopping:
-                        self._retire(worker)
-                    continue
-            # end of file (or garbage): the worker has died
-            out.extend(self._reap(worker))
+            # what the pipe holds now, split in lines here (a buffered readline could keep a
+            # second line back where select no longer sees it)
+            data = os.read(worker.proc.stdout.fileno(), 1 << 16)
+            worker.pending += data
+            *lines, worker.pending = worker.pending.split(b"\n")
+            alive = bool(data)
+            for line in lines:
+                alive = alive and self._line(worker, line, out)
+            if not alive:  # end of file (or garbage): the worker has died
+                out.extend(self._reap(worker))
         return out
+
+    def _line(self, worker: _Worker, line: bytes, out: list[TrialOutcome]) -> bool:
+        """A line of a worker's result channel: a report or its task's outcome (False: not a
+        line of the protocol)."""
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(msg, dict) or worker.task is None or msg.get("key") != worker.task.key:
+            return False
+        if "report" in msg:
+            self._reports.append((msg["key"], *msg["report"]))
+            return True
+        out += outcomes(msg, worker.name)  # a trial's, or each member's of a population
+        worker.task = None
+        if self._stopping:
+            self._retire(worker)
+        return True
 
     def _reap(self, worker: _Worker) -> list[TrialOutcome]:
         self._sel.unregister(worker.proc.stdout)
@@ -306,6 +330,18 @@ class LocalExecutor(Executor):
             return ""
         lines = [ln for ln in lines if ln.strip()]
         return lines[-1].strip()[:300] if lines else ""
+
+    def reports(self) -> list[tuple[str, int, float]]:
+        out, self._reports = self._reports, []
+        return out
+
+    def prune(self, key: str) -> None:
+        from nnlab.sweeps.pruning import PRUNE_SIGNAL
+
+        for w in self._workers:
+            if w.task is not None and w.task.key == key:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.proc.pid, PRUNE_SIGNAL)
 
     def interrupt(self, signum: int) -> None:
         self._stopping = True

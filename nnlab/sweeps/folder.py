@@ -10,6 +10,7 @@ refused with a message naming it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -129,8 +130,11 @@ class SweepFolder:
             "command": " ".join(["nnlab", *sys.argv[1:]]) if _cli() else None,
             "spec": sweep.spec,
             "base": sweep.base,
-            "axes": {a.key: a.values for a in sweep.axes},
-        }
+            "axes": {a.key: a.values if isinstance(a.values, list) else str(a.values)
+                     for a in sweep.axes},
+        }  # fmt: skip
+        if sweep.search is not None:
+            data["search"] = dataclasses.asdict(sweep.search)
         trials = [
             "- " + json_line({"number": t.number, "hash": t.hash, "seed": t.seed,
                               "overrides": t.overrides}) + "\n"

@@ -14,13 +14,13 @@ continues from it (``nnlab.lifecycle.resume``); failed and never-started trials 
 fresh run folder. Trials of an earlier, different spec of the same name stay in the folder and
 the index.
 
-Trials that differ only in member-wise keys (seeds, initializers, learning rates...) train
-together as populations, one task each (``nnlab.sweeps.populations``); ``population=False``
-runs every trial in its own task.
-
 A trial that finds the disk full (or the folder read-only, or not writable) stops the sweep
 from starting more, which would fail the same way: the sweep ends with that trial's error on one
 line (exit status 2), and the same command continues once there is room.
+
+Trials that differ only in member-wise keys (seeds, initializers, learning rates...) train
+together as populations, one task each (``nnlab.sweeps.populations``); ``population=False``
+runs every trial in its own task, as does a search (its trials report each epoch).
 
 SIGINT/SIGTERM: no new trial starts; the signal is forwarded to the running trials, which stop
 at a safe point and are recorded interrupted; the sweep exits 130/143. A second signal stops
@@ -30,7 +30,6 @@ them at once, a third stops waiting for them.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import signal
@@ -56,7 +55,7 @@ from nnlab.sweeps.executor import (
 )
 from nnlab.sweeps.folder import SweepFolder, sweep_dir_for
 from nnlab.sweeps.index import IndexWriter, read_index
-from nnlab.sweeps.populations import Unit, record_unit, runs_as, units_to_run
+from nnlab.sweeps.populations import Unit, record_unit, units_to_run
 from nnlab.sweeps.spec import Sweep, Trial
 from nnlab.threads import per_worker
 
@@ -152,7 +151,7 @@ def plan(
             next_number += 1
         e["overrides"], e["seed"] = trial.overrides, trial.seed
         status = found[trial.hash][1].get("status") if trial.hash in found else None
-        keep = (status == Status.COMPLETED and "all" not in rerun) or (
+        keep = (status in (Status.COMPLETED, Status.PRUNED) and "all" not in rerun) or (
             status == Status.DIVERGED and not set(rerun) & {"diverged", "all"}
         )
         if keep:
@@ -252,7 +251,7 @@ def run_sweep(
             found = folder.scan(clean=True)
             if wait_for_orphans(folder, found):
                 found = folder.scan()
-            p = plan(sweep, folder, tuple(rerun), found)
+            search, p = _plan(sweep, folder, tuple(rerun), found)
             folder.write_spec(sweep)
             index = IndexWriter(folder.path, sweep.name)
             index.open(p.entries)
@@ -269,15 +268,15 @@ def run_sweep(
         stop: int | None = None
         resumed, storage, left = 0, None, 0
         try:
-            if p.todo:
+            if p.todo or (search is not None and search.more()):
                 jobs = jobs or sweep.jobs
                 # BLAS threads follow the jobs asked for, also when fewer trials are left
                 threads = threads or per_worker(jobs)
-                workers = max(1, min(jobs, len(p.todo)))
+                workers = _workers(jobs, p, search)
                 ex = executor or LocalExecutor(workers, log_dir=folder.logs_dir, threads=threads)
-                loop = _Loop(folder, index, p, ex, progress, clock, population)
+                loop = _Loop(folder, index, p, ex, progress, clock, search, population)
                 stop = loop.run(handle_signals)
-                resumed, storage, left = loop.resumed, loop.storage, loop.left
+                resumed, storage, left = loop.resumed, loop.storage, len(loop.queue)
         finally:
             with clock:
                 index.close()
@@ -289,6 +288,24 @@ def run_sweep(
             )
         seconds = time.perf_counter() - started
         return _result(sweep, folder, p, progress, stop, seconds, clock, resumed)
+
+
+def _plan(sweep: Sweep, folder: SweepFolder, rerun: tuple, found: dict) -> tuple[Any, Plan]:
+    """The plan, and a search's driver (``nnlab.sweeps.search``: its study opened, the trials
+    it sampled before in the plan; None for a grid)."""
+    if sweep.search is None:
+        return None, plan(sweep, folder, rerun, found)
+    from nnlab.sweeps.search import SearchDriver
+
+    search = SearchDriver(sweep, folder.path)
+    p = plan(sweep, folder, rerun, found)
+    search.adopt(p)
+    return search, p
+
+
+def _workers(jobs: int, p: Plan, search: Any) -> int:
+    """The jobs asked for, at most one per run to do (a search's runs not sampled yet count)."""
+    return max(1, min(jobs, len(p.todo) + (search.runs_left() if search is not None else 0)))
 
 
 def _result(
@@ -331,25 +348,23 @@ class _Loop:
         ex: Executor,
         progress: SweepProgress,
         clock: Stopwatch,
+        search: Any = None,
         population: bool = True,
     ):
         self.folder, self.index, self.entries, self.resume = folder, index, p.entries, p.resume
+        self.search = search  # a search's driver: asks, tells and prunes trials (None: grid)
         self.ex, self.progress, self.clock = ex, progress, clock
-        with clock:  # trials that can train together as populations (``population``)
-            units, notes = units_to_run(p.todo, p.resume, ex.slots, population)
+        with clock:  # trials that train together (a search's report each epoch: alone)
+            units, notes = units_to_run(p.todo, p.resume, ex.slots, population and not search)
         for note in notes:
             progress.say(f"note: {note}")
-        self.queue = deque(units)
+        self.unit_of = {t.hash: u for u in units for t in u.trials}
+        self.queue = deque(t for u in units for t in u.trials)  # a population's in a row
         self.running: dict[str, tuple[Trial, float]] = {}
         self.signals: list[int] = []
         self.forwarded = 0
         self.resumed = 0  # trials that continued from their checkpoint
         self.storage: str | None = None  # the error of a trial that found the disk full
-
-    @property
-    def left(self) -> int:
-        """Trials not started."""
-        return sum(len(u.trials) for u in self.queue)
 
     def run(self, handle_signals: bool) -> int | None:
         """Until every trial ended (or a signal stopped the sweep); returns that signal."""
@@ -358,9 +373,15 @@ class _Loop:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda signum, _: self.signals.append(signum))
         try:
-            while self.running or (self.queue and not self.signals and self.storage is None):
+            while (
+                self.running
+                or (self.queue and not self.signals and self.storage is None)
+                or self._searching()
+            ):
                 if self._forward_signals():
                     break
+                if self.search is not None:
+                    self.search.tick(self)
                 self._start()
                 self.progress.running = len(self.running)
                 for outcome in self.ex.wait(0.2):
@@ -371,6 +392,9 @@ class _Loop:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return self.signals[0] if self.signals else None
+
+    def _searching(self) -> bool:
+        return self.search is not None and self.storage is None and self.search.more(self)
 
     def _forward_signals(self) -> bool:
         """Pass a new signal on to the running trials; True at the third: stop waiting."""
@@ -388,20 +412,21 @@ class _Loop:
         return False
 
     def _start(self) -> None:
-        """Submit units (a trial, or a population of them) while the executor has free slots."""
+        """Submit trials while the executor has free slots."""
         while (
             not self.signals
             and self.storage is None
             and self.queue
             and self.ex.busy < self.ex.slots
         ):
-            unit = self.queue.popleft()
-            tasks = [self._task(trial, unit) for trial in unit.trials]
+            unit = self.unit_of.get(self.queue[0].hash)
+            trials = [self.queue.popleft() for _ in (unit.trials if unit else [None])]
+            tasks = [self._task(trial, unit) for trial in trials]
             self.ex.submit(tasks[0] if len(tasks) == 1 else population_task(tasks))
-            if unit.number is not None:
+            if unit is not None and unit.number is not None:
                 self.progress.say(f"population {unit.number}: {len(tasks)} trials")
 
-    def _task(self, trial: Trial, unit: Unit) -> TrialTask:
+    def _task(self, trial: Trial, unit: Unit | None) -> TrialTask:
         """A trial starts: its index entry and run folder made ready; its task."""
         resume = trial.hash in self.resume
         with self.clock:
@@ -411,10 +436,12 @@ class _Loop:
                 shutil.rmtree(run_dir)  # an unfinished or replaced attempt
             e.update(status=Status.RUNNING, error=None, started=now(), finished=None)
             e["attempts"] = e.get("attempts", 0) + 1
-            record_unit(e, unit)
+            if unit is not None:
+                record_unit(e, unit)
             self.index.record(e)
         self.running[trial.hash] = (trial, time.perf_counter())
-        return TrialTask(trial.hash, trial.config, str(run_dir), resume=resume)
+        report = self.search.report if self.search is not None else None
+        return TrialTask(trial.hash, trial.config, str(run_dir), resume, report)
 
     def _end(self, outcome: TrialOutcome) -> None:
         if outcome.key not in self.running:
@@ -426,6 +453,8 @@ class _Loop:
             self.index.record(e)
         self.progress.running = len(self.running)
         self.resumed += outcome.resumed
+        if self.search is not None:
+            self.search.ended(self, trial, e)
         if outcome.errno in STOPPING_ERRNOS and self.storage is None:
             self.storage = outcome.error or "a trial found the disk full"
         if outcome.note:
@@ -445,9 +474,8 @@ class _Loop:
                 e["error"] = "the sweep stopped before the trial ended"
                 mark_ended(self.folder.path / e["run"], e["status"], e["error"])
                 self.index.record(e)
-            for unit in self.queue:
-                for trial in unit.trials:
-                    self.entries[trial.hash]["status"] = "pending"
+            for trial in self.queue:
+                self.entries[trial.hash]["status"] = "pending"
 
 
 def _record(
@@ -463,38 +491,3 @@ def _record(
     e["worker"] = outcome.worker or None
     if status in (Status.FAILED, Status.INTERRUPTED):
         mark_ended(run_dir, status, outcome.error)
-
-
-def trial_table(
-    sweep: Sweep, runs_dir: str | Path, population: bool = True, jobs: int | None = None
-) -> list[dict[str, Any]]:
-    """The trials of a sweep and what running it now would do with each (``--print-trials``):
-    with ``population``, the population each would train in (``jobs`` workers), or why alone."""
-    folder = SweepFolder(sweep_dir_for(runs_dir, sweep.name))
-    p = plan(sweep, folder) if folder.path.is_dir() else None
-    rows = []
-    todo = {t.hash for t in p.todo} if p else None
-    pending, jobs = p.todo if p else sweep.trials, jobs or sweep.jobs
-    slots = min(jobs, len(pending)) or 1
-    unit_of = runs_as(pending, p.resume if p else set(), slots) if population else {}
-    for t in sweep.trials:
-        e = p.entries[t.hash] if p else {}
-        action = "run" if todo is None or t.hash in todo else "skip"
-        if p and t.hash in p.resume:
-            action = "resume"
-        rows.append(
-            {
-                "#": t.number,
-                "hash": t.hash,
-                **{k: _cell(v) for k, v in t.overrides.items()},
-                "seed": t.seed,
-                "status": e.get("status", "new") if p else "new",
-                "action": action,
-                **({"runs as": unit_of.get(t.hash, "")} if population else {}),
-            }
-        )
-    return rows
-
-
-def _cell(value: Any) -> Any:
-    return json.dumps(value, separators=(",", ":")) if isinstance(value, dict | list) else value

@@ -32,7 +32,8 @@ from nnlab.config import (
 )
 from nnlab.errors import ConfigError, NnlabError
 from nnlab.schema import Doc, Interval, check, fmt
-from nnlab.sweeps.axes import MAX_TRIALS, expression, parse_axis
+from nnlab.sweeps.axes import MAX_TRIALS, Distribution, distribution, expression, parse_axis
+from nnlab.sweeps.search_spec import Search, SearchSection, search_axes, search_of
 
 SEED_KEY = "training.seed"
 
@@ -48,7 +49,8 @@ class SweepFile:
         dict,
         Doc(
             "key path -> a list of values, or range(start, stop[, step]), linspace(a, b, n), "
-            "logspace(a, b, n); the grid is their cartesian product"
+            "logspace(a, b, n); the grid is their cartesian product. A search also takes "
+            "uniform(a, b), loguniform(a, b), int(a, b[, log]), choice(v1, ...)"
         ),
     ] = field(default_factory=dict)
     seeds: Annotated[
@@ -63,25 +65,31 @@ class SweepFile:
         str | None, Doc("the sweep's name: its folder runs/sweeps/NAME (null: the file's name)")
     ] = None
     description: Annotated[str, Doc("free text: what this sweep asks")] = ""
+    search: Annotated[
+        SearchSection | None, Doc("sample the axes with Optuna instead of a grid (null: grid)")
+    ] = None
 
     @staticmethod
     def __post_check__(p: dict, path: str) -> None:
         p["seeds"] = seed_list(p["seeds"], "seeds")
+        axes = {}  # a new mapping: the file's own (sweep.yaml's "spec") keeps its text
         for key, values in p["axes"].items():
             where = f"axes.{key}"
             if not isinstance(key, str):
                 raise ConfigError(f"an axis is named by a key path, got {fmt(key)}", where)
             if isinstance(values, str):
-                values = expression(values, where)
+                values = distribution(values, where) or expression(values, where)
                 if values is None:
                     raise ConfigError(
-                        f"expected a list of values, or range(...), linspace(...), logspace(...); "
+                        f"expected a list of values, or range(...), linspace(...), logspace(...), "
+                        f"or a search's uniform/loguniform/int/choice(...); "
                         f"got {fmt(p['axes'][key])}",
                         where,
                     )
-            if not isinstance(values, list) or not values:
+            if not isinstance(values, list | Distribution) or not values:
                 raise ConfigError(f"expected a non-empty list of values, got {fmt(values)}", where)
-            p["axes"][key] = values
+            axes[key] = values
+        p["axes"] = axes
 
 
 def seed_list(seeds: Any, where: str, source: str | None = None) -> list[int] | None:
@@ -116,7 +124,7 @@ def seed_list(seeds: Any, where: str, source: str | None = None) -> list[int] | 
 class Axis:
     key: str  # as written: model.layers.0.initializer
     parts: list[str | int]
-    values: list
+    values: list | Distribution  # a distribution in a search only
     origin: str  # "-g" or the sweep file
 
 
@@ -169,17 +177,31 @@ class Sweep:
     spec: dict  # as given, for sweep.yaml
     origins: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (source, note)
     notes: list[str] = field(default_factory=list)
+    search: Search | None = None
+    #: a search's trials: the seeds of the configs sampled so far (``nnlab.sweeps.search``)
+    sampled: list[Trial] = field(default_factory=list)
     _trials: list[Trial] | None = None
 
     @property
     def size(self) -> int:
+        if self.search is not None:
+            return self.search.trials * len(self.seeds or [None])
         return math.prod(len(a.values) for a in self.axes) * len(self.seeds or [None])
 
     @property
     def trials(self) -> list[Trial]:
+        if self.search is not None:
+            return self.sampled
         if self._trials is None:
             self._trials = self._expand()
         return self._trials
+
+    def trial_at(self, overrides: dict[str, Any], seed: int | None, number: int) -> Trial:
+        """The trial of a search's sampled ``overrides`` (axis key -> value) with ``seed``,
+        numbered ``number``."""
+        values = tuple(overrides[a.key] for a in self.axes)
+        cfg = self._point(values, seed, number, overrides)
+        return Trial(number, overrides, cfg["training"]["seed"], cfg, config_hash(cfg))
 
     def _expand(self) -> list[Trial]:
         """The grid points, each resolved once (the first seed's config validated in full);
@@ -253,6 +275,7 @@ class _Given:
     name: str | None = None
     default_name: str = ""
     spec: dict = field(default_factory=dict)
+    search: dict | None = None  # the file's search section, checked
 
 
 def load_sweep(
@@ -262,9 +285,12 @@ def load_sweep(
     seeds: str | None = None,
     jobs: int | None = None,
     name: str | None = None,
+    search: dict[str, Any] | None = None,
 ) -> Sweep:
     """Read a sweep file or a config, with command-line axes (``grid``: ``KEY=V1,V2``), fixed
-    overrides (``sets``: ``KEY=VALUE``), seeds (``"5"`` or ``"0,1,7"``), jobs and name."""
+    overrides (``sets``: ``KEY=VALUE``), seeds (``"5"`` or ``"0,1,7"``), jobs and name.
+    ``search``: the command line's search options (``sampler``, ``trials``, ``seed``,
+    ``objective``, ``pruner``; those given), over the file's ``search:`` section."""
     source = str(path)
     raw = load_raw(path)
     is_sweep_file = isinstance(raw, dict) and "base" in raw
@@ -283,6 +309,8 @@ def load_sweep(
             given.base_source if axis.origin == "-g" else source,
             note,
         )
+    searching = search_of(given.search, dict(search or {}), source)
+    axes = search_axes(axes, searching, source)
     seed_values = seed_list(_parse_seeds(seeds), "--seeds") if seeds else given.seeds
     if seed_values is not None and any(format_key(a.parts) == SEED_KEY for a in axes):
         raise ConfigError(
@@ -303,23 +331,32 @@ def load_sweep(
             **({"cli_grid": list(grid)} if grid else {}),
             **({"cli_set": list(sets)} if sets else {}),
             **({"cli_seeds": seeds} if seeds else {}),
+            **({"cli_search": dict(search)} if search else {}),
         },
         origins=origins,
+        search=searching,
     )
-    if sweep.size > MAX_TRIALS:
-        sizes = [f"{len(a.values):,}" for a in sweep.axes]
-        sizes += [f"{len(seed_values):,} seeds"] if seed_values else []
-        raise ConfigError(
-            f"the grid has {sweep.size:,} trials ({' x '.join(sizes)}), more than the "
-            f"{MAX_TRIALS:,} a sweep may have",
-            source=source,
-        )
+    _check_size(sweep, source)
     return sweep
 
 
 def parse_seeds(text: str, where: str = "--seeds") -> list[int]:
     """Seeds given on the command line: ``5`` (0..4), ``0,1,7`` or ``[0, 1, 7]``."""
     return seed_list(_parse_seeds(text), where, where)
+
+
+def _check_size(sweep: Sweep, source: str) -> None:
+    """At most MAX_TRIALS runs: grid points (or a search's trials) times seeds."""
+    if sweep.size <= MAX_TRIALS:
+        return
+    seeds = [f"{len(sweep.seeds):,} seeds"] if sweep.seeds else []
+    if sweep.search is not None:
+        what = f"the search has {sweep.size:,} runs ({sweep.search.trials:,} trials"
+        what += f" x {seeds[0]})" if seeds else ")"
+    else:
+        sizes = [f"{len(a.values):,}" for a in sweep.axes] + seeds
+        what = f"the grid has {sweep.size:,} trials ({' x '.join(sizes)})"
+    raise ConfigError(f"{what}, more than the {MAX_TRIALS:,} a sweep may have", source=source)
 
 
 def _sweep_file(raw: dict, path: str | Path) -> _Given:
@@ -356,6 +393,7 @@ def _sweep_file(raw: dict, path: str | Path) -> _Given:
         name=spec["name"],
         default_name=Path(path).stem,
         spec=raw,
+        search=spec["search"],
     )
 
 

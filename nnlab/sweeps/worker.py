@@ -11,12 +11,17 @@ itself (the run stops at a safe point and is recorded interrupted); a signal tha
 the trial is being built, before ``train`` has put its handler in place, is delivered again as
 soon as it has. The worker exits after the trial. If the sweep process dies, the worker stops
 its trial the same way (it watches its parent).
+
+A search's trial (``task["report"]``: a metric) reports that metric after each epoch, a JSON
+line ``{"key": ..., "report": [epoch, value]}`` on the result channel; ``PRUNE_SIGNAL`` (SIGUSR1)
+during the trial stops it at a safe point, recorded ``pruned`` (``nnlab.sweeps.pruning``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import signal
 import sys
@@ -40,6 +45,14 @@ class _State:
         self.pending: int | None = None  # a signal to deliver again once train handles it
         self.stop = False
         self.lock = threading.Lock()
+        self.prune: queue.SimpleQueue | None = None  # the running search trial's stop queue
+        self.pruned = False
+
+    def on_prune(self, signum: int, frame: Any) -> None:
+        """PRUNE_SIGNAL: the runner pruned the running trial (ignored between trials)."""
+        if self.busy and self.prune is not None:
+            self.pruned = True
+            self.prune.put(signum)
 
     def handle(self, signum: int, frame: Any) -> None:
         self.stop = True
@@ -64,17 +77,26 @@ class _State:
             os.kill(os.getpid(), sig)
 
 
-def run_task(task: dict) -> dict:
+def run_task(task: dict, results: TextIO | None = None, state: _State | None = None) -> dict:
     """Train one trial (or continue it, ``task["resume"]``; or a population, ``task["members"]``);
-    the outcome as a JSON-able dict."""
+    the outcome as a JSON-able dict. A search's trial reports each epoch on ``results`` and may
+    be pruned (``state``)."""
     from nnlab.errors import NnlabError, StorageError
     from nnlab.runs import Status, read_summary
+    from nnlab.sweeps.pruning import epoch_reporter, mark_pruned
 
     if "members" in task:
         return {"key": task["key"], "outcomes": train_members(task["members"])}
     key, run_dir = task["key"], task["run_dir"]
+    options: dict[str, Any] = {}
+    if task.get("report") and results is not None and state is not None:
+        options["report"] = epoch_reporter(task["report"], _sender(key, results))
+        options["stop"] = state.prune = queue.SimpleQueue()
+        state.pruned = False
     try:
-        result, note, resumed = train_trial(task["config"], run_dir, bool(task.get("resume")))
+        result, note, resumed = train_trial(
+            task["config"], run_dir, bool(task.get("resume")), **options
+        )
     except (_Stop, KeyboardInterrupt):
         return {"key": key, "status": Status.INTERRUPTED, "error": "stopped by a signal"}
     except NnlabError as e:
@@ -87,6 +109,8 @@ def run_task(task: dict) -> dict:
         return {"key": key, "status": Status.FAILED, "error": error, "summary": _summary(run_dir)}
     try:
         summary = read_summary(run_dir)
+        if state is not None and state.pruned:
+            summary = mark_pruned(run_dir)
     except NnlabError:
         summary = result.summary
     status = summary["status"]
@@ -153,6 +177,14 @@ def train_members(members: list[dict], **options: Any) -> list[dict]:
     return out
 
 
+def _sender(key: str, results: TextIO) -> Any:
+    def send(epoch: int, value: float) -> None:
+        results.write(json.dumps({"key": key, "report": [epoch, value]}) + "\n")
+        results.flush()
+
+    return send
+
+
 def _summary(run_dir: str) -> dict | None:
     from nnlab.errors import NnlabError
     from nnlab.runs import read_summary
@@ -170,7 +202,8 @@ def serve(tasks: TextIO, results: TextIO, state: _State) -> None:
             return
         state.busy = True
         task = json.loads(line)
-        outcome = run_task(task)
+        outcome = run_task(task, results, state)
+        state.prune = None
         results.write(json.dumps(outcome) + "\n")
         results.flush()
         state.busy = False
@@ -182,8 +215,11 @@ def main() -> int:
     results = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # stray prints go to the log, not into the result channel
     state = _State()
+    from nnlab.sweeps.pruning import PRUNE_SIGNAL
+
     for sig in SIGNALS:
         signal.signal(sig, state.handle)
+    signal.signal(PRUNE_SIGNAL, state.on_prune)
     threading.Thread(target=state.watch, daemon=True).start()
     try:
         import nnlab.lifecycle  # noqa: F401  (imported while the first task is on its way)
