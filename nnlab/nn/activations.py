@@ -48,7 +48,7 @@ class Activation:
         if c is None:
             if len(cache) >= 8:  # shapes seen once (a prediction on all samples) are not kept
                 cache.clear()
-            c = cache[key] = np.full(like.shape, value, like.dtype)
+            c = cache[key] = np.full_like(like, value)  # in the layout of `like`
         return c
 
 
