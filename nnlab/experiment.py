@@ -6,9 +6,10 @@ together). ``Objective`` is the one copy of the training objective (the weighted
 heads' losses, unlabelled samples masked out): the training loop, ``nnlab gradcheck`` and
 ``layers.csv`` all call it. ``evaluate`` measures the current weights on a split.
 
-One seed drives everything through three independent streams spawned from it
-(``np.random.SeedSequence``): the data splits, the initialization, and the training-time
-randomness (shuffling and dropout).
+One seed drives everything through independent streams spawned from it
+(``np.random.SeedSequence``): the data splits, the initialization, the training-time
+randomness (shuffling and dropout), a VAE's sampling layers and the noise of evolution
+strategies.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ EVAL_BATCH = 1024
 
 def seed_streams(seed: int, split_seed: int | None = None) -> dict[str, np.random.Generator]:
     """The generators of a run: ``data`` (splits), ``init`` (weights), ``train`` (shuffle,
-    dropout), ``sample`` (a VAE's sampling layer). ``split_seed`` fixes the splits
-    independently of the training seed. (Spawning a fourth child leaves the first three as
-    they were: runs from before the ``sample`` stream keep their numbers.)"""
-    data, init, train, sample = np.random.SeedSequence(seed).spawn(4)
+    dropout), ``sample`` (a VAE's sampling layer), ``es`` (the perturbations of evolution
+    strategies). ``split_seed`` fixes the splits independently of the training seed.
+    (Spawning more children leaves the first ones as they were: runs from before the
+    ``sample`` and ``es`` streams keep their numbers.)"""
+    data, init, train, sample, es = np.random.SeedSequence(seed).spawn(5)
     if split_seed is not None:
         data = np.random.SeedSequence(split_seed).spawn(3)[0]
-    streams = (("data", data), ("init", init), ("train", train), ("sample", sample))
+    streams = (("data", data), ("init", init), ("train", train), ("sample", sample), ("es", es))
     return {k: np.random.default_rng(s) for k, s in streams}
 
 
@@ -128,6 +130,9 @@ def build(config: dict, data: Data | None = None) -> Experiment:
     heads = make_heads(config, data, model)
     _check_threshold(config, heads, data, model)
     optimizer = OPTIMIZERS.build(config["optimizer"])
+    check_gradients(optimizer, heads, model, "loss" if config["model"]["outputs"] is None else None)
+    if not optimizer.needs_gradient:
+        optimizer.rng = rngs["es"]
     optimizer.setup(model.theta, model.n_decay)
     exp = Experiment(config, data, model, heads, optimizer, rngs["train"])
     exp.sample_rng = rngs["sample"]
@@ -180,6 +185,33 @@ def make_heads(config: dict, data: Data, model: Model) -> list[Head]:
     return heads
 
 
+def check_gradients(optimizer: Optimizer, heads: list[Head], model: Model, loss_at: str | None):
+    """A gradient optimizer needs a loss and activations with a gradient: ``zero_one`` and
+    ``step`` have none (``loss_at``: the key of a single output's loss)."""
+    if not optimizer.needs_gradient:
+        return
+    name = OPTIMIZERS.name_of(optimizer)
+    for k, head in enumerate(heads):
+        if not head.loss.differentiable:
+            raise ConfigError(
+                f"{head.loss.name} has no gradient (it is flat between decisions), so {name} "
+                "cannot descend it: train it with optimizer: es (evolution strategies, which "
+                "need no gradient), or use a loss with a gradient (binary_crossentropy, "
+                "categorical_crossentropy, mse)",
+                loss_at or f"model.outputs[{k}].loss",
+            )
+    for i, layer in enumerate(model.layers):
+        fn = layer.activation_fn
+        if fn is not None and not fn.differentiable:
+            raise ConfigError(
+                f"the {fn.name} activation passes no gradient back (its derivative is 0 "
+                f"wherever it exists), so {name} cannot train through it: use optimizer: es "
+                "(evolution strategies, which need no gradient), or a smooth activation "
+                "(sigmoid, tanh)",
+                f"model.layers[{i}].activation",
+            )
+
+
 def _check_threshold(config: dict, heads: list[Head], data: Data, model: Model) -> None:
     """``training.threshold`` needs one output of one unit trained on two classes."""
     spec = config["training"]["threshold"]
@@ -205,6 +237,14 @@ def _check_threshold(config: dict, heads: list[Head], data: Data, model: Model) 
 def check_head(head: Head, where: str, data: Data, model: Model) -> None:
     """Check that an output fits its loss and its target; a ConfigError names the key."""
     _check_output_layer(head, where, model)
+    if not head.loss.differentiable and (
+        head.target != "labels" or data.task != "classification"
+    ):
+        raise ConfigError(
+            f"{head.loss.name} counts misclassified samples: it is for a classifier's labels "
+            f"(data '{data.name}' is {data.task}, this output's target {head.target})",
+            where,
+        )
     if (head.target == "none") == head.loss.needs_target:
         raise ConfigError(
             f"{head.loss.name} takes no target: give its output target: none"
