@@ -64,7 +64,7 @@ class Perturbed:
         units = sum(int(np.prod(s)) for s in model.shapes)
         # the members' weights and gradients, the noise (float64) and its rounded copy, and
         # each layer's outputs, pre-activations and input gradients for the batch
-        need = 2 * N * P * itemsize + opt.pairs * P * (8 + itemsize) + 3 * N * batch * units * itemsize
+        need = (2 * N * P + 3 * N * batch * units) * itemsize + opt.pairs * P * (8 + itemsize)
         check_fits(need, f"es's {N} perturbed networks", "optimizer.population")
         self.opt, self.exp = opt, exp
         self.macs = threads.largest_product(model, batch) * N

@@ -237,9 +237,7 @@ def _check_threshold(config: dict, heads: list[Head], data: Data, model: Model) 
 def check_head(head: Head, where: str, data: Data, model: Model) -> None:
     """Check that an output fits its loss and its target; a ConfigError names the key."""
     _check_output_layer(head, where, model)
-    if not head.loss.differentiable and (
-        head.target != "labels" or data.task != "classification"
-    ):
+    if not head.loss.differentiable and (head.target != "labels" or data.task != "classification"):
         raise ConfigError(
             f"{head.loss.name} counts misclassified samples: it is for a classifier's labels "
             f"(data '{data.name}' is {data.task}, this output's target {head.target})",
