@@ -23,6 +23,7 @@ import numpy as np
 from nnlab.data import Data, load
 from nnlab.errors import ConfigError
 from nnlab.nn import LOSSES, OPTIMIZERS, Model
+from nnlab.nn.es import check_gradients
 from nnlab.nn.losses import Loss
 from nnlab.nn.optimizers import Optimizer
 
@@ -130,7 +131,7 @@ def build(config: dict, data: Data | None = None) -> Experiment:
     heads = make_heads(config, data, model)
     _check_threshold(config, heads, data, model)
     optimizer = OPTIMIZERS.build(config["optimizer"])
-    check_gradients(optimizer, heads, model, "loss" if config["model"]["outputs"] is None else None)
+    check_gradients(optimizer, [h.loss for h in heads], model, config["model"]["outputs"] is None)
     if not optimizer.needs_gradient:
         optimizer.rng = rngs["es"]
     optimizer.setup(model.theta, model.n_decay)
@@ -183,33 +184,6 @@ def make_heads(config: dict, data: Data, model: Model) -> list[Head]:
         check_head(head, where, data, model)
         heads.append(head)
     return heads
-
-
-def check_gradients(optimizer: Optimizer, heads: list[Head], model: Model, loss_at: str | None):
-    """A gradient optimizer needs a loss and activations with a gradient: ``zero_one`` and
-    ``step`` have none (``loss_at``: the key of a single output's loss)."""
-    if not optimizer.needs_gradient:
-        return
-    name = OPTIMIZERS.name_of(optimizer)
-    for k, head in enumerate(heads):
-        if not head.loss.differentiable:
-            raise ConfigError(
-                f"{head.loss.name} has no gradient (it is flat between decisions), so {name} "
-                "cannot descend it: train it with optimizer: es (evolution strategies, which "
-                "need no gradient), or use a loss with a gradient (binary_crossentropy, "
-                "categorical_crossentropy, mse)",
-                loss_at or f"model.outputs[{k}].loss",
-            )
-    for i, layer in enumerate(model.layers):
-        fn = layer.activation_fn
-        if fn is not None and not fn.differentiable:
-            raise ConfigError(
-                f"the {fn.name} activation passes no gradient back (its derivative is 0 "
-                f"wherever it exists), so {name} cannot train through it: use optimizer: es "
-                "(evolution strategies, which need no gradient), or a smooth activation "
-                "(sigmoid, tanh)",
-                f"model.layers[{i}].activation",
-            )
 
 
 def _check_threshold(config: dict, heads: list[Head], data: Data, model: Model) -> None:

@@ -33,15 +33,47 @@ batch in one pass of the population engine.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 
 from nnlab.errors import ConfigError
+from nnlab.nn.losses import Loss
 from nnlab.nn.optimizers import OPTIMIZERS, SGD, Adam, Optimizer
 from nnlab.schema import Doc, Interval
 
+if TYPE_CHECKING:
+    from nnlab.nn.model import Model
+
 Array = np.ndarray
+
+
+def check_gradients(optimizer: Optimizer, losses: list[Loss], model: Model, single: bool) -> None:
+    """A gradient optimizer needs losses and activations with a gradient: ``zero_one`` and
+    ``step`` have none. ``losses``: each output's (``single``: the config's top-level
+    ``loss``, else ``model.outputs[k].loss``); a ConfigError names the key."""
+    if not optimizer.needs_gradient:
+        return
+    name = OPTIMIZERS.name_of(optimizer)
+    for k, loss in enumerate(losses):
+        if not loss.differentiable:
+            raise ConfigError(
+                f"{loss.name} has no gradient (it is flat between decisions), so {name} "
+                "cannot descend it: train it with optimizer: es (evolution strategies, which "
+                "need no gradient), or use a loss with a gradient (binary_crossentropy, "
+                "categorical_crossentropy, mse)",
+                "loss" if single else f"model.outputs[{k}].loss",
+            )
+    for i, layer in enumerate(model.layers):
+        fn = layer.activation_fn
+        if fn is not None and not fn.differentiable:
+            raise ConfigError(
+                f"the {fn.name} activation passes no gradient back (its derivative is 0 "
+                f"wherever it exists), so {name} cannot train through it: use optimizer: es "
+                "(evolution strategies, which need no gradient), or a smooth activation "
+                "(sigmoid, tanh)",
+                f"model.layers[{i}].activation",
+            )
 
 
 def centered_ranks(losses: Array) -> Array:
