@@ -259,3 +259,23 @@ def test_the_es_stream_leaves_the_other_streams_as_they_were():
     new = seed_streams(7)
     for name, seq in zip(("data", "init", "train", "sample"), old, strict=True):
         assert new[name].random() == np.random.default_rng(seq).random()
+
+
+def test_es_trains_several_outputs_with_masks_and_names_their_keys():
+    """Two heads (a classifier on 5% of labels, masked, and a reconstruction): zero_one on
+    the first is refused by adam at its key, trained by es; on the reconstruction it is
+    refused, whatever the optimizer."""
+    path = CONFIGS / "questions/semi_supervised.yaml"
+    with pytest.raises(ConfigError, match="zero_one has no gradient") as info:
+        build(load_config(path, ["model.outputs.0.loss=zero_one"]))
+    assert info.value.path == "model.outputs[0].loss"
+    es = ["optimizer={name: es, population: 10}", "training.epochs=3"]
+    with pytest.raises(ConfigError, match="classifier's labels") as info:
+        build(load_config(path, ["model.outputs.1.loss=zero_one", *es]))
+    assert info.value.path == "model.outputs[1]"
+    exp = build(load_config(path, ["model.outputs.0.loss=zero_one", *es]))
+    trainer = Trainer(exp)
+    assert trainer.fit() == "completed"
+    losses = [r["recon_loss"] for r in trainer.rows]
+    assert losses[-1] < losses[0]  # the reconstruction improves
+    assert all(0 <= r["cls_loss"] == 1 - r["cls_accuracy"] for r in trainer.rows)
