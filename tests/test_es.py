@@ -279,3 +279,19 @@ def test_es_trains_several_outputs_with_masks_and_names_their_keys():
     losses = [r["recon_loss"] for r in trainer.rows]
     assert losses[-1] < losses[0]  # the reconstruction improves
     assert all(0 <= r["cls_loss"] == 1 - r["cls_accuracy"] for r in trainer.rows)
+
+
+@pytest.mark.parametrize(
+    "args, path",
+    [
+        (["gradcheck", "questions/perceptron_es.yaml", "--set", "training.dtype=float64"],
+         "model.layers[0].activation"),
+        (["gradcheck", "questions/threshold_es.yaml", "--set", "training.dtype=float64"], "loss"),
+        (["lr-find", "questions/threshold_es.yaml"], "optimizer"),
+    ],
+)  # fmt: skip
+def test_gradient_instruments_refuse_what_has_no_gradient(args, path):
+    command, config, *rest = args
+    proc = invoke_nnlab(command, CONFIGS / config, *rest)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {path}: ") and len(proc.stderr.splitlines()) == 1
