@@ -83,8 +83,13 @@ def centered_ranks(losses: Array) -> Array:
     n = x.shape[0]
     order = np.argsort(x, kind="stable")
     sorted_x = x[order]
-    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
-    counts = np.diff(np.r_[starts, n])
+    first = np.empty(n, bool)  # where a run of equal values starts
+    first[0] = True
+    np.not_equal(sorted_x[1:], sorted_x[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.empty_like(starts)
+    np.subtract(starts[1:], starts[:-1], out=counts[:-1])
+    counts[-1] = n - starts[-1]
     ranks = np.empty(n)
     ranks[order] = np.repeat(starts + (counts - 1) / 2.0, counts)
     return ranks / max(n - 1, 1) - 0.5
