@@ -18,7 +18,7 @@ import numpy as np
 
 from nnlab import threads
 from nnlab.errors import ConfigError, did_you_mean
-from nnlab.es import Perturbed, check_es
+from nnlab.es import Perturbed
 from nnlab.experiment import Experiment, Meters, evaluate, metric_columns
 from nnlab.metrics import NOT_METRICS, higher_is_better
 from nnlab.progress import Progress
@@ -151,9 +151,10 @@ class Trainer:
             self.schedule_monitor = (schedule, higher)
         pseudo = exp.config["training"]["pseudo_labels"]
         self.pseudo = PseudoLabels(exp, pseudo) if pseudo is not None else None
-        if not exp.optimizer.needs_gradient:
-            check_es(exp)
         self.perturbed: Perturbed | None = None  # evolution strategies' members
+        if not exp.optimizer.needs_gradient:  # made here: a bad one is refused before training
+            n = exp.data.train.X.shape[0]
+            self.perturbed = Perturbed(exp, min(exp.config["training"]["batch_size"] or n, n))
         self.best_theta: Array | None = None  # weights at the best epoch (restore_best)
         self.es_best: float | None = None
         self.es_epoch: int | None = None
@@ -216,8 +217,6 @@ class Trainer:
         requested = cfg["threads"] if cfg["threads"] is not None else self.threads
         macs = threads.largest_product(exp.model, bs)
         if not exp.optimizer.needs_gradient:
-            if self.perturbed is None:
-                self.perturbed = Perturbed(exp, bs)
             macs = self.perturbed.macs
         self.threads, why = threads.decide_product(macs, requested)
         if why and not self.quiet:

@@ -184,6 +184,8 @@ def test_es_trains_a_step_perceptron_to_the_threshold():
         (["optimizer.momentum=0.9"], "optimizer.momentum", ["update sgd"]),
         (["data={name: twist}", "model.layers.0.activation=linear"], "loss",
          ["is for a classifier's labels"]),
+        (["optimizer.population=1000000000"], "optimizer.population",
+         ["1000000000 perturbed networks needs", "of memory"]),
     ],
 )  # fmt: skip
 def test_bad_es_configs_are_one_line_errors_naming_the_key(sets, path, words, runs):
