@@ -162,6 +162,15 @@ class TrainingSpec:
             "one (0: after every epoch)"
         ),
     ] = 1.0
+    log_every: Annotated[
+        int,
+        Interval(ge=1),
+        Doc(
+            "write every k-th epoch's row to metrics.csv, and the last epoch's (1: every "
+            "epoch); for runs of thousands of tiny epochs. summary.json's last and best "
+            "values, early stopping and resume still count every epoch"
+        ),
+    ] = 1
 
 
 @dataclass
@@ -370,9 +379,18 @@ def apply_overrides(raw: Any, overrides: list[str], source: str) -> list[str]:
     return keys
 
 
+#: keys added after configs were first hashed, left out of the hash at their default value, so
+#: that adding them kept the identity of every earlier config (a sweep resumes its trials)
+LATER_KEYS = {("training", "log_every"): 1}
+
+
 def config_hash(cfg: dict) -> str:
     """A short identity of a resolved config (its name and description left out)."""
     body = {k: v for k, v in cfg.items() if k not in ("name", "description")}
+    for (section, key), default in LATER_KEYS.items():
+        part = body.get(section)
+        if isinstance(part, dict) and part.get(key, default) == default:
+            body[section] = {k: v for k, v in part.items() if k != key}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -17,15 +17,20 @@ from typing import Any
 import numpy as np
 
 
-def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write a file so that it is either the old or the whole new content, never a part."""
+def atomic_write(path: str | Path, data: bytes | str, durable: bool = True) -> None:
+    """Write a file so that it is either the old or the whole new content, never a part.
+    ``durable``: flushed to the disk before it replaces the old one, so that it survives a
+    power cut too (a killed process never leaves half a file either way). An ``fsync`` costs
+    0.1 ms on an idle disk and 5-10 ms on a busy one: files a run writes at its start, which a
+    power cut makes moot anyway (the run must be resumed), skip it."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     mode = "wb" if isinstance(data, bytes) else "w"
     with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -75,6 +80,6 @@ def json_text(data: Any, indent: int | None = 2) -> str:
     return json.dumps(jsonable(data), indent=indent, allow_nan=False)
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    atomic_write(path, json_text(data) + "\n")
+def write_json(path: str | Path, data: Any, durable: bool = True) -> None:
+    """Write ``data`` as indented JSON, atomically (``durable``: see ``atomic_write``)."""
+    atomic_write(path, json_text(data) + "\n", durable)

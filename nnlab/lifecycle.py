@@ -25,7 +25,6 @@ from nnlab.config import config_hash
 from nnlab.errors import RunError
 from nnlab.experiment import Experiment, build, evaluate, evaluate_groups, model_meta
 from nnlab.layerstats import LayerStats
-from nnlab.metrics import best_of
 from nnlab.runs import (
     CHECKPOINT,
     DONE,
@@ -74,8 +73,8 @@ def train(
     path = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, config["name"])
     path.mkdir(parents=True, exist_ok=True)
     summary = start_summary(config, exp, path)
-    write_config(path, config)
-    write_summary(path, summary)
+    summary.update(write_config(path, config))  # a copy of the config, for fast readers
+    write_summary(path, summary, durable=False)  # the final one is
     trainer.log = MetricsLog(path / "metrics.csv", trainer.columns)
     return _execute(exp, trainer, path, summary, handle_signals, stop)
 
@@ -105,9 +104,14 @@ def start_summary(
     }
 
 
-def resume(run_dir: str | Path, quiet: bool = True, handle_signals: bool = True) -> RunResult:
+def resume(
+    run_dir: str | Path,
+    quiet: bool = True,
+    handle_signals: bool = True,
+    stop: queue.SimpleQueue | None = None,
+) -> RunResult:
     """Continue a killed or interrupted run from its last checkpoint. The metrics it writes are
-    those of an uninterrupted run, bit for bit (timing apart)."""
+    those of an uninterrupted run, bit for bit (timing apart). ``stop`` as for ``train``."""
     from nnlab.config import load_config
 
     path = Path(run_dir)
@@ -125,9 +129,7 @@ def resume(run_dir: str | Path, quiet: bool = True, handle_signals: bool = True)
     rows: list[dict] = []
     if checkpoint.is_file():
         arrays, meta = read_checkpoint(checkpoint)
-        rows = read_metrics(path).rows()[: meta["epoch"]]
-        if len(rows) < meta["epoch"]:
-            raise RunError(f"{path}: metrics.csv has fewer rows than the checkpoint's epochs")
+        rows = _rows_before(read_metrics(path).rows(), meta["epoch"], trainer.log_every, path)
         try:
             trainer.load_state(arrays, meta, rows)
         except (KeyError, ValueError) as e:
@@ -138,7 +140,17 @@ def resume(run_dir: str | Path, quiet: bool = True, handle_signals: bool = True)
         summary.pop(key, None)
     summary.setdefault("resumed", []).append({"at_epoch": trainer.epoch, "time": now()})
     write_summary(path, summary)
-    return _execute(exp, trainer, path, summary, handle_signals)
+    return _execute(exp, trainer, path, summary, handle_signals, stop)
+
+
+def _rows_before(rows: list[dict], epoch: int, every: int, path: Path) -> list[dict]:
+    """The metrics rows an uninterrupted run has written by the end of ``epoch`` (every
+    ``every``-th epoch's): those to keep when resuming from a checkpoint there. They must be
+    the first rows of the file; the last row of a session that ended between two is not."""
+    kept = rows[: epoch // every]
+    if len(kept) < epoch // every or any(r["epoch"] != (i + 1) * every for i, r in enumerate(kept)):
+        raise RunError(f"{path}: metrics.csv does not hold the rows the checkpoint counts")
+    return kept
 
 
 def _execute(
@@ -274,12 +286,13 @@ def end_summary(
 
 def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: float) -> None:
     """Fill in what the loop saw."""
-    rows = trainer.rows
+    last = trainer.last
     es = None
     if trainer.early_stopping is not None and trainer.es_epoch is not None:
         es = (trainer.early_stopping["monitor"], trainer.es_epoch, trainer.best_theta is not None)
-    last = {k: v for k, v in rows[-1].items() if k != "seconds"} if rows else {}
-    loop_summary(summary, len(rows), last, best_of(rows), trainer.threads,
+    epochs = last["epoch"] if last else 0
+    last = {k: v for k, v in last.items() if k != "seconds"} if last else {}
+    loop_summary(summary, epochs, last, trainer.best, trainer.threads,
                  trainer.stopped_early, es)  # fmt: skip
     summary["train_seconds"] = round(train_seconds, 4)
     summary["wall_seconds"] = round(time.time() - started, 4)

@@ -60,17 +60,19 @@ class Best:
 
 
 def best_of(rows: Iterable[dict]) -> dict[str, dict]:
-    """The best finite value of each metric over the rows (dicts of one run's metrics.csv
-    rows, with ``epoch``) and the epoch it came in (see ``Best``)."""
-    rows = list(rows)
-    columns: dict[str, None] = {}
+    """The best finite value of each metric over the rows and the epoch it came in (the first
+    on ties): the highest accuracy, the lowest loss. (``Best`` keeps the same for many runs.)"""
+    best: dict[str, dict] = {}
     for row in rows:
-        columns.update(dict.fromkeys(row))
-    names = list(columns)
-    values = np.array(
-        [[math.nan if row.get(c) is None else float(row[c]) for c in names] for row in rows]
-    ).reshape(len(rows), 1, len(names))
-    best = Best(names)
-    if rows:
-        best.add(np.array([row["epoch"] for row in rows]), values)
-    return best.of()
+        update_best(best, row)
+    return best
+
+
+def update_best(best: dict[str, dict], row: dict) -> None:
+    """``best`` (as ``best_of`` gives) with one more row, of a later epoch, counted in."""
+    for k, v in row.items():
+        if k in NOT_METRICS or v is None or not math.isfinite(v):
+            continue
+        b = best.get(k)
+        if b is None or better(k, v, b["value"]):
+            best[k] = {"value": v, "epoch": row["epoch"]}

@@ -4,7 +4,8 @@ A run folder holds ``config.yaml`` (the resolved config), ``metrics.csv`` (a row
 flushed as it is written), ``summary.json`` (status, last/best/test metrics, timing, versions),
 ``model.npz`` (the weights with the architecture beside them) and, while training,
 ``checkpoint.npz``. Every file but the metrics log is written atomically (``files.atomic_write``),
-so a killed run never leaves half a file behind.
+so a killed run never leaves half a file behind. The metrics log's own code is in
+``nnlab.metrics_csv``; its names are given here too.
 
 A run's status is one of ``Status``; a run whose summary says running but whose process is gone
 is ``killed`` (``run_status``), and that is the only place liveness is decided.
@@ -12,28 +13,35 @@ is ``killed`` (``run_status``), and that is the only place liveness is decided.
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
+import hashlib
 import io
 import json
-import math
 import os
 import re
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from nnlab.errors import ConfigError, RunError
-from nnlab.files import atomic_write, atomic_write_many, json_text, jsonable
-
-if TYPE_CHECKING:
-    import pandas as pd
+from nnlab.files import atomic_write, atomic_write_many, json_text, jsonable, write_json
+from nnlab.metrics_csv import ENDS as ENDS
+from nnlab.metrics_csv import Metrics as Metrics
+from nnlab.metrics_csv import MetricsLog as MetricsLog
+from nnlab.metrics_csv import complete_lines as complete_lines
+from nnlab.metrics_csv import last_epoch as last_epoch
+from nnlab.metrics_csv import metrics_text as metrics_text
+from nnlab.metrics_csv import metrics_texts as metrics_texts
+from nnlab.metrics_csv import number_text as number_text
+from nnlab.metrics_csv import read_csv_rows as read_csv_rows
+from nnlab.metrics_csv import read_last_metrics as read_last_metrics
+from nnlab.metrics_csv import read_metrics as read_metrics
+from nnlab.metrics_csv import rewrite_csv as rewrite_csv
 
 MODEL_FORMAT = "nnlab-model/1"
 CHECKPOINT = "checkpoint.npz"
@@ -117,12 +125,15 @@ def runs_under(folder: Path, warn: Callable[[str], None] | None = None) -> list[
     files but no summary.json are reported through ``warn``."""
     out: list[Path] = []
     try:
-        children = sorted((c for c in folder.iterdir() if c.is_dir()), key=_natural)
+        with os.scandir(folder) as entries:
+            names = [
+                e.name
+                for e in entries
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+            ]
     except OSError:
         return out
-    for child in children:
-        if child.name.startswith(".") or child.is_symlink():
-            continue
+    for child in sorted((folder / n for n in names), key=_natural):
         if is_run(child):
             out.append(child)
         elif _damaged_run(child):
@@ -138,6 +149,7 @@ def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[
     sweep, a folder of sweeps, the whole runs folder); what holds none is reported through
     ``warn``. Each run once, in the order given."""
     out: list[Path] = []
+    paths = list(paths)
     for given in paths:
         p = Path(given)
         if is_run(p):
@@ -152,6 +164,8 @@ def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[
             out += found
         else:
             warn(f"{p}: not a run folder, and no run folders under it; skipped")
+    if len(paths) == 1:
+        return out  # the runs under one folder are each there once (links are not followed)
     seen: set[Path] = set()
     unique = []
     for p in out:
@@ -165,27 +179,46 @@ def find_runs(paths: Iterable[str | Path], warn: Callable[[str], None]) -> list[
 # ---------------------------------------------------------------- config and summary
 
 
-def config_text(config: dict) -> str:
-    """config.yaml's text."""
+def config_text(config: dict) -> tuple[bytes, dict[str, Any]]:
+    """config.yaml's bytes, and what summary.json keeps of it: a copy of the config and the
+    digest of the file's text, so that a reader of thousands of runs can take the copy
+    instead of parsing YAML, as long as the file is unchanged (``read_config``)."""
     from nnlab.config import dump_yaml
 
-    return dump_yaml(config)
+    data = dump_yaml(config).encode("utf-8")
+    return data, {"config_digest": _digest(data), "config": config}
 
 
-def write_config(run: Path, config: dict) -> None:
-    atomic_write(Path(run) / "config.yaml", config_text(config))
+def write_config(run: Path, config: dict) -> dict[str, Any]:
+    """Write config.yaml. Returns what summary.json keeps of it (see ``config_text``)."""
+    data, kept = config_text(config)
+    atomic_write(Path(run) / "config.yaml", data, durable=False)  # the summary keeps a copy
+    return kept
 
 
-def read_config(run: str | Path) -> dict:
-    """The config a run folder holds, as written (not validated again)."""
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def read_config(run: str | Path, summary: dict | None = None) -> dict:
+    """The config a run folder holds, as written (not validated again). With the run's
+    ``summary``: the copy it keeps when config.yaml is the file it was written with (its
+    digest matches; parsing YAML is 50-300 times slower), else the file parsed."""
     from nnlab.config import parse_yaml
 
     path = Path(run) / "config.yaml"
     try:
-        config = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise RunError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, ConfigError) as e:
+    except OSError as e:
+        raise RunError(f"{path}: damaged ({e})") from None
+    copy = (summary or {}).get("config")
+    if isinstance(copy, dict) and summary.get("config_digest") == _digest(data):
+        return copy
+    try:
+        config = parse_yaml(data.decode("utf-8"), str(path))
+    except (UnicodeDecodeError, ConfigError) as e:
         reason = e.detail if isinstance(e, ConfigError) else e
         raise RunError(f"{path}: damaged ({reason})") from None
     if not isinstance(config, dict):
@@ -198,8 +231,9 @@ def summary_text(summary: dict) -> str:
     return json_text(summary) + "\n"
 
 
-def write_summary(run: Path, summary: dict) -> None:
-    atomic_write(Path(run) / "summary.json", summary_text(summary))
+def write_summary(run: Path, summary: dict, durable: bool = True) -> None:
+    """summary.json, atomically (``durable``: see ``files.atomic_write``)."""
+    write_json(Path(run) / "summary.json", summary, durable)
 
 
 def write_run_files(files: dict[Path, str | bytes]) -> None:
@@ -212,7 +246,7 @@ def read_summary(run: str | Path) -> dict:
     """A run's summary.json; a RunError when it is missing, unreadable or not a summary."""
     path = Path(run) / "summary.json"
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise RunError(f"{run}: not a run folder (no summary.json)") from None
     except (OSError, ValueError, RecursionError) as e:
@@ -279,178 +313,13 @@ def mark_ended(run: Path, status: str, error: str | None) -> None:
     if summary.get("status") != Status.RUNNING:
         return
     try:
-        epochs = len(read_metrics(run))
+        epochs = last_epoch(read_last_metrics(run))
     except RunError:
         epochs = 0
     summary.update(status=status, epochs_completed=epochs, finished=now())
     if error:
         summary["error"] = error
     write_summary(run, summary)
-
-
-# ---------------------------------------------------------------- metrics.csv
-
-
-def number_text(x: Any) -> str:
-    """A number as text that reads back to the same float (the shortest round trip); None as
-    an empty cell."""
-    if x is None:
-        return ""
-    if isinstance(x, int | np.integer):
-        return str(int(x))
-    return repr(float(x))
-
-
-class MetricsLog:
-    """metrics.csv: a header, then one row per epoch. A row is flushed to the file as it is
-    written, except that epochs shorter than ``flush_every`` seconds (toy problems doing
-    thousands of epochs a second) are flushed together at that interval."""
-
-    def __init__(
-        self, path: Path, columns: list[str], flush_every: float = 0.02, keep_rows: int = 0
-    ):
-        """Start a new log, or with ``keep_rows`` continue an existing one after its first
-        ``keep_rows`` rows (the rest, written after the last checkpoint, are dropped)."""
-        self.path = path
-        self.columns = columns
-        self.flush_every = flush_every
-        kept = ""
-        if keep_rows:
-            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-            if lines[0].strip().split(",") != columns or len(lines) - 1 < keep_rows:
-                raise RunError(f"{path}: does not match the checkpoint; cannot resume")
-            kept = "".join(lines[1 : keep_rows + 1])
-        atomic_write(path, ",".join(columns) + "\n" + kept)
-        self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (kept open)
-        self._flushed = time.monotonic()
-
-    def append(self, row: dict[str, Any]) -> None:
-        cells = []
-        for c in self.columns:
-            v = row.get(c)
-            cells.append(repr(v) if type(v) in (float, int) else number_text(v))
-        self._f.write(",".join(cells) + "\n")
-        now = time.monotonic()
-        if now - self._flushed >= self.flush_every:
-            self._f.flush()
-            self._flushed = now
-
-    def flush(self) -> None:
-        self._f.flush()
-        self._flushed = time.monotonic()
-
-    def close(self) -> None:
-        self._f.close()
-
-
-def metrics_text(columns: list[str], values: np.ndarray) -> str:
-    """Rows of metrics.csv as ``MetricsLog`` writes them, from a table ``values`` (rows,
-    columns) of float64 (see ``metrics_texts``)."""
-    return metrics_texts(columns, values[:, None, :], np.array([len(values)]))[0]
-
-
-def metrics_texts(columns: list[str], values: np.ndarray, counts: np.ndarray) -> list[str]:
-    """Rows of metrics.csv for many runs at once: ``values[e, m]`` is run m's row e (E, M,
-    columns), its first ``counts[m]`` rows are its own. As ``MetricsLog`` writes them: the
-    epoch as an integer, numbers as the shortest text that reads back to them, NaN in an
-    accuracy column as an empty cell (no labelled sample: no accuracy). Values that repeat
-    (epochs, learning rates, accuracies, times) are formatted once."""
-    M = values.shape[1]
-    cells = []
-    for j, name in enumerate(columns):
-        col = values[:, :, j].ravel().tolist()  # row-major: run m's rows at m, m + M, ...
-        if name.endswith("loss"):
-            cells.append(list(map(repr, col)))
-            continue
-        if name == "epoch":
-            text = {v: str(int(v)) if v == v else "" for v in set(col)}
-        else:
-            empty = name.endswith("accuracy")
-            text = {v: "" if (empty and v != v) else repr(v) for v in set(col)}
-        cells.append(list(map(text.__getitem__, col)))
-    rows = list(map(",".join, zip(*cells, strict=True)))  # every run's, interleaved
-    return ["\n".join(rows[m : int(n) * M : M]) + "\n" if n else "" for m, n in enumerate(counts)]
-
-
-@dataclass
-class Metrics:
-    """metrics.csv read back: ``values[i, j]`` is column ``columns[j]`` of epoch row ``i``
-    (float64, NaN for an empty cell)."""
-
-    columns: list[str]
-    values: np.ndarray  # (rows, columns)
-
-    def __len__(self) -> int:
-        return self.values.shape[0]
-
-    def rows(self) -> list[dict[str, float]]:
-        """A dict per row (the epoch as an int)."""
-        out = []
-        for line in self.values.tolist():
-            row = dict(zip(self.columns, line, strict=True))
-            if "epoch" in row:
-                row["epoch"] = int(row["epoch"])
-            out.append(row)
-        return out
-
-    def column(self, name: str) -> np.ndarray:
-        """The values of one column, (rows,)."""
-        return self.values[:, self.columns.index(name)]
-
-    def frame(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(self.values, columns=self.columns)
-
-
-def complete_lines(text: str) -> list[str]:
-    """The lines of a file that a writer finished (an unfinished last line, from a process
-    killed mid-write, is left out)."""
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines = lines[:-1]
-    return lines
-
-
-def read_metrics(run: str | Path, missing_ok: bool = False) -> Metrics:
-    """A run's metrics.csv (the one reader of it). A missing file is a RunError, or with
-    ``missing_ok`` an empty table; a damaged one (not numbers, no ``epoch`` column, rows of the
-    wrong length) is a RunError naming the file."""
-    path = Path(run) / "metrics.csv"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if missing_ok:
-            return Metrics([], np.empty((0, 0)))
-        raise RunError(f"{run}: no metrics.csv") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RunError(f"{path}: damaged ({e})") from None
-    lines = complete_lines(text)
-    if not lines or not lines[0].strip():
-        return Metrics([], np.empty((0, 0)))
-    reader = csv.reader(lines)
-    columns = next(reader)
-    if "epoch" not in columns:
-        raise RunError(f"{path}: damaged (no 'epoch' column)")
-    try:
-        rows = [[float(v) if v != "" else math.nan for v in row] for row in reader if row]
-    except ValueError as e:
-        raise RunError(f"{path}: damaged ({e})") from None
-    if any(len(r) != len(columns) for r in rows):
-        raise RunError(f"{path}: damaged (a row without {len(columns)} values)")
-    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
-    return Metrics(columns, values)
-
-
-def read_csv_rows(path: Path) -> list[dict[str, str]]:
-    """The complete rows of a CSV file of a run (``layers.csv``), as text."""
-    return list(csv.DictReader(complete_lines(path.read_text(encoding="utf-8"))))
-
-
-def rewrite_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
-    """Write a CSV file atomically: a header and rows (values as they are)."""
-    body = "".join(",".join(r.get(c, "") or "" for c in columns) + "\n" for r in rows)
-    atomic_write(path, ",".join(columns) + "\n" + body)
 
 
 # ---------------------------------------------------------------- model and checkpoint

@@ -20,7 +20,7 @@ from nnlab import threads
 from nnlab.errors import ConfigError, did_you_mean
 from nnlab.es import Perturbed
 from nnlab.experiment import Experiment, Meters, evaluate, metric_columns
-from nnlab.metrics import NOT_METRICS, higher_is_better
+from nnlab.metrics import NOT_METRICS, best_of, higher_is_better, update_best
 from nnlab.progress import Progress
 from nnlab.pseudo import PseudoLabels
 from nnlab.runs import MetricsLog, Status
@@ -137,7 +137,12 @@ class Trainer:
         self.diverged_at: dict | None = None
         self.stopped_early = False
         self.columns = metric_columns(exp)
-        self.rows: list[dict] = []  # one per finished epoch, as written to metrics.csv
+        # the rows written to metrics.csv: every epoch's, or every k-th and the last
+        self.log_every = exp.config["training"].get("log_every", 1)
+        self.rows: list[dict] = []
+        self.last: dict | None = None  # the last epoch's row, written or not
+        self.best: dict[str, dict] = {}  # best_of over every epoch's row
+        self._seconds = 0.0  # of the epochs since the last written row
         es = exp.config["training"]["early_stopping"]
         if es is not None:
             check_monitor(es["monitor"], self.columns, "training.early_stopping.monitor")
@@ -193,6 +198,9 @@ class Trainer:
                         last_checkpoint = time.monotonic()
         finally:
             fit.progress.close()
+        last = self.last
+        if last is not None and (not self.rows or self.rows[-1]["epoch"] != last["epoch"]):
+            self._write(last)  # the last epoch's row, also between every k-th
         if self.status == Status.RUNNING:
             self.status = Status.INTERRUPTED if self.stop_signal is not None else Status.COMPLETED
         if self.best_theta is not None and self.status in (Status.COMPLETED, Status.INTERRUPTED):
@@ -270,9 +278,11 @@ class Trainer:
             row["pseudo_labels"] = self.pseudo.count
         row["lr"] = lr
         row["seconds"] = seconds
-        self.rows.append(row)
-        if self.log is not None:
-            self.log.append(row)
+        self.last = row
+        update_best(self.best, row)
+        self._seconds += seconds
+        if (epoch + 1) % self.log_every == 0:
+            self._write(row)
         if self.on_epoch is not None:
             self.on_epoch(epoch + 1)
         fit.progress.epoch(epoch, row)
@@ -290,6 +300,16 @@ class Trainer:
                 self.stopped_early = True
                 return True
         return self.stop_signal is not None
+
+    def _write(self, row: dict) -> None:
+        """A row for metrics.csv; its ``seconds`` are those of the epochs since the last row
+        written (so that the column adds up to the training time with ``log_every`` too)."""
+        if row["seconds"] != self._seconds:  # a copy: the epoch's own row keeps its time
+            row = {**row, "seconds": self._seconds}
+        self._seconds = 0.0
+        self.rows.append(row)
+        if self.log is not None:
+            self.log.append(row)
 
     def state(self) -> tuple[dict[str, Array], dict]:
         """Everything the loop needs to continue exactly where it is (at an epoch's end): the
@@ -311,13 +331,15 @@ class Trainer:
                 "best": self.es_best,
                 "epoch": self.es_epoch,
             },
+            "best": self.best,  # of every epoch: metrics.csv may hold every k-th row only
+            "last": self.last,
         }
         if self.exp.sample_rng is not None:
             meta["sample_rng"] = self.exp.sample_rng.bit_generator.state
         return arrays, meta
 
     def load_state(self, arrays: dict[str, Array], meta: dict, rows: list[dict]) -> None:
-        """Continue from a ``state()``; ``rows`` are the metrics rows of the epochs before."""
+        """Continue from a ``state()``; ``rows`` are the metrics rows written before it."""
         exp = self.exp
         if arrays["theta"].shape != exp.model.theta.shape:
             raise ValueError("the checkpoint's weights do not fit the model")
@@ -337,6 +359,10 @@ class Trainer:
         n = meta.get("threads")  # checkpoints before issue 18 have none
         self.threads = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
         self.rows = rows
+        # a checkpoint of an earlier nnlab has neither: its rows are every epoch's then
+        best, last = meta.get("best"), meta.get("last")
+        self.best = dict(best) if isinstance(best, dict) else best_of(rows)
+        self.last = last if isinstance(last, dict) else (rows[-1] if rows else None)
 
     def _early_stop_step(self, row: dict, wait: int) -> int:
         es = self.early_stopping

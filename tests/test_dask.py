@@ -22,6 +22,7 @@ from nnlab.config import load_config
 from nnlab.errors import ConfigError
 from nnlab.lifecycle import train
 from nnlab.runs import RUN_FILES
+from nnlab.sweeps.index import read_index
 
 distributed = pytest.importorskip("distributed")
 
@@ -115,10 +116,9 @@ def start_sweep(runs: Path, cluster: Cluster, *args: str) -> subprocess.Popen:
 
 
 def index_of(sweep_dir: Path) -> list[dict]:
-    try:
-        return json.loads((sweep_dir / "index.json").read_text())["trials"]
-    except (OSError, ValueError):
-        return []
+    """The sweep's index as it is now: the snapshot and the events logged since."""
+    entries, _ = read_index(sweep_dir)
+    return sorted(entries.values(), key=lambda e: e["number"])
 
 
 def test_a_sweep_survives_a_killed_worker_with_every_trial_once(cluster, runs, tmp_path):
@@ -204,3 +204,32 @@ def test_without_dask_the_error_says_what_to_install(monkeypatch):
         DaskExecutor("tcp://127.0.0.1:8786")
     assert "pip install 'nnlab[dask]'" in str(info.value)
     assert str(info.value).startswith("--cluster tcp://127.0.0.1:8786: ")
+
+
+def test_an_interrupted_cluster_trial_continues_from_its_checkpoint(cluster, runs, tmp_path):
+    """Interrupted on the cluster, the trial's files come back; the rerun sends them to a
+    worker, which continues from the checkpoint: the log is the uninterrupted one."""
+    sweep_dir = runs / "sweeps" / "threshold"
+    epochs = ["--set", f"training.epochs={TRIAL_EPOCHS * 3}"]
+    args = [*epochs, "--set", "training.checkpoint_seconds=0.1"]
+    proc = start_sweep(runs, cluster, *args)
+    try:
+        wait_for(lambda: sum(map(len, cluster.client.processing().values())) == 1)
+        time.sleep(0.8)  # a few checkpoints on the worker
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    (run,) = sweep_dir.glob("trials/*")
+    assert (run / "checkpoint.npz").is_file()
+    again = start_sweep(runs, cluster, *args)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert "1 continued from a checkpoint" in out and "continued from its checkpoint" in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["resumed"][0]["at_epoch"] > 0
+    local = train(load_config(run / "config.yaml"), tmp_path / "local", handle_signals=False)
+    strip = lambda p: [r.rsplit(",", 1)[0] for r in p.read_text().splitlines()]  # noqa: E731
+    assert strip(local.run_dir / "metrics.csv") == strip(run / "metrics.csv")

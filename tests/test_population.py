@@ -51,6 +51,10 @@ def same_run(member: Path, single: Path, rtol: float = 1e-9) -> None:
     for split in ("train", "val", "test"):
         for k, v in sb.get(split, {}).items():
             assert sa[split][k] == pytest.approx(v, rel=rtol, abs=1e-300), (split, k)
+    assert sa["best"].keys() == sb["best"].keys()
+    for k, v in sb["best"].items():
+        assert sa["best"][k]["epoch"] == v["epoch"], k
+        assert sa["best"][k]["value"] == pytest.approx(v["value"], rel=rtol, abs=1e-300), k
     if (single / "model.npz").exists():
         with np.load(member / "model.npz") as za, np.load(single / "model.npz") as zb:
             assert za.files == zb.files
@@ -254,11 +258,25 @@ def test_early_stopping_stops_members_one_by_one(tmp_path):
     assert all(s["early_stopping"]["restored"] for s in summaries)
 
 
-def test_an_interrupted_member_resumes_as_a_single_run(tmp_path):
+def test_log_every_writes_the_rows_the_single_run_writes(tmp_path):
+    """training.log_every=7 over 30 epochs: rows 7, 14, 21, 28 and the last (30), their
+    seconds those of the epochs since the row before; best and last over every epoch."""
+    cfgs = configs(XOR, ["training.epochs=30", "training.dtype=float64", "training.log_every=7"],
+                   [[f"training.seed={s}"] for s in range(3)])  # fmt: skip
+    summaries = check_members(cfgs, tmp_path)
+    metrics = read_metrics(tmp_path / "member-0")
+    assert metrics.column("epoch").tolist() == [7, 14, 21, 28, 30]
+    total = summaries[0]["train_seconds"]  # rounded to 0.1 ms
+    assert metrics.column("seconds").sum() == pytest.approx(total, abs=1e-4)
+
+
+@pytest.mark.parametrize("log_every", [1, 2])
+def test_an_interrupted_member_resumes_as_a_single_run(log_every, tmp_path):
     """A signal stops every member at a safe point (interrupted, files kept); --resume then
     continues a member from its checkpoint, to the numbers of an uninterrupted run."""
     cfgs = configs(DIGITS, [*SMALL_DIGITS, "training.epochs=6", "training.checkpoint_seconds=0",
-                            "optimizer={name: sgd, lr: 0.1, momentum: 0.9}"],
+                            "optimizer={name: sgd, lr: 0.1, momentum: 0.9}",
+                            f"training.log_every={log_every}"],
                    [[f"training.seed={s}"] for s in range(3)])  # fmt: skip
     template, members = build_members(cfgs)
     pop = Population(template, members)

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIGS, ROOT, invoke_nnlab, nnlab_env, wait_for
+from nnlab.config import parse_yaml
 from nnlab.errors import ConfigError, RunError
 from nnlab.sweeps import Executor, TrialOutcome, TrialTask, load_sweep, run_sweep
-from nnlab.sweeps.runner import SweepFolder, SweepResult, sweep_dir_for
+from nnlab.sweeps.folder import SweepFolder, sweep_dir_for
+from nnlab.sweeps.runner import SweepResult
 from nnlab.sweeps.spec import check_trials, parse_axis
 from nnlab.threads import blas_env, per_worker
 
@@ -252,6 +254,11 @@ def test_resume_skips_completed_trials_and_reruns_failed_ones(tmp_path, runs, wr
     nothing = InProcess(tmp_path)
     run_sweep(sweep, runs, quiet=True, executor=nothing, handle_signals=False)
     assert nothing.submitted == []
+    spec = parse_yaml((folder / "sweep.yaml").read_text(), "sweep.yaml")  # YAML, trials as JSON
+    assert [(t["hash"], t["overrides"]) for t in spec["trials"]] == [
+        (t.hash, t.overrides) for t in sweep.trials
+    ]
+    assert spec["seeds"] is None and spec["axes"] == {"optimizer.lr": [0.01, 0.02, 0.03]}
 
 
 def test_diverged_trials_are_results_and_rerun_only_when_asked(tmp_path, runs, write_config):
@@ -471,3 +478,129 @@ def test_readme_documents_every_sweep_file_key():
     section = readme[readme.index("## Sweeps") : readme.index("## Comparing runs")]
     for f in fields_of(SweepFile):
         assert f"| `{f.name}` |" in section, f.name
+
+
+# ---------------------------------------------------------------- the sweep folder, hostile
+
+
+def test_a_symlinked_lock_is_not_followed(tmp_path, runs, write_config):
+    sweep = sweep_of(write_config)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    folder = sweep_dir_for(runs, "thr")
+    folder.mkdir(parents=True)
+    (folder / ".lock").symlink_to(victim)
+    with pytest.raises(RunError, match="symbolic link"):
+        run_sweep(sweep, runs, quiet=True, executor=InProcess(tmp_path), handle_signals=False)
+    assert victim.read_text() == "keep me"
+    (folder / ".lock").unlink()
+    os.link(victim, folder / ".lock")  # a hard link would be truncated through too
+    proc = invoke_nnlab("sweep", write_config(THRESHOLD, "thr.yaml"), "--runs-dir", runs)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "lock is a hard link; remove it" in proc.stderr
+    assert victim.read_text() == "keep me" and not (folder / "trials").exists()
+
+
+def test_a_trial_folder_that_is_a_symlink_is_refused(tmp_path, runs, write_config):
+    config = write_config(THRESHOLD, "thr.yaml")
+    assert invoke_nnlab("sweep", config, "--seeds", "2", "--runs-dir", runs, "-q").returncode == 0
+    folder = sweep_dir_for(runs, "thr")
+    entries = index_of(folder)
+    outside = tmp_path / "outside"
+    (folder / entries[0]["run"]).rename(outside)
+    (folder / entries[0]["run"]).symlink_to(outside, target_is_directory=True)
+    before = sorted(p.name for p in outside.iterdir())
+    proc = invoke_nnlab("sweep", config, "--seeds", "2", "--runs-dir", runs, "-q")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "a trial folder that is a symbolic link" in proc.stderr
+    assert entries[0]["run"] in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in outside.iterdir()) == before
+
+
+def test_temporary_files_of_killed_writers_are_removed_at_the_next_start(
+    tmp_path, runs, write_config
+):
+    sweep = sweep_of(write_config, seeds="2")
+    run_sweep(sweep, runs, quiet=True, executor=InProcess(tmp_path), handle_signals=False)
+    folder = sweep_dir_for(runs, "thr")
+    trial = folder / index_of(folder)[0]["run"]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True).stdout.strip()  # fmt: skip
+    stale = [
+        folder / f".index.json.tmp-{os.getpid()}",  # the sweep folder: only its owner writes
+        folder / f".sweep.yaml.tmp-{dead}",
+        trial / f".summary.json.tmp-{dead}",  # a trial folder: its writer is gone
+        trial / f".checkpoint.npz.tmp-{dead}",
+    ]
+    alive = trial / f".model.npz.tmp-{os.getpid()}"  # its writer may still be at work
+    for p in [*stale, alive]:
+        p.write_text("half a file")
+    run_sweep(sweep, runs, quiet=True, executor=InProcess(tmp_path), handle_signals=False)
+    assert [p.exists() for p in stale] == [False] * len(stale) and alive.exists()
+    os.utime(alive, (0, 0))  # ten minutes old is stale, whoever holds the pid now
+    run_sweep(sweep, runs, quiet=True, executor=InProcess(tmp_path), handle_signals=False)
+    assert not alive.exists()
+
+
+def test_an_index_of_an_earlier_nnlab_is_migrated(tmp_path, runs, write_config):
+    """A sweep folder whose index.json an earlier nnlab wrote (one file, rewritten whole at
+    every event): read once, its fields kept, and rewritten as a snapshot with a log."""
+    sweep = sweep_of(write_config, "optimizer.lr=0.01,0.02,0.03")
+    keys = [t.hash for t in sweep.trials]
+    run_sweep(sweep, runs, quiet=True, executor=InProcess(tmp_path, fail=(keys[1],)),
+              handle_signals=False)  # fmt: skip
+    folder = sweep_dir_for(runs, "thr")
+    entries = index_of(folder)
+    for e in entries:
+        e["attempts"] = 3  # what the earlier sweeps recorded
+    old = {"format": "nnlab-sweep-index/1", "name": "thr", "updated": "x", "trials": entries}
+    (folder / "index.json").write_text(json.dumps(old, indent=2))
+    (folder / "index.log").unlink()
+    ex = InProcess(tmp_path)
+    result = run_sweep(sweep, runs, quiet=True, executor=ex, handle_signals=False)
+    assert ex.submitted == [keys[1]] and result.exit_code == 0
+    data = json.loads((folder / "index.json").read_text())
+    assert data["format"] == "nnlab-sweep-index/2" and data["seq"] == 2  # start and end of one
+    assert [e["attempts"] for e in data["trials"]] == [3, 4, 3]
+    assert [e["started"] for e in data["trials"]][::2] == [e["started"] for e in entries][::2]
+    assert (folder / "index.log").read_bytes() == b""
+
+
+def test_an_interrupted_trial_continues_from_its_checkpoint(runs, tmp_path):
+    """A real sweep whose parent and worker are killed with SIGKILL in the middle of a trial:
+    the rerun continues the trial from its checkpoint, and its metrics.csv is then the one an
+    uninterrupted run writes (timing apart)."""
+    from nnlab.config import load_config
+    from nnlab.lifecycle import train
+
+    epochs = 120_000
+    sets = ["--set", f"training.epochs={epochs}", "--set", "training.checkpoint_seconds=0.1"]
+    args = [str(CONFIGS / "threshold.yaml"), *sets]
+    sweep_dir = runs / "sweeps" / "threshold"
+    with sweep_process(runs, *args, "-q") as proc:
+
+        def checkpointed() -> list[dict]:
+            trials = running(sweep_dir, epochs, min_rows=2000)
+            return [s for s in trials if list(sweep_dir.glob("trials/*/checkpoint.npz"))]
+
+        (summary,) = wait_for(checkpointed)
+        os.kill(proc.pid, signal.SIGKILL)  # the sweep, then its worker: nothing says goodbye
+        os.kill(summary["pid"], signal.SIGKILL)
+        proc.wait(timeout=30)
+    (run,) = sweep_dir.glob("trials/*")
+    before = len((run / "metrics.csv").read_text().splitlines()) - 1
+    # running, as a SIGKILL leaves it (on a busy machine the worker may notice the dead sweep
+    # between the two kills, and stop at a safe point first: interrupted)
+    assert json.loads((run / "summary.json").read_text())["status"] in ("running", "interrupted")
+    assert 2000 <= before < epochs
+    proc = invoke_nnlab("sweep", *args, "--runs-dir", runs)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 continued from a checkpoint" in proc.stdout
+    assert "continued from its checkpoint at epoch" in proc.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["resumed"][0]["at_epoch"] >= 1000
+    assert index_of(sweep_dir)[0]["attempts"] == 2
+    config = load_config(run / "config.yaml")
+    whole = train(config, tmp_path / "whole", handle_signals=False).run_dir
+    strip = lambda p: [r.rsplit(",", 1)[0] for r in p.read_text().splitlines()]  # noqa: E731
+    assert strip(run / "metrics.csv") == strip(whole / "metrics.csv")

@@ -94,7 +94,7 @@ def compare(
     from nnlab.compare import build_table, load_runs, render
     from nnlab.errors import RunError
 
-    loaded = load_runs(runs, warn)
+    loaded = load_runs(runs, warn, curves=False)
     if not loaded:
         raise RunError("no runs to compare")
     table = build_table(

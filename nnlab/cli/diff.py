@@ -32,7 +32,7 @@ def diff(run_a, run_b, fmt):
     for path in (run_a, run_b):
         if len(find_runs([path], warn)) != 1:
             raise RunError(f"{path}: not a run folder")
-    pair = load_runs([run_a, run_b], warn)
+    pair = load_runs([run_a, run_b], warn, curves=False)
     if len(pair) != 2:
         raise RunError("diff needs two readable runs")
     click.echo(render_diff(diff_runs(*pair), fmt))

@@ -78,10 +78,10 @@ def sweep(
     \b
     A trial is one resolved config and seed; its identity is the hash of that config. Every
     trial is validated before any runs. The sweep folder RUNS_DIR/sweeps/NAME holds sweep.yaml,
-    index.json (every trial, its run folder and status) and a run folder per trial in trials/.
-    Running the same sweep again skips trials that completed (or diverged: they would again)
-    and reruns failed, interrupted and unstarted ones. Ctrl-C or SIGTERM stops the running
-    trials at a safe point and marks them interrupted.
+    index.json and index.log (every trial, its run folder and status) and a run folder per
+    trial in trials/. Running the same sweep again skips trials that completed (or diverged:
+    they would again), continues interrupted ones from their checkpoint and reruns the rest.
+    Ctrl-C or SIGTERM stops the running trials at a safe point and marks them interrupted.
 
     \b
     Exit status: 0 every trial completed or diverged; N (1-100; 101 for more) N trials failed;
@@ -122,7 +122,7 @@ def _print_trials(sw: Sweep, runs_dir: str) -> None:
         click.echo(f"note: {note}", err=True)
     rows = trial_table(sw, runs_dir)
     click.echo(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
-    todo = sum(r["action"] == "run" for r in rows)
+    todo = sum(r["action"] != "skip" for r in rows)  # run, or resume
     shape = " x ".join([*(str(len(a.values)) for a in sw.axes), f"{len(sw.seeds or [0])} seeds"])
     click.echo(f"{len(sw.trials)} trials ({shape}); {todo} to run, {len(sw.trials) - todo} done")
 
@@ -146,9 +146,10 @@ def _executor(cluster: str | None, jobs: int, quiet: bool) -> Executor | None:
 def _report(sw: Sweep, result: SweepResult) -> None:
     """How the sweep ended: the counts, the failures on stderr, where its folder is."""
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
+    resumed = f", {result.resumed} continued from a checkpoint" if result.resumed else ""
     click.echo(
         f"sweep {sw.name}: {result.total} trials: {counts} "
-        f"({result.skipped} done before, {result.ran} run now in {result.seconds:.1f} s)"
+        f"({result.skipped} done before, {result.ran} run now{resumed} in {result.seconds:.1f} s)"
     )
     for e in result.failures[:10]:
         click.echo(f"  {e['run']}: {e['status']}: {e.get('error') or ''}".rstrip(), err=True)

@@ -17,16 +17,16 @@ SEED_KEY = "training.seed"
 TOP_COMPONENTS = ("data", "loss", "optimizer")  # top-level config keys that name a component
 
 
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(obj: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
     """Nested config -> dotted keys (``model.layers.0.units``). A list of plain values stays
     one value (shown as text)."""
-    out: dict[str, Any] = {}
+    out = {} if out is None else out
     if isinstance(obj, dict) and obj:
         for k, v in obj.items():
-            out.update(flatten(v, f"{prefix}{k}."))
+            flatten(v, f"{prefix}{k}.", out)
     elif isinstance(obj, list) and any(isinstance(v, dict | list) for v in obj):
         for i, v in enumerate(obj):
-            out.update(flatten(v, f"{prefix}{i}."))
+            flatten(v, f"{prefix}{i}.", out)
     elif isinstance(obj, list | dict):
         out[prefix[:-1]] = json.dumps(obj)
     else:
@@ -214,8 +214,9 @@ def collapse(
 
 def group_key(config: dict) -> str:
     """The identity of a config with its seed left out: the runs that differ only by seed."""
-    cfg = json.loads(json.dumps(config))
-    (cfg.get("training") or {}).pop("seed", None)
+    cfg = dict(config)
+    if isinstance(cfg.get("training"), dict):
+        cfg["training"] = {k: v for k, v in cfg["training"].items() if k != "seed"}
     return config_hash(cfg)
 
 

@@ -1,19 +1,19 @@
 """Runs -> one table: the config keys that differ between the runs, and how each run did.
 
-``load_runs`` reads run folders (through ``nnlab.runs``; a folder holding runs stands for all of
-them); a run with a damaged file is reported through ``warn`` and skipped. ``record`` gives a row
-per run with every config key flattened (``model.layers.0.units``) and the metric columns: ``M``
-(last value), ``M.best``, ``M.best_epoch`` for each metric of metrics.csv, ``test_M`` from the
-summary, ``status``, ``epochs``, ``seconds``. ``build_table`` filters (``--where``), groups
+``load_runs`` reads run folders (``nnlab.compare.load``, whose names are given here too; a
+folder holding runs stands for all of them); a run with a damaged file is reported through
+``warn`` and skipped. ``record`` gives a row per run with every config key flattened
+(``model.layers.0.units``) and the metric columns: ``M`` (last value), ``M.best``,
+``M.best_epoch`` for each metric of metrics.csv, ``test_M`` from the summary, ``status``,
+``epochs``, ``seconds``. ``build_table`` filters (``--where``), groups
 seeds, sorts and picks the columns; ``nnlab.compare.render`` writes it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,9 +23,13 @@ from nnlab.compare.keys import (
     collapse,
     components,
     differing_keys,
-    flatten_configs,
     group_key,
 )
+from nnlab.compare.load import Run as Run
+from nnlab.compare.load import is_final as is_final
+from nnlab.compare.load import load_runs as load_runs
+from nnlab.compare.load import read_run as read_run
+from nnlab.compare.load import run_labels as run_labels
 from nnlab.compare.query import matches, resolve_column
 from nnlab.compare.verdict import (
     TableVerdicts,
@@ -34,71 +38,15 @@ from nnlab.compare.verdict import (
     default_objective,
     table_objective,
 )
-from nnlab.errors import ConfigError, RunError, did_you_mean
+from nnlab.errors import ConfigError, did_you_mean
 from nnlab.metrics import NOT_METRICS, higher_is_better
-from nnlab.runs import (
-    Metrics,
-    Status,
-    find_runs,
-    read_config,
-    read_metrics,
-    read_summary,
-    run_status,
-)
+from nnlab.runs import Status, last_epoch
 
 if TYPE_CHECKING:
     import pandas as pd
 
-Warn = Callable[[str], None]
 META = ("status", "epochs", "seconds")
 GROUP_STATS = ("mean", "std", "n", "low", "high")  # the columns of a metric over seeds
-
-
-@dataclass
-class Run:
-    """A run folder, read."""
-
-    path: Path
-    config: dict
-    summary: dict
-    metrics: Metrics  # a row per epoch, the columns of metrics.csv
-    status: str  # the summary's, or 'killed' for a run whose process is gone
-    label: str = ""
-    flat: dict[str, Any] = field(default_factory=dict)
-
-
-def read_run(path: Path) -> Run:
-    """Read a run folder; a RunError names the file that is missing or damaged."""
-    summary = read_summary(path)
-    config = read_config(path)
-    return Run(path, config, summary, read_metrics(path, missing_ok=True), run_status(summary))
-
-
-def load_runs(paths: Iterable[str | Path], warn: Warn) -> list[Run]:
-    """Read every run among ``paths``; damaged ones are reported through ``warn`` and skipped."""
-    runs = []
-    for path in find_runs(paths, warn):
-        try:
-            runs.append(read_run(path))
-        except RunError as e:
-            warn(f"{e}; skipped")
-    labels = run_labels([r.path for r in runs])
-    for r, label, flat in zip(runs, labels, flatten_configs([r.config for r in runs]), strict=True):
-        r.label = label
-        r.flat = flat
-    return runs
-
-
-def run_labels(paths: list[Path]) -> list[str]:
-    """Short unique names for run folders: a sweep's trial ``sweeps/NAME/trials/003-4fb9...``
-    is ``NAME/003``, another run its folder's name; the paths themselves when those clash."""
-    names = []
-    for path in paths:
-        if path.parent.name == "trials" and (path.parent.parent / "index.json").is_file():
-            names.append(f"{path.parent.parent.name}/{path.name.split('-')[0]}")
-        else:
-            names.append(path.name)
-    return names if len(set(names)) == len(names) else [str(p) for p in paths]
 
 
 # ---------------------------------------------------------------- records
@@ -128,10 +76,11 @@ def metric_names(runs: list[Run]) -> list[str]:
 
 
 def _metric(rec: dict, run: Run, name: str) -> None:
-    """A metric's last value, best value and the epoch of the best, from metrics.csv (or the
-    summary when the run has no metrics log)."""
+    """A metric's last value, best value and the epoch of the best: from the summary of a
+    run that ended, else from metrics.csv (a run still going, or killed), else whatever the
+    summary has."""
     m = run.metrics
-    if name in m.columns and len(m):
+    if not run.final and name in m.columns and len(m):
         col = m.column(name)
         rec[name] = float(col[-1])
         finite = np.flatnonzero(np.isfinite(col))
@@ -159,7 +108,8 @@ def record(run: Run, metrics: list[str]) -> dict[str, Any]:
     rec["status"] = run.status
     epochs = run.summary.get("epochs_completed")
     unfinished = run.status in (Status.RUNNING, Status.KILLED)  # the summary is written last
-    rec["epochs"] = epochs if isinstance(epochs, int) and not unfinished else len(run.metrics)
+    whole = isinstance(epochs, int) and not unfinished
+    rec["epochs"] = epochs if whole else last_epoch(run.metrics)
     seconds = run.summary.get("train_seconds")
     if not isinstance(seconds, int | float):
         m = run.metrics
@@ -233,7 +183,7 @@ def build_table(
         config_keys = differing_keys([r.flat for r in firsts], skip=(SEED_KEY,))
     else:
         firsts = runs
-        config_keys = differing_keys([r.flat for r in runs])
+        config_keys = prefer  # the runs kept
     comps = [components(r.config) for r in firsts]
     config_keys, texts = collapse(config_keys, comps, taken=[c for c in cols if c not in prefer])
     for path, values in texts.items():

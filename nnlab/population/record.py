@@ -50,7 +50,9 @@ class MemberRuns:
         self.paths = [Path(p) for p in paths]
         M, C = len(pop.members), len(pop.columns)
         self.best = Best(pop.columns, M)
-        self.last = np.full((M, C), np.nan)
+        self.last = np.full((M, C), np.nan)  # each member's last row, written or not
+        self.every = pop.template.config["training"].get("log_every", 1)
+        self.unwritten = np.zeros(M)  # seconds of the epochs since a member's last row written
         self.summaries: list[dict] = []
         self.started = time.time()
         self._state_keys: dict[str, list[str]] = {}
@@ -73,24 +75,58 @@ class MemberRuns:
                     baselines.compute(member.data) if exp.one_label_head else {}
                 )
             summary = start_summary(member.config, exp, path, known[id(member.data)])
+            files[path / "config.yaml"], kept = config_text(member.config)
+            summary.update(kept)  # a copy of the config, for fast readers
             summary["population"] = {"members": len(pop.members), "member": i}
             self.summaries.append(summary)
-            files[path / "config.yaml"] = config_text(member.config)
             files[path / "summary.json"] = summary_text(summary)
             files[path / "metrics.csv"] = header
         write_run_files(files)
         pop.checkpoint_cost = (time.perf_counter() - t0) / 3
 
     def rows(self, rows: Rows, pop: Population) -> None:
-        """Append new rows to the members' metrics.csv."""
+        """Append new rows to the members' metrics.csv (every ``training.log_every``-th
+        epoch's, as the single run writes them)."""
         self.best.add(rows.epochs, rows.values, rows.ids)
         counts = np.count_nonzero(~np.isnan(rows.values[:, :, 0]), axis=0)  # a prefix each
-        texts = metrics_texts(pop.columns, rows.values, counts)
         for m, i in enumerate(rows.ids):
             if counts[m]:
                 self.last[i] = rows.values[counts[m] - 1, m]
+        values = rows.values if self.every == 1 else self._every_kth(rows)
+        counts = np.count_nonzero(~np.isnan(values[:, :, 0]), axis=0)
+        self._append(rows.ids, metrics_texts(pop.columns, values, counts))
+
+    def _append(self, ids: Array, texts: list[str]) -> None:
+        for m, i in enumerate(ids):
+            if texts[m]:
                 with open(self.paths[i] / "metrics.csv", "a", encoding="utf-8") as f:
                     f.write(texts[m])
+
+    def _every_kth(self, rows: Rows) -> Array:
+        """The rows of every k-th epoch, their seconds those of the epochs since the row
+        before (so that the column adds up to the training time, as in ``Trainer._write``)."""
+        s = self.pop.columns.index("seconds")
+        values, acc = rows.values, self.unwritten[rows.ids]
+        written = rows.epochs % self.every == 0
+        for e in range(len(rows.epochs)):
+            acc += np.nan_to_num(values[e, :, s])
+            if written[e]:
+                values[e, :, s] = np.where(np.isnan(values[e, :, s]), np.nan, acc)
+                acc[:] = 0.0
+        self.unwritten[rows.ids] = acc
+        return values[written]
+
+    def _last_rows(self) -> None:
+        """With ``log_every``: each member's last row, when it was not written (as the single
+        run's ``Trainer.fit`` writes it at the end)."""
+        if self.every == 1:
+            return
+        ids = np.flatnonzero(~np.isnan(self.last[:, 0]) & (self.last[:, 0] % self.every != 0))
+        if not len(ids):
+            return
+        values = self.last[ids][None].copy()  # (1, members, columns)
+        values[0, :, self.pop.columns.index("seconds")] = self.unwritten[ids]
+        self._append(ids, metrics_texts(self.pop.columns, values, np.ones(len(ids), int)))
 
     def checkpoint(self, pop: Population) -> None:
         """Each training member's state at the epoch's end, as its single run's checkpoint
@@ -105,9 +141,12 @@ class MemberRuns:
                 arrays["best_theta"] = np.array(pop.best_theta[j])
             meta = {
                 "epoch": pop.epoch,
+                "threads": pop.threads,
                 "optimizer": {k: v for k, v in state.items() if not isinstance(v, Array)},
                 "rng": member.rng.bit_generator.state,
                 "early_stopping": pop.early_stopping_state(i),
+                "best": self.best.of(i),  # of every epoch: metrics.csv may hold every k-th
+                "last": self._last_row(i, seconds=True) or None,
             }
             files[self.paths[i] / CHECKPOINT] = checkpoint_bytes(arrays, meta)
         write_run_files(files)
@@ -127,6 +166,7 @@ class MemberRuns:
         summaries."""
         pop = self.pop
         files: dict[Path, Any] = {}
+        self._last_rows()
         wall = time.time() - self.started
         total = max(pop.train_seconds, 1e-12)
         with threads.limited(pop.threads):  # the final evaluations, as in training
@@ -165,13 +205,14 @@ class MemberRuns:
             files[path / "model.npz"] = model_bytes(model, saved_meta(exp, decision))
         return files
 
-    def _last_row(self, i: int) -> dict:
-        """Member i's last metrics row as the single run's summary holds it (no seconds)."""
+    def _last_row(self, i: int, seconds: bool = False) -> dict:
+        """Member i's last metrics row as the single run's summary holds it (without seconds
+        unless ``seconds``)."""
         row: dict[str, Any] = {}
         if np.isnan(self.last[i, 0]):
             return row
         for name, v in zip(self.pop.columns, self.last[i].tolist(), strict=True):
-            if name == "seconds" or (name.endswith("accuracy") and v != v):
+            if (name == "seconds" and not seconds) or (name.endswith("accuracy") and v != v):
                 continue
             row[name] = int(v) if name == "epoch" else v
         return row

@@ -27,7 +27,7 @@ from typing import Any
 import nnlab
 from nnlab.errors import ConfigError
 from nnlab.runs import Status
-from nnlab.sweeps.executor import Executor, TrialOutcome, TrialTask
+from nnlab.sweeps.executor import Executor, TrialOutcome, TrialTask, materialize_files, run_files
 
 INSTALL = "pip install 'nnlab[dask]'"
 
@@ -111,7 +111,13 @@ class DaskExecutor(Executor):
         return len(self._futures)
 
     def submit(self, task: TrialTask) -> None:
-        payload = {"key": task.key, "config": task.config, "run": Path(task.run_dir).name}
+        payload: dict[str, Any] = {
+            "key": task.key,
+            "config": task.config,
+            "run": Path(task.run_dir).name,
+        }
+        if task.resume:  # the unfinished attempt travels to the worker, which continues it
+            payload["files"] = run_files(Path(task.run_dir))
         self._futures[task.key] = self.client.submit(
             run_trial,
             payload,
@@ -144,6 +150,8 @@ class DaskExecutor(Executor):
                 error=msg.get("error"),
                 files=msg.get("files"),
                 worker=msg.get("worker", ""),
+                note=msg.get("note"),
+                resumed=bool(msg.get("resumed")),
             )
         status = Status.INTERRUPTED if self._interrupts else Status.FAILED
         if self.client.status != "running":  # cancelled because the scheduler went away
@@ -187,8 +195,8 @@ def run_trial(task: dict, stop_name: str) -> dict:
     import distributed
 
     from nnlab.errors import NnlabError
-    from nnlab.lifecycle import train
     from nnlab.runs import read_summary
+    from nnlab.sweeps.worker import train_trial
 
     worker = distributed.get_worker()
     stop = distributed.Variable(stop_name, client=distributed.get_client())
@@ -211,13 +219,15 @@ def run_trial(task: dict, stop_name: str) -> dict:
         return {**outcome, "status": Status.INTERRUPTED, "error": "the sweep stopped first"}
     scratch = Path(tempfile.mkdtemp(prefix="nnlab-trial-", dir=worker.local_directory))
     run_dir = scratch / task["run"]
+    if task.get("files"):
+        materialize_files(task["files"], run_dir)
     threading.Thread(target=watch, daemon=True).start()
     try:
         try:
-            result = train(
-                task["config"], run_dir=run_dir, quiet=True, handle_signals=False, stop=signals
+            result, note, resumed = train_trial(
+                task["config"], run_dir, bool(task.get("files")), handle_signals=False, stop=signals
             )
-            outcome.update(status=result.summary["status"], error=None)
+            outcome.update(status=result.summary["status"], error=None, note=note, resumed=resumed)
         except NnlabError as e:
             outcome.update(status=Status.FAILED, error=str(e))
         except Exception as e:
@@ -226,11 +236,7 @@ def run_trial(task: dict, stop_name: str) -> dict:
         if run_dir.is_dir():
             with contextlib.suppress(NnlabError):
                 outcome["summary"] = read_summary(run_dir)
-            outcome["files"] = {
-                p.name: p.read_bytes()
-                for p in run_dir.iterdir()
-                if p.is_file() and not p.name.startswith(".")
-            }
+            outcome["files"] = run_files(run_dir)
     finally:
         finished.set()
         shutil.rmtree(scratch, ignore_errors=True)

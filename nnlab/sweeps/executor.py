@@ -6,11 +6,19 @@ started with its BLAS threads limited (``blas_env``) before NumPy is imported in
 writing its run folder directly. A backend whose workers share no file system (a Dask cluster)
 trains in a scratch folder on the worker and returns the run folder's files in
 ``TrialOutcome.files``; the runner writes them where the task said (``materialize``).
+
+A task whose ``resume`` is set names a run folder holding an unfinished attempt: the worker
+continues it from its checkpoint (``worker.train_trial``; a remote backend sends the folder's
+files along, ``run_files``). The runner matches outcomes to trials by ``key`` alone and records
+each as it comes, and counts ``busy`` against ``slots``: an executor that trains several trials
+in one unit of work (a population) takes one slot for them and may return their outcomes
+together or one by one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import selectors
@@ -24,17 +32,20 @@ from pathlib import Path
 from typing import IO
 
 import nnlab
+from nnlab.errors import RunError
 from nnlab.runs import Status
 from nnlab.threads import blas_env, per_worker
 
 
 @dataclass
 class TrialTask:
-    """A trial to run: its identity, its resolved config, and where its run folder goes."""
+    """A trial to run: its identity, its resolved config, and where its run folder goes.
+    ``resume``: the run folder holds an unfinished attempt with a checkpoint; continue it."""
 
     key: str  # the trial's hash
     config: dict
     run_dir: str
+    resume: bool = False
 
 
 @dataclass
@@ -47,6 +58,8 @@ class TrialOutcome:
     error: str | None = None
     files: dict[str, bytes] | None = None  # a remote worker's run folder, for the client to write
     worker: str = ""  # which worker ran it
+    note: str | None = None  # e.g. why a trial to resume started over
+    resumed: bool = False  # continued from its checkpoint
 
 
 class Executor(ABC):
@@ -79,18 +92,43 @@ class Executor(ABC):
 
 def materialize(outcome: TrialOutcome, run_dir: Path) -> None:
     """Write a remote outcome's files into ``run_dir`` (each atomically)."""
+    if outcome.files:
+        materialize_files(outcome.files, run_dir)
+
+
+def materialize_files(files: dict[str, bytes], run_dir: Path) -> None:
+    """Write a run folder's files (name -> bytes, as ``run_files`` gives) into ``run_dir``."""
     from nnlab.files import atomic_write
 
-    if not outcome.files:
-        return
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name, data in outcome.files.items():
+    for name, data in files.items():
         if Path(name).name != name or name.startswith("."):
             raise ValueError(f"a run file name must be a plain name, got {name!r}")
         atomic_write(run_dir / name, data)
 
 
+def run_files(run_dir: Path) -> dict[str, bytes]:
+    """The files of a run folder, name -> bytes (temporary files left out), to send to or
+    from a worker without the sweep's file system."""
+    return {
+        p.name: p.read_bytes()
+        for p in run_dir.iterdir()
+        if p.is_file() and not p.is_symlink() and not p.name.startswith(".")
+    }
+
+
 # ---------------------------------------------------------------- local processes
+
+
+def _open_log(path: Path) -> IO[bytes]:
+    """A worker's log (its stderr), appended to, never through a symbolic link."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        why = "it is a symbolic link" if e.errno == errno.ELOOP else (e.strerror or str(e))
+        raise RunError(f"{path}: cannot open the worker's log ({why}); remove it") from None
+    return os.fdopen(fd, "ab")
 
 
 @dataclass
@@ -129,7 +167,7 @@ class LocalExecutor(Executor):
         log = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (the worker's stderr)
+            log = _open_log(self.log_dir / f"{name}.log")
         proc = subprocess.Popen(
             [sys.executable, "-m", "nnlab.sweeps.worker"],
             stdin=subprocess.PIPE,
@@ -156,7 +194,9 @@ class LocalExecutor(Executor):
         if worker is None:
             worker = self._spawn()
         worker.task = task
-        line = json.dumps({"key": task.key, "config": task.config, "run_dir": task.run_dir})
+        line = json.dumps(
+            {"key": task.key, "config": task.config, "run_dir": task.run_dir, "resume": task.resume}
+        )
         try:
             worker.proc.stdin.write(line.encode() + b"\n")
             worker.proc.stdin.flush()
@@ -188,6 +228,8 @@ class LocalExecutor(Executor):
                             summary=msg.get("summary"),
                             error=msg.get("error"),
                             worker=worker.name,
+                            note=msg.get("note"),
+                            resumed=bool(msg.get("resumed")),
                         )
                     )
                     worker.task = None

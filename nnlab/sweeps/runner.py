@@ -1,15 +1,18 @@
 """Running a sweep: its folder, its index, resume, progress and signals.
 
 The sweep folder ``RUNS/sweeps/NAME/`` holds ``sweep.yaml`` (the spec as given, the base config
-and the trial list), ``index.json`` (one entry per trial: number, hash, overrides, seed, run
-folder, status, error, times; rewritten atomically as trials start and end), ``trials/`` (a run
-folder per trial, ``NNN-HASH``) and ``logs/`` (the workers' stderr).
+and the trial list), the index (``index.json`` and ``index.log``: one entry per trial, its
+number, hash, overrides, seed, run folder, status, error, times and attempts; see
+``nnlab.sweeps.index``), ``trials/`` (a run folder per trial, ``NNN-HASH``) and ``logs/`` (the
+workers' stderr).
 
 A trial's identity is the hash of its resolved config (the seed inside). Running a sweep again
 skips the trials whose run folder says completed, and diverged ones too: the same config and
 seed diverge again, bit for bit (``rerun=("diverged",)`` reruns them, ``("all",)`` everything).
-Failed, interrupted and never-started trials run again, in a fresh run folder. Trials of an
-earlier, different spec of the same name stay in the folder and the index.
+An unfinished trial (interrupted, killed, its worker dead) whose run folder holds a checkpoint
+continues from it (``nnlab.lifecycle.resume``); failed and never-started trials run again, in a
+fresh run folder. Trials of an earlier, different spec of the same name stay in the folder and
+the index.
 
 SIGINT/SIGTERM: no new trial starts; the signal is forwarded to the running trials, which stop
 at a safe point and are recorded interrupted; the sweep exits 130/143. A second signal stops
@@ -18,26 +21,21 @@ them at once, a third stops waiting for them.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-import re
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from nnlab.config import dump_yaml
 from nnlab.errors import RunError
-from nnlab.files import atomic_write, write_json
-from nnlab.runs import DONE, Status, make_dir, mark_ended, now, read_summary, safe_name
+from nnlab.runs import CHECKPOINT, DONE, Status, alive, mark_ended, now, read_summary
 from nnlab.sweeps.display import SweepProgress
 from nnlab.sweeps.executor import (
     Executor,
@@ -46,14 +44,12 @@ from nnlab.sweeps.executor import (
     TrialTask,
     materialize,
 )
+from nnlab.sweeps.folder import SweepFolder, sweep_dir_for
+from nnlab.sweeps.index import IndexWriter, read_index
 from nnlab.sweeps.spec import Sweep, Trial
 from nnlab.threads import per_worker
 
-INDEX_FORMAT = "nnlab-sweep-index/1"
-
-
-def sweep_dir_for(runs_dir: str | Path, name: str) -> Path:
-    return Path(runs_dir) / "sweeps" / safe_name(name)
+ORPHAN_WAIT = 30.0  # seconds to wait for a trial still trained by a killed sweep's worker
 
 
 @dataclass
@@ -68,6 +64,8 @@ class SweepResult:
     failures: list[dict] = field(default_factory=list)  # index entries of failed trials
     signal: int | None = None
     seconds: float = 0.0
+    bookkeeping: float = 0.0  # seconds of the sweep's own work: planning, index, folders
+    resumed: int = 0  # unfinished trials continued from their checkpoint
 
     @property
     def failed(self) -> int:
@@ -82,113 +80,19 @@ class SweepResult:
         return self.failed if self.failed <= 100 else 101
 
 
-class SweepFolder:
-    """The files of a sweep folder."""
+class Stopwatch:
+    """Adds up the seconds spent inside ``with`` blocks."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.index_path = path / "index.json"
-        self.trials_dir = path / "trials"
-        self.warnings: list[str] = []
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._t0 = 0.0
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the sweep's lock: one process at a time runs a sweep folder."""
-        make_dir(self.path, "the sweep folder")
-        with open(self.path / ".lock", "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                holder = f.read().strip() or "another process"
-                raise RunError(
-                    f"{self.path}: this sweep is running already ({holder}); wait for it or "
-                    "stop it first"
-                ) from None
-            f.seek(0)
-            f.truncate()
-            f.write(f"pid {os.getpid()}")
-            f.flush()
-            try:
-                yield
-            finally:
-                f.truncate(0)
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def __enter__(self) -> Stopwatch:
+        self._t0 = time.perf_counter()
+        return self
 
-    def read_index(self) -> list[dict]:
-        if not self.index_path.exists():
-            return []
-        try:
-            data = json.loads(self.index_path.read_text(encoding="utf-8"))
-            trials = data["trials"]
-            if not all(isinstance(e, dict) and "hash" in e and "run" in e for e in trials):
-                raise ValueError("an entry without hash or run")
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            self.warnings.append(
-                f"{self.index_path}: damaged ({e}); rebuilt from the trial folders"
-            )
-            return []
-        kept = [e for e in trials if _trial_folder(e["run"]) and isinstance(e["hash"], str)]
-        if len(kept) < len(trials):
-            self.warnings.append(
-                f"{self.index_path}: {len(trials) - len(kept)} entries name a folder outside "
-                "trials/ (or no hash); ignored"
-            )
-        return kept
-
-    def scan(self) -> dict[str, tuple[str, dict]]:
-        """Trial run folders with a readable summary: hash -> (folder relative path, summary)."""
-        found: dict[str, tuple[str, dict]] = {}
-        if not self.trials_dir.is_dir():
-            return found
-        for run in sorted(self.trials_dir.iterdir()):
-            try:
-                summary = read_summary(run)
-            except RunError:
-                continue
-            h = summary.get("config_hash")
-            if not isinstance(h, str):
-                continue
-            rel = str(run.relative_to(self.path))
-            old = found.get(h)
-            if old is None or (summary.get("status") in DONE and old[1].get("status") not in DONE):
-                found[h] = (rel, summary)
-        return found
-
-    def write_index(self, name: str, entries: list[dict]) -> None:
-        data = {
-            "format": INDEX_FORMAT,
-            "name": name,
-            "updated": now(),
-            "trials": sorted(entries, key=lambda e: e["number"]),
-        }
-        write_json(self.index_path, data)
-
-    def write_spec(self, sweep: Sweep) -> None:
-        data = {
-            "name": sweep.name,
-            "description": sweep.description,
-            "command": " ".join(["nnlab", *sys.argv[1:]]) if _cli() else None,
-            "spec": sweep.spec,
-            "base": sweep.base,
-            "axes": {a.key: a.values for a in sweep.axes},
-            "seeds": sweep.seeds,
-            "trials": [
-                {"number": t.number, "hash": t.hash, "seed": t.seed, "overrides": t.overrides}
-                for t in sweep.trials
-            ],
-        }
-        atomic_write(self.path / "sweep.yaml", dump_yaml(data))
-
-
-def _trial_folder(run: object) -> bool:
-    """Whether an index entry's run folder is a folder of trials/ (index.json is a file anyone
-    may edit: a path like ``../../x`` must never be removed or written)."""
-    return isinstance(run, str) and bool(re.fullmatch(r"trials/[\w+=-][\w.+=-]*", run, re.A))
-
-
-def _cli() -> bool:
-    return Path(sys.argv[0]).name in ("nnlab", "__main__.py")
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.perf_counter() - self._t0
 
 
 # ---------------------------------------------------------------- planning
@@ -199,26 +103,32 @@ class Plan:
     entries: dict[str, dict]  # hash -> index entry, every trial the folder holds
     todo: list[Trial]
     skipped: list[Trial]
+    resume: set[str] = field(default_factory=set)  # hashes of todo trials with a checkpoint
 
 
-def plan(sweep: Sweep, folder: SweepFolder, rerun: tuple[str, ...] = ()) -> Plan:
-    """Which trials of the grid to run: those without a completed (or diverged) run folder."""
-    entries: dict[str, dict] = {}
-    for e in folder.read_index():
-        entries[e["hash"]] = dict(e)
-    found = folder.scan()
+def plan(
+    sweep: Sweep,
+    folder: SweepFolder,
+    rerun: tuple[str, ...] = (),
+    found: dict[str, tuple[str, dict]] | None = None,
+) -> Plan:
+    """Which trials of the grid to run: those without a completed (or diverged) run folder;
+    unfinished ones whose folder holds a checkpoint of the same config continue from it.
+    ``found``: the folder's trials (``SweepFolder.scan``), if read already."""
+    entries, warnings = read_index(folder.path)
+    folder.warnings += warnings
+    found = folder.scan() if found is None else found
     for h, (run, summary) in found.items():
         e = entries.setdefault(h, {"hash": h, "overrides": {}, "seed": summary.get("seed")})
         e["run"] = run
         e["status"] = summary.get("status", Status.FAILED)
-    numbers = [e.get("number") for e in entries.values() if isinstance(e.get("number"), int)]
-    for e in entries.values():
-        if not isinstance(e.get("number"), int):
-            e["number"] = _number_of(e.get("run", ""), numbers)
-            numbers.append(e["number"])
-    next_number = max(numbers, default=0) + 1
+        for key in ("started", "finished"):  # an index rebuilt from the folders keeps them
+            e.setdefault(key, summary.get(key))
+        e.setdefault("attempts", 1)
+    _number(entries)
+    next_number = max((e["number"] for e in entries.values()), default=0) + 1
     width = max(3, len(str(next_number + len(sweep.trials))))
-    todo, skipped = [], []
+    p = Plan(entries, [], [])
     for trial in sweep.trials:
         e = entries.get(trial.hash)
         if e is None:
@@ -233,19 +143,59 @@ def plan(sweep: Sweep, folder: SweepFolder, rerun: tuple[str, ...] = ()) -> Plan
         )
         if keep:
             e["status"] = status
-            skipped.append(trial)
-        else:
-            if e.get("status") in DONE:  # rerun on request
-                e["status"] = "pending"
-            todo.append(trial)
-    return Plan(entries, todo, skipped)
+            p.skipped.append(trial)
+            continue
+        if e.get("status") in DONE:  # rerun on request
+            e["status"] = "pending"
+        p.todo.append(trial)
+        unfinished = status is not None and status not in DONE
+        if unfinished and (folder.path / e["run"] / CHECKPOINT).is_file():
+            p.resume.add(trial.hash)
+    return p
 
 
-def _number_of(run: str, taken: list[int]) -> int:
-    head = Path(run).name.split("-", 1)[0]
-    if head.isdigit() and int(head) not in taken:
-        return int(head)
-    return max(taken, default=0) + 1
+def _number(entries: dict[str, dict]) -> None:
+    """Give every entry without a number one: from its folder's name if free, else the next."""
+    numbers = {e["number"] for e in entries.values() if _is_number(e.get("number"))}
+    for e in entries.values():
+        if not _is_number(e.get("number")):
+            head = Path(str(e.get("run", ""))).name.split("-", 1)[0]
+            n = int(head) if head.isdigit() and int(head) not in numbers else None
+            e["number"] = n if n is not None else max(numbers, default=0) + 1
+            numbers.add(e["number"])
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def wait_for_orphans(
+    folder: SweepFolder, found: dict[str, tuple[str, dict]], timeout: float = ORPHAN_WAIT
+) -> bool:
+    """Trials (of ``found``) still trained by the worker of a killed sweep (it notices and
+    stops at a safe point within an epoch): wait for them, so that no two processes write one
+    run folder. Returns whether there were any (then the folder is to be read again)."""
+    here = socket.gethostname()  # another host's process cannot be asked; we hold the lock
+    busy = [(rel, s) for rel, s in found.values() if s.get("host") == here and alive(s)]
+    waited = bool(busy)
+    deadline = time.monotonic() + timeout
+    while busy:
+        if time.monotonic() > deadline:
+            rel, s = busy[0]
+            raise RunError(
+                f"{folder.path / rel}: still trained by process {s.get('pid')} (a worker of a "
+                "sweep that was killed?); stop it, or wait for it, and run the command again"
+            )
+        time.sleep(0.2)
+        busy = [(rel, s) for rel, s in busy if alive(_summary(folder.path / rel))]
+    return waited
+
+
+def _summary(run: Path) -> dict:
+    try:
+        return read_summary(run)
+    except RunError:
+        return {}
 
 
 # ---------------------------------------------------------------- progress
@@ -278,16 +228,21 @@ def run_sweep(
     """Run the trials of ``sweep`` that are not done yet (see the module docstring) in ``jobs``
     worker processes (default: the sweep's), each with ``threads`` BLAS threads (default:
     cores // jobs), or with ``executor``."""
-    stream = stream or sys.stderr
     folder = SweepFolder(sweep_dir_for(runs_dir, sweep.name))
     started = time.perf_counter()
+    clock = Stopwatch()
     with folder.locked():
-        p = plan(sweep, folder, tuple(rerun))
-        folder.write_spec(sweep)
-        entries = p.entries
-        folder.write_index(sweep.name, list(entries.values()))
+        with clock:
+            folder.prepare()
+            found = folder.scan(clean=True)
+            if wait_for_orphans(folder, found):
+                found = folder.scan()
+            p = plan(sweep, folder, tuple(rerun), found)
+            folder.write_spec(sweep)
+            index = IndexWriter(folder.path, sweep.name)
+            index.open(p.entries)
         progress = SweepProgress(
-            sweep.name, len(sweep.trials), len(p.skipped), len(p.todo), stream, quiet
+            sweep.name, len(sweep.trials), len(p.skipped), len(p.todo), stream or sys.stderr, quiet
         )
         for w in folder.warnings + sweep.notes:
             progress.say(f"note: {w}")
@@ -297,104 +252,155 @@ def run_sweep(
                 f"already (skipped), {len(p.todo)} to run"
             )
         stop: int | None = None
-        if p.todo:
-            jobs = jobs or sweep.jobs
-            # BLAS threads follow the jobs asked for, also when fewer trials are left
-            threads = threads or per_worker(jobs)
-            workers = max(1, min(jobs, len(p.todo)))
-            ex = executor or LocalExecutor(workers, log_dir=folder.path / "logs", threads=threads)
-            stop = _loop(sweep, folder, entries, p.todo, ex, progress, handle_signals)
+        resumed = 0
+        try:
+            if p.todo:
+                jobs = jobs or sweep.jobs
+                # BLAS threads follow the jobs asked for, also when fewer trials are left
+                threads = threads or per_worker(jobs)
+                workers = max(1, min(jobs, len(p.todo)))
+                ex = executor or LocalExecutor(workers, log_dir=folder.logs_dir, threads=threads)
+                loop = _Loop(folder, index, p, ex, progress, clock)
+                stop = loop.run(handle_signals)
+                resumed = loop.resumed
+        finally:
+            with clock:
+                index.close()
         progress.close()
-        grid = [entries[t.hash] for t in sweep.trials]
-        counts: dict[str, int] = {}
-        for e in grid:
-            counts[e["status"]] = counts.get(e["status"], 0) + 1
-        unfinished = (Status.FAILED, Status.INTERRUPTED, "pending")
-        failures = [e for e in grid if e["status"] in unfinished]
-        return SweepResult(
-            folder.path,
-            total=len(grid),
-            counts=counts,
-            skipped=len(p.skipped),
-            ran=progress.finished,
-            failures=failures
-            if stop is None
-            else [e for e in grid if e["status"] == Status.FAILED],
-            signal=stop,
-            seconds=time.perf_counter() - started,
-        )
+        seconds = time.perf_counter() - started
+        return _result(sweep, folder, p, progress, stop, seconds, clock, resumed)
 
 
-def _loop(
+def _result(
     sweep: Sweep,
     folder: SweepFolder,
-    entries: dict[str, dict],
-    todo: list[Trial],
-    ex: Executor,
+    p: Plan,
     progress: SweepProgress,
-    handle_signals: bool,
-) -> int | None:
-    """Submit, wait, record; returns the signal that stopped the sweep, if any."""
-    queue = deque(todo)
-    running: dict[str, tuple[Trial, float]] = {}
-    signals: list[int] = []
-    previous = {}
-    if handle_signals and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda signum, frame: signals.append(signum))
-    forwarded = 0
+    stop: int | None,
+    seconds: float,
+    clock: Stopwatch,
+    resumed: int,
+) -> SweepResult:
+    grid = [p.entries[t.hash] for t in sweep.trials]
+    counts: dict[str, int] = {}
+    for e in grid:
+        counts[e["status"]] = counts.get(e["status"], 0) + 1
+    unfinished = (Status.FAILED,) if stop else (Status.FAILED, Status.INTERRUPTED, "pending")
+    return SweepResult(
+        folder.path,
+        total=len(grid),
+        counts=counts,
+        skipped=len(p.skipped),
+        ran=progress.finished,
+        failures=[e for e in grid if e["status"] in unfinished],
+        signal=stop,
+        seconds=seconds,
+        bookkeeping=clock.seconds,
+        resumed=resumed,
+    )
 
-    def save() -> None:
-        folder.write_index(sweep.name, list(entries.values()))
 
-    try:
-        while running or (queue and not signals):
-            if len(signals) > forwarded:
-                forwarded = len(signals)
-                if forwarded == 1:
-                    progress.say(
-                        f"{signal.Signals(signals[0]).name}: stopping; the running trials stop "
-                        "at a safe point (again: at once)"
-                    )
-                if forwarded >= 3:
+class _Loop:
+    """Submit, wait, record: the trials of one invocation of a sweep."""
+
+    def __init__(
+        self,
+        folder: SweepFolder,
+        index: IndexWriter,
+        p: Plan,
+        ex: Executor,
+        progress: SweepProgress,
+        clock: Stopwatch,
+    ):
+        self.folder, self.index, self.entries, self.resume = folder, index, p.entries, p.resume
+        self.ex, self.progress, self.clock = ex, progress, clock
+        self.queue = deque(p.todo)
+        self.running: dict[str, tuple[Trial, float]] = {}
+        self.signals: list[int] = []
+        self.forwarded = 0
+        self.resumed = 0  # trials that continued from their checkpoint
+
+    def run(self, handle_signals: bool) -> int | None:
+        """Until every trial ended (or a signal stopped the sweep); returns that signal."""
+        previous = {}
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda signum, _: self.signals.append(signum))
+        try:
+            while self.running or (self.queue and not self.signals):
+                if self._forward_signals():
                     break
-                ex.interrupt(signals[-1])
-            if not signals and queue and ex.busy < ex.slots:
-                while queue and ex.busy < ex.slots:
-                    trial = queue.popleft()
-                    e = entries[trial.hash]
-                    run_dir = folder.path / e["run"]
-                    if run_dir.exists():
-                        shutil.rmtree(run_dir)  # an unfinished or replaced attempt
-                    run_dir.parent.mkdir(parents=True, exist_ok=True)
-                    e.update(status=Status.RUNNING, error=None, started=now(), finished=None)
-                    e["attempts"] = e.get("attempts", 0) + 1
-                    ex.submit(TrialTask(trial.hash, trial.config, str(run_dir)))
-                    running[trial.hash] = (trial, time.perf_counter())
-                save()
-            progress.running = len(running)
-            for outcome in ex.wait(0.2):
-                if outcome.key not in running:
-                    continue
-                trial, t0 = running.pop(outcome.key)
-                _record(folder, entries[trial.hash], outcome, time.perf_counter() - t0, signals)
-                save()
-                progress.running = len(running)
-                _report(progress, trial, entries[trial.hash], _summary_of(folder, entries, trial))
-            progress.tick()
-    finally:
-        ex.close(grace=1.0 if len(signals) >= 3 else 10.0)
-        for key in running:
-            e = entries[key]
-            e.update(status=Status.INTERRUPTED if signals else Status.FAILED, finished=now())
-            e["error"] = "the sweep stopped before the trial ended"
-            mark_ended(folder.path / e["run"], e["status"], e["error"])
-        for trial in queue:
-            entries[trial.hash]["status"] = "pending"
-        save()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return signals[0] if signals else None
+                self._start()
+                self.progress.running = len(self.running)
+                for outcome in self.ex.wait(0.2):
+                    self._end(outcome)
+                self.progress.tick()
+        finally:
+            self._close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return self.signals[0] if self.signals else None
+
+    def _forward_signals(self) -> bool:
+        """Pass a new signal on to the running trials; True at the third: stop waiting."""
+        if len(self.signals) <= self.forwarded:
+            return False
+        self.forwarded = len(self.signals)
+        if self.forwarded == 1:
+            self.progress.say(
+                f"{signal.Signals(self.signals[0]).name}: stopping; the running trials stop "
+                "at a safe point (again: at once)"
+            )
+        if self.forwarded >= 3:
+            return True
+        self.ex.interrupt(self.signals[-1])
+        return False
+
+    def _start(self) -> None:
+        """Submit trials while the executor has free slots."""
+        while not self.signals and self.queue and self.ex.busy < self.ex.slots:
+            trial = self.queue.popleft()
+            resume = trial.hash in self.resume
+            with self.clock:
+                e = self.entries[trial.hash]
+                run_dir = self.folder.path / e["run"]
+                if not resume and os.path.lexists(run_dir):
+                    shutil.rmtree(run_dir)  # an unfinished or replaced attempt
+                e.update(status=Status.RUNNING, error=None, started=now(), finished=None)
+                e["attempts"] = e.get("attempts", 0) + 1
+                self.index.record(e)
+            self.ex.submit(TrialTask(trial.hash, trial.config, str(run_dir), resume=resume))
+            self.running[trial.hash] = (trial, time.perf_counter())
+
+    def _end(self, outcome: TrialOutcome) -> None:
+        if outcome.key not in self.running:
+            return
+        trial, t0 = self.running.pop(outcome.key)
+        e = self.entries[trial.hash]
+        with self.clock:
+            _record(self.folder, e, outcome, time.perf_counter() - t0, self.signals)
+            self.index.record(e)
+        self.progress.running = len(self.running)
+        self.resumed += outcome.resumed
+        if outcome.note:
+            self.progress.say(f"note: {trial.label}: {outcome.note}")
+        metric = headline(outcome.summary)
+        self.progress.trial(trial.label, e["status"], metric, e.get("seconds"), e.get("error"))
+
+    def _close(self) -> None:
+        """Stop the executor; trials it did not finish are recorded as stopped."""
+        self.ex.close(grace=1.0 if len(self.signals) >= 3 else 10.0)
+        with self.clock:
+            for key in self.running:
+                e = self.entries[key]
+                e.update(
+                    status=Status.INTERRUPTED if self.signals else Status.FAILED, finished=now()
+                )
+                e["error"] = "the sweep stopped before the trial ended"
+                mark_ended(self.folder.path / e["run"], e["status"], e["error"])
+                self.index.record(e)
+            for trial in self.queue:
+                self.entries[trial.hash]["status"] = "pending"
 
 
 def _record(
@@ -412,17 +418,6 @@ def _record(
         mark_ended(run_dir, status, outcome.error)
 
 
-def _report(progress: SweepProgress, trial: Trial, e: dict, summary: dict | None) -> None:
-    progress.trial(trial.label, e["status"], headline(summary), e.get("seconds"), e.get("error"))
-
-
-def _summary_of(folder: SweepFolder, entries: dict[str, dict], trial: Trial) -> dict | None:
-    try:
-        return read_summary(folder.path / entries[trial.hash]["run"])
-    except RunError:
-        return None
-
-
 def trial_table(sweep: Sweep, runs_dir: str | Path) -> list[dict[str, Any]]:
     """The trials of a sweep and what running it now would do with each (``--print-trials``)."""
     folder = SweepFolder(sweep_dir_for(runs_dir, sweep.name))
@@ -432,6 +427,8 @@ def trial_table(sweep: Sweep, runs_dir: str | Path) -> list[dict[str, Any]]:
     for t in sweep.trials:
         e = p.entries[t.hash] if p else {}
         action = "run" if todo is None or t.hash in todo else "skip"
+        if p and t.hash in p.resume:
+            action = "resume"
         rows.append(
             {
                 "#": t.number,

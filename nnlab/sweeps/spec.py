@@ -15,7 +15,7 @@ import copy
 import itertools
 import json
 import math
-import re
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,9 +32,9 @@ from nnlab.config import (
 )
 from nnlab.errors import ConfigError, NnlabError
 from nnlab.schema import Doc, Interval, check, fmt
+from nnlab.sweeps.axes import MAX_TRIALS, expression, parse_axis
 
 SEED_KEY = "training.seed"
-MAX_TRIALS = 10_000  # grid points times seeds, checked before the grid is built
 
 
 @dataclass
@@ -99,123 +99,14 @@ def seed_list(seeds: Any, where: str, source: str | None = None) -> list[int] | 
     if isinstance(seeds, list) and seeds:
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise ConfigError(f"seeds must be integers, got {fmt(seeds)}", where, source)
+        if min(seeds) < 0:
+            raise ConfigError(f"seeds must be >= 0, got {min(seeds)}", where, source)
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"a seed is repeated in {fmt(seeds)}", where, source)
         return list(seeds)
     raise ConfigError(
         f"expected a count N (seeds 0..N-1) or a list of integers, got {fmt(seeds)}", where, source
     )
-
-
-# ---------------------------------------------------------------- axis values
-
-_EXPRESSION = re.compile(r"^\s*(range|linspace|logspace)\s*\((.*)\)\s*$", re.S)
-
-
-def split_values(text: str) -> list[str]:
-    """``a,b,c`` -> ['a', 'b', 'c'], splitting only at commas outside brackets and quotes, so
-    that ``{name: random_normal, stddev: 1},he_normal`` is two values."""
-    parts: list[str] = []
-    depth, quote, start = 0, "", 0
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts]
-
-
-def _clean(x: float) -> float | int:
-    """Round away float noise (0.30000000000000004 -> 0.3)."""
-    return float(f"{x:.12g}") if isinstance(x, float) else x
-
-
-def expression(text: str, where: str, source: str | None = None) -> list | None:
-    """The values of ``range(start, stop[, step])`` (stop excluded, as in Python and Hydra),
-    ``linspace(a, b, n)`` or ``logspace(a, b, n)`` (10**a .. 10**b); None if ``text`` is not
-    one of them."""
-    m = _EXPRESSION.match(text)
-    if m is None:
-        return None
-    fn = m.group(1)
-    args = [parse_yaml(a, source=source or where) for a in split_values(m.group(2))]
-    if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
-        raise ConfigError(f"{fn}(...) takes numbers, got {fmt(text.strip())}", where, source)
-    if fn == "range":
-        if not 1 <= len(args) <= 3:
-            raise ConfigError(
-                "range takes (stop), (start, stop) or (start, stop, step)", where, source
-            )
-        start, stop, step = ([0, *args, 1] if len(args) == 1 else [*args, 1])[:3]
-        if step == 0:
-            raise ConfigError("range: the step must not be 0", where, source)
-        exact = all(isinstance(a, int) for a in (start, stop, step))
-        try:  # the count first, in integers when they are (len(range) stops at 2**63)
-            n = -((start - stop) // step) if exact else (stop - start) / step - 1e-9
-        except OverflowError:  # an integer beyond the floats
-            n = math.inf
-        n = max(0, math.ceil(n)) if math.isfinite(n) else n
-        _check_count(fn, n, where, source)
-    else:
-        if len(args) != 3 or not isinstance(args[2], int) or args[2] < 1:
-            raise ConfigError(
-                f"{fn} takes (start, stop, count) with an integer count >= 1", where, source
-            )
-        a, b, n = args
-        _check_count(fn, n, where, source)
-    try:
-        if fn != "range":
-            points = [a + (b - a) * i / (n - 1) if n > 1 else a for i in range(n)]
-            values = [_clean(10.0**p if fn == "logspace" else float(p)) for p in points]
-        elif exact:
-            values = list(range(start, stop, step))
-        else:
-            values = [_clean(start + i * step) for i in range(n)]
-    except OverflowError:
-        raise ConfigError(
-            f"{fn}(...) gives numbers beyond the floating-point range (1.8e308)", where, source
-        ) from None
-    if not values:
-        raise ConfigError(f"{text.strip()} gives no values", where, source)
-    return values
-
-
-def _check_count(fn: str, n: float, where: str, source: str | None) -> None:
-    """An axis of more values than a sweep may have trials is refused before it is built."""
-    if not n <= MAX_TRIALS:  # NaN too (a step of inf)
-        count = f"{n:,}" if isinstance(n, int) else "infinitely many"
-        raise ConfigError(
-            f"{fn}(...) gives {count} values, more than the {MAX_TRIALS:,} trials a sweep may have",
-            where,
-            source,
-        )
-
-
-def parse_axis(text: str) -> tuple[str, list]:
-    """``KEY=V1,V2,...`` (each value YAML) or ``KEY=range(...)`` -> (key, values)."""
-    if "=" not in text:
-        raise ConfigError(
-            f"{fmt(text)}: expected KEY=V1,V2,..., e.g. optimizer.lr=0.1,0.01", source="-g"
-        )
-    key, _, rest = text.partition("=")
-    key = key.strip()
-    where = f"-g {key}"
-    values = expression(rest, key, source="-g")
-    if values is None:
-        items = split_values(rest)
-        if any(item == "" for item in items):
-            raise ConfigError(f"an empty value in {fmt(rest)}", key, "-g")
-        values = [parse_yaml(item, source=where) for item in items]
-    return key, values
 
 
 # ---------------------------------------------------------------- the sweep
@@ -291,38 +182,44 @@ class Sweep:
         return self._trials
 
     def _expand(self) -> list[Trial]:
+        """The grid points, each resolved once (the first seed's config validated in full);
+        the other seeds of a point are copies with their seed set, which validating again
+        would not change (seeds are checked integers >= 0): 10,000 seeds cost one check."""
         trials: list[Trial] = []
         seen: dict[str, Trial] = {}
-        total = self.size
-        for i, (values, seed) in enumerate(
-            itertools.product(
-                itertools.product(*[a.values for a in self.axes]), self.seeds or [None]
-            )
-        ):
-            raw = copy.deepcopy(self.base)
-            overrides = {}
-            for axis, value in zip(self.axes, values, strict=True):
-                set_path(raw, axis.parts, copy.deepcopy(value))
-                overrides[axis.key] = value
-            if seed is not None:
-                set_path(raw, ["training", "seed"], seed)
-            try:
-                cfg = self.resolve(raw)
-            except ConfigError as e:
-                where = f"trial {i + 1} of {total} ({trial_label(overrides, seed)})"
-                raise ConfigError(str(e), source=where) from None
-            cfg["name"] = self.name
-            h = config_hash(cfg)
-            if h in seen:
-                self.notes.append(
-                    f"trial {i + 1} ({trial_label(overrides, seed)}) is the same config as trial "
-                    f"{seen[h].number} ({seen[h].label}); it runs once"
-                )
-                continue
-            trial = Trial(len(trials) + 1, overrides, cfg["training"]["seed"], cfg, h)
-            seen[h] = trial
-            trials.append(trial)
+        seeds = self.seeds or [None]
+        grid = itertools.product(*[a.values for a in self.axes])
+        for g, values in enumerate(grid):
+            overrides = {a.key: v for a, v in zip(self.axes, values, strict=True)}
+            point = self._point(values, seeds[0], g * len(seeds) + 1, overrides)
+            for j, seed in enumerate(seeds):
+                cfg = point if j == 0 else _with_seed(point, seed)
+                h = config_hash(cfg)
+                if h in seen:
+                    self.notes.append(
+                        f"trial {g * len(seeds) + j + 1} ({trial_label(overrides, seed)}) is the "
+                        f"same config as trial {seen[h].number} ({seen[h].label}); it runs once"
+                    )
+                    continue
+                trial = Trial(len(trials) + 1, overrides, cfg["training"]["seed"], cfg, h)
+                seen[h] = trial
+                trials.append(trial)
         return trials
+
+    def _point(self, values: tuple, seed: int | None, number: int, overrides: dict) -> dict:
+        """The resolved config of a grid point with ``seed`` (trial ``number`` of the grid)."""
+        raw = copy.deepcopy(self.base)
+        for axis, value in zip(self.axes, values, strict=True):
+            set_path(raw, axis.parts, copy.deepcopy(value))
+        if seed is not None:
+            set_path(raw, ["training", "seed"], seed)
+        try:
+            cfg = self.resolve(raw)
+        except ConfigError as e:
+            where = f"trial {number} of {self.size} ({trial_label(overrides, seed)})"
+            raise ConfigError(str(e), source=where) from None
+        cfg["name"] = self.name
+        return cfg
 
     def resolve(self, raw: dict) -> dict:
         """Validate a trial's raw config; errors name where the key was set."""
@@ -333,6 +230,29 @@ class Sweep:
                 if e.path and (e.path == key or e.path.startswith((key + ".", key + "["))):
                     raise e.located(source, note) from None
             raise e.located(self.base_source) from None
+
+
+def _with_seed(config: dict, seed: int) -> dict:
+    """A copy of a resolved config (plain data: dicts, lists, scalars) with another seed."""
+    out = pickle.loads(pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL))
+    out["training"]["seed"] = seed
+    return out
+
+
+@dataclass
+class _Given:
+    """What a sweep file (or a plain config) says, before the command line adds to it."""
+
+    base: dict
+    base_source: str
+    axes: list[Axis]
+    origins: dict[str, tuple[str, str]]
+    seeds: list[int] | None = None
+    jobs: int = 1
+    description: str = ""
+    name: str | None = None
+    default_name: str = ""
+    spec: dict = field(default_factory=dict)
 
 
 def load_sweep(
@@ -347,40 +267,11 @@ def load_sweep(
     overrides (``sets``: ``KEY=VALUE``), seeds (``"5"`` or ``"0,1,7"``), jobs and name."""
     source = str(path)
     raw = load_raw(path)
-    origins: dict[str, tuple[str, str]] = {}
-    axes: list[Axis] = []
-    if isinstance(raw, dict) and "base" in raw:
-        try:
-            spec = check(raw, SweepFile, "")
-        except ConfigError as e:
-            raise e.located(source) from None
-        if isinstance(spec["base"], str):
-            base_path = Path(path).parent / spec["base"]
-            base, base_source = load_raw(base_path), str(base_path)
-        else:
-            base, base_source = copy.deepcopy(spec["base"]), f"{source} (base)"
-        default_name = Path(path).stem
-        if not isinstance(base, dict):
-            raise ConfigError("a config is a YAML mapping", source=base_source)
-        for key, value in spec["set"].items():
-            parts = _key_parts(key, f"set.{key}", source)
-            _set(base, parts, copy.deepcopy(value), source, f"set.{key}")
-            origins[format_key(parts)] = (source, f"(from set: {key})")
-        for key, values in spec["axes"].items():
-            parts = _key_parts(key, f"axes.{key}", source)
-            axes.append(Axis(key, parts, values, source))
-        file_seeds, file_jobs = spec["seeds"], spec["jobs"]
-        description, file_name = spec["description"], spec["name"]
-        given = raw
-    else:
-        if not isinstance(raw, dict):
-            raise ConfigError("a config is a YAML mapping", source=source)
-        base, base_source = raw, source
-        default_name = raw.get("name") if isinstance(raw.get("name"), str) else Path(path).stem
-        file_seeds, file_jobs, description, file_name = None, 1, "", None
-        given = {"base": source}
-    for key in apply_overrides(base, list(sets), source="--set"):
-        origins[key] = (base_source, "(from --set)")
+    is_sweep_file = isinstance(raw, dict) and "base" in raw
+    given = _sweep_file(raw, path) if is_sweep_file else _config(raw, path)
+    origins, axes = given.origins, given.axes
+    for key in apply_overrides(given.base, list(sets), source="--set"):
+        origins[key] = (given.base_source, "(from --set)")
     for text in grid:
         key, values = parse_axis(text)
         parts = _key_parts(key, key, "-g")
@@ -388,24 +279,27 @@ def load_sweep(
         axes.append(Axis(key, parts, values, "-g"))
     for axis in axes:
         note = "(from -g)" if axis.origin == "-g" else f"(from axes: {axis.key})"
-        origins[format_key(axis.parts)] = (base_source if axis.origin == "-g" else source, note)
-    seed_values = seed_list(_parse_seeds(seeds), "--seeds") if seeds else file_seeds
+        origins[format_key(axis.parts)] = (
+            given.base_source if axis.origin == "-g" else source,
+            note,
+        )
+    seed_values = seed_list(_parse_seeds(seeds), "--seeds") if seeds else given.seeds
     if seed_values is not None and any(format_key(a.parts) == SEED_KEY for a in axes):
         raise ConfigError(
             "the seeds are given twice: by seeds and by an axis over training.seed; use one",
             source=source,
         )
     sweep = Sweep(
-        name=name or file_name or default_name,
-        description=description,
+        name=name or given.name or given.default_name,
+        description=given.description,
         source=source,
-        base=base,
-        base_source=base_source,
+        base=given.base,
+        base_source=given.base_source,
         axes=axes,
         seeds=seed_values,
-        jobs=jobs if jobs is not None else file_jobs,
+        jobs=jobs if jobs is not None else given.jobs,
         spec={
-            **given,
+            **given.spec,
             **({"cli_grid": list(grid)} if grid else {}),
             **({"cli_set": list(sets)} if sets else {}),
             **({"cli_seeds": seeds} if seeds else {}),
@@ -426,6 +320,52 @@ def load_sweep(
 def parse_seeds(text: str, where: str = "--seeds") -> list[int]:
     """Seeds given on the command line: ``5`` (0..4), ``0,1,7`` or ``[0, 1, 7]``."""
     return seed_list(_parse_seeds(text), where, where)
+
+
+def _sweep_file(raw: dict, path: str | Path) -> _Given:
+    """A sweep file: its base config (a path or inline), fixed overrides, axes and options."""
+    source = str(path)
+    try:
+        spec = check(raw, SweepFile, "")
+    except ConfigError as e:
+        raise e.located(source) from None
+    if isinstance(spec["base"], str):
+        base_path = Path(path).parent / spec["base"]
+        base, base_source = load_raw(base_path), str(base_path)
+    else:
+        base, base_source = copy.deepcopy(spec["base"]), f"{source} (base)"
+    if not isinstance(base, dict):
+        raise ConfigError("a config is a YAML mapping", source=base_source)
+    origins: dict[str, tuple[str, str]] = {}
+    for key, value in spec["set"].items():
+        parts = _key_parts(key, f"set.{key}", source)
+        _set(base, parts, copy.deepcopy(value), source, f"set.{key}")
+        origins[format_key(parts)] = (source, f"(from set: {key})")
+    axes = [
+        Axis(key, _key_parts(key, f"axes.{key}", source), values, source)
+        for key, values in spec["axes"].items()
+    ]
+    return _Given(
+        base,
+        base_source,
+        axes,
+        origins,
+        seeds=spec["seeds"],
+        jobs=spec["jobs"],
+        description=spec["description"],
+        name=spec["name"],
+        default_name=Path(path).stem,
+        spec=raw,
+    )
+
+
+def _config(raw: Any, path: str | Path) -> _Given:
+    """A plain config: the base of a sweep whose axes come from the command line."""
+    source = str(path)
+    if not isinstance(raw, dict):
+        raise ConfigError("a config is a YAML mapping", source=source)
+    name = raw.get("name") if isinstance(raw.get("name"), str) else Path(path).stem
+    return _Given(raw, source, [], {}, default_name=name, spec={"base": source})
 
 
 def _parse_seeds(text: str) -> Any:

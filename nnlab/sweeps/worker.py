@@ -1,7 +1,8 @@
 """A sweep worker process: ``python -m nnlab.sweeps.worker``, started by ``LocalExecutor``.
 
 It reads trial tasks as JSON lines on stdin, trains each with ``nnlab.lifecycle.train`` into the
-task's run folder, and writes one JSON line per trial on its original stdout (the result channel;
+task's run folder (or continues an unfinished one with ``nnlab.lifecycle.resume``), and writes
+one JSON line per trial on its original stdout (the result channel;
 anything else it prints goes to stderr, the worker's log). End of input: it exits.
 
 Signals: between trials, SIGINT/SIGTERM end the worker. During a trial, ``train`` handles them
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any, TextIO
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -61,14 +64,13 @@ class _State:
 
 
 def run_task(task: dict) -> dict:
-    """Train one trial; the outcome as a JSON-able dict."""
+    """Train one trial (or continue it, ``task["resume"]``); the outcome as a JSON-able dict."""
     from nnlab.errors import NnlabError
-    from nnlab.lifecycle import train
     from nnlab.runs import Status, read_summary
 
     key, run_dir = task["key"], task["run_dir"]
     try:
-        result = train(task["config"], runs_dir=run_dir, quiet=True, run_dir=run_dir)
+        result, note, resumed = train_trial(task["config"], run_dir, bool(task.get("resume")))
     except (_Stop, KeyboardInterrupt):
         return {"key": key, "status": Status.INTERRUPTED, "error": "stopped by a signal"}
     except NnlabError as e:
@@ -81,7 +83,34 @@ def run_task(task: dict) -> dict:
         summary = read_summary(run_dir)
     except NnlabError:
         summary = result.summary
-    return {"key": key, "status": summary["status"], "summary": summary, "error": None}
+    status = summary["status"]
+    outcome = {"key": key, "status": status, "summary": summary, "error": None, "note": note}
+    return {**outcome, "resumed": resumed}
+
+
+def train_trial(config: dict, run_dir: str | Path, resume: bool, **options: Any) -> tuple:
+    """Train a trial into ``run_dir``, or with ``resume`` continue the unfinished attempt that
+    folder holds from its checkpoint (``nnlab.lifecycle.resume``). An attempt that cannot be
+    continued (a damaged checkpoint or log) starts over in a fresh folder. Returns the
+    ``RunResult``, a note saying which happened (None for a plain start) and whether the run
+    continued. ``options`` go to ``train``/``resume`` (``handle_signals``, ``stop``)."""
+    from nnlab.errors import NnlabError
+    from nnlab.lifecycle import resume as resume_run
+    from nnlab.lifecycle import train
+
+    note = None
+    if resume:
+        try:
+            result = resume_run(run_dir, quiet=True, **options)
+        except NnlabError as e:
+            note = f"could not continue the unfinished attempt ({e}); started over"
+            print(f"{run_dir}: {note}", file=sys.stderr)
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            epoch = result.summary.get("resumed", [{}])[-1].get("at_epoch")
+            return result, f"continued from its checkpoint at epoch {epoch}", True
+    result = train(config, runs_dir=run_dir, quiet=True, run_dir=run_dir, **options)
+    return result, note, False
 
 
 def _summary(run_dir: str) -> dict | None:
