@@ -283,26 +283,7 @@ def _check_base(value: Any, base: Any, ann: Any, path: str) -> Any:
     if base is Any:
         return value
     if _is_union(base):
-        args = get_args(base)
-        if value is None:
-            if NoneType in args:
-                return None
-            raise _type_error(value, ann, path)
-        options = [a for a in args if a is not NoneType]
-        errors = []
-        for option in options:
-            try:
-                return check(value, option, path)
-            except ConfigError as e:
-                errors.append(e)
-        if len(options) == 1:
-            raise errors[0]
-        # A structured option (mapping or list) gives a more precise message when the value had
-        # that shape: report its error rather than the union's summary.
-        for option, err in zip(options, errors, strict=True):
-            if _shape_matches(value, option):
-                raise err
-        raise _type_error(value, ann, path)
+        return _check_union(value, base, ann, path)
     if get_origin(base) is Literal:
         choices = get_args(base)
         if value in choices and type(value) is type(choices[choices.index(value)]):
@@ -320,41 +301,56 @@ def _check_base(value: Any, base: Any, ann: Any, path: str) -> Any:
         return [check(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(base):
         return check_mapping(value, fields_of(base), path, owner=None, post=base)
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-        raise _type_error(value, ann, path)
-    if base is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise _type_error(value, ann, path)
     if base is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            try:
-                number = float(value)
-            except OverflowError:  # an integer beyond the floats
-                number = math.inf
-            if not math.isfinite(number):
-                raise ConfigError(
-                    f"expected {describe(ann)}, got {fmt(value)}: a number must be finite", path
-                )
-            return number
-        raise _type_error(value, ann, path)
-    if base is str:
-        if isinstance(value, str):
+        return _check_float(value, ann, path)
+    if base is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    plain = {bool: bool, int: int, str: str, dict: dict, NoneType: NoneType}
+    if base in plain:
+        # bool is an int in Python, but a YAML true is not a count
+        if isinstance(value, base) and not (base is int and isinstance(value, bool)):
             return value
-        raise _type_error(value, ann, path)
-    if base is dict:
-        if isinstance(value, dict):
-            return value
-        raise _type_error(value, ann, path)
-    if base is NoneType:
-        if value is None:
-            return None
         raise _type_error(value, ann, path)
     raise TypeError(f"schema: unsupported annotation {ann!r} at {path}")  # a bug, not user error
+
+
+def _check_union(value: Any, base: Any, ann: Any, path: str) -> Any:
+    """The value checked against the first option of a union that accepts it."""
+    args = get_args(base)
+    if value is None:
+        if NoneType in args:
+            return None
+        raise _type_error(value, ann, path)
+    options = [a for a in args if a is not NoneType]
+    errors = []
+    for option in options:
+        try:
+            return check(value, option, path)
+        except ConfigError as e:
+            errors.append(e)
+    if len(options) == 1:
+        raise errors[0]
+    # A structured option (mapping or list) gives a more precise message when the value had
+    # that shape: report its error rather than the union's summary.
+    for option, err in zip(options, errors, strict=True):
+        if _shape_matches(value, option):
+            raise err
+    raise _type_error(value, ann, path)
+
+
+def _check_float(value: Any, ann: Any, path: str) -> float:
+    """A finite float from an int or float (not a boolean)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _type_error(value, ann, path)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the floats
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(
+            f"expected {describe(ann)}, got {fmt(value)}: a number must be finite", path
+        )
+    return number
 
 
 def _shape_matches(value: Any, ann: Any) -> bool:

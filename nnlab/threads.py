@@ -18,8 +18,8 @@ sets the number outright.
 The number of BLAS threads changes how products are summed, so the same config gives the same
 numbers, bit for bit, with the same number of threads. The count a run used is recorded
 (``threads`` in summary.json, and in its checkpoints, which a resumed run keeps to), and a
-choice the load decided is printed: set ``training.threads`` (or ``NNLAB_THREADS``) to that
-count to repeat the run exactly whatever the load.
+choice the load decided is printed: set ``training.threads`` to that count to repeat the run
+exactly whatever the load (``NNLAB_THREADS`` only caps the count: the load can still lower it).
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def decide_product(macs: int, requested: int | None = None) -> tuple[int, str]:
     taken = max(0, math.ceil(busy - IDLE_SLACK))
     n = max(1, min(limit, cores() - taken))
     seen = f"other processes kept {busy:.1f} of the {cores()} cores busy at the start"
-    return n, f"{seen}; training.threads or NNLAB_THREADS set the count"
+    return n, f"{seen}; training.threads sets the count"
 
 
 @contextlib.contextmanager

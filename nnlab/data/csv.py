@@ -51,13 +51,41 @@ def csv_file(
         header = bool(rows) and not all(_is_number(c) for c in rows[0])
     names = [c.strip() for c in rows[0]] if header and rows else None
     body = rows[1:] if header else rows
+    first = 1 + bool(header)  # the line number of body[0] (blank lines aside)
+    width = _check_shape(file, rows, body, first)
+    t = _target_column(file, target, names, width)
+    cols = [j for j in range(width) if j != t]
+    X = _numbers(file, body, cols, names, first, dtype)
+    targets = [r[t].strip() for r in body]
+    numeric = all(_is_number(v) for v in targets)
+    if task == "auto":
+        task = _guess_task(targets, numeric)
+    if task == "regression":
+        if not numeric:
+            raise DataError(f"{file}: regression needs a numeric target column")
+        y = _numbers(file, body, [t], names, first, dtype)[:, 0]
+        return Raw(
+            X, y, task="regression", description=f"{file.name}, {len(y)} rows", source=str(file)
+        )
+    y, keys = _classes(file, targets, numeric, _column(t, names), first)
+    return Raw(
+        X,
+        y,
+        n_classes=len(keys),
+        class_names=keys,
+        description=f"{file.name}, {len(y)} rows",
+        source=str(file),
+    )
+
+
+def _check_shape(file: Path, rows: list[list[str]], body: list[list[str]], first: int) -> int:
+    """The number of columns every data row has; a DataError for a ragged or empty file."""
     if not body:
         raise DataError(
             f"{file}: the file has no data rows"
             + (" (only a header)" if rows else " (it is empty)")
             + "; it needs a row per sample: features, then the target"
         )
-    first = 1 + bool(header)  # the line number of body[0] (blank lines aside)
     width = len(body[0])
     for i, r in enumerate(body):
         if len(r) != width:
@@ -67,6 +95,11 @@ def csv_file(
             )
     if width < 2:
         raise DataError(f"{file}: need at least one feature column and a target column")
+    return width
+
+
+def _target_column(file: Path, target: str | int, names: list[str] | None, width: int) -> int:
+    """The index of the target column given by name or (negative) index."""
     if isinstance(target, str):
         if names is None or target not in names:
             raise DataError(
@@ -74,51 +107,39 @@ def csv_file(
                 if names
                 else f"{file}: has no header row, so give data.target as a column index"
             )
-        t = names.index(target)
-    else:
-        if not -width <= target < width:
-            raise DataError(f"{file}: target column {target} out of range for {width} columns")
-        t = target % width
-    cols = [j for j in range(width) if j != t]
-    X = _numbers(file, body, cols, names, first, dtype)
-    targets = [r[t].strip() for r in body]
-    numeric = all(_is_number(v) for v in targets)
-    if task == "auto":
-        if not numeric:
-            task = "classification"
-        else:
-            values = np.array([float(v) for v in targets])
-            few = len(set(targets)) <= max(2, min(50, len(targets) // 5))
-            task = "classification" if few and np.all(values == np.round(values)) else "regression"
-    if task == "regression":
-        if not numeric:
-            raise DataError(f"{file}: regression needs a numeric target column")
-        y = _numbers(file, body, [t], names, first, dtype)[:, 0]
-        return Raw(
-            X, y, task="regression", description=f"{file.name}, {len(y)} rows", source=str(file)
-        )
+        return names.index(target)
+    if not -width <= target < width:
+        raise DataError(f"{file}: target column {target} out of range for {width} columns")
+    return target % width
+
+
+def _guess_task(targets: list[str], numeric: bool) -> str:
+    """classification for text targets or few distinct integers, else regression."""
+    if not numeric:
+        return "classification"
+    values = np.array([float(v) for v in targets])
+    few = len(set(targets)) <= max(2, min(50, len(targets) // 5))
+    return "classification" if few and np.all(values == np.round(values)) else "regression"
+
+
+def _classes(
+    file: Path, targets: list[str], numeric: bool, column: str, first: int
+) -> tuple[np.ndarray, list[str]]:
+    """Class indices (n,) of the target texts and the sorted class names."""
     if any(v == "" for v in targets):
         i = targets.index("")
         raise DataError(
-            f"{file}: row {i + first} has no target (column {_column(t, names)}); "
+            f"{file}: row {i + first} has no target (column {column}); "
             "give every row its class, or remove the row"
         )
     keys = sorted(set(targets), key=lambda v: (float(v) if numeric else 0.0, v))
     if len(keys) < 2:
         raise DataError(
-            f"{file}: every row has the class {keys[0]!r} (column {_column(t, names)}); a "
+            f"{file}: every row has the class {keys[0]!r} (column {column}); a "
             "classifier needs at least two classes (or set data.task: regression)"
         )
     index = {v: i for i, v in enumerate(keys)}
-    y = np.array([index[v] for v in targets])
-    return Raw(
-        X,
-        y,
-        n_classes=len(keys),
-        class_names=keys,
-        description=f"{file.name}, {len(y)} rows",
-        source=str(file),
-    )
+    return np.array([index[v] for v in targets]), keys
 
 
 def _read_rows(file: Path, delimiter: str) -> list[list[str]]:
