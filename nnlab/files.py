@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +35,46 @@ def atomic_write(path: str | Path, data: bytes | str, durable: bool = True) -> N
     os.replace(tmp, path)
 
 
-def atomic_write_many(files: Iterable[tuple[str | Path, bytes | str]]) -> None:
+def atomic_write_many(
+    files: Iterable[tuple[str | Path, bytes | str]], durable: bool = True
+) -> None:
     """``atomic_write`` for many files at once: each is written to a temporary file beside it,
-    one ``sync`` puts them all on disk, then each is renamed into place. The same guarantee
-    for a fraction of the cost: a flush to disk per file takes milliseconds (6 ms on a virtual
-    disk), one for a thousand files tens of milliseconds."""
-    moves = []
-    for path, data in files:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        mode = "wb" if isinstance(data, bytes) else "w"
-        with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
-            f.write(data)
-        moves.append((tmp, path))
-    if moves:
+    one ``sync`` puts them all on disk (``durable``), then each is renamed into place. The same
+    guarantee for a fraction of the cost: a flush to disk per file takes milliseconds (6 ms on
+    a virtual disk), one for a thousand files tens of milliseconds. The renames go in parallel
+    (``in_parallel``): one that replaces a file frees the old one's blocks, which on a disk
+    mounted with ``discard`` waits for the device (1-3 ms each on a busy disk, 5-8x less in
+    16 threads)."""
+    moves = [(Path(path), data) for path, data in files]
+    for path, data in moves:
+        _write_temporary(path, data)
+    if moves and durable:
         os.sync()
-    for tmp, path in moves:
-        os.replace(tmp, path)
+    in_parallel(os.replace, [(_temporary(path), path) for path, _ in moves])
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _write_temporary(path: Path, data: bytes | str) -> None:
+    mode = "wb" if isinstance(data, bytes) else "w"
+    with open(
+        _temporary(path), mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})
+    ) as f:
+        f.write(data)
+
+
+def in_parallel(call: Callable[..., Any], args: list[tuple], threads: int = 16) -> None:
+    """``call(*a)`` for each ``a`` of ``args``, in threads: for file-system calls that wait on
+    the disk (renames, removals), which then overlap. The first error is raised."""
+    if len(args) < 8:
+        for a in args:
+            call(*a)
+        return
+    with ThreadPoolExecutor(min(threads, len(args))) as pool:
+        for future in [pool.submit(call, *a) for a in args]:
+            future.result()
 
 
 def jsonable(x: Any) -> Any:

@@ -236,10 +236,10 @@ def write_summary(run: Path, summary: dict, durable: bool = True) -> None:
     write_json(Path(run) / "summary.json", summary, durable)
 
 
-def write_run_files(files: dict[Path, str | bytes]) -> None:
+def write_run_files(files: dict[Path, str | bytes], durable: bool = True) -> None:
     """Write files of many runs at once (path -> text or bytes), each atomically, with one
-    flush to disk for all of them (``files.atomic_write_many``)."""
-    atomic_write_many(files.items())
+    flush to disk for all of them (``durable``; ``files.atomic_write_many``)."""
+    atomic_write_many(files.items(), durable)
 
 
 def read_summary(run: str | Path) -> dict:

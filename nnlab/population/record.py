@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from nnlab import baselines, threads
+from nnlab.files import in_parallel
 from nnlab.lifecycle import end_summary, loop_summary, saved_meta, start_summary
 from nnlab.metrics import Best
 from nnlab.nn import OPTIMIZERS
@@ -40,6 +41,10 @@ from nnlab.runs import (
 )
 
 Array = np.ndarray
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 class MemberRuns:
@@ -81,7 +86,7 @@ class MemberRuns:
             self.summaries.append(summary)
             files[path / "summary.json"] = summary_text(summary)
             files[path / "metrics.csv"] = header
-        write_run_files(files)
+        write_run_files(files, durable=False)  # as the single run's first files: the final are
         pop.checkpoint_cost = (time.perf_counter() - t0) / 3
 
     def rows(self, rows: Rows, pop: Population) -> None:
@@ -173,9 +178,10 @@ class MemberRuns:
             for i, (member, path) in enumerate(zip(pop.members, self.paths, strict=True)):
                 files.update(self._end(i, member, path, wall, total))
         write_run_files(files)
-        for i, path in enumerate(self.paths):
-            if pop.outcomes[i].status in DONE:
-                (path / CHECKPOINT).unlink(missing_ok=True)
+        done = [
+            (p / CHECKPOINT,) for i, p in enumerate(self.paths) if pop.outcomes[i].status in DONE
+        ]
+        in_parallel(_remove, done)
         return self.summaries
 
     def _end(self, i: int, member: Member, path: Path, wall: float, total: float) -> dict:

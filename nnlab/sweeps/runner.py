@@ -14,6 +14,10 @@ continues from it (``nnlab.lifecycle.resume``); failed and never-started trials 
 fresh run folder. Trials of an earlier, different spec of the same name stay in the folder and
 the index.
 
+Trials that differ only in member-wise keys (seeds, initializers, learning rates...) train
+together as populations, one task each (``nnlab.sweeps.populations``); ``population=False``
+runs every trial in its own task.
+
 SIGINT/SIGTERM: no new trial starts; the signal is forwarded to the running trials, which stop
 at a safe point and are recorded interrupted; the sweep exits 130/143. A second signal stops
 them at once, a third stops waiting for them.
@@ -43,9 +47,11 @@ from nnlab.sweeps.executor import (
     TrialOutcome,
     TrialTask,
     materialize,
+    population_task,
 )
 from nnlab.sweeps.folder import SweepFolder, sweep_dir_for
 from nnlab.sweeps.index import IndexWriter, read_index
+from nnlab.sweeps.populations import Unit, alone_notes, plan_units, record_unit, restarted
 from nnlab.sweeps.spec import Sweep, Trial
 from nnlab.threads import per_worker
 
@@ -224,10 +230,11 @@ def run_sweep(
     stream: TextIO | None = None,
     executor: Executor | None = None,
     handle_signals: bool = True,
+    population: bool = True,
 ) -> SweepResult:
     """Run the trials of ``sweep`` that are not done yet (see the module docstring) in ``jobs``
     worker processes (default: the sweep's), each with ``threads`` BLAS threads (default:
-    cores // jobs), or with ``executor``."""
+    cores // jobs), or with ``executor``; ``population``: trials that can train together do."""
     folder = SweepFolder(sweep_dir_for(runs_dir, sweep.name))
     started = time.perf_counter()
     clock = Stopwatch()
@@ -259,8 +266,19 @@ def run_sweep(
                 # BLAS threads follow the jobs asked for, also when fewer trials are left
                 threads = threads or per_worker(jobs)
                 workers = max(1, min(jobs, len(p.todo)))
+                with clock:
+                    slots = executor.slots if executor is not None else workers
+                    units = plan_units(p.todo, slots, population)
+                    again = restarted(units, p.resume)
+                    p.resume -= again
+                for note in alone_notes(units):
+                    progress.say(f"note: {note}")
+                if again:
+                    progress.say(f"note: {len(again)} unfinished trial(s) train again from the "
+                                 "start in their population (populations do not continue from "
+                                 "checkpoints)")  # fmt: skip
                 ex = executor or LocalExecutor(workers, log_dir=folder.logs_dir, threads=threads)
-                loop = _Loop(folder, index, p, ex, progress, clock)
+                loop = _Loop(folder, index, p, units, ex, progress, clock)
                 stop = loop.run(handle_signals)
                 resumed = loop.resumed
         finally:
@@ -308,13 +326,14 @@ class _Loop:
         folder: SweepFolder,
         index: IndexWriter,
         p: Plan,
+        units: list[Unit],
         ex: Executor,
         progress: SweepProgress,
         clock: Stopwatch,
     ):
         self.folder, self.index, self.entries, self.resume = folder, index, p.entries, p.resume
         self.ex, self.progress, self.clock = ex, progress, clock
-        self.queue = deque(p.todo)
+        self.queue = deque(units)
         self.running: dict[str, tuple[Trial, float]] = {}
         self.signals: list[int] = []
         self.forwarded = 0
@@ -357,20 +376,28 @@ class _Loop:
         return False
 
     def _start(self) -> None:
-        """Submit trials while the executor has free slots."""
+        """Submit units (a trial, or a population of them) while the executor has free slots."""
         while not self.signals and self.queue and self.ex.busy < self.ex.slots:
-            trial = self.queue.popleft()
-            resume = trial.hash in self.resume
-            with self.clock:
-                e = self.entries[trial.hash]
-                run_dir = self.folder.path / e["run"]
-                if not resume and os.path.lexists(run_dir):
-                    shutil.rmtree(run_dir)  # an unfinished or replaced attempt
-                e.update(status=Status.RUNNING, error=None, started=now(), finished=None)
-                e["attempts"] = e.get("attempts", 0) + 1
-                self.index.record(e)
-            self.ex.submit(TrialTask(trial.hash, trial.config, str(run_dir), resume=resume))
-            self.running[trial.hash] = (trial, time.perf_counter())
+            unit = self.queue.popleft()
+            tasks = [self._task(trial, unit) for trial in unit.trials]
+            self.ex.submit(tasks[0] if len(tasks) == 1 else population_task(tasks))
+            if unit.number is not None:
+                self.progress.say(f"population {unit.number}: {len(tasks)} trials")
+
+    def _task(self, trial: Trial, unit: Unit) -> TrialTask:
+        """A trial starts: its index entry and run folder made ready; its task."""
+        resume = trial.hash in self.resume
+        with self.clock:
+            e = self.entries[trial.hash]
+            run_dir = self.folder.path / e["run"]
+            if not resume and os.path.lexists(run_dir):
+                shutil.rmtree(run_dir)  # an unfinished or replaced attempt
+            e.update(status=Status.RUNNING, error=None, started=now(), finished=None)
+            e["attempts"] = e.get("attempts", 0) + 1
+            record_unit(e, unit)
+            self.index.record(e)
+        self.running[trial.hash] = (trial, time.perf_counter())
+        return TrialTask(trial.hash, trial.config, str(run_dir), resume=resume)
 
     def _end(self, outcome: TrialOutcome) -> None:
         if outcome.key not in self.running:
@@ -399,8 +426,9 @@ class _Loop:
                 e["error"] = "the sweep stopped before the trial ended"
                 mark_ended(self.folder.path / e["run"], e["status"], e["error"])
                 self.index.record(e)
-            for trial in self.queue:
-                self.entries[trial.hash]["status"] = "pending"
+            for unit in self.queue:
+                for trial in unit.trials:
+                    self.entries[trial.hash]["status"] = "pending"
 
 
 def _record(
@@ -418,12 +446,21 @@ def _record(
         mark_ended(run_dir, status, outcome.error)
 
 
-def trial_table(sweep: Sweep, runs_dir: str | Path) -> list[dict[str, Any]]:
-    """The trials of a sweep and what running it now would do with each (``--print-trials``)."""
+def trial_table(
+    sweep: Sweep, runs_dir: str | Path, population: bool = True, jobs: int | None = None
+) -> list[dict[str, Any]]:
+    """The trials of a sweep and what running it now would do with each (``--print-trials``):
+    with ``population``, the population each would train in (``jobs`` workers), or why alone."""
     folder = SweepFolder(sweep_dir_for(runs_dir, sweep.name))
     p = plan(sweep, folder) if folder.path.is_dir() else None
     rows = []
     todo = {t.hash for t in p.todo} if p else None
+    pending = p.todo if p else sweep.trials
+    jobs = jobs or sweep.jobs
+    units = plan_units(pending, min(jobs, len(pending)) or 1, population)
+    unit_of = {t.hash: u.describe() for u in units for t in u.trials}
+    if p:
+        p.resume -= restarted(units, p.resume)
     for t in sweep.trials:
         e = p.entries[t.hash] if p else {}
         action = "run" if todo is None or t.hash in todo else "skip"
@@ -437,6 +474,7 @@ def trial_table(sweep: Sweep, runs_dir: str | Path) -> list[dict[str, Any]]:
                 "seed": t.seed,
                 "status": e.get("status", "new") if p else "new",
                 "action": action,
+                **({"runs as": unit_of.get(t.hash, "")} if population else {}),
             }
         )
     return rows
