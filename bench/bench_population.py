@@ -7,10 +7,16 @@ XOR 2-2-1, full batch, SGD with momentum (configs/xor.yaml), 1000 seeds:
     autograd, SGD with momentum, and each member's loss and accuracy read every step), one
     thread, per member and step;
   - nnlab's single-run step (``nnlab.train.Trainer``), per step.
-Digits 64-32-10, Adam, batches of 32 (shuffled per member), 20 epochs, 100 seeds:
-  - the training loops: the population against 100 single-run Trainers;
-  - end to end with the run folders written: ``train_population`` against 100
-    ``nnlab.lifecycle.train`` calls.
+End to end, as a user runs them (``python -m nnlab sweep ... -q`` processes, run folders
+written in both):
+  - ``nnlab sweep configs/xor.yaml --seeds 1000 --jobs 2`` against the same with
+    ``--population off``, which is timed on the first ``--off-seeds`` seeds (100) and scaled
+    linearly to 1000 (its trials are alike: one process-run each, the same work);
+  - digits 64-32-10, Adam, batches of 32 (shuffled per member), 20 epochs, 100 seeds, ``--jobs
+    2``, against ``--population off`` (on the first ``--off-digits-seeds`` seeds, 20, scaled
+    linearly).
+With ``--digits-loops``, also in one process: the digits population's training loop against
+100 single-run Trainers, and ``train_population`` against 100 ``nnlab.lifecycle.train`` calls.
 
 Contenders run in interleaved rounds (a slow spell of the shared machine hits them alike); each
 ratio is the median of the per-round ratios, with their range.
@@ -22,7 +28,10 @@ dependency (``pip install torch==2.13.0``, the CPU build); without it its rows a
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -127,7 +136,7 @@ def xor_bench(args) -> None:
     M, E = args.members, args.epochs
     print(f"XOR 2-2-1, full batch, SGD momentum, float32: {M} seeds, {E} epochs a round")
     contenders = {"population": population_steps(xor_configs(M, E))}
-    single = xor_configs(1, 10 * E)[0]
+    single = xor_configs(1, E)[0]
     contenders["single run"] = single_steps(single)
     try:
         contenders["torch bmm"] = torch_xor(M, E)
@@ -139,7 +148,7 @@ def xor_bench(args) -> None:
     t = rounds(contenders, args.rounds)
     per = {  # seconds per member and step
         "population": [s / (M * E) for s in t["population"]],
-        "single run": [s / (10 * E) for s in t["single run"]],
+        "single run": [s / E for s in t["single run"]],
     }
     if "torch bmm" in t:
         per["torch bmm"] = [s / (M * E) for s in t["torch bmm"]]
@@ -201,17 +210,67 @@ def digits_bench(args) -> None:
           f"{ratio(t['single runs'], t['population'])}")  # fmt: skip
 
 
+def sweep_seconds(runs: Path, spec: Path, seeds: int, *options: str) -> float:
+    """Wall seconds of ``nnlab sweep SPEC --seeds N OPTIONS -q`` as a process, in a fresh runs
+    folder (removed after); checks that every trial completed into its run folder."""
+    shutil.rmtree(runs, ignore_errors=True)
+    command = [sys.executable, "-m", "nnlab", "sweep", str(spec), "--seeds", str(seeds),
+               *options, "--runs-dir", str(runs), "-q"]  # fmt: skip
+    t0 = time.perf_counter()
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if out.returncode != 0 or f"{seeds} trials: {seeds} completed" not in out.stdout:
+        raise SystemExit(f"{' '.join(command)}: {out.stdout}{out.stderr}")
+    folders = [p for p in (runs / "sweeps").glob("*/trials/*") if (p / "model.npz").exists()]
+    assert len(folders) == seeds, len(folders)
+    shutil.rmtree(runs, ignore_errors=True)
+    return seconds
+
+
+def sweep_bench(name: str, spec: Path, seeds: int, off_seeds: int, options: list[str],
+                rounds_: int, goal: float) -> None:  # fmt: skip
+    """A sweep with populations against ``--population off`` on ``off_seeds`` seeds, scaled
+    to ``seeds`` (the trials are alike), interleaved rounds."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-population-sweep-"))
+    print(f"\n{name}: nnlab sweep {spec.relative_to(ROOT)} --seeds {seeds} {' '.join(options)}")
+    scale = seeds / off_seeds
+    on, off = [], []
+    for _ in range(rounds_):
+        on.append(sweep_seconds(tmp / "on", spec, seeds, *options))
+        off.append(sweep_seconds(tmp / "off", spec, off_seeds, *options, "--population", "off")
+                   * scale)  # fmt: skip
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"  populations          {statistics.median(on):8.1f} s  (rounds "
+          f"{', '.join(f'{x:.1f}' for x in on)})")  # fmt: skip
+    print(f"  --population off     {statistics.median(off):8.1f} s  ({off_seeds} seeds timed, "
+          f"x{scale:g}; rounds {', '.join(f'{x:.1f}' for x in off)})")  # fmt: skip
+    print(f"  off / populations    = {ratio(off, on)}  (goal >= {goal:g})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--members", type=int, default=1000)
-    ap.add_argument("--epochs", type=int, default=300, help="XOR epochs per round")
+    ap.add_argument("--epochs", type=int, default=3000, help="XOR epochs per round")
+    ap.add_argument("--sweep-rounds", type=int, default=2)
+    ap.add_argument("--off-seeds", type=int, default=100)
+    ap.add_argument("--off-digits-seeds", type=int, default=20)
     ap.add_argument("--digits-seeds", type=int, default=100)
-    ap.add_argument("--skip-digits", action="store_true")
+    ap.add_argument("--skip-steps", action="store_true", help="no XOR step figures")
+    ap.add_argument("--skip-sweeps", action="store_true", help="no end-to-end sweeps")
+    ap.add_argument("--digits-loops", action="store_true", help="the in-process digits rows")
     args = ap.parse_args()
     print(f"numpy {np.__version__}")
-    xor_bench(args)
-    if not args.skip_digits:
+    if not args.skip_steps:
+        xor_bench(args)
+    if not args.skip_sweeps:
+        sweep_bench("end to end, XOR 2-2-1, 3000 epochs", XOR, args.members, args.off_seeds,
+                    ["--jobs", "2"], args.sweep_rounds, 20)  # fmt: skip
+        digits = ["-s", "model.layers.0.units=32", "-s", "training.epochs=20", "--jobs", "2"]
+        name = "end to end, digits 64-32-10, batch 32, 20 epochs"
+        sweep_bench(name, DIGITS, args.digits_seeds, args.off_digits_seeds, digits,
+                    args.sweep_rounds, 5)  # fmt: skip
+    if args.digits_loops:
         digits_bench(args)
 
 
