@@ -297,3 +297,31 @@ def test_gradient_instruments_refuse_what_has_no_gradient(args, path):
     proc = invoke_nnlab(command, CONFIGS / config, *rest)
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {path}: ") and len(proc.stderr.splitlines()) == 1
+
+
+def test_the_stacked_members_losses_are_the_single_models_on_their_weights():
+    """Member-first stacking (products large enough for BLAS per member): each perturbed
+    network's objective on the batch is the single-run model's with its weights."""
+    cfg = load_config(
+        CONFIGS / "digits.yaml",
+        [
+            "training.dtype=float64",
+            "training.batch_size=128",
+            "optimizer={name: es, population: 8}",
+        ],
+    )
+    exp = build(cfg)
+    perturbed = Perturbed(exp, 128)
+    assert not perturbed.model.stack.member_last
+    X, T = exp.data.train.X[:128], [exp.targets["train"][0].T[:128]]
+    exp.optimizer.ask(exp.model.theta, perturbed.model.theta)
+    stacked = perturbed.objective(perturbed.model.forward(X, training=True, logits=True), T, [None])
+    members, center = np.array(perturbed.model.theta), exp.model.theta.copy()
+    for m, theta in enumerate(members):
+        exp.model.theta[...] = theta
+        single = exp.objective(exp.model.forward(X, training=True, logits=True), T, [None])[0]
+        assert stacked[0][m] == pytest.approx(single, rel=1e-12)
+    half = len(members) // 2  # mirrored: theta + d, theta - d
+    np.testing.assert_allclose(
+        (members[:half] + members[half:]) / 2, np.tile(center, (half, 1)), atol=1e-15
+    )
