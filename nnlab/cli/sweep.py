@@ -70,21 +70,8 @@ if TYPE_CHECKING:
     "off: every trial in its own task.",
 )
 @quiet
-def sweep(
-    spec,
-    grid,
-    overrides,
-    seeds,
-    jobs,
-    threads,
-    name,
-    runs_dir,
-    print_trials,
-    rerun,
-    cluster,
-    population,
-    quiet,
-):
+def sweep(spec, grid, overrides, seeds, jobs, threads, name, runs_dir, print_trials, rerun,
+          cluster, population, quiet):  # fmt: skip
     """Run a grid of trials: SPEC is a sweep file (base + axes + seeds) or a config with -g axes.
 
     \b

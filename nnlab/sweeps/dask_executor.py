@@ -212,6 +212,15 @@ def _members(members: list[dict], scratch: Path, signals: queue.SimpleQueue, wor
     return out
 
 
+def _stopped_first(task: dict, outcome: dict) -> dict:
+    """The outcome of a task (a trial, or each member of a population) that the sweep stopped
+    before it started."""
+    first = {"status": Status.INTERRUPTED, "error": "the sweep stopped first"}
+    if "members" in task:
+        return {**outcome, "outcomes": [{"key": m["key"], **first} for m in task["members"]]}
+    return {**outcome, **first}
+
+
 def run_trial(task: dict, stop_name: str) -> dict:
     """On a worker: train one trial in a scratch folder; the outcome with the folder's files.
 
@@ -241,23 +250,15 @@ def run_trial(task: dict, stop_name: str) -> dict:
 
     with contextlib.suppress(TimeoutError):
         stop.get(timeout=0.01)  # set already: the sweep stopped while the trial was queued
-        first = {"status": Status.INTERRUPTED, "error": "the sweep stopped first"}
-        if "members" in task:
-            return {**outcome, "outcomes": [{"key": m["key"], **first} for m in task["members"]]}
-        return {**outcome, **first}
+        return _stopped_first(task, outcome)
     scratch = Path(tempfile.mkdtemp(prefix="nnlab-trial-", dir=worker.local_directory))
-    if "members" in task:
-        threading.Thread(target=watch, daemon=True).start()
-        try:
-            return {**outcome, "outcomes": _members(task["members"], scratch, signals, worker)}
-        finally:
-            finished.set()
-            shutil.rmtree(scratch, ignore_errors=True)
     run_dir = scratch / task["run"]
     if task.get("files"):
         materialize_files(task["files"], run_dir)
     threading.Thread(target=watch, daemon=True).start()
     try:
+        if "members" in task:  # a population: its members' outcomes, each with its files
+            return {**outcome, "outcomes": _members(task["members"], scratch, signals, worker)}
         try:
             result, note, resumed = train_trial(
                 task["config"], run_dir, bool(task.get("files")), handle_signals=False, stop=signals

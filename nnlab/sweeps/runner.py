@@ -266,17 +266,8 @@ def run_sweep(
                 # BLAS threads follow the jobs asked for, also when fewer trials are left
                 threads = threads or per_worker(jobs)
                 workers = max(1, min(jobs, len(p.todo)))
-                with clock:
-                    slots = executor.slots if executor is not None else workers
-                    units = plan_units(p.todo, slots, population)
-                    again = restarted(units, p.resume)
-                    p.resume -= again
-                for note in alone_notes(units):
-                    progress.say(f"note: {note}")
-                if again:
-                    progress.say(f"note: {len(again)} unfinished trial(s) train again from the "
-                                 "start in their population (populations do not continue from "
-                                 "checkpoints)")  # fmt: skip
+                slots = executor.slots if executor is not None else workers
+                units = _units(p, slots, population, progress, clock)
                 ex = executor or LocalExecutor(workers, log_dir=folder.logs_dir, threads=threads)
                 loop = _Loop(folder, index, p, units, ex, progress, clock)
                 stop = loop.run(handle_signals)
@@ -287,6 +278,23 @@ def run_sweep(
         progress.close()
         seconds = time.perf_counter() - started
         return _result(sweep, folder, p, progress, stop, seconds, clock, resumed)
+
+
+def _units(
+    p: Plan, slots: int, population: bool, progress: SweepProgress, clock: Stopwatch
+) -> list[Unit]:
+    """The trials to run as units (populations, trials alone), said on the progress; the
+    unfinished ones that train again in a population no longer resume."""
+    with clock:
+        units = plan_units(p.todo, slots, population)
+        again = restarted(units, p.resume)
+        p.resume -= again
+    for note in alone_notes(units):
+        progress.say(f"note: {note}")
+    if again:
+        progress.say(f"note: {len(again)} unfinished trial(s) train again from the start in "
+                     "their population (populations do not continue from checkpoints)")  # fmt: skip
+    return units
 
 
 def _result(
