@@ -22,6 +22,7 @@ from nnlab.nn.losses import (
     CategoricalCrossentropy,
     Hinge,
     Loss,
+    ZeroOne,
 )
 from nnlab.population.stack import dots, ones, total
 
@@ -146,6 +147,20 @@ def _row_sums(p: Array) -> Array:
     return p.sum(axis=-1)
 
 
+def zero_one(loss: ZeroOne, out: Array, t: Array, w: Array | None) -> tuple[Array, Array]:
+    """1 - accuracy per member, as ``ZeroOne``; its gradient is 0 (evolution strategies read
+    the value alone)."""
+    if out.shape[-1] == 1:
+        wrong = (out[..., 0] > loss.threshold) != (t[..., 0] > 0.5)  # (M, batch)
+    else:
+        wrong = out.argmax(axis=-1) != t.argmax(axis=-1)
+    if w is None:
+        value = total(wrong) / wrong.shape[-1]
+    else:
+        value = total(wrong * w) / np.maximum(w.sum(axis=-1).astype(np.float64), 1.0)
+    return value, np.zeros_like(out)
+
+
 #: the single-run losses a population covers
 LOSSES: dict[type, Callable[..., tuple[Array, Array]]] = {
     MSE: mse,
@@ -153,6 +168,7 @@ LOSSES: dict[type, Callable[..., tuple[Array, Array]]] = {
     Hinge: hinge,
     BinaryCrossentropy: binary_crossentropy,
     CategoricalCrossentropy: categorical_crossentropy,
+    ZeroOne: zero_one,
 }
 
 
