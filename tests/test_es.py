@@ -13,6 +13,7 @@ from nnlab.config import load_config
 from nnlab.errors import ConfigError
 from nnlab.es import Perturbed
 from nnlab.experiment import build, seed_streams
+from nnlab.metrics import MetricsTally
 from nnlab.nn import ACTIVATIONS, LOSSES
 from nnlab.nn.es import centered_ranks
 from nnlab.population.losses import zero_one as stacked_zero_one
@@ -164,9 +165,9 @@ def test_the_step_activation_is_the_perceptrons_and_passes_no_gradient():
 def test_es_trains_a_step_perceptron_to_the_threshold():
     cfg = load_config(CONFIGS / "questions/perceptron_es.yaml")
     exp = build(cfg)
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, log=[])  # a list collects the rows
     trainer.fit()
-    assert trainer.rows[0]["accuracy"] < 0.8 and trainer.rows[-1]["accuracy"] == 0.8
+    assert trainer.log[0]["accuracy"] < 0.8 and trainer.log[-1]["accuracy"] == 0.8
     w, b = exp.model.theta  # kernel first: class 1 exactly when w x + b > 0
     assert b <= 0 < 2 * w + b  # x = 0 gives 0, x = 2 gives 1 (and x = 9 too: 4/5 at best)
 
@@ -220,7 +221,7 @@ DIGITS_ES = [
 
 
 def _rows(trainer):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in trainer.rows]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in trainer.log]
 
 
 def test_es_repeats_bit_for_bit_and_resumes_from_any_checkpoint(tmp_path):
@@ -229,7 +230,7 @@ def test_es_repeats_bit_for_bit_and_resumes_from_any_checkpoint(tmp_path):
     uninterrupted run's rows and weights, bit for bit."""
     cfg = load_config(CONFIGS / "digits.yaml", DIGITS_ES)
     exp = build(cfg)
-    full = Trainer(exp)
+    full = Trainer(exp, log=[])
     states = []
 
     def keep(tr):
@@ -238,7 +239,7 @@ def test_es_repeats_bit_for_bit_and_resumes_from_any_checkpoint(tmp_path):
 
     full.checkpoint = keep
     full.fit()
-    first, last = full.rows[0]["val_accuracy"], full.rows[-1]["val_accuracy"]
+    first, last = full.log[0]["val_accuracy"], full.log[-1]["val_accuracy"]
     assert last > max(0.2, 2 * first)  # it learns (10 classes: 0.1 by chance)
     again = build(cfg)
     Trainer(again).fit()
@@ -246,8 +247,9 @@ def test_es_repeats_bit_for_bit_and_resumes_from_any_checkpoint(tmp_path):
     for arrays, meta in (states[1], states[3]):
         assert "es_rng" in meta["optimizer"] and "optimizer/m" in arrays
         resumed = build(cfg)
-        trainer = Trainer(resumed)
-        trainer.load_state(arrays, meta, full.rows[: meta["epoch"]])
+        before = full.log[: meta["epoch"]]
+        trainer = Trainer(resumed, log=list(before))
+        trainer.load_state(arrays, meta, MetricsTally.of(before))
         trainer.fit()
         assert _rows(trainer) == _rows(full)
         np.testing.assert_array_equal(resumed.model.theta, exp.model.theta)
@@ -276,11 +278,11 @@ def test_es_trains_several_outputs_with_masks_and_names_their_keys():
         build(load_config(path, ["model.outputs.1.loss=zero_one", *es]))
     assert info.value.path == "model.outputs[1]"
     exp = build(load_config(path, ["model.outputs.0.loss=zero_one", *es]))
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, log=[])
     assert trainer.fit() == "completed"
-    losses = [r["recon_loss"] for r in trainer.rows]
+    losses = [r["recon_loss"] for r in trainer.log]
     assert losses[-1] < losses[0]  # the reconstruction improves
-    assert all(0 <= r["cls_loss"] == 1 - r["cls_accuracy"] for r in trainer.rows)
+    assert all(0 <= r["cls_loss"] == 1 - r["cls_accuracy"] for r in trainer.log)
 
 
 @pytest.mark.parametrize(

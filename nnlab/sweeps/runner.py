@@ -258,13 +258,7 @@ def run_sweep(
         progress = SweepProgress(
             sweep.name, len(sweep.trials), len(p.skipped), len(p.todo), stream or sys.stderr, quiet
         )
-        for w in folder.warnings + sweep.notes:
-            progress.say(f"note: {w}")
-        if p.skipped:
-            progress.say(
-                f"sweep {sweep.name}: {len(p.skipped)} of {len(sweep.trials)} trials done "
-                f"already (skipped), {len(p.todo)} to run"
-            )
+        progress.announce(folder.warnings + sweep.notes)
         stop: int | None = None
         resumed, storage, left = 0, None, 0
         try:
