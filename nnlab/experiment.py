@@ -6,9 +6,10 @@ together). ``Objective`` is the one copy of the training objective (the weighted
 heads' losses, unlabelled samples masked out): the training loop, ``nnlab gradcheck`` and
 ``layers.csv`` all call it. ``evaluate`` measures the current weights on a split.
 
-One seed drives everything through three independent streams spawned from it
-(``np.random.SeedSequence``): the data splits, the initialization, and the training-time
-randomness (shuffling and dropout).
+One seed drives everything through independent streams spawned from it
+(``np.random.SeedSequence``): the data splits, the initialization, the training-time
+randomness (shuffling and dropout), a VAE's sampling layers and the noise of evolution
+strategies.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from nnlab.data import Data, load
 from nnlab.errors import ConfigError
 from nnlab.nn import LOSSES, OPTIMIZERS, Model
+from nnlab.nn.es import check_gradients
 from nnlab.nn.losses import Loss
 from nnlab.nn.optimizers import Optimizer
 
@@ -31,13 +33,14 @@ EVAL_BATCH = 1024
 
 def seed_streams(seed: int, split_seed: int | None = None) -> dict[str, np.random.Generator]:
     """The generators of a run: ``data`` (splits), ``init`` (weights), ``train`` (shuffle,
-    dropout), ``sample`` (a VAE's sampling layer). ``split_seed`` fixes the splits
-    independently of the training seed. (Spawning a fourth child leaves the first three as
-    they were: runs from before the ``sample`` stream keep their numbers.)"""
-    data, init, train, sample = np.random.SeedSequence(seed).spawn(4)
+    dropout), ``sample`` (a VAE's sampling layer), ``es`` (the perturbations of evolution
+    strategies). ``split_seed`` fixes the splits independently of the training seed.
+    (Spawning more children leaves the first ones as they were: runs from before the
+    ``sample`` and ``es`` streams keep their numbers.)"""
+    data, init, train, sample, es = np.random.SeedSequence(seed).spawn(5)
     if split_seed is not None:
         data = np.random.SeedSequence(split_seed).spawn(3)[0]
-    streams = (("data", data), ("init", init), ("train", train), ("sample", sample))
+    streams = (("data", data), ("init", init), ("train", train), ("sample", sample), ("es", es))
     return {k: np.random.default_rng(s) for k, s in streams}
 
 
@@ -128,6 +131,9 @@ def build(config: dict, data: Data | None = None) -> Experiment:
     heads = make_heads(config, data, model)
     _check_threshold(config, heads, data, model)
     optimizer = OPTIMIZERS.build(config["optimizer"])
+    check_gradients(optimizer, [h.loss for h in heads], model, config["model"]["outputs"] is None)
+    if not optimizer.needs_gradient:
+        optimizer.rng = rngs["es"]
     optimizer.setup(model.theta, model.n_decay)
     exp = Experiment(config, data, model, heads, optimizer, rngs["train"])
     exp.sample_rng = rngs["sample"]
@@ -205,6 +211,12 @@ def _check_threshold(config: dict, heads: list[Head], data: Data, model: Model) 
 def check_head(head: Head, where: str, data: Data, model: Model) -> None:
     """Check that an output fits its loss and its target; a ConfigError names the key."""
     _check_output_layer(head, where, model)
+    if not head.loss.differentiable and (head.target != "labels" or data.task != "classification"):
+        raise ConfigError(
+            f"{head.loss.name} counts misclassified samples: it is for a classifier's labels "
+            f"(data '{data.name}' is {data.task}, this output's target {head.target})",
+            where,
+        )
     if (head.target == "none") == head.loss.needs_target:
         raise ConfigError(
             f"{head.loss.name} takes no target: give its output target: none"

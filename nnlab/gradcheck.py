@@ -223,6 +223,7 @@ def check_experiment(
         )
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
+    _check_differentiable(exp)
     rows = batch_rows(exp, samples)
     X = exp.data.train.X[rows]
     targets = [t.take(rows) for t in exp.targets["train"]]
@@ -238,6 +239,25 @@ def check_experiment(
         entries=entries,
         rng=np.random.default_rng(seed),
     )
+
+
+def _check_differentiable(exp: Any) -> None:
+    """A loss or activation without a gradient (zero_one, step) has nothing to check."""
+    single = exp.config["model"]["outputs"] is None
+    for k, head in enumerate(exp.heads):
+        if not head.loss.differentiable:
+            raise ConfigError(
+                f"{head.loss.name} has no gradient to check (it is flat between decisions)",
+                "loss" if single else f"model.outputs[{k}].loss",
+            )
+    for i, layer in enumerate(exp.model.layers):
+        fn = layer.activation_fn
+        if fn is not None and not fn.differentiable:
+            raise ConfigError(
+                f"the {fn.name} activation has no gradient to check (its derivative is 0 "
+                "wherever it exists)",
+                f"model.layers[{i}].activation",
+            )
 
 
 def report(checks: list[Check], model: Any) -> str:

@@ -83,22 +83,7 @@ def train(
     trainer = Trainer(exp, quiet=quiet)
     path = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, config["name"])
     path.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {
-        "status": Status.RUNNING,
-        "name": config["name"],
-        "run": path.name,
-        "config_hash": config_hash(config),
-        "seed": config["training"]["seed"],
-        "epochs_planned": config["training"]["epochs"],
-        "epochs_completed": 0,
-        "data": {"name": exp.data.name, **exp.data.sizes},
-        "parameters": exp.model.n_params,
-        "baselines": baselines.compute(exp.data) if exp.one_label_head else {},
-        "started": now(),
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "versions": versions(),
-    }
+    summary = start_summary(config, exp, path)
     try:
         summary.update(write_config(path, config))  # a copy of the config, for fast readers
         write_summary(path, summary, durable=False)  # the final one is
@@ -108,6 +93,31 @@ def train(
             shutil.rmtree(path, ignore_errors=True)
         raise
     return _execute(exp, trainer, path, summary, handle_signals, stop, report=report)
+
+
+def start_summary(
+    config: dict, exp: Experiment, path: Path, baseline: dict | None = None
+) -> dict[str, Any]:
+    """A run's summary.json as training starts (``baseline``: the baselines of its data, when
+    they are known already)."""
+    if baseline is None:
+        baseline = baselines.compute(exp.data) if exp.one_label_head else {}
+    return {
+        "status": Status.RUNNING,
+        "name": config["name"],
+        "run": path.name,
+        "config_hash": config_hash(config),
+        "seed": config["training"]["seed"],
+        "epochs_planned": config["training"]["epochs"],
+        "epochs_completed": 0,
+        "data": {"name": exp.data.name, **exp.data.sizes},
+        "parameters": exp.model.n_params,
+        "baselines": baseline,
+        "started": now(),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "versions": versions(),
+    }
 
 
 def resume(
@@ -213,7 +223,7 @@ def _execute(
         stats = _layer_stats(exp, trainer, path, layers)
         if report is not None:
             _follow(trainer, report)
-        with _stops(trainer, handle_signals, stop):
+        with stops(trainer, handle_signals, stop):
             status = trainer.fit()
         fit_seconds = time.perf_counter() - t0
         trainer.log.close()  # the last rows reach the disk (or a full disk shows) here
@@ -296,11 +306,13 @@ def _follow(trainer: Trainer, report: Callable[[dict], None]) -> None:
     trainer.on_epoch = on_epoch
 
 
-class _stops:
+class stops:
     """While training: SIGINT/SIGTERM (in the main thread) and signal numbers put on ``stop``
-    (a run in a thread) ask the trainer to stop at a safe point; a second Ctrl-C stops now."""
+    (a run in a thread) ask the trainer to stop at a safe point; a second Ctrl-C stops now.
+    ``trainer``: anything with ``request_stop(signum)`` and ``stop_signal`` (a ``Trainer``, a
+    population)."""
 
-    def __init__(self, trainer: Trainer, handle_signals: bool, stop: queue.SimpleQueue | None):
+    def __init__(self, trainer: Any, handle_signals: bool, stop: queue.SimpleQueue | None):
         self.trainer, self.stop = trainer, stop
         self.handle = handle_signals and threading.current_thread() is threading.main_thread()
         self.previous: dict = {}
@@ -334,7 +346,25 @@ class _stops:
 def _record(exp: Experiment, trainer: Trainer, path: Path, summary: dict, status: str) -> None:
     """What a run that ended leaves: final metrics per split and the model (or where it
     diverged)."""
+    decision = end_summary(exp, summary, status, trainer.diverged_at, trainer.stop_signal)
+    if status != Status.DIVERGED:
+        save_model(path / "model.npz", exp.model, saved_meta(exp, decision))
+
+
+def saved_meta(exp: Experiment, decision: dict | None) -> dict:
+    """What model.npz holds beside the weights: ``model_meta`` and the decision threshold
+    (``end_summary``'s), if any."""
+    return model_meta(exp) | ({} if decision is None else {"threshold": decision})
+
+
+def end_summary(
+    exp: Experiment, summary: dict, status: str, diverged_at: dict | None, stop: int | None
+) -> dict | None:
+    """How a run ended, into its summary: the status, the final metrics of the model's
+    current weights on each split (or where it diverged), the signal that stopped it. Returns
+    the decision threshold ``training.threshold`` asks for (for model.npz), or None."""
     summary["status"] = status
+    decision = None
     if status != Status.DIVERGED:
         for split in ("train", "val", "test"):
             if split in exp.targets:
@@ -343,31 +373,48 @@ def _record(exp: Experiment, trainer: Trainer, path: Path, summary: dict, status
                 if groups:
                     summary[f"{split}_groups"] = groups
         decision = threshold.record(exp, summary)  # ROC AUC; the threshold training.threshold asks
-        meta = model_meta(exp) | ({} if decision is None else {"threshold": decision})
-        save_model(path / "model.npz", exp.model, meta)
     else:
-        summary["diverged_at"] = trainer.diverged_at
-    if trainer.stop_signal is not None:
-        summary["signal"] = signal.Signals(trainer.stop_signal).name
+        summary["diverged_at"] = diverged_at
+    if stop is not None:
+        summary["signal"] = signal.Signals(stop).name
+    return decision
 
 
 def _finish(summary: dict, trainer: Trainer, started: float, train_seconds: float) -> None:
     """Fill in what the loop saw."""
     last = trainer.tally.last
-    summary["epochs_completed"] = last["epoch"] if last else 0
-    summary["threads"] = trainer.threads
-    summary["stopped_early"] = trainer.stopped_early
+    es = None
     if trainer.early_stopping is not None and trainer.es_epoch is not None:
-        summary["early_stopping"] = {
-            "monitor": trainer.early_stopping["monitor"],
-            "best_epoch": trainer.es_epoch,
-            "restored": trainer.best_theta is not None,
-        }
-    summary["last"] = {k: v for k, v in last.items() if k != "seconds"} if last else {}
-    summary["best"] = trainer.tally.best
-    summary["finished"] = now()
+        es = (trainer.early_stopping["monitor"], trainer.es_epoch, trainer.best_theta is not None)
+    epochs = last["epoch"] if last else 0
+    last = {k: v for k, v in last.items() if k != "seconds"} if last else {}
+    loop_summary(summary, epochs, last, trainer.tally.best, trainer.threads,
+                 trainer.stopped_early, es)  # fmt: skip
     summary["train_seconds"] = round(train_seconds, 4)
     summary["wall_seconds"] = round(time.time() - started, 4)
+
+
+def loop_summary(
+    summary: dict,
+    epochs: int,
+    last: dict,
+    best: dict,
+    threads: int | None,
+    stopped_early: bool,
+    early_stopping: tuple[str, int, bool] | None,
+) -> None:
+    """What the training loop saw, into a run's summary: epochs completed, the last row of
+    metrics (without seconds) and the best values, BLAS threads, early stopping as
+    (monitor, best epoch, weights restored)."""
+    summary["epochs_completed"] = epochs
+    summary["threads"] = threads
+    summary["stopped_early"] = stopped_early
+    if early_stopping is not None:
+        monitor, epoch, restored = early_stopping
+        summary["early_stopping"] = {"monitor": monitor, "best_epoch": epoch, "restored": restored}
+    summary["last"] = last
+    summary["best"] = best
+    summary["finished"] = now()
 
 
 def exit_code(result: RunResult) -> int:

@@ -113,6 +113,12 @@ def _run(config: dict, start: float, end: float, steps: int) -> tuple[np.ndarray
     from nnlab.train import Batches
 
     exp = build(config)
+    if not exp.optimizer.needs_gradient:
+        raise ConfigError(
+            "lr-find takes gradient steps at growing rates; es estimates its steps from "
+            "perturbed copies of the network: tune its lr with a sweep",
+            "optimizer",
+        )
     cfg = config["training"]
     X = exp.data.train.X
     n = X.shape[0]

@@ -12,8 +12,11 @@ memory limit of its cgroup (a container's ``--memory``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from nnlab.errors import ConfigError
@@ -99,8 +102,26 @@ def human_bytes(n: int) -> str:
     return f"{n:.1f} PB"
 
 
+_checked = threading.local()
+
+
+@contextlib.contextmanager
+def checked_already() -> Iterator[None]:
+    """In this block (in this thread), ``check_fits`` checks nothing: for allocations whose
+    sizes were checked before (the members of a population have their template's shapes, and
+    reading the limits, tens of microseconds, would be most of building a thousand of them)."""
+    before = getattr(_checked, "skip", False)
+    _checked.skip = True
+    try:
+        yield
+    finally:
+        _checked.skip = before
+
+
 def check_fits(nbytes: int, what: str, path: str | None = None) -> None:
     """Raise a ``ConfigError`` at ``path`` if ``nbytes`` exceed the memory available."""
+    if getattr(_checked, "skip", False):
+        return
     found = available()
     if found is not None and nbytes > found[0]:
         have, limited_by = found

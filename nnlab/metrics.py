@@ -26,9 +26,44 @@ def better(metric: str, value: float, than: float) -> bool:
     return value > than if higher_is_better(metric) else value < than
 
 
+class Best:
+    """The best finite value of each metric and the epoch it came in (the first on ties: the
+    highest accuracy, the lowest loss), kept as rows of metrics arrive, for ``members`` runs at
+    once. ``columns`` are metrics.csv's; those in ``NOT_METRICS`` are left out."""
+
+    def __init__(self, columns: list[str], members: int = 1):
+        self.names = [c for c in columns if c not in NOT_METRICS]
+        self.index = [columns.index(c) for c in self.names]
+        self.sign = np.array([1.0 if higher_is_better(c) else -1.0 for c in self.names])
+        self.value = np.full((members, len(self.names)), math.nan)
+        self.epoch = np.zeros((members, len(self.names)), np.int64)
+
+    def add(self, epochs: np.ndarray, values: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Rows of metrics: ``values`` (E, M, columns) of the epochs ``epochs`` (E,), in order,
+        for the members ``rows`` (M,) (None: all)."""
+        v = values[..., self.index]
+        score = np.where(np.isfinite(v), v * self.sign, -math.inf)
+        first = score.argmax(axis=0)  # (M, metrics): the first best row of each
+        top = np.take_along_axis(score, first[None], axis=0)[0]
+        sel = slice(None) if rows is None else rows
+        held = self.value[sel] * self.sign
+        wins = np.isfinite(top) & ~(held >= top)  # strictly better, or nothing held yet
+        self.value[sel] = np.where(wins, top * self.sign, self.value[sel])
+        self.epoch[sel] = np.where(wins, np.asarray(epochs)[first], self.epoch[sel])
+
+    def of(self, member: int = 0) -> dict[str, dict]:
+        """A member's best values: metric -> {"value", "epoch"}, finite ones only."""
+        out = {}
+        for j, name in enumerate(self.names):
+            v = self.value[member, j]
+            if math.isfinite(v):
+                out[name] = {"value": float(v), "epoch": int(self.epoch[member, j])}
+        return out
+
+
 def best_of(rows: Iterable[dict]) -> dict[str, dict]:
     """The best finite value of each metric over the rows and the epoch it came in (the first
-    on ties): the highest accuracy, the lowest loss."""
+    on ties): the highest accuracy, the lowest loss. (``Best`` keeps the same for many runs.)"""
     best: dict[str, dict] = {}
     for row in rows:
         update_best(best, row)

@@ -110,6 +110,35 @@ class MetricsLog:
                 pass
 
 
+def metrics_text(columns: list[str], values: np.ndarray) -> str:
+    """Rows of metrics.csv as ``MetricsLog`` writes them, from a table ``values`` (rows,
+    columns) of float64 (see ``metrics_texts``)."""
+    return metrics_texts(columns, values[:, None, :], np.array([len(values)]))[0]
+
+
+def metrics_texts(columns: list[str], values: np.ndarray, counts: np.ndarray) -> list[str]:
+    """Rows of metrics.csv for many runs at once: ``values[e, m]`` is run m's row e (E, M,
+    columns), its first ``counts[m]`` rows are its own. As ``MetricsLog`` writes them: the
+    epoch as an integer, numbers as the shortest text that reads back to them, NaN in an
+    accuracy column as an empty cell (no labelled sample: no accuracy). Values that repeat
+    (epochs, learning rates, accuracies, times) are formatted once."""
+    M = values.shape[1]
+    cells = []
+    for j, name in enumerate(columns):
+        col = values[:, :, j].ravel().tolist()  # row-major: run m's rows at m, m + M, ...
+        if name.endswith("loss"):
+            cells.append(list(map(repr, col)))
+            continue
+        if name == "epoch":
+            text = {v: str(int(v)) if v == v else "" for v in set(col)}
+        else:
+            empty = name.endswith("accuracy")
+            text = {v: "" if (empty and v != v) else repr(v) for v in set(col)}
+        cells.append(list(map(text.__getitem__, col)))
+    rows = list(map(",".join, zip(*cells, strict=True)))  # every run's, interleaved
+    return ["\n".join(rows[m : int(n) * M : M]) + "\n" if n else "" for m, n in enumerate(counts)]
+
+
 @dataclass
 class Metrics:
     """metrics.csv read back: ``values[i, j]`` is column ``columns[j]`` of epoch row ``i``

@@ -32,12 +32,21 @@ from typing import Any
 import numpy as np
 
 from nnlab.errors import ConfigError, RunError, StorageError
-from nnlab.files import atomic_write, jsonable, open_regular, write_json
+from nnlab.files import (
+    atomic_write,
+    atomic_write_many,
+    json_text,
+    jsonable,
+    open_regular,
+    write_json,
+)
 from nnlab.metrics_csv import ENDS as ENDS
 from nnlab.metrics_csv import Metrics as Metrics
 from nnlab.metrics_csv import MetricsLog as MetricsLog
 from nnlab.metrics_csv import last_epoch as last_epoch
 from nnlab.metrics_csv import log_size_before as log_size_before
+from nnlab.metrics_csv import metrics_text as metrics_text
+from nnlab.metrics_csv import metrics_texts as metrics_texts
 from nnlab.metrics_csv import number_text as number_text
 from nnlab.metrics_csv import read_last_metrics as read_last_metrics
 from nnlab.metrics_csv import read_metrics as read_metrics
@@ -217,15 +226,21 @@ def read_small_file(path: Path, limit: int = MAX_TEXT_FILE) -> bytes:
 # ---------------------------------------------------------------- config and summary
 
 
-def write_config(run: Path, config: dict) -> dict[str, Any]:
-    """Write config.yaml. Returns what summary.json keeps of it: a copy of the config and the
+def config_text(config: dict) -> tuple[bytes, dict[str, Any]]:
+    """config.yaml's bytes, and what summary.json keeps of it: a copy of the config and the
     digest of the file's text, so that a reader of thousands of runs can take the copy
     instead of parsing YAML, as long as the file is unchanged (``read_config``)."""
     from nnlab.config import dump_yaml
 
     data = dump_yaml(config).encode("utf-8")
+    return data, {"config_digest": _digest(data), "config": config}
+
+
+def write_config(run: Path, config: dict) -> dict[str, Any]:
+    """Write config.yaml. Returns what summary.json keeps of it (see ``config_text``)."""
+    data, kept = config_text(config)
     atomic_write(Path(run) / "config.yaml", data, durable=False)  # the summary keeps a copy
-    return {"config_digest": _digest(data), "config": config}
+    return kept
 
 
 def _digest(data: bytes) -> str:
@@ -257,6 +272,11 @@ def read_config(run: str | Path, summary: dict | None = None) -> dict:
     return config
 
 
+def summary_text(summary: dict) -> str:
+    """summary.json's text."""
+    return json_text(summary) + "\n"
+
+
 def load_run_config(run: str | Path) -> dict:
     """A run's config.yaml validated as a config file is (to rebuild its experiment); a
     damaged or invalid one is an error naming the file."""
@@ -271,6 +291,12 @@ def load_run_config(run: str | Path) -> dict:
 def write_summary(run: Path, summary: dict, durable: bool = True) -> None:
     """summary.json, atomically (``durable``: see ``files.atomic_write``)."""
     write_json(Path(run) / "summary.json", summary, durable)
+
+
+def write_run_files(files: dict[Path, str | bytes], durable: bool = True) -> None:
+    """Write files of many runs at once (path -> text or bytes), each atomically, with one
+    flush to disk for all of them (``durable``; ``files.atomic_write_many``)."""
+    atomic_write_many(files.items(), durable)
 
 
 def read_summary(run: str | Path) -> dict:
@@ -361,6 +387,11 @@ def _json_bytes(header: dict) -> np.ndarray:
 
 def save_model(path: Path, model: Any, meta: dict) -> None:
     """Weights and the architecture (``meta``: model spec, input shape, scaling, ...)."""
+    atomic_write(path, model_bytes(model, meta))
+
+
+def model_bytes(model: Any, meta: dict) -> bytes:
+    """model.npz's bytes (see ``save_model``)."""
     arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
     for key in ("shift", "scale"):
         arrays[f"input/{key}"] = np.asarray(meta.get(key, 0.0 if key == "shift" else 1.0))
@@ -369,7 +400,7 @@ def save_model(path: Path, model: Any, meta: dict) -> None:
     arrays["architecture"] = _json_bytes(header)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def read_model_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -428,10 +459,15 @@ def load_model(run: str | Path) -> tuple[Any, dict]:
 
 def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """The training state at an epoch's end, written atomically (see ``Trainer.state``)."""
+    atomic_write(path, checkpoint_bytes(arrays, meta))
+
+
+def checkpoint_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
+    """checkpoint.npz's bytes (see ``save_checkpoint``)."""
     header = {"format": CHECKPOINT_FORMAT, **meta}
     buf = io.BytesIO()
     np.savez(buf, **arrays, meta=_json_bytes(header))
-    atomic_write(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:

@@ -134,10 +134,16 @@ def choose(model: Any, batch: int, requested: int | None = None) -> int:
 
 def decide(model: Any, batch: int, requested: int | None = None) -> tuple[int, str]:
     """``choose``, with why, when the load of the moment decided it (else "")."""
+    return decide_product(largest_product(model, batch), requested)
+
+
+def decide_product(macs: int, requested: int | None = None) -> tuple[int, str]:
+    """The BLAS threads for a training step whose largest product has ``macs`` multiply-adds
+    (``requested``: ``training.threads``), with why when the load of the moment decided it."""
     if requested is not None:
         return max(1, min(requested, cores())), ""
     limit = min(cores(), env_limit() or cores())
-    if limit == 1 or largest_product(model, batch) < PARALLEL_MACS:
+    if limit == 1 or macs < PARALLEL_MACS:
         return 1, ""
     busy = busy_cores()
     if busy is None:  # no /proc/stat: the load average, this process's own run less

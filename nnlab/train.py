@@ -18,6 +18,7 @@ import numpy as np
 
 from nnlab import threads
 from nnlab.errors import ConfigError, did_you_mean
+from nnlab.es import Perturbed
 from nnlab.experiment import Experiment, Meters, evaluate, metric_columns
 from nnlab.metrics import NOT_METRICS, MetricsTally, higher_is_better
 from nnlab.progress import Progress
@@ -156,6 +157,10 @@ class Trainer:
             self.schedule_monitor = (schedule, higher)
         pseudo = exp.config["training"]["pseudo_labels"]
         self.pseudo = PseudoLabels(exp, pseudo) if pseudo is not None else None
+        self.perturbed: Perturbed | None = None  # evolution strategies' members
+        if not exp.optimizer.needs_gradient:  # made here: a bad one is refused before training
+            n = exp.data.train.X.shape[0]
+            self.perturbed = Perturbed(exp, min(exp.config["training"]["batch_size"] or n, n))
         self.best_theta: Array | None = None  # weights at the best epoch (restore_best)
         self.best_buffers: Array | None = None  # and the model's buffers (running averages)
         self.es_best: float | None = None
@@ -221,7 +226,10 @@ class Trainer:
         self.status = Status.RUNNING
         # a resumed run keeps the count it started with (it changes the numbers)
         requested = cfg["threads"] if cfg["threads"] is not None else self.threads
-        self.threads, why = threads.decide(exp.model, bs, requested)
+        macs = threads.largest_product(exp.model, bs)
+        if not exp.optimizer.needs_gradient:
+            macs = self.perturbed.macs
+        self.threads, why = threads.decide_product(macs, requested)
         if why and not self.quiet:
             progress.line.say(f"BLAS threads: {self.threads} ({why})")
         batches = Batches(arrays, bs, shuffle, exp.data.train.codes)
@@ -234,7 +242,7 @@ class Trainer:
         model, opt, objective = self.exp.model, self.exp.optimizer, self.exp.objective
         flags, theta, grad = self.exp.logit_flags, model.theta, model.grad
         meters, batches, progress = fit.meters, fit.batches, fit.progress
-        show, whole = progress.tty, fit.whole
+        show, whole, perturbed = progress.tty, fit.whole, self.perturbed
         single = meters.first if meters.single else None  # one call less per step
         meters.reset()
         for b in range(fit.n_batches):
@@ -251,8 +259,11 @@ class Trainer:
                 self.status = Status.DIVERGED
                 self.diverged_at = {"epoch": epoch + 1, "batch": b + 1}
                 return False
-            model.backward(dout, logits=flags)
-            opt.step(theta, grad)
+            if perturbed is None:
+                model.backward(dout, logits=flags)
+                opt.step(theta, grad)
+            else:  # evolution strategies: no backward pass
+                perturbed.step(xb, T, W)
             if self.stop_signal is not None:
                 return b + 1 == fit.n_batches  # a partial epoch is not recorded
             if show:

@@ -592,12 +592,15 @@ def sweep_into(runs: Path, *options: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def test_a_sweep_on_a_full_disk_then_a_read_only_one(tmp_path):
+@pytest.mark.parametrize("population", ["off", "on"])
+def test_a_sweep_on_a_full_disk_then_a_read_only_one(population, tmp_path):
+    """One task per trial (its trial continues from its checkpoint), and the three trials as
+    one population (which trains again from the start)."""
     mine = tmp_path / "mine.txt"
     mine.write_text("the user's own file\n")
     with small_disk(tmp_path / "disk", "256k") as disk:
         kept = outside(tmp_path, disk)
-        proc = sweep_into(disk)
+        proc = sweep_into(disk, "--population", population)
         # a file of the sweep's own (the index) or of a trial: no more trials start
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr
@@ -605,12 +608,14 @@ def test_a_sweep_on_a_full_disk_then_a_read_only_one(tmp_path):
         assert "the disk is full: free some space" in lines[0]
         assert not list(disk.rglob(".*.tmp-*")), "a temporary file keeps the disk full"
         remount(disk, "size=8m")
-        again = sweep_into(disk)
+        again = sweep_into(disk, "--population", population)
         assert again.returncode == 0, again.stderr
-        assert "continued from a checkpoint" in again.stdout + again.stderr
+        if population == "off":
+            assert "continued from a checkpoint" in again.stdout + again.stderr
         folder = disk / "sweeps" / "xor"
         trials = json.loads((folder / "index.json").read_text())["trials"]
         assert [t["status"] for t in trials] == ["completed"] * 3
+        assert all(("population" in t) == (population == "on") for t in trials)
         before = snapshot(disk)
         remount(disk, "ro")
         for options in ((), ("--seeds", "2")):  # rerun as it was; with more trials

@@ -15,13 +15,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import CONFIGS, invoke_nnlab, nnlab_env, run_nnlab, wait_for
 from nnlab.config import load_config
 from nnlab.errors import ConfigError
 from nnlab.lifecycle import train
-from nnlab.runs import RUN_FILES
+from nnlab.runs import RUN_FILES, read_metrics
 from nnlab.sweeps.index import read_index
 
 distributed = pytest.importorskip("distributed")
@@ -123,7 +124,8 @@ def index_of(sweep_dir: Path) -> list[dict]:
 
 def test_a_sweep_survives_a_killed_worker_with_every_trial_once(cluster, runs, tmp_path):
     sweep_dir = runs / "sweeps" / "threshold"
-    proc = start_sweep(runs, cluster, "-g", "optimizer.lr=0.01,0.02,0.03", "--seeds", "2", "-q")
+    grid = ["-g", "optimizer.lr=0.01,0.02,0.03", "--seeds", "2", "--population", "off"]
+    proc = start_sweep(runs, cluster, *grid, "-q")
     try:
         # mid-sweep: a trial has completed, and a worker is training another one
         wait_for(lambda: any(e["status"] == "completed" for e in index_of(sweep_dir)))
@@ -162,7 +164,7 @@ def test_a_sweep_survives_a_killed_worker_with_every_trial_once(cluster, runs, t
 def test_ctrl_c_stops_the_cluster_trials_at_a_safe_point(cluster, runs):
     sweep_dir = runs / "sweeps" / "threshold"
     args = ["--seeds", "3", "--set", f"training.epochs={TRIAL_EPOCHS * 50}"]
-    proc = start_sweep(runs, cluster, *args)
+    proc = start_sweep(runs, cluster, *args, "--population", "off")
     try:
         wait_for(lambda: sum(map(len, cluster.client.processing().values())) == 2)
         time.sleep(0.5)  # into their epochs
@@ -182,6 +184,28 @@ def test_ctrl_c_stops_the_cluster_trials_at_a_safe_point(cluster, runs):
         assert len(rows) - 1 == summary["epochs_completed"] > 0
     # the workers are free again: the trials stopped, they were not left running there
     wait_for(lambda: not any(cluster.client.processing().values()), timeout=10)
+
+
+def test_populations_on_the_cluster_come_back_as_a_run_folder_per_trial(cluster, runs, tmp_path):
+    """Two populations (one per worker thread), each one Dask task trained on a worker in its
+    scratch folder; every member's run folder is written here, its numbers its single run's."""
+    sweep_dir = runs / "sweeps" / "threshold"
+    args = ["--seeds", "6", "--set", "training.dtype=float64", "-q"]
+    out, err = start_sweep(runs, cluster, *args).communicate(timeout=120)
+    assert "sweep threshold: 6 trials: 6 completed" in out, err
+    entries = index_of(sweep_dir)
+    assert sorted(e["population"]["number"] for e in entries) == [1, 1, 1, 2, 2, 2]
+    assert len({e["worker"] for e in entries}) == 2  # a population on each worker
+    for e in entries:
+        run = sweep_dir / e["run"]
+        assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)
+        assert json.loads((run / "summary.json").read_text())["population"]["members"] == 3
+    run = sweep_dir / entries[4]["run"]
+    local = train(load_config(run / "config.yaml"), tmp_path / "local", handle_signals=False)
+    a, b = read_metrics(run), read_metrics(local.run_dir)
+    keep = [j for j, c in enumerate(a.columns) if c != "seconds"]
+    np.testing.assert_allclose(a.values[:, keep], b.values[:, keep], rtol=1e-9)
+    assert not list((tmp_path / "cluster").rglob("*.npz"))  # the scratch folders are gone
 
 
 def test_an_unreachable_scheduler_is_one_line_and_nothing_is_written(runs):

@@ -74,6 +74,10 @@ def models(tmp_path_factory) -> dict[str, tuple[Path, np.ndarray]]:
             np.array([[0.0], [2], [9], [1.5], [-3]]),
         ),
         "invertible": (train_run(CONFIGS / "invertible.yaml", tmp, "training.epochs=5"), points),
+        "perceptron": (  # a step activation (trained by es)
+            train_run(CONFIGS / "questions/perceptron_es.yaml", tmp, "training.epochs=50"),
+            np.array([[0.0], [2], [9], [1.5], [-3]]),
+        ),
         "activations": (train_run(tmp / "activations.yaml", tmp), raw),
         "float64": (
             train_run(tmp / "activations.yaml", tmp, "training.dtype=float64", "name=float64"),
@@ -82,7 +86,7 @@ def models(tmp_path_factory) -> dict[str, tuple[Path, np.ndarray]]:
     }
 
 
-MODELS = ["digits", "xor", "threshold", "invertible", "activations", "float64"]
+MODELS = ["digits", "xor", "threshold", "invertible", "perceptron", "activations", "float64"]
 
 
 def reference(run: Path, X: np.ndarray, tmp_path: Path) -> tuple[Path, np.ndarray]:

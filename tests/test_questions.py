@@ -85,21 +85,32 @@ def test_without_the_outlier_every_loss_gets_all_points_right(config):
 # ---------------------------------------------------------------- XOR
 
 
-def _xor_successes(config: Path, seeds: range, *overrides: str) -> int:
-    return sum(_accuracy(_fit(config, f"training.seed={s}", *overrides)) == 1.0 for s in seeds)
+def _xor_accuracies(config: Path, seeds: int, tmp_path: Path, *overrides: str) -> list[float]:
+    """Each seed's final training accuracy, the seeds trained together (``--seeds``)."""
+    from nnlab.population.run import train_seeds
+
+    result = train_seeds(load_config(config, list(overrides)), list(range(seeds)), tmp_path)
+    assert result.populations == [seeds]  # one population, no seed alone
+    return [s["train"]["accuracy"] for s in result.summaries]
 
 
-def test_xor_2_1_1_never_learns_while_2_2_1_mostly_does():
-    """Fast version (10 seeds) of the gallery's 20-seed sweep."""
-    assert _xor_successes(CONFIGS / "xor.yaml", range(10), "model.layers.0.units=1") == 0
-    assert _xor_successes(CONFIGS / "xor.yaml", range(10)) >= 8
+def test_xor_success_rates_over_20_seeds(tmp_path):
+    """The gallery's claims on 20 seeds: 2-1-1 never (always 3 of 4), 2-2-1 mostly, the skip
+    connection nearly always."""
+    one = _xor_accuracies(QUESTIONS / "xor_2_1_1.yaml", 20, tmp_path / "1")
+    assert set(one) == {0.75}
+    assert _xor_accuracies(CONFIGS / "xor.yaml", 20, tmp_path / "2").count(1.0) >= 17
+    assert _xor_accuracies(QUESTIONS / "xor_skip.yaml", 20, tmp_path / "s").count(1.0) >= 18
 
 
 @pytest.mark.slow
-def test_xor_success_rates_over_20_seeds():
-    assert _xor_successes(QUESTIONS / "xor_2_1_1.yaml", range(20)) == 0
-    assert _xor_successes(CONFIGS / "xor.yaml", range(20)) >= 17
-    assert _xor_successes(QUESTIONS / "xor_skip.yaml", range(20)) >= 18
+def test_xor_success_rates_over_1000_seeds(tmp_path):
+    """The gallery's 1000 seeds: 2-1-1 at most 3 of 4 points, 2-2-1 in 60-90% of the seeds
+    (the others stall on a plateau), the skip connection in 98% or more."""
+    one = _xor_accuracies(QUESTIONS / "xor_2_1_1.yaml", 1000, tmp_path / "1")
+    assert max(one) == 0.75 and one.count(0.75) >= 990
+    assert 600 <= _xor_accuracies(CONFIGS / "xor.yaml", 1000, tmp_path / "2").count(1.0) <= 900
+    assert _xor_accuracies(QUESTIONS / "xor_skip.yaml", 1000, tmp_path / "s").count(1.0) >= 980
 
 
 # ---------------------------------------------------------------- gradient check

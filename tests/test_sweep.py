@@ -189,8 +189,9 @@ def test_duplicate_grid_points_run_once(write_config):
 
 
 class InProcess(Executor):
-    """Trains each task at once in this process. With ``remote``, as a worker without the
-    sweep's file system would: in a scratch folder, returning the files in the outcome."""
+    """Trains each task at once in this process (a population task's members one by one).
+    With ``remote``, as a worker without the sweep's file system would: in a scratch folder,
+    returning the files in the outcome."""
 
     def __init__(self, scratch: Path, fail: tuple[str, ...] = (), remote: bool = False):
         self.slots = 2
@@ -203,6 +204,10 @@ class InProcess(Executor):
         return len(self._done)
 
     def submit(self, task: TrialTask) -> None:
+        for one in task.members or [task]:
+            self._train(one)
+
+    def _train(self, task: TrialTask) -> None:
         from nnlab.lifecycle import train
 
         self.submitted.append(task.key)
@@ -351,7 +356,12 @@ def test_print_trials_lists_the_grid_and_runs_nothing(runs):
     lines = proc.stdout.strip().splitlines()
     assert "optimizer.lr" in lines[0] and "model.layers.0.activation" in lines[0]
     assert len(lines) == 2 + 12 + 1
-    assert lines[-1] == "12 trials (3 x 2 x 2 seeds); 12 to run, 0 done"
+    # the learning rates and seeds of an activation train together (one population each)
+    assert lines[-1] == (
+        "12 trials (3 x 2 x 2 seeds); 12 to run, 0 done; in 2 population(s) and 0 alone"
+    )
+    runs_as = [line.split("run ", 1)[1].strip() for line in lines[2:-1]]
+    assert sorted(set(runs_as)) == ["population 1 (6 trials)", "population 2 (6 trials)"]
     assert not any(runs.iterdir())
 
 

@@ -87,10 +87,19 @@ if TYPE_CHECKING:
     "pip install 'nnlab[dask]' here and nnlab on every worker); the run folders are written "
     "here. --jobs and --threads are then the cluster's business.",
 )
+@click.option(
+    "--population",
+    type=click.Choice(["on", "off"]),
+    default="on",
+    show_default=True,
+    help="on: trials that differ only in seeds, initializers, optimizer numbers, dropout rates "
+    "or loss weights train together as populations (one task each, a run folder per trial); "
+    "off: every trial in its own task.",
+)
 @quiet
 def sweep(
     spec, grid, overrides, seeds, jobs, threads, name, runs_dir, print_trials, rerun, cluster,
-    quiet, **search,
+    population, quiet, **search,
 ):  # fmt: skip
     """Run a grid of trials: SPEC is a sweep file (base + axes + seeds) or a config with -g axes.
     Or a search: Optuna samples the axes (--sampler random|tpe|cmaes, or a search: section).
@@ -108,7 +117,9 @@ def sweep(
           -g 'optimizer.lr=loguniform(1e-4, 1e-1)' -g 'model.layers.0.units=int(16, 512, log)'
 
     \b
-    A trial is one resolved config and seed; its identity is the hash of that config. Every
+    A trial is one resolved config and seed; its identity is the hash of that config. Trials
+    that differ only in seeds, initializers, optimizer numbers, dropout rates or loss weights
+    train together as populations (--population; --print-trials shows them). Every
     trial is validated before any runs. The sweep folder RUNS_DIR/sweeps/NAME holds sweep.yaml,
     index.json and index.log (every trial, its run folder and status) and a run folder per
     trial in trials/. Running the same sweep again skips trials that completed (or diverged:
@@ -129,19 +140,12 @@ def sweep(
         _check_search(sw, rerun, print_trials)
     check_trials(sw.trials)
     if print_trials:
-        _print_trials(sw, runs_dir)
+        _print_trials(sw, runs_dir, population == "on", jobs)
         return
     executor = _executor(cluster, jobs or sw.jobs, quiet)
     try:
-        result = run_sweep(
-            sw,
-            runs_dir=runs_dir,
-            jobs=jobs,
-            rerun=tuple(rerun),
-            threads=threads,
-            quiet=quiet,
-            executor=executor,
-        )
+        result = run_sweep(sw, runs_dir, jobs, tuple(rerun), threads, quiet, executor=executor,
+                           population=population == "on")  # fmt: skip
     finally:
         if executor is not None:
             executor.close()
@@ -168,19 +172,26 @@ def _check_search(sw: Sweep, rerun: tuple, print_trials: bool) -> None:
         )
 
 
-def _print_trials(sw: Sweep, runs_dir: str) -> None:
-    """The trials of the grid, what a run would do with each, and their count."""
+def _print_trials(sw: Sweep, runs_dir: str, population: bool, jobs: int | None) -> None:
+    """The trials of the grid, what a run would do with each (and the population it would
+    train in), and their count."""
     from tabulate import tabulate
 
     from nnlab.sweeps import trial_table
 
     for note in sw.notes:
         click.echo(f"note: {note}", err=True)
-    rows = trial_table(sw, runs_dir)
+    rows = trial_table(sw, runs_dir, population, jobs)
     click.echo(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
-    todo = sum(r["action"] != "skip" for r in rows)  # run, or resume
+    todo = [r for r in rows if r["action"] != "skip"]  # run, or resume
     shape = " x ".join([*(str(len(a.values)) for a in sw.axes), f"{len(sw.seeds or [0])} seeds"])
-    click.echo(f"{len(sw.trials)} trials ({shape}); {todo} to run, {len(sw.trials) - todo} done")
+    done = len(sw.trials) - len(todo)
+    line = f"{len(sw.trials)} trials ({shape}); {len(todo)} to run, {done} done"
+    if population and todo:
+        pops = {r["runs as"] for r in todo if r["runs as"].startswith("population")}
+        alone = sum(r["runs as"].startswith("alone") for r in todo)
+        line += f"; in {len(pops)} population(s) and {alone} alone"
+    click.echo(line)
 
 
 def _executor(cluster: str | None, jobs: int, quiet: bool) -> Executor | None:

@@ -46,6 +46,7 @@ HELPERS = {
     "sigmoid": "static inline $T nnlab_sigmoid($T z) { return 1.0$L / (1.0$L + exp$F(-z)); }",
     "tanh": "static inline $T nnlab_tanh($T z) { return tanh$F(z); }",
     "relu": "static inline $T nnlab_relu($T z) { return z > 0.0$L ? z : 0.0$L; }",
+    "step": "static inline $T nnlab_step($T z) { return z > 0.0$L ? 1.0$L : 0.0$L; }",
     "leaky_relu": (
         "static inline $T nnlab_leaky_relu($T z, $T alpha) { return z > 0.0$L ? z : z * alpha; }"
     ),
@@ -295,6 +296,7 @@ class CWriter(CImages, Writer):
         return self._apply(x, fn.name)
 
     act_sigmoid = act_tanh = act_relu = act_selu = act_softplus = act_silu = act_gelu = _elementwise
+    act_step = _elementwise
 
     def helper_code(self) -> str:
         code = "\n\n".join(HELPERS[h] for h in self.helpers)

@@ -231,6 +231,9 @@ class NumpyWriter(NumpyImages, Writer):
     def act_elu(self, node, fn, x):
         return self._apply(x, f"{self.helper('elu')}({x.name}, {fn.alpha!r})")
 
+    def act_step(self, node, fn, x):
+        return self._apply(x, f"({x.name} > 0).astype({x.name}.dtype)")
+
     def act_silu(self, node, fn, x):
         return self._apply(x, f"{self.helper('sigmoid')}({x.name}) * {x.name}")
 

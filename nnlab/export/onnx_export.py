@@ -261,6 +261,12 @@ class OnnxWriter(OnnxImages, Writer):
     def act_relu(self, node, fn, x):
         return self._unary(node, x, "Relu")
 
+    def act_step(self, node, fn, x):
+        p = f"layers.{node.index}.step"
+        above = self.op("Greater", [x.name, self.const(f"{p}.zero", 0.0)], f"{p}.greater")
+        to = self.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(self.dtype))
+        return Value(self.op("Cast", [above], p, to=to), x.shape)
+
     def act_leaky_relu(self, node, fn, x):
         if self.dtype == np.float32:
             return self._unary(node, x, "LeakyRelu", alpha=float(fn.alpha))

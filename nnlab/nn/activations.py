@@ -22,6 +22,9 @@ _EXP_MAX = {"f": 88.0, "d": 709.0}  # largest x with exp(x) finite, per dtype
 
 class Activation:
     name = ""
+    #: False for a function whose derivative is zero wherever it exists (``step``): gradient
+    #: optimizers cannot train through it, evolution strategies (``es``) can
+    differentiable = True
     #: (lo, hi) open interval of outputs for which ``inverse`` is defined, or None if not invertible
     invertible_range: tuple[float, float] | None = None
 
@@ -48,7 +51,7 @@ class Activation:
         if c is None:
             if len(cache) >= 8:  # shapes seen once (a prediction on all samples) are not kept
                 cache.clear()
-            c = cache[key] = np.full(like.shape, value, like.dtype)
+            c = cache[key] = np.full_like(like, value)  # in the layout of `like`
         return c
 
 
@@ -280,6 +283,23 @@ class GELU(Activation):
         du = self._c * (1.0 + 3 * 0.044715 * Z**2)
         d = 0.5 * (1.0 + t) + 0.5 * Z * (1.0 - t * t) * du
         return np.multiply(dA, d, out=dA)
+
+
+@ACTIVATIONS.register("step", aliases=("heaviside",))
+@dataclass
+class Step(Activation):
+    """The Heaviside step of the perceptron: f(z) = 1 for z > 0, else 0. Its derivative is 0
+    wherever it exists, so no gradient flows through it: only ``es`` trains it."""
+
+    name = "step"
+    differentiable = False
+
+    def forward(self, Z, out):
+        return np.greater(Z, 0.0, out=out, casting="unsafe")
+
+    def backward(self, dA, Z, A):
+        dA[...] = 0.0
+        return dA
 
 
 @ACTIVATIONS.register("softmax")

@@ -49,6 +49,9 @@ class Loss:
     threshold: float = 0.5
     #: False for a loss of the output alone (a VAE's KL term): its output has ``target: none``
     needs_target = True
+    #: False for a loss whose gradient is zero wherever it exists (``zero_one``): gradient
+    #: optimizers cannot descend it, evolution strategies (``es``) can
+    differentiable = True
 
     def targets(self, y: Array, n_out: int, dtype) -> Array:
         """Targets in the form ``__call__`` wants, from class labels (1-d ints) or values."""
@@ -235,6 +238,28 @@ class CategoricalCrossentropy(Loss):
         if ones is None or ones.shape[0] != z.shape[1] or ones.dtype != z.dtype:
             ones = self._ones_vec = np.ones(z.shape[1], z.dtype)
         return ones
+
+
+@LOSSES.register("zero_one", aliases=("0-1", "zero_one_loss", "misclassification"))
+@dataclass
+class ZeroOne(Loss):
+    """The 0-1 loss, 1 - accuracy: the (weighted) fraction of samples classified wrongly, as
+    the accuracy decides (one output: class 1 when above 0.5; several: the largest). It is flat
+    between decisions (its gradient is 0 wherever it exists): only ``es`` can train on it."""
+
+    name = "zero_one"
+    differentiable = False
+
+    def __call__(self, out, t, w=None):
+        if out.shape[1] == 1:
+            wrong = (out[:, 0] > self.threshold) != (t[:, 0] > 0.5)
+        else:
+            wrong = out.argmax(axis=1) != t.argmax(axis=1)
+        if w is None:
+            value = np.count_nonzero(wrong) / wrong.shape[0]
+        else:
+            value = float(np.dot(w, wrong)) / max(float(w.sum()), 1.0)
+        return value, np.zeros_like(out)
 
 
 @LOSSES.register("kl_divergence", aliases=("kl", "kld"))

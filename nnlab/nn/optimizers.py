@@ -205,6 +205,9 @@ class Optimizer:
         "constant"
     )
 
+    #: False for an optimizer that estimates the gradient from the loss alone (``es``)
+    needs_gradient = True
+
     def __post_init__(self):
         self.base_lr = self.lr
         self.t = 0

@@ -7,7 +7,8 @@ every trial before any runs, ``run_sweep`` runs what is not done yet in ``RUNS/s
 
 from nnlab.sweeps.executor import Executor, LocalExecutor, TrialOutcome, TrialTask
 from nnlab.sweeps.folder import sweep_dir_for
-from nnlab.sweeps.runner import SweepResult, run_sweep, trial_table
+from nnlab.sweeps.listing import trial_table
+from nnlab.sweeps.runner import SweepResult, run_sweep
 from nnlab.sweeps.spec import Sweep, Trial, check_trials, load_sweep
 
 __all__ = [

@@ -4,14 +4,15 @@
 task per trial. A worker trains the trial in a scratch folder of its own (its Dask local
 directory) and returns the run folder's files with the outcome; the runner writes them into the
 sweep folder (``materialize``), so the workers need no file system in common with this machine,
-and ``nnlab compare`` reads the result as it reads a local sweep. A worker that dies (killed,
-out of memory, its machine gone) is noticed by the scheduler, which runs its trials again on
-another worker: each trial's outcome still arrives once. Ctrl-C/SIGTERM set a Dask ``Variable``
-that every running trial watches: each stops at a safe point and returns its files, recorded
-interrupted. A search's trial with a pruner puts its per-epoch objective on a Dask ``Queue``
-that the runner reads (``reports``), and watches a ``Variable`` holding the keys the runner
-pruned (``prune``): its trial then stops at a safe point, recorded pruned. Every worker needs
-nnlab (the same version) and its dependencies installed.
+and ``nnlab compare`` reads the result as it reads a local sweep. A population task is one Dask
+task: its members train together on one worker and come back with a run folder each. A worker
+that dies (killed, out of memory, its machine gone) is noticed by the scheduler, which runs its
+trials again on another worker: each trial's outcome still arrives once. Ctrl-C/SIGTERM set a
+Dask ``Variable`` that every running trial watches: each stops at a safe point and returns its
+files, recorded interrupted. A search's trial with a pruner puts its per-epoch objective on a
+Dask ``Queue`` that the runner reads (``reports``), and watches a ``Variable`` holding the keys
+the runner pruned (``prune``): its trial then stops at a safe point, recorded pruned. Every
+worker needs nnlab (the same version) and its dependencies installed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from typing import Any
 import nnlab
 from nnlab.errors import ConfigError
 from nnlab.runs import Status
-from nnlab.sweeps.executor import Executor, TrialOutcome, TrialTask, materialize_files, run_files
+from nnlab.sweeps.executor import (
+    Executor,
+    TrialOutcome,
+    TrialTask,
+    materialize_files,
+    outcomes,
+    run_files,
+)
 
 INSTALL = "pip install 'nnlab[dask]'"
 
@@ -80,6 +88,7 @@ class DaskExecutor(Executor):
         self._reports_queue = distributed.Queue(f"nnlab-reports-{tag}", client=self.client)
         self._pruned: list[str] = []
         self._futures: dict[str, Any] = {}  # trial key -> its Dask future
+        self._members: dict[str, list[str]] = {}  # a population task's key -> its trials'
         self._slots = 1
         self._slots_at = 0.0
         self._interrupts = 0
@@ -123,6 +132,12 @@ class DaskExecutor(Executor):
             "config": task.config,
             "run": Path(task.run_dir).name,
         }
+        if task.members:
+            payload["members"] = [
+                {"key": m.key, "config": m.config, "run": Path(m.run_dir).name}
+                for m in task.members
+            ]
+            self._members[task.key] = task.keys
         if task.resume:  # the unfinished attempt travels to the worker, which continues it
             payload["files"] = run_files(Path(task.run_dir))
         if task.report:
@@ -144,36 +159,29 @@ class DaskExecutor(Executor):
         while True:  # f.done() is local state, updated by the client's thread
             done = [k for k, f in self._futures.items() if f.done()]
             if done or time.monotonic() >= deadline:
-                return [self._outcome(k, self._futures.pop(k)) for k in done]
+                return [o for k in done for o in self._outcomes(k, self._futures.pop(k))]
             time.sleep(0.02)
 
-    def _outcome(self, key: str, future: Any) -> TrialOutcome:
+    def _outcomes(self, key: str, future: Any) -> list[TrialOutcome]:
+        """The outcomes of a task that ended: its trial's, or each member's."""
+        keys = self._members.pop(key, [key])
         if future.status == "finished":
             try:
-                msg = future.result()
+                return outcomes(future.result())
             except Exception as e:  # the result could not be fetched (the scheduler went away)
-                return TrialOutcome(key, Status.FAILED, error=f"{type(e).__name__}: {e}")
-            return TrialOutcome(
-                key,
-                msg["status"],
-                summary=msg.get("summary"),
-                error=msg.get("error"),
-                files=msg.get("files"),
-                worker=msg.get("worker", ""),
-                note=msg.get("note"),
-                resumed=bool(msg.get("resumed")),
-                errno=msg.get("errno"),
-            )
+                return [TrialOutcome(k, Status.FAILED, error=f"{type(e).__name__}: {e}")
+                        for k in keys]  # fmt: skip
         status = Status.INTERRUPTED if self._interrupts else Status.FAILED
         if self.client.status != "running":  # cancelled because the scheduler went away
-            return TrialOutcome(key, status, error=f"lost the Dask scheduler at {self.address}")
-        if future.status == "cancelled":
-            return TrialOutcome(key, status, error="the trial was cancelled on the cluster")
-        error = future.exception()
-        how = f"{type(error).__name__}: {error}"
-        if type(error).__name__ == "KilledWorker":
-            how = f"every worker that ran it died ({error})"
-        return TrialOutcome(key, status, error=how)
+            error = f"lost the Dask scheduler at {self.address}"
+        elif future.status == "cancelled":
+            error = "the trial was cancelled on the cluster"
+        else:
+            e = future.exception()
+            error = f"{type(e).__name__}: {e}"
+            if type(e).__name__ == "KilledWorker":
+                error = f"every worker that ran it died ({e})"
+        return [TrialOutcome(k, status, error=error) for k in keys]
 
     def reports(self) -> list[tuple[str, int, float]]:
         out = []
@@ -204,12 +212,36 @@ class DaskExecutor(Executor):
             self._pruned_var.delete()
             self._reports_queue.close()
         self._futures.clear()
+        self._members.clear()
         with contextlib.suppress(Exception):
             self.client.close(timeout=grace)
 
 
 def _worker_versions() -> str:
     return nnlab.__version__
+
+
+def _members(members: list[dict], scratch: Path, signals: queue.SimpleQueue, worker) -> list:
+    """On a worker: a population task's members trained together in ``scratch``; an outcome
+    per member with its run folder's files."""
+    from nnlab.sweeps.worker import train_members
+
+    tasks = [{**m, "run_dir": str(scratch / m["run"])} for m in members]
+    out = train_members(tasks, handle_signals=False, stop=signals)
+    for o, t in zip(out, tasks, strict=True):
+        o["worker"] = worker.address
+        if Path(t["run_dir"]).is_dir():
+            o["files"] = run_files(Path(t["run_dir"]))
+    return out
+
+
+def _stopped_first(task: dict, outcome: dict) -> dict:
+    """The outcome of a task (a trial, or each member of a population) that the sweep stopped
+    before it started."""
+    first = {"status": Status.INTERRUPTED, "error": "the sweep stopped first"}
+    if "members" in task:
+        return {**outcome, "outcomes": [{"key": m["key"], **first} for m in task["members"]]}
+    return {**outcome, **first}
 
 
 def run_trial(task: dict, stop_name: str) -> dict:
@@ -242,7 +274,7 @@ def run_trial(task: dict, stop_name: str) -> dict:
 
     with contextlib.suppress(TimeoutError):
         stop.get(timeout=0.01)  # set already: the sweep stopped while the trial was queued
-        return {**outcome, "status": Status.INTERRUPTED, "error": "the sweep stopped first"}
+        return _stopped_first(task, outcome)
     scratch = Path(tempfile.mkdtemp(prefix="nnlab-trial-", dir=worker.local_directory))
     run_dir = scratch / task["run"]
     if task.get("files"):
@@ -250,6 +282,8 @@ def run_trial(task: dict, stop_name: str) -> dict:
     threading.Thread(target=watch, daemon=True).start()
     options, pruned = _search_channels(task, signals, finished)
     try:
+        if "members" in task:  # a population: its members' outcomes, each with its files
+            return {**outcome, "outcomes": _members(task["members"], scratch, signals, worker)}
         try:
             resume = bool(task.get("files"))
             result, note, resumed = train_trial(

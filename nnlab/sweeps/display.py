@@ -32,6 +32,16 @@ class SweepProgress:
         self.running = 0
         self._width = len(str(total))
 
+    def announce(self, notes: list[str]) -> None:
+        """The sweep's notes, and how many trials it skips as done already."""
+        for note in notes:
+            self.say(f"note: {note}")
+        if self.skipped:
+            self.say(
+                f"sweep {self.name}: {self.skipped} of {self.total} trials done "
+                f"already (skipped), {self.todo} to run"
+            )
+
     def left(self) -> str:
         if not self.finished:
             return "?"

@@ -15,6 +15,11 @@ files along, ``run_files``). The runner matches outcomes to trials by ``key`` al
 each as it comes, and counts ``busy`` against ``slots``: an executor that trains several trials
 in one unit of work (a population) takes one slot for them and may return their outcomes
 together or one by one.
+
+A population task (``TrialTask.members``) is such a unit: trials that differ only in
+member-wise keys (``nnlab.population.partition``), trained together in one process by the
+population engine, each into its own run folder; its outcomes come back together, one per
+member, matched by their own keys.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -44,11 +49,29 @@ class TrialTask:
     """A trial to run: its identity, its resolved config, and where its run folder goes.
     ``resume``: the run folder holds an unfinished attempt with a checkpoint; continue it."""
 
-    key: str  # the trial's hash
+    key: str  # the trial's hash (a population's: its first member's, prefixed)
     config: dict
     run_dir: str
     resume: bool = False
     report: str | None = None  # a metric to report each epoch (a search with a pruner)
+    members: list[TrialTask] = field(default_factory=list)  # a population's trials
+
+    @property
+    def keys(self) -> list[str]:
+        """The keys of the trials this task runs: its members', or its own."""
+        return [m.key for m in self.members] if self.members else [self.key]
+
+    def message(self) -> dict:
+        """The task as JSON-able data (what a worker process reads)."""
+        if self.members:
+            return {"key": self.key, "members": [m.message() for m in self.members]}
+        return {"key": self.key, "config": self.config, "run_dir": self.run_dir,
+                "resume": self.resume, "report": self.report}  # fmt: skip
+
+
+def population_task(members: list[TrialTask]) -> TrialTask:
+    """One task that trains ``members`` (fresh trials) together as a population."""
+    return TrialTask(f"population-{members[0].key}", {}, "", members=list(members))
 
 
 @dataclass
@@ -130,6 +153,25 @@ def run_files(run_dir: Path) -> dict[str, bytes]:
     }
 
 
+def outcomes(msg: dict, worker: str = "") -> list[TrialOutcome]:
+    """A worker's result message as outcomes: a trial's, or each member's of a population
+    (``{"key": ..., "outcomes": [...]}``)."""
+    return [
+        TrialOutcome(
+            key=m["key"],
+            status=m["status"],
+            summary=m.get("summary"),
+            error=m.get("error"),
+            files=m.get("files"),
+            worker=m.get("worker") or worker,
+            note=m.get("note"),
+            resumed=bool(m.get("resumed")),
+            errno=m.get("errno"),
+        )
+        for m in msg.get("outcomes", [msg])
+    ]
+
+
 # ---------------------------------------------------------------- local processes
 
 
@@ -209,15 +251,7 @@ class LocalExecutor(Executor):
         if worker is None:
             worker = self._spawn()
         worker.task = task
-        line = json.dumps(
-            {
-                "key": task.key,
-                "config": task.config,
-                "run_dir": task.run_dir,
-                "resume": task.resume,
-                "report": task.report,
-            }
-        )
+        line = json.dumps(task.message())
         try:
             worker.proc.stdin.write(line.encode() + b"\n")
             worker.proc.stdin.flush()
@@ -255,18 +289,7 @@ class LocalExecutor(Executor):
         if "report" in msg:
             self._reports.append((msg["key"], *msg["report"]))
             return True
-        out.append(
-            TrialOutcome(
-                key=msg["key"],
-                status=msg["status"],
-                summary=msg.get("summary"),
-                error=msg.get("error"),
-                worker=worker.name,
-                note=msg.get("note"),
-                resumed=bool(msg.get("resumed")),
-                errno=msg.get("errno"),
-            )
-        )
+        out += outcomes(msg, worker.name)  # a trial's, or each member's of a population
         worker.task = None
         if self._stopping:
             self._retire(worker)
@@ -296,7 +319,7 @@ class LocalExecutor(Executor):
         tail = self._log_tail(worker.name)
         status = Status.INTERRUPTED if self._stopping else Status.FAILED
         error = f"the worker process died ({how})" + (f": {tail}" if tail else "")
-        return [TrialOutcome(worker.task.key, status, error=error, worker=worker.name)]
+        return [TrialOutcome(k, status, error=error, worker=worker.name) for k in worker.task.keys]
 
     def _log_tail(self, name: str) -> str:
         if self.log_dir is None:

@@ -18,6 +18,10 @@ A trial that finds the disk full (or the folder read-only, or not writable) stop
 from starting more, which would fail the same way: the sweep ends with that trial's error on one
 line (exit status 2), and the same command continues once there is room.
 
+Trials that differ only in member-wise keys (seeds, initializers, learning rates...) train
+together as populations, one task each (``nnlab.sweeps.populations``); ``population=False``
+runs every trial in its own task, as does a search (its trials report each epoch).
+
 SIGINT/SIGTERM: no new trial starts; the signal is forwarded to the running trials, which stop
 at a safe point and are recorded interrupted; the sweep exits 130/143. A second signal stops
 them at once, a third stops waiting for them.
@@ -26,7 +30,6 @@ them at once, a third stops waiting for them.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import signal
@@ -48,9 +51,11 @@ from nnlab.sweeps.executor import (
     TrialOutcome,
     TrialTask,
     materialize,
+    population_task,
 )
 from nnlab.sweeps.folder import SweepFolder, sweep_dir_for
 from nnlab.sweeps.index import IndexWriter, read_index
+from nnlab.sweeps.populations import Unit, record_unit, units_to_run
 from nnlab.sweeps.spec import Sweep, Trial
 from nnlab.threads import per_worker
 
@@ -232,10 +237,11 @@ def run_sweep(
     stream: TextIO | None = None,
     executor: Executor | None = None,
     handle_signals: bool = True,
+    population: bool = True,
 ) -> SweepResult:
     """Run the trials of ``sweep`` that are not done yet (see the module docstring) in ``jobs``
     worker processes (default: the sweep's), each with ``threads`` BLAS threads (default:
-    cores // jobs), or with ``executor``."""
+    cores // jobs), or with ``executor``; ``population``: trials that can train together do."""
     folder = SweepFolder(sweep_dir_for(runs_dir, sweep.name))
     started = time.perf_counter()
     clock = Stopwatch()
@@ -252,13 +258,7 @@ def run_sweep(
         progress = SweepProgress(
             sweep.name, len(sweep.trials), len(p.skipped), len(p.todo), stream or sys.stderr, quiet
         )
-        for w in folder.warnings + sweep.notes:
-            progress.say(f"note: {w}")
-        if p.skipped:
-            progress.say(
-                f"sweep {sweep.name}: {len(p.skipped)} of {len(sweep.trials)} trials done "
-                f"already (skipped), {len(p.todo)} to run"
-            )
+        progress.announce(folder.warnings + sweep.notes)
         stop: int | None = None
         resumed, storage, left = 0, None, 0
         try:
@@ -268,7 +268,7 @@ def run_sweep(
                 threads = threads or per_worker(jobs)
                 workers = _workers(jobs, p, search)
                 ex = executor or LocalExecutor(workers, log_dir=folder.logs_dir, threads=threads)
-                loop = _Loop(folder, index, p, ex, progress, clock, search)
+                loop = _Loop(folder, index, p, ex, progress, clock, search, population)
                 stop = loop.run(handle_signals)
                 resumed, storage, left = loop.resumed, loop.storage, len(loop.queue)
         finally:
@@ -343,11 +343,17 @@ class _Loop:
         progress: SweepProgress,
         clock: Stopwatch,
         search: Any = None,
+        population: bool = True,
     ):
         self.folder, self.index, self.entries, self.resume = folder, index, p.entries, p.resume
         self.search = search  # a search's driver: asks, tells and prunes trials (None: grid)
         self.ex, self.progress, self.clock = ex, progress, clock
-        self.queue = deque(p.todo)
+        with clock:  # trials that train together (a search's report each epoch: alone)
+            units, notes = units_to_run(p.todo, p.resume, ex.slots, population and not search)
+        for note in notes:
+            progress.say(f"note: {note}")
+        self.unit_of = {t.hash: u for u in units for t in u.trials}
+        self.queue = deque(t for u in units for t in u.trials)  # a population's in a row
         self.running: dict[str, tuple[Trial, float]] = {}
         self.signals: list[int] = []
         self.forwarded = 0
@@ -407,19 +413,29 @@ class _Loop:
             and self.queue
             and self.ex.busy < self.ex.slots
         ):
-            trial = self.queue.popleft()
-            resume = trial.hash in self.resume
-            with self.clock:
-                e = self.entries[trial.hash]
-                run_dir = self.folder.path / e["run"]
-                if not resume and os.path.lexists(run_dir):
-                    shutil.rmtree(run_dir)  # an unfinished or replaced attempt
-                e.update(status=Status.RUNNING, error=None, started=now(), finished=None)
-                e["attempts"] = e.get("attempts", 0) + 1
-                self.index.record(e)
-            report = self.search.report if self.search is not None else None
-            self.ex.submit(TrialTask(trial.hash, trial.config, str(run_dir), resume, report))
-            self.running[trial.hash] = (trial, time.perf_counter())
+            unit = self.unit_of.get(self.queue[0].hash)
+            trials = [self.queue.popleft() for _ in (unit.trials if unit else [None])]
+            tasks = [self._task(trial, unit) for trial in trials]
+            self.ex.submit(tasks[0] if len(tasks) == 1 else population_task(tasks))
+            if unit is not None and unit.number is not None:
+                self.progress.say(f"population {unit.number}: {len(tasks)} trials")
+
+    def _task(self, trial: Trial, unit: Unit | None) -> TrialTask:
+        """A trial starts: its index entry and run folder made ready; its task."""
+        resume = trial.hash in self.resume
+        with self.clock:
+            e = self.entries[trial.hash]
+            run_dir = self.folder.path / e["run"]
+            if not resume and os.path.lexists(run_dir):
+                shutil.rmtree(run_dir)  # an unfinished or replaced attempt
+            e.update(status=Status.RUNNING, error=None, started=now(), finished=None)
+            e["attempts"] = e.get("attempts", 0) + 1
+            if unit is not None:
+                record_unit(e, unit)
+            self.index.record(e)
+        self.running[trial.hash] = (trial, time.perf_counter())
+        report = self.search.report if self.search is not None else None
+        return TrialTask(trial.hash, trial.config, str(run_dir), resume, report)
 
     def _end(self, outcome: TrialOutcome) -> None:
         if outcome.key not in self.running:
@@ -469,31 +485,3 @@ def _record(
     e["worker"] = outcome.worker or None
     if status in (Status.FAILED, Status.INTERRUPTED):
         mark_ended(run_dir, status, outcome.error)
-
-
-def trial_table(sweep: Sweep, runs_dir: str | Path) -> list[dict[str, Any]]:
-    """The trials of a sweep and what running it now would do with each (``--print-trials``)."""
-    folder = SweepFolder(sweep_dir_for(runs_dir, sweep.name))
-    p = plan(sweep, folder) if folder.path.is_dir() else None
-    rows = []
-    todo = {t.hash for t in p.todo} if p else None
-    for t in sweep.trials:
-        e = p.entries[t.hash] if p else {}
-        action = "run" if todo is None or t.hash in todo else "skip"
-        if p and t.hash in p.resume:
-            action = "resume"
-        rows.append(
-            {
-                "#": t.number,
-                "hash": t.hash,
-                **{k: _cell(v) for k, v in t.overrides.items()},
-                "seed": t.seed,
-                "status": e.get("status", "new") if p else "new",
-                "action": action,
-            }
-        )
-    return rows
-
-
-def _cell(value: Any) -> Any:
-    return json.dumps(value, separators=(",", ":")) if isinstance(value, dict | list) else value

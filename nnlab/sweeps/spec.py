@@ -340,6 +340,11 @@ def load_sweep(
     return sweep
 
 
+def parse_seeds(text: str, where: str = "--seeds") -> list[int]:
+    """Seeds given on the command line: ``5`` (0..4), ``0,1,7`` or ``[0, 1, 7]``."""
+    return seed_list(_parse_seeds(text), where, where)
+
+
 def _check_size(sweep: Sweep, source: str) -> None:
     """At most MAX_TRIALS runs: grid points (or a search's trials) times seeds."""
     if sweep.size <= MAX_TRIALS:

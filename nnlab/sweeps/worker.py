@@ -1,9 +1,10 @@
 """A sweep worker process: ``python -m nnlab.sweeps.worker``, started by ``LocalExecutor``.
 
 It reads trial tasks as JSON lines on stdin, trains each with ``nnlab.lifecycle.train`` into the
-task's run folder (or continues an unfinished one with ``nnlab.lifecycle.resume``), and writes
-one JSON line per trial on its original stdout (the result channel;
-anything else it prints goes to stderr, the worker's log). End of input: it exits.
+task's run folder (or continues an unfinished one with ``nnlab.lifecycle.resume``; a population
+task's members together with ``nnlab.population.run.train_population``), and writes one JSON
+line per task on its original stdout (the result channel; a population's holds an outcome per
+member; anything else it prints goes to stderr, the worker's log). End of input: it exits.
 
 Signals: between trials, SIGINT/SIGTERM end the worker. During a trial, ``train`` handles them
 itself (the run stops at a safe point and is recorded interrupted); a signal that arrives while
@@ -77,12 +78,15 @@ class _State:
 
 
 def run_task(task: dict, results: TextIO | None = None, state: _State | None = None) -> dict:
-    """Train one trial (or continue it, ``task["resume"]``); the outcome as a JSON-able dict.
-    A search's trial reports each epoch on ``results`` and may be pruned (``state``)."""
+    """Train one trial (or continue it, ``task["resume"]``; or a population, ``task["members"]``);
+    the outcome as a JSON-able dict. A search's trial reports each epoch on ``results`` and may
+    be pruned (``state``)."""
     from nnlab.errors import NnlabError, StorageError
     from nnlab.runs import Status, read_summary
     from nnlab.sweeps.pruning import epoch_reporter, mark_pruned
 
+    if "members" in task:
+        return {"key": task["key"], "outcomes": train_members(task["members"])}
     key, run_dir = task["key"], task["run_dir"]
     options: dict[str, Any] = {}
     if task.get("report") and results is not None and state is not None:
@@ -137,6 +141,40 @@ def train_trial(config: dict, run_dir: str | Path, resume: bool, **options: Any)
             return result, f"continued from its checkpoint at epoch {epoch}", True
     result = train(config, runs_dir=run_dir, quiet=True, run_dir=run_dir, **options)
     return result, note, False
+
+
+def train_members(members: list[dict], **options: Any) -> list[dict]:
+    """Train the trials ``members`` (each a task: key, config, run_dir) together as one
+    population, each into its run folder; an outcome per member (as ``run_task``'s).
+    ``options`` go to ``train_population`` (``handle_signals``, ``stop``)."""
+    from nnlab.errors import NnlabError, StorageError
+    from nnlab.files import jsonable
+    from nnlab.population.run import train_population
+    from nnlab.runs import Status
+
+    configs = [m["config"] for m in members]
+    paths = [Path(m["run_dir"]) for m in members]
+    error, summaries, errno = None, None, None
+    try:
+        summaries = train_population(configs, paths, quiet=True, **options).summaries
+    except (_Stop, KeyboardInterrupt):
+        error = (Status.INTERRUPTED, "stopped by a signal")
+    except NnlabError as e:
+        error = (Status.FAILED, str(e))
+        errno = e.errno if isinstance(e, StorageError) else None  # a full disk stops the sweep
+    except Exception as e:
+        traceback.print_exc()
+        error = (Status.FAILED, f"{type(e).__name__}: {e}")
+    out = []
+    for i, (m, path) in enumerate(zip(members, paths, strict=True)):
+        summary = jsonable(summaries[i]) if summaries else _summary(str(path))
+        if error is not None and (summary is None or summary["status"] in ("running", "failed")):
+            status, why = error
+        else:
+            status, why = (summary or {}).get("status", Status.FAILED), (summary or {}).get("error")
+        out.append({"key": m["key"], "status": status, "summary": summary, "error": why,
+                    "errno": errno})  # fmt: skip
+    return out
 
 
 def _sender(key: str, results: TextIO) -> Any:
