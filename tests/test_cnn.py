@@ -639,3 +639,19 @@ def test_pieces_on_threads_give_the_numbers_of_one_thread(monkeypatch):
         results.append((out, model.grad.copy(), dX))
     for one, two in zip(*results, strict=True):
         np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-14)
+
+
+def test_populations_say_that_convolutional_networks_train_as_single_runs():
+    """The population engine (many networks in one pass) covers dense networks: a CNN's
+    seeds or trials run one at a time, and the reason names the first image layer."""
+    from nnlab.config import load_config
+    from nnlab.population.partition import alone_reason, partition
+
+    root = Path(__file__).resolve().parents[1]
+    cnn = load_config(root / "configs" / "mnist_cnn.yaml")
+    assert alone_reason(cnn) == (
+        "model.layers[0] is a reshape layer: populations cover dense, activation, dropout and "
+        "flatten layers"
+    )
+    parts = partition([cnn, cnn])
+    assert parts.groups == [] and set(parts.alone) == {0, 1}
