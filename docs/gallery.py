@@ -1437,6 +1437,260 @@ done"""
     )
 
 
+def _init_runs(g: Gallery, config: str, dense: list[int], acts: list[int], inits: dict) -> tuple:
+    """The shell loop that trains ``config`` with each initializer in every dense layer (the
+    indices ``dense``) and with ReLU or tanh units (activations at ``acts``); returns the
+    script and {(activation, init label): Output}."""
+    values = " ".join(shlex.quote(v) for v in inits.values())
+    script = f"""for act in relu tanh; do
+  for init in {values}; do
+    sets=()
+    for i in {" ".join(map(str, dense))}; do sets+=(--set "model.layers.$i.initializer=$init"); done
+    if [ $act = tanh ]; then
+      for i in {" ".join(map(str, acts))}; do sets+=(--set "model.layers.$i.activation=tanh"); done
+    fi
+    nnlab train {config} --runs-dir {RUNS} -q "${{sets[@]}}"
+  done
+done"""
+    out = g.shell(script)
+    folders = [line for line in out.stdout.splitlines() if line.startswith(RUNS + "/")]
+    keys = [(act, label) for act in ("relu", "tanh") for label in inits]
+    return script, {k: Output("", f, 0.0) for k, f in zip(keys, folders, strict=True)}
+
+
+def batchnorm(g: Gallery) -> None:
+    g.add(
+        "## 13. Does batch normalization rescue a bad initialization?",
+        "",
+        "> *... in deep neural networks, due to the presence of hidden multi-layers, the weights "
+        "initialisation should be done at each layer. A method may be using the batch "
+        "normalization* (an answer to question 1)",
+        "",
+        "`configs/questions/init_batchnorm.yaml` is question 1's network (six hidden layers of "
+        "64 on the digits, SGD with momentum, `layers.csv`) with a `batchnorm` layer between "
+        "each hidden layer's product and its activation (the dense layers have no bias: "
+        "batchnorm's beta takes its place). Each is trained with N(0, 1), zeros and he_normal "
+        "in every dense layer, with ReLU and with tanh units, without batchnorm "
+        "(`init_deep.yaml`) and with it:",
+        "",
+    )
+    inits = {k: INITS[k] for k in ("random_normal(stddev=1)", "zeros", "he_normal")}
+    _, plain = _init_runs(
+        g, "configs/questions/init_deep.yaml", list(range(7)), list(range(6)), inits
+    )
+    bn_script, bn = _init_runs(
+        g, "configs/questions/init_batchnorm.yaml", list(range(0, 19, 3)),
+        list(range(2, 18, 3)), inits,
+    )  # fmt: skip
+    g.commands(bn_script)
+    g.add(
+        "(and the same loop over `configs/questions/init_deep.yaml`, its dense layers 0-6 and "
+        "activations 0-5). Test accuracy:",
+        "",
+    )
+
+    def result(o: Output) -> str:
+        s = summary(o.run_dir)
+        return f"{s['test']['accuracy']:.3f}" if s["status"] == "completed" else s["status"]
+
+    g.add(
+        markdown_table(
+            ["units", "initializer", "without batchnorm", "with batchnorm"],
+            [[act, label, result(plain[act, label]), result(bn[act, label])]
+             for act in ("relu", "tanh") for label in inits],
+        ),
+        "",
+    )  # fmt: skip
+    big = "random_normal(stddev=1)"
+    rows = {k: layer_rows(o.run_dir, epoch=1) for k, o in bn.items()}
+    norms = [r for r in rows["relu", big] if r["type"] == "batchnorm"]
+    sat_bn = [float(r["saturated"]) for r in rows["tanh", big] if r["activation"] == "tanh"]
+    sat_plain = [float(r["saturated"]) for r in layer_rows(plain["tanh", big].run_dir, epoch=1)[:6]]
+    g.add(
+        "What each batchnorm layer receives and gives after the first epoch (`z_std`, `a_std` "
+        "in `layers.csv`: the statistics are taken in evaluation mode, with the running "
+        "averages, which after an epoch hold the batches' statistics), ReLU network with "
+        "N(0, 1):",
+        "",
+        markdown_table(
+            ["layer", "input spread (z_std)", "output spread (a_std)"],
+            [[r["layer"], f"{float(r['z_std']):.3g}", f"{float(r['a_std']):.3g}"] for r in norms],
+        ),
+        "",
+        f"Saturated tanh units after the first epoch with N(0, 1), layer by layer: without "
+        f"batchnorm {', '.join(f'{x:.2f}' for x in sat_plain)}; with it "
+        f"{', '.join(f'{x:.2f}' for x in sat_bn)}.",
+        "",
+    )
+    acc = {k: summary(o.run_dir)["test"] for k, o in bn.items()}
+    plain_acc = {k: summary(o.run_dir).get("test", {}) for k, o in plain.items()}
+    zero_rows = [
+        r for k in (("relu", "zeros"), ("tanh", "zeros"))
+        for r in csv.DictReader((bn[k].run_dir / "layers.csv").open()) if r["layer"] != "18"
+    ]  # fmt: skip
+    spread = max(float(r["unit_spread"]) for r in zero_rows)
+    majority = summary(bn["relu", "zeros"].run_dir)["baselines"]["majority"]["test"]
+
+    def w_change(o: Output) -> float:
+        w = [float(r["w_norm"]) for r in csv.DictReader((o.run_dir / "layers.csv").open())
+             if r["layer"] == "3"]  # fmt: skip
+        return abs(w[-1] - w[0]) / w[0]
+
+    big_change, he_change = w_change(bn["relu", big]), w_change(bn["relu", "he_normal"])
+    z_std, a_std = [float(r["z_std"]) for r in norms], [float(r["a_std"]) for r in norms]
+    g.expect(
+        plain_acc["relu", big].get("accuracy", 0) < 0.9 < acc["relu", big]["accuracy"],
+        "relu N(0,1): batchnorm makes it train",
+    )
+    g.expect(
+        acc["tanh", big]["accuracy"] > plain_acc["tanh", big]["accuracy"] + 0.2,
+        "tanh N(0,1): batchnorm makes it train",
+    )
+    g.expect(
+        all(0.7 < float(r["a_std"]) < 1.3 and float(r["z_std"]) > 4 for r in norms),
+        "batchnorm outputs spread about 1 from inputs spread 4+",
+    )
+    g.expect(max(sat_bn) < 0.05 and min(sat_plain) > 0.5, "batchnorm ends tanh saturation")
+    g.expect(spread == 0.0, "zeros stay symmetric with batchnorm")
+    g.expect(
+        acc["relu", "zeros"]["accuracy"] == acc["tanh", "zeros"]["accuracy"] == majority,
+        "zeros: the majority class with batchnorm",
+    )
+    g.expect(
+        acc["relu", big]["accuracy"] < acc["relu", "he_normal"]["accuracy"]
+        and big_change < he_change / 2,
+        "N(0,1) under batchnorm: big weights move slowly",
+    )
+    g.add(
+        "**What it fixes.** Batchnorm divides each unit's pre-activation by its spread over the "
+        "batch, so the scale of the weights before it no longer reaches the activation: with "
+        f"N(0, 1) the inputs of the batchnorm layers spread {min(z_std):.1f} to "
+        f"{max(z_std):.1f} and their outputs {min(a_std):.2f} to {max(a_std):.2f}, "
+        "layer after layer, where without batchnorm the spread grew about 5x a layer (question "
+        f"1). The ReLU network that {summary(plain['relu', big].run_dir)['status']} without it "
+        f"reaches {acc['relu', big]['accuracy']:.3f} test accuracy; the tanh network, "
+        f"{max(sat_plain):.0%} of whose units were saturated, keeps {max(sat_bn):.0%} or fewer "
+        f"saturated and goes from {plain_acc['tanh', big]['accuracy']:.3f} to "
+        f"{acc['tanh', big]['accuracy']:.3f}.",
+        "",
+        "**What it cannot fix.** Zeros: every unit of a layer computes the same 0, the batch "
+        "has no spread to normalize (batchnorm gives beta, the same for every unit) and every "
+        "unit gets the same gradient, so they stay copies of each other (`unit_spread` "
+        f"{spread:g} in every hidden layer and epoch, with ReLU and tanh) and the network "
+        f"predicts the majority class ({majority:.3f}), as without batchnorm. And a scale it "
+        "hides still costs something: the output of a batchnorm layer does not change when the "
+        "weights before it are multiplied by a constant, so their gradient shrinks as they "
+        "grow, and N(0, 1) weights, 5.7 times he_normal's, barely move (the norm of layer 3's "
+        f"weights changes by {big_change:.1%} over the 30 epochs, against {he_change:.1%} from "
+        f"he_normal): it ends at {acc['relu', big]['accuracy']:.3f} against "
+        f"{acc['relu', 'he_normal']['accuracy']:.3f} from he_normal with batchnorm. A sensible "
+        "initialization still matters; batchnorm makes a bad scale survivable, not free.",
+        "",
+    )
+
+
+def conv_autoencoder(g: Gallery) -> None:
+    g.add(
+        "## 14. An autoencoder and a classifier sharing a convolutional trunk, with few labels",
+        "",
+        '> *... if the model would have the same input data shape and the same "encoding" '
+        "convolutional layers, but would split into two heads (fork-style), so there is a "
+        "classification head and a decoding head, in a way that the unsupervised autoencoder "
+        "will contribute to a good learning for the classification head* (question 9)",
+        "",
+        "`configs/questions/semi_supervised_conv.yaml` reads the digits as 8x8x1 images: a "
+        "trunk of two 3x3 convolutions of 16 filters around a 2x2 max pooling, a classifier on "
+        "the trunk's 4x4x16 maps, and a decoder that upsamples them back to 8x8 and gives the "
+        "image with a 3x3 convolution of one filter (sigmoid); 5% of the training samples keep "
+        "their label. `classifier_alone_conv.yaml` is the trunk and classifier on those 5% only. "
+        "Their gradients first (a graph with two outputs, the masks of the unlabelled samples, "
+        "pooling and upsampling):",
+        "",
+    )
+    check = g.nnlab("gradcheck", "configs/questions/semi_supervised_conv.yaml", "--entries", "200")
+    g.commands(check)
+    g.block(check.stdout)
+    g.expect(check.stdout.splitlines()[-1].startswith("pass: all"), "gradcheck conv autoencoder")
+    sweeps = []
+    for name in ("semi_supervised_conv", "classifier_alone_conv", "semi_supervised",
+                 "classifier_alone"):  # fmt: skip
+        if not (ROOT / RUNS / "sweeps" / name).exists():  # question 9 ran the dense ones
+            sweeps.append(g.nnlab(
+                "sweep", f"configs/questions/{name}.yaml", "--seeds", "5", "--jobs", "2",
+                "--runs-dir", RUNS, "-q",
+            ))  # fmt: skip
+    folders = [f"{RUNS}/sweeps/{n}" for n in ("semi_supervised_conv", "classifier_alone_conv",
+                                               "semi_supervised", "classifier_alone")]  # fmt: skip
+    c = g.nnlab(
+        "compare", *folders, "--group-seeds", "-c", "layers.0.type,unlabelled,test_cls_accuracy,"
+        "test_accuracy,test_recon_loss", "--format", "markdown",
+    )  # fmt: skip
+    g.add(
+        "Five seeds each (a seed picks the same labelled samples in all four; `layers.0.type` "
+        "tells the convolutional models, whose first layer is the reshape, from question 9's "
+        "dense ones, `unlabelled: drop` the classifiers alone):",
+        "",
+    )
+    g.commands(*sweeps, c)
+    g.add(c.stdout, "")
+    rows = table_rows(
+        g.nnlab(
+            "compare", *folders, "--format", "csv", "-c",
+            "model.layers.0.type,data.unlabelled,training.seed,test_cls_accuracy,test_accuracy",
+        ).stdout
+    )  # fmt: skip
+    names = {("reshape", "keep"): "semi_supervised_conv", ("reshape", "drop"):
+             "classifier_alone_conv", ("dense", "keep"): "semi_supervised",
+             ("dense", "drop"): "classifier_alone"}  # fmt: skip
+    acc: dict[str, dict[str, float]] = {}
+    for r in rows:
+        name = names[r["model.layers.0.type"], r["data.unlabelled"]]
+        acc.setdefault(name, {})[r["training.seed"]] = float(
+            r["test_cls_accuracy"] or r["test_accuracy"]
+        )
+    import statistics
+
+    def wins(a: str, b: str) -> int:
+        return sum(acc[a][k] > acc[b][k] for k in acc[a])
+
+    def gain(a: str, b: str) -> float:
+        return statistics.mean(acc[a][k] - acc[b][k] for k in acc[a])
+
+    mean = {n: statistics.mean(v.values()) for n, v in acc.items()}
+    labelled = round(0.05 * 1258)
+    spread = statistics.stdev(acc["classifier_alone_conv"].values())
+    g_conv, g_dense = (
+        gain("semi_supervised_conv", "classifier_alone_conv"),
+        gain("semi_supervised", "classifier_alone"),
+    )
+    g.expect(
+        wins("semi_supervised_conv", "semi_supervised") >= 4
+        and wins("classifier_alone_conv", "classifier_alone") >= 4,
+        "the convolutional trunk beats the dense one",
+    )
+    g.expect(mean["classifier_alone_conv"] > mean["semi_supervised"], "conv alone > dense semi")
+    g.expect(g_conv < g_dense and abs(g_conv) < spread, "the decoder adds little to a conv trunk")
+    g.add(
+        "**What it shows.** The fork-style model is one config: a convolutional trunk, a "
+        "classification head and a decoding head, trained jointly in one pass over every "
+        "sample (the unlabelled ones feed only the decoder). The convolutional trunk beats "
+        f"the dense trunk of question 9 on {wins('semi_supervised_conv', 'semi_supervised')} "
+        f"of 5 seeds with the decoder and on {wins('classifier_alone_conv', 'classifier_alone')}"
+        f" without it; from the {labelled} labelled digits alone it reaches "
+        f"{mean['classifier_alone_conv']:.3f} test accuracy on average, more than the dense "
+        "trunk with the decoder and all the "
+        f"unlabelled digits ({mean['semi_supervised']:.3f}): the convolution's prior (small "
+        "filters shared across the image) gives more than the reconstruction gave the dense "
+        f"trunk. And the decoder adds less here: {100 * g_conv:+.1f} points on average (better on "
+        f"{wins('semi_supervised_conv', 'classifier_alone_conv')} of 5 seeds), within the "
+        f"seed-to-seed spread ({100 * spread:.1f} points), against {100 * g_dense:+.1f} for the "
+        "dense trunk. On the 8x8 digits the unlabelled images have little left to teach a "
+        "convolutional trunk; whether they have more on the question's STL-10 (96x96 colour "
+        "images, 100,000 of them unlabelled) is not measured here.",
+        "",
+    )
+
+
 SECTIONS = [
     initialization,
     init_lr,
@@ -1451,6 +1705,8 @@ SECTIONS = [
     lstm,
     invert,
     sigmoid_init,
+    batchnorm,
+    conv_autoencoder,
 ]
 
 

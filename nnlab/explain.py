@@ -1,10 +1,12 @@
-"""Input attributions: ``nnlab explain RUN [--method gradient|integrated_gradients|smoothgrad]``.
+"""Input attributions: ``nnlab explain RUN [--method gradient|integrated_gradients|smoothgrad|
+gradcam]``.
 
 Which inputs does a trained network's output depend on? The saliency of input feature j for
 a sample is ``|d score / d x_j|``, the gradient of one of the network's outputs with respect
 to that input (Simonyan et al. 2013); nnlab averages it over a split of the run's data.
 Integrated gradients and SmoothGrad (``Method``) are attributions built from the same
-gradients: along a path from a baseline, or averaged over noisy copies of the input. The
+gradients: along a path from a baseline, or averaged over noisy copies of the input; Grad-CAM
+(``nnlab.gradcam``) maps where a convolutional layer's feature maps raise the score. The
 score is, by default, the logit (the pre-activation of the output layer: the class score
 before the softmax or sigmoid) of the class the network predicts for each sample; ``output``
 explains one output unit (a class) for every sample, and ``score="output"`` differentiates the
@@ -25,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from nnlab.errors import ConfigError, DataError, did_you_mean
+from nnlab.gradcam import choose_layer, gradcam, map_shape
+from nnlab.gradcam import describe as describe_cam
 
 Array = np.ndarray
 BATCH = 1024
@@ -45,7 +49,7 @@ class Saliency:
     class_names: list[str]
     per_class: Array | None = None  # (classes, *input_shape) mean |grad| per target class
     class_counts: Array | None = None  # (classes,) samples per target class
-    unit: str = "grad"  # what is averaged: input gradients, or "attr" (attributions)
+    unit: str = "grad"  # what is averaged: input gradients, "attr" (attributions), "cam" maps
     method: str = "saliency"  # how, in words (``Method.describe``)
 
 
@@ -85,7 +89,9 @@ class Method:
     black pixels under unit scaling), ``mean`` (the split's mean input) or a number.
     ``smoothgrad`` (Smilkov et al.): the gradient averaged over ``samples`` copies of x with
     Gaussian noise of standard deviation ``noise`` times the inputs' range (max - min over the
-    split), drawn from ``seed``."""
+    split), drawn from ``seed``. ``gradcam`` (Selvaraju et al.): the class-activation map of
+    a layer of feature maps, ``layer`` (name or index; None: the last conv2d layer), resized
+    to the input image (``nnlab.gradcam``)."""
 
     name: str = "gradient"
     baseline: str | float = "zeros"
@@ -93,6 +99,7 @@ class Method:
     noise: float = 0.15
     samples: int = 50
     seed: int = 0
+    layer: str | None = None
 
     def describe(self) -> str:
         if self.name == "integrated_gradients":
@@ -103,7 +110,7 @@ class Method:
         return "saliency"
 
 
-METHODS = ("gradient", "integrated_gradients", "smoothgrad")
+METHODS = ("gradient", "integrated_gradients", "smoothgrad", "gradcam")
 
 
 def _decide(values: Array, logits: bool, activation: str | None, threshold: float) -> Array:
@@ -194,6 +201,8 @@ def _scorer(model: Any, meta: dict, output: str | int | None, score: str) -> tup
 def attributions(scorer: _Scorer, xb: Array, method: Method, context: dict) -> tuple[Array, Array]:
     """The attributions (b, *input_shape) of a batch by ``method``, and the class (or unit)
     each explains (b,). ``context``: the split's ``baseline`` input and noise ``sigma``."""
+    if method.name == "gradcam":
+        return gradcam(scorer, xb, context["layer"], context["size"])
     target = scorer.target(scorer.outputs(xb))
     if method.name == "gradient":
         return scorer.gradient(xb, target), target
@@ -257,20 +266,26 @@ def saliency(
     """
     scorer, info = _scorer(model, meta, output, score)
     context = _context(X, method)
+    shape = model.input_shape
+    if method.name == "gradcam":  # maps over the input image, of a layer's feature maps
+        shape = image_shape = map_shape(model, image_shape)
+        context.update(layer=choose_layer(model, method.layer), size=shape)
     n = X.shape[0]
     if n == 0:
         raise DataError(f"the {split} split has no samples to explain")
     classes = info["classes"] or []
     k_classes = len(classes) if scorer.classify else 0
-    sums = _Sums(model.input_shape, k_classes, per_class=scorer.classify and scorer.fixed is None)
+    sums = _Sums(shape, k_classes, per_class=scorer.classify and scorer.fixed is None)
     for start in range(0, n, BATCH):
         sums.add(*attributions(scorer, X[start : start + BATCH], method, context))
     logits = scorer.flags[0] if isinstance(scorer.flags, list) else scorer.flags
     what = "logit" if logits else ("probability" if info["probabilities"] else "output")
     target = _target_text(what, scorer.fixed, classes, scorer.classify)
     result = sums.result(n, split, target, image_shape, classes)
-    result.unit = "grad" if method.name != "integrated_gradients" else "attr"
+    result.unit = {"integrated_gradients": "attr", "gradcam": "cam"}.get(method.name, "grad")
     result.method = method.describe()
+    if method.name == "gradcam":
+        result.method = describe_cam(model, context["layer"])
     return result
 
 
@@ -413,7 +428,9 @@ def heat_map(s: Saliency, path: str | Path, title: str = "") -> None:
     for ax, (label, values, count) in zip(axes.flat, panels, strict=False):
         im = ax.imshow(values, cmap="inferno", vmin=0, vmax=top, interpolation="nearest")
         ax.set_title(f"{label} (n={count})", fontsize="small")
-    label = "mean |d score / d pixel|" if s.unit == "grad" else "mean |attribution|"
+    label = {"grad": "mean |d score / d pixel|", "cam": "mean Grad-CAM map"}.get(
+        s.unit, "mean |attribution|"
+    )
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=label)
     fig.suptitle(title or f"{s.method}: {s.target}, {s.split} split", fontsize="medium")
     save_figure(fig, path)

@@ -1,13 +1,15 @@
 """Recover inputs from outputs: ``nnlab invert RUN OUTPUTS``.
 
 A dense layer ``y = f(x W + b)`` can be undone when ``f`` is invertible and W is square and
-non-singular: ``x = solve(W^T, f^-1(y) - b)``; dropout (the identity at inference) and flatten
-(a reshape) need nothing. ``check_invertible`` checks every layer first, in the model's order,
+non-singular: ``x = solve(W^T, f^-1(y) - b)``; a batchnorm layer (in evaluation, ``x a + b``
+per channel) when no channel's scale is 0; dropout (the identity at inference), flatten and
+reshape need nothing. ``check_invertible`` checks every layer first, in the model's order,
 and names the first one that cannot be undone, and why: a layer that reads several layers (a
 skip join), one of several outputs, a recurrent layer, a dense layer that is not square, an
-activation that is not one-to-one. ``invert`` then solves layer by layer from the output back (in
-float64), checking that each activation's values lie in its range, and undoes the input scaling,
-so the recovered inputs are raw, like the training data.
+activation that is not one-to-one, a convolution, pooling, upsampling or layernorm layer.
+``invert`` then solves layer by layer from the output back (in float64), checking that each
+activation's values lie in its range, and undoes the input scaling, so the recovered inputs are
+raw, like the training data.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ NOT_ONE_TO_ONE = {
     ),
     "leaky_relu": "leaky_relu with alpha 0 is relu: it maps every negative input to 0",
 }
-INVERTIBLE_LAYERS = ("activation", "dense", "dropout", "flatten")
+INVERTIBLE_LAYERS = ("activation", "batchnorm", "dense", "dropout", "flatten", "reshape")
+IMAGE_LAYERS = ("conv2d", "maxpool2d", "avgpool2d", "global_avgpool2d", "upsample2d", "layernorm")
 
 
 class NotInvertibleError(NnlabError):
@@ -73,6 +76,32 @@ def _recurrent_problem(node: Node) -> str:
     )
 
 
+def _count(shape: tuple[int, ...]) -> str:
+    n = int(np.prod(shape))
+    return f"{n} values" if len(shape) == 1 else f"{n} values ({'x'.join(map(str, shape))})"
+
+
+def _image_problem(model: Any, node: Node) -> str:
+    """Why nnlab does not undo a layer over images, or layernorm."""
+    shapes = [model.input_shape if s < 0 else model.shapes[s] for s in node.sources]
+    n_in, n_out = int(np.prod(shapes[0])), int(np.prod(model.shapes[node.index]))
+    sizes = f"maps {_count(shapes[0])} to {_count(model.shapes[node.index])}"
+    if node.kind == "layernorm":
+        return "removes each position's mean and spread: x and a x + c (a > 0) give the same output"
+    if node.kind == "maxpool2d":
+        return f"{sizes}, keeping the largest of each window: the others are lost"
+    if node.kind == "upsample2d":
+        return f"{sizes}, each repeated: most outputs (copies that differ) are given by no input"
+    if n_out < n_in:
+        return f"{sizes}, so many inputs give the same output"
+    if n_out > n_in:
+        return f"{sizes}, so most outputs are given by no input"
+    return (
+        f"{sizes}: a linear map that nnlab does not solve (it inverts dense layers, not "
+        f"{node.kind} layers)"
+    )
+
+
 def wiring_problem(model: Any, node: Node) -> str | None:
     """Why a layer's place in a graph model stops nnlab from inverting it, or None."""
     if len(node.sources) > 1:
@@ -92,14 +121,24 @@ def wiring_problem(model: Any, node: Node) -> str | None:
     return None
 
 
-def why_not_invertible(node: Node, dtype: Any) -> str | None:
+def why_not_invertible(node: Node, dtype: Any, model: Any = None) -> str | None:
     """Why a layer cannot be undone, or None if it can (its place in a graph aside: see
-    ``wiring_problem``)."""
+    ``wiring_problem``). ``model`` gives the shapes named in the reasons."""
     layer = node.layer
     if node.kind in ("rnn", "lstm"):
         return _recurrent_problem(node)
+    if model is not None and node.kind in IMAGE_LAYERS:
+        return _image_problem(model, node)
     if node.kind not in INVERTIBLE_LAYERS:
         return f"nnlab cannot invert a {node.kind} layer"
+    if node.kind == "batchnorm":
+        a, _ = layer.inference_affine()
+        if not np.all(np.isfinite(a)) or (a == 0).any():
+            k = int(np.flatnonzero(~np.isfinite(a) | (a == 0))[0])
+            return (
+                f"channel {k} has a scale gamma / sqrt(var + eps) of {a[k]:g}: every input "
+                "gives the same output there"
+            )
     if node.kind == "dense":
         n_in, n_out = layer.params["W"].shape
         if n_in > n_out:
@@ -120,13 +159,13 @@ def check_invertible(model: Any) -> None:
     graph that is not a chain is refused at its first join (or its first output, for several)
     before any layer is looked at: no change to its layers would make it invertible."""
     wiring = [(node, wiring_problem(model, node)) for node in nodes(model)]
-    layers = [(node, why_not_invertible(node, model.dtype)) for node in nodes(model)]
+    layers = [(node, why_not_invertible(node, model.dtype, model)) for node in nodes(model)]
     for node, why in wiring + layers:
         if why is not None:
             hint = (
                 " (an invertible network is a chain of dense layers with as many units as inputs "
                 "and invertible activations: tanh, sigmoid, leaky_relu, elu, selu, softplus, "
-                "linear)"
+                "linear; batchnorm, dropout, flatten and reshape layers may sit between them)"
             )
             raise NotInvertibleError(f"{node.where}: not invertible: {why}{hint}")
 
@@ -170,6 +209,9 @@ def invert(model: Any, meta: dict, Y: Array) -> Array:
                 if layer.use_bias:
                     z -= layer.params["b"]
                 z = np.linalg.solve(layer.params["W"].T.astype(np.float64), z.T).T
+            elif node.kind == "batchnorm":  # y = x a + b per channel (the last axis)
+                a, b = (v.astype(np.float64) for v in layer.inference_affine())
+                z = ((z.reshape(z.shape[0], -1, a.size) - b) / a).reshape(z.shape[0], -1)
     z = z.reshape(-1, *model.input_shape)  # flatten undone; the scaling has the input's shape
     z *= np.asarray(meta["scale"], np.float64)
     z += np.asarray(meta["shift"], np.float64)

@@ -90,9 +90,9 @@ class LayerStats:
             act = fn.name if fn is not None else ""
             Z, A = self._arrays(layer, i)
             if Z is None and A is None and not layer.params:
-                continue  # dropout, flatten: nothing of their own to report
-            W = layer.params.get("W")
-            dW = layer.grads.get("W")
+                continue  # dropout, flatten, pooling: nothing of their own to report
+            key = "W" if "W" in layer.params else "gamma"  # a normalization layer's scale
+            W, dW = layer.params.get(key), layer.grads.get(key)
             z_mean, z_std = _moments(Z)
             a_mean, a_std = _moments(A)
             row = {
@@ -115,6 +115,8 @@ class LayerStats:
     def _arrays(self, layer: Any, i: int) -> tuple[Array | None, Array | None]:
         """The pre-activation and activation a layer computed on the probe batch."""
         fn = layer.activation_fn
+        if hasattr(layer, "_Y"):  # batchnorm, layernorm: their input and their output
+            return layer._X, layer._Y
         if hasattr(layer, "_H"):  # recurrent: the states h_t; an rnn's pre-activations too
             return getattr(layer, "_Z", None), layer._H[1:]
         if hasattr(layer, "_Z"):  # dense
@@ -148,7 +150,8 @@ def mode_means(
 ) -> list[dict[str, Any]]:
     """The mean output of every layer over the samples ``X`` in evaluation mode and in
     training mode (dropout on), the latter averaged over ``passes`` draws of the dropout
-    masks from a generator seeded with ``seed`` (the model's own generator is restored).
+    masks from a generator seeded with ``seed`` (the model's own generator is restored, and
+    so are its buffers: batchnorm's running averages, which training mode updates).
 
     With inverted dropout the two means agree: kept units are scaled by 1/(1 - rate), so the
     expected training-mode output equals the evaluation-mode one. Without the scaling a
@@ -164,6 +167,7 @@ def mode_means(
     k = len(model.layers)
     eval_sum, train_sum = np.zeros(k), np.zeros(k)
     saved = [layer.rng for layer in model.layers]
+    buffers = model.buffers.copy()  # training mode updates batchnorm's running averages
     model.set_rng(np.random.default_rng(seed))
     try:
         for start in range(0, n, batch):
@@ -173,9 +177,11 @@ def mode_means(
             for _ in range(passes):
                 for i, out in enumerate(model.layer_outputs(xb, training=True)):
                     train_sum[i] += float(np.sum(out, dtype=np.float64)) / passes
+            model.buffers[...] = buffers  # evaluation mode uses the trained running averages
     finally:
         for layer, rng in zip(model.layers, saved, strict=True):
             layer.rng = rng
+        model.buffers[...] = buffers
     rows = []
     for i, layer in enumerate(model.layers):
         size = n * int(np.prod(model.shapes[i]))

@@ -288,6 +288,10 @@ _EARLY_STOPPING = (
 )
 
 
+# the arrays early stopping keeps at the best epoch, and those they are copies of
+_BEST = {"best_theta": "theta", "best_buffers": "buffers"}
+
+
 def check_state(
     fresh: tuple[dict[str, np.ndarray], dict], saved: tuple[dict[str, np.ndarray], dict], path: Path
 ) -> None:
@@ -297,12 +301,18 @@ def check_state(
     same types. A field the checkpoint lacks (one of an older nnlab) is left to the loader."""
     arrays, fresh_arrays = saved[0], fresh[0]
     for name, a in arrays.items():
-        like = fresh_arrays.get("theta" if name == "best_theta" else name)
+        like = fresh_arrays.get(_BEST.get(name, name))
         if like is None:
             raise _damaged(path, f"{name} is not part of this run's training state")
         if a.shape != like.shape:
             raise _damaged(path, f"{name} has shape {a.shape}; this run's is {like.shape}")
-    missing = sorted(set(fresh_arrays) - set(arrays))
+    # a checkpoint of an nnlab before buffers (running averages) has none, as its model
+    old = {"buffers"} if fresh_arrays.get("buffers", np.empty(1)).size == 0 else set()
+    missing = sorted(set(fresh_arrays) - set(arrays) - old)
+    if "best_theta" in arrays and not old:  # the best weights come with their buffers
+        missing += [] if "best_buffers" in arrays else ["best_buffers"]
+    if "best_buffers" in arrays and "best_theta" not in arrays:
+        missing.append("best_theta")
     if missing:
         raise _damaged(path, f"no {missing[0]} in it")
     _same_types(fresh[1], saved[1], path, "")

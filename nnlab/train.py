@@ -162,6 +162,7 @@ class Trainer:
             n = exp.data.train.X.shape[0]
             self.perturbed = Perturbed(exp, min(exp.config["training"]["batch_size"] or n, n))
         self.best_theta: Array | None = None  # weights at the best epoch (restore_best)
+        self.best_buffers: Array | None = None  # and the model's buffers (running averages)
         self.es_best: float | None = None
         self.es_epoch: int | None = None
         self.es_wait = 0
@@ -206,6 +207,7 @@ class Trainer:
             self.status = Status.INTERRUPTED if self.stop_signal is not None else Status.COMPLETED
         if self.best_theta is not None and self.status in (Status.COMPLETED, Status.INTERRUPTED):
             self.exp.model.theta[...] = self.best_theta
+            self.exp.model.buffers[...] = self.best_buffers
         return self.status
 
     def _prepare(self) -> _Fit:
@@ -314,13 +316,14 @@ class Trainer:
     def state(self) -> tuple[dict[str, Array], dict]:
         """Everything the loop needs to continue exactly where it is (at an epoch's end): the
         arrays (weights, optimizer state, best weights) and the rest (JSON-able)."""
-        arrays = {"theta": self.exp.model.theta.copy()}
+        arrays = {"theta": self.exp.model.theta.copy(), "buffers": self.exp.model.buffers.copy()}
         opt_state = self.exp.optimizer.state_dict()
         for k, v in opt_state.items():
             if isinstance(v, np.ndarray):
                 arrays[f"optimizer/{k}"] = v
         if self.best_theta is not None:
             arrays["best_theta"] = self.best_theta.copy()
+            arrays["best_buffers"] = self.best_buffers.copy()
         meta = {
             "epoch": self.epoch,
             "threads": self.threads,
@@ -346,6 +349,10 @@ class Trainer:
         if arrays["theta"].shape != exp.model.theta.shape:
             raise ValueError("the checkpoint's weights do not fit the model")
         exp.model.theta[...] = arrays["theta"]
+        buffers = arrays.get("buffers", np.empty(0))  # (checkpoints before buffers: none)
+        if buffers.shape != exp.model.buffers.shape:
+            raise ValueError("the checkpoint's buffers (running averages) do not fit the model")
+        exp.model.buffers[...] = buffers
         opt_state = dict(meta["optimizer"])
         opt_state.update(
             {k[len("optimizer/") :]: v for k, v in arrays.items() if k.startswith("optimizer/")}
@@ -357,6 +364,10 @@ class Trainer:
         es = meta["early_stopping"]
         self.es_wait, self.es_best, self.es_epoch = es["wait"], es["best"], es["epoch"]
         self.best_theta = arrays["best_theta"].copy() if "best_theta" in arrays else None
+        best_buffers = arrays.get("best_buffers")  # (none before buffers: an empty model's)
+        if best_buffers is None and self.best_theta is not None:
+            best_buffers = exp.model.buffers
+        self.best_buffers = None if best_buffers is None else best_buffers.copy()
         self.epoch = meta["epoch"]
         n = meta.get("threads")  # checkpoints before issue 18 have none
         self.threads = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
@@ -386,7 +397,9 @@ class Trainer:
             if es["restore_best"]:
                 if self.best_theta is None:
                     self.best_theta = self.exp.model.theta.copy()
+                    self.best_buffers = self.exp.model.buffers.copy()
                 else:
                     self.best_theta[...] = self.exp.model.theta
+                    self.best_buffers[...] = self.exp.model.buffers
             return 0
         return wait + 1

@@ -297,7 +297,8 @@ def test_a_layer_or_activation_a_format_cannot_express_is_named(models, tmp_path
         module.write(model, meta, info, tmp_path / "out")
     assert str(e.value) == (
         f"model.layers[1] (Square): the {fmt} export cannot express a Square layer "
-        "(it can: activation, dense, dropout, flatten, lstm, rnn)"
+        "(it can: activation, avgpool2d, batchnorm, conv2d, dense, dropout, flatten, "
+        "global_avgpool2d, layernorm, lstm, maxpool2d, reshape, rnn, upsample2d)"
     )
     del model.layers[1]
     model.layers[0].activation_fn = Cube()

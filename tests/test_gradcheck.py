@@ -127,3 +127,35 @@ def test_report_names_the_layer_and_shape():
     assert "trunk (dense)" in text and "64x64" in text and "5/4096" in text
     assert text.splitlines()[-1] == "pass: all 6 tensors"
     assert np.isfinite(exp.model.theta).all()
+
+
+def test_a_kink_at_the_point_passes_between_the_one_sided_derivatives():
+    """Zero biases and blank inputs put a ReLU exactly at its kink, where central differences
+    give half a slope and no derivative exists: the entry passes when the backpropagated value
+    lies between the one-sided derivatives, and still fails outside them."""
+    from nnlab.gradcheck import check_model, loss_objective
+    from nnlab.nn import LOSSES, Model
+    from nnlab.nn.layers import Dense
+
+    def model() -> Model:
+        layers = [Dense(units=3, activation="relu"), Dense(units=2)]
+        return Model(layers, (4,), np.random.default_rng(1), np.float64)
+
+    X = np.zeros((5, 4))  # every pre-activation of the first layer is its bias: 0
+    X[:2] = np.random.default_rng(2).normal(size=(2, 4))
+    T = np.random.default_rng(3).normal(size=(5, 2))
+    mse = loss_objective(LOSSES.create("mse"), T)
+    checks = {c.name: c for c in check_model(model(), mse, X)}
+    assert all(c.passed for c in checks.values())
+    assert checks["layers.0.b"].kinks == 3 and checks["layers.0.W"].kinks == 0
+
+    broken = model()
+    backward = broken.layers[0].backward_logits
+
+    def wrong(dZ, need_dx=True):
+        out = backward(dZ, need_dx)
+        broken.layers[0].grads["b"] += 1.0  # outside any one-sided derivative
+        return out
+
+    broken.layers[0].backward_logits = wrong
+    assert not {c.name: c for c in check_model(broken, mse, X)}["layers.0.b"].passed

@@ -17,7 +17,10 @@ RNG = np.random.default_rng(1234)
 
 # Examples for each layer type: (spec, input kind). A "flat" example sits between two dense
 # layers on (5,) inputs; a "seq" example reads sequences (4 steps, 3 features) after an LSTM
-# (so its input gradient is checked too) and is followed by a dense layer.
+# (so its input gradient is checked too) and is followed by a dense layer; an "image" example
+# reads 7x6 images of 3 channels after a 1x1 convolution with a tanh (so its input gradient is
+# checked too) and is followed by a flatten and a dense layer. Batchnorm runs in training mode
+# (batch statistics), which is what backpropagation differentiates.
 LAYER_EXAMPLES = {
     "dense": [({"type": "dense", "units": 4, "activation": "tanh"}, "flat")],
     "dropout": [
@@ -37,13 +40,84 @@ LAYER_EXAMPLES = {
         ({"type": "lstm", "units": 3}, "seq"),
         ({"type": "lstm", "units": 2, "return_sequences": True}, "seq"),
     ],
+    "conv2d": [
+        ({"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "tanh"}, "image"),
+        ({"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": "same"}, "image"),
+        ({"type": "conv2d", "filters": 2, "kernel_size": [2, 3], "strides": 2}, "image"),
+        (
+            {"type": "conv2d", "filters": 2, "kernel_size": 3, "strides": [2, 1],
+             "padding": "same", "activation": "elu"},
+            "image",
+        ),
+        ({"type": "conv2d", "filters": 2, "kernel_size": [3, 2], "dilation": 2}, "image"),
+        (
+            {"type": "conv2d", "filters": 2, "kernel_size": 3, "dilation": [2, 1],
+             "padding": "same", "use_bias": False},
+            "image",
+        ),
+        ({"type": "conv2d", "filters": 4, "kernel_size": 1, "activation": "sigmoid"}, "image"),
+        ({"type": "conv2d", "filters": 2, "kernel_size": 1, "strides": 2}, "image"),
+        ({"type": "conv2d", "filters": 2, "kernel_size": 2, "padding": "same"}, "image"),
+        (
+            {"type": "conv2d", "filters": 2, "kernel_size": [2, 3], "strides": 2,
+             "padding": "same", "activation": "relu", "bias_initializer": "random_normal"},
+            "image",
+        ),
+        ({"type": "conv2d", "filters": 2, "kernel_size": 2, "strides": 2, "dilation": 2}, "image"),
+        (
+            {"type": "conv2d", "filters": 2, "kernel_size": [2, 3], "strides": [1, 2],
+             "dilation": [1, 2], "padding": "same"},
+            "image",
+        ),
+    ],
+    "maxpool2d": [
+        ({"type": "maxpool2d"}, "image"),
+        ({"type": "maxpool2d", "pool_size": 3, "strides": 2, "padding": "same"}, "image"),
+        ({"type": "maxpool2d", "pool_size": [2, 3], "strides": 1}, "image"),
+        ({"type": "maxpool2d", "pool_size": 3, "strides": [1, 2], "padding": "same"}, "image"),
+        ({"type": "maxpool2d", "pool_size": 3, "strides": 2}, "image"),
+        ({"type": "maxpool2d", "pool_size": 2, "padding": "same"}, "image"),
+    ],
+    "avgpool2d": [
+        ({"type": "avgpool2d"}, "image"),
+        ({"type": "avgpool2d", "pool_size": 3, "strides": 2, "padding": "same"}, "image"),
+        ({"type": "avgpool2d", "pool_size": [2, 3], "strides": 1}, "image"),
+        ({"type": "avgpool2d", "pool_size": [3, 2], "padding": "same"}, "image"),
+        ({"type": "avgpool2d", "pool_size": 3, "strides": 2}, "image"),
+        ({"type": "avgpool2d", "pool_size": 2, "strides": [1, 2], "padding": "same"}, "image"),
+    ],
+    "global_avgpool2d": [({"type": "global_avgpool2d"}, "image")],
+    "upsample2d": [
+        ({"type": "upsample2d"}, "image"),
+        ({"type": "upsample2d", "size": [1, 3]}, "image"),
+        ({"type": "upsample2d", "size": 3}, "image"),
+    ],
+    "reshape": [
+        ({"type": "reshape", "target_shape": [2, 2]}, "flat"),
+        ({"type": "reshape", "target_shape": [-1, 7, 3]}, "image"),
+    ],
+    "batchnorm": [
+        ({"type": "batchnorm"}, "flat"),
+        ({"type": "batchnorm", "momentum": 0.5, "gamma_initializer": "random_normal"}, "image"),
+        ({"type": "batchnorm", "center": False, "scale": False}, "image"),
+        ({"type": "batchnorm", "center": False}, "flat"),
+        ({"type": "batchnorm", "scale": False, "eps": 0.1, "momentum": 1.0}, "image"),
+        ({"type": "batchnorm", "eps": 1e-3, "beta_initializer": "random_normal"}, "flat"),
+    ],
+    "layernorm": [
+        ({"type": "layernorm", "gamma_initializer": "random_normal"}, "flat"),
+        ({"type": "layernorm", "beta_initializer": "random_normal"}, "image"),
+        ({"type": "layernorm", "scale": False}, "image"),
+        ({"type": "layernorm", "center": False, "eps": 0.1}, "flat"),
+        ({"type": "layernorm", "center": False, "scale": False}, "image"),
+    ],
     # in training mode with its noise frozen (the check replays the generator's state)
     "sample": [({"type": "sample"}, "flat")],
     "slice": [
         ({"type": "slice", "start": 1, "stop": 3}, "flat"),
         ({"type": "slice", "start": -2}, "flat"),
     ],
-}
+}  # fmt: skip
 
 
 def _away_from_kinks(shape) -> np.ndarray:
@@ -78,12 +152,14 @@ def test_layer_gradients_match_central_differences(spec, kind):
     if kind == "flat":
         before = [Dense(units=4, activation="sigmoid", bias_initializer={"name": "random_normal"})]
         shape, X = (5,), RNG.normal(size=(6, 5))
-    else:
+    elif kind == "seq":
         before = [LAYERS.create({"type": "lstm", "units": 3, "return_sequences": True})]
         shape, X = (4, 3), RNG.normal(size=(6, 4, 3))
-    after = [Dense(units=3, activation="linear")]
-    if spec.get("return_sequences"):
-        after.insert(0, LAYERS.create("flatten"))
+    else:
+        pointwise = {"type": "conv2d", "filters": 3, "kernel_size": 1, "activation": "tanh"}
+        before = [LAYERS.create({**pointwise, "bias_initializer": {"name": "random_normal"}})]
+        shape, X = (7, 6, 3), RNG.normal(size=(6, 7, 6, 3))
+    after = [LAYERS.create("flatten"), Dense(units=3, activation="linear")]
     model = Model([*before, layer, *after], shape, np.random.default_rng(0), np.float64)
     model.set_rng(np.random.default_rng(7))
     T = RNG.normal(size=(6, 3))
@@ -375,4 +451,49 @@ def test_input_gradient_of_two_heads():
     T *= w[:, None]
     objective = _masked_objective(T, w, X.copy())
     check = _input_gradient_check(model, objective, X, logits=[True, False])
+    assert check.passed, check
+
+
+def test_batchnorm_gradient_in_evaluation_mode():
+    """Saliency and layers.csv backpropagate through the evaluation-mode map x a + b, with
+    the running averages as constants."""
+    layers = [
+        Dense(units=4, activation="tanh"),
+        LAYERS.create({"type": "batchnorm", "gamma_initializer": "random_normal"}),
+        Dense(units=2),
+    ]
+    model = Model(layers, (3,), np.random.default_rng(5), np.float64)
+    model.forward(RNG.normal(size=(8, 3)), training=True)  # running averages away from 0, 1
+    X, T = RNG.normal(size=(6, 3)), RNG.normal(size=(6, 2))
+    checks = check_model(model, loss_objective(LOSSES.create("mse"), T), X, training=False)
+    assert all(c.passed for c in checks), checks
+
+
+IMAGE_CASES = [
+    case
+    for cases in LAYER_EXAMPLES.values()
+    for case in cases
+    if case[1] == "image" and case[0]["type"] not in ("dropout", "sample")
+]
+
+
+@pytest.mark.parametrize("spec", [c[0] for c in IMAGE_CASES], ids=str)
+def test_image_layer_input_gradients_in_evaluation_mode(spec):
+    """Saliency and Grad-CAM (nnlab explain) backpropagate after an evaluation-mode forward:
+    each image layer's input gradient then is that of its evaluation map, whatever a
+    training-mode forward on another batch left behind (max pooling's winners, batch
+    statistics)."""
+    layer = LAYERS.create(spec)
+    pointwise = {"type": "conv2d", "filters": 3, "kernel_size": 1, "activation": "tanh"}
+    before = LAYERS.create({**pointwise, "bias_initializer": {"name": "random_normal"}})
+    after = [LAYERS.create("flatten"), Dense(units=3, activation="linear")]
+    model = Model([before, layer, *after], (7, 6, 3), np.random.default_rng(0), np.float64)
+    model.forward(RNG.normal(size=(9, 7, 6, 3)), training=True)  # another batch, in training
+    X, T = RNG.normal(size=(6, 7, 6, 3)), RNG.normal(size=(6, 3))
+    mse = LOSSES.create("mse")
+
+    def objective(out):
+        return mse(out, T)
+
+    check = _input_gradient_check(model, objective, X)
     assert check.passed, check

@@ -9,6 +9,7 @@ import pytest
 
 from nnlab.errors import ConfigError
 from nnlab.nn import INITIALIZERS
+from nnlab.nn.initializers import fans
 
 SHAPE = (400, 300)  # fan_in 400, fan_out 300
 FAN_AVG = 350
@@ -120,6 +121,30 @@ def test_aliases(alias, name):
 def test_random_uniform_bounds_are_checked():
     with pytest.raises(ConfigError, match="minval"):
         INITIALIZERS.resolve({"name": "random_uniform", "minval": 1, "maxval": 0}, "x")
+
+
+@pytest.mark.parametrize(
+    "shape, fan_in, fan_out",
+    [((64, 10), 64, 10), ((5, 5, 1, 16), 25, 400), ((3, 2, 16, 32), 96, 192), ((7,), 7, 7)],
+)
+def test_fans_of_dense_and_convolution_kernels_are_keras_and_pytorchs(shape, fan_in, fan_out):
+    """A conv2d kernel (kh, kw, in, out): fan_in = kh kw in, fan_out = kh kw out, as Keras'
+    compute_fans and PyTorch's _calculate_fan_in_and_fan_out (on its (out, in, kh, kw))."""
+    assert fans(shape) == (fan_in, fan_out)
+    torch = pytest.importorskip("torch")
+    if len(shape) == 4:
+        w = torch.empty(shape[3], shape[2], shape[0], shape[1])
+    else:
+        w = torch.empty(*reversed(shape)) if len(shape) == 2 else torch.empty(*shape)
+    if len(shape) > 1:
+        assert torch.nn.init._calculate_fan_in_and_fan_out(w) == (fan_in, fan_out)
+
+
+def test_he_normal_of_a_convolution_kernel_has_stddev_sqrt_2_over_fan_in():
+    w = INITIALIZERS.create("he_normal")((5, 5, 16, 32), np.random.default_rng(0), np.float64)
+    assert w.std() == pytest.approx(np.sqrt(2 / (5 * 5 * 16)), rel=0.03)
+    g = INITIALIZERS.create("glorot_uniform")((3, 3, 8, 24), np.random.default_rng(0))
+    assert np.abs(g).max() <= np.sqrt(6 / (9 * 8 + 9 * 24))
 
 
 def test_nguyen_widrow_as_encog_defines_it():

@@ -46,10 +46,11 @@ from nnlab.cli.options import run_arg
     "--method",
     default="gradient",
     show_default=True,
-    type=click.Choice(["gradient", "integrated_gradients", "smoothgrad"]),
+    type=click.Choice(["gradient", "integrated_gradients", "smoothgrad", "gradcam"]),
     help="gradient: d score / d input; integrated_gradients: (x - baseline) times the mean "
     "gradient along the path from the baseline (attributions that add up to score(x) - "
-    "score(baseline)); smoothgrad: the gradient averaged over noisy copies of x.",
+    "score(baseline)); smoothgrad: the gradient averaged over noisy copies of x; gradcam: "
+    "the class-activation map of a convolutional layer (--layer), over the input image.",
 )
 @click.option(
     "--baseline",
@@ -69,6 +70,12 @@ from nnlab.cli.options import run_arg
 @click.option("--noise-seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="smoothgrad: the seed of the noise.")  # fmt: skip
 @click.option(
+    "--layer",
+    metavar="NAME",
+    help="gradcam: the layer of feature maps to explain, by name or index (default: the last "
+    "conv2d layer).",
+)
+@click.option(
     "--top",
     default=10,
     show_default=True,
@@ -76,7 +83,7 @@ from nnlab.cli.options import run_arg
     help="Features listed in the ranking (0: all).",
 )
 def explain(run, split, target, score, image, method, baseline, steps, noise, samples,
-            noise_seed, top):  # fmt: skip
+            noise_seed, layer, top):  # fmt: skip
     """Input-gradient saliency of RUN's model (or another attribution): which inputs its
     output depends on.
 
@@ -88,7 +95,10 @@ def explain(run, split, target, score, image, method, baseline, steps, noise, sa
     input the model sees (data.scale). 'mean grad' is the signed mean: positive when a larger
     input raises the score. A model with several outputs is explained through its first.
     --method integrated_gradients and smoothgrad give attributions built from the gradients
-    (Sundararajan et al. 2017; Smilkov et al. 2017).
+    (Sundararajan et al. 2017; Smilkov et al. 2017). --method gradcam maps, for a
+    convolutional model, where in the image the feature maps of a layer raise the score:
+    relu(sum over channels of mean(d score / d map) * map), resized to the image
+    (Selvaraju et al. 2017).
 
     \b
     Examples:
@@ -96,6 +106,7 @@ def explain(run, split, target, score, image, method, baseline, steps, noise, sa
       nnlab explain runs/digits-20261123-101500 --target 3 --data train
       nnlab explain runs/threshold-20261123-101500 --top 0
       nnlab explain runs/digits-20261123-101500 --method integrated_gradients --steps 64
+      nnlab explain runs/mnist_cnn-20261129-171500 --method gradcam -o gradcam.png
     """
     from nnlab.explain import Method, heat_map, heat_text, ranking
     from nnlab.explain import explain as run_explain
@@ -110,7 +121,7 @@ def explain(run, split, target, score, image, method, baseline, steps, noise, sa
         base: str | float = float(baseline)
     except ValueError:
         base = baseline
-    m = Method(method, base, steps, noise, samples, noise_seed)
+    m = Method(method, base, steps, noise, samples, noise_seed, layer)
     s = run_explain(run, split=split, output=target, score=score, method=m)
     click.echo(f"{s.method} of {s.target} over the {s.samples} samples of the {s.split} split")
     if image:
@@ -118,8 +129,8 @@ def explain(run, split, target, score, image, method, baseline, steps, noise, sa
             raise click.UsageError("-o draws images; this run's data are not images")
         heat_map(s, image)
     elif s.image_shape is not None:
-        what = "gradient" if s.unit == "grad" else "attribution"
-        click.echo(f"mean |{what}| per pixel (darker: larger):")
+        what = {"grad": "|gradient|", "cam": "Grad-CAM map"}.get(s.unit, "|attribution|")
+        click.echo(f"mean {what} per pixel (darker: larger):")
         click.echo(heat_text(s.mean_abs.reshape(s.image_shape)))
     click.echo(ranking(s, top))
     if image:

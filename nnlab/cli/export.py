@@ -34,8 +34,10 @@ def export(run, fmt, output, weights):
 
     The exported model takes raw inputs, like the training data (the input scaling is part of
     it), and gives the same outputs as `nnlab predict`: dense, dropout, activation, flatten,
-    rnn and lstm layers, skip (concat) and sum joins, one output or several (numpy: predict(X)
-    gives a dict by output name; onnx: a graph output per output; c: an output array each).
+    rnn and lstm layers, the image layers (reshape, conv2d, pooling, upsample2d) and the
+    normalizations (batchnorm with its running averages, layernorm), skip (concat) and sum
+    joins, one output or several (numpy: predict(X) gives a dict by output name; onnx: a graph
+    output per output; c: an output array each).
 
     \b
     Examples:

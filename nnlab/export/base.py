@@ -132,6 +132,14 @@ class Writer:
             return f"{head}: {shape_text(x.shape)} -> {x.size}"
         if node.kind == "dropout":
             return f"{head}: the identity at inference"
+        if node.kind in IMAGE_TEXT:
+            text = f"{head}: {shape_text(x.shape)} -> {shape_text(self.model.shapes[node.index])}"
+            if node.kind == "conv2d":
+                act = activation_text(layer.activation_fn)
+                return f"{text}, {layer.filters} filters {_window_text(node)}, {act}"
+            if node.kind in ("maxpool2d", "avgpool2d"):
+                return f"{text}, {_window_text(node)}"
+            return text
         if layer.activation_fn is not None:
             return f"{head}: {activation_text(layer.activation_fn)}"
         return head
@@ -166,11 +174,40 @@ def recurrent_shapes(node: Node, x: Value) -> tuple[int, int, int, tuple[int, ..
     return steps, features, units, ((steps, units) if node.layer.return_sequences else (units,))
 
 
+IMAGE_TEXT = (
+    "conv2d", "maxpool2d", "avgpool2d", "global_avgpool2d", "upsample2d", "reshape", "batchnorm",
+    "layernorm",
+)  # fmt: skip
+
+
+def _window_text(node: Node) -> str:
+    """``5x5 same``, ``3x3 stride 2x2 valid``, ``3x3 dilation 2x2 same``: a convolution's or
+    pooling layer's windows (a pooling stride equal to the window is not named)."""
+    g = node.layer._g
+    text = f"{g.kh}x{g.kw}"
+    usual = (1, 1) if node.kind == "conv2d" else (g.kh, g.kw)
+    if (g.sh, g.sw) != usual:
+        text += f" stride {g.sh}x{g.sw}"
+    if (g.dh, g.dw) != (1, 1):
+        text += f" dilation {g.dh}x{g.dw}"
+    return f"{text} {node.layer.padding}"
+
+
 def layer_text(node: Node) -> str:
-    """A layer in a few words: ``dense 256 relu``, ``lstm 32``, ``flatten``."""
+    """A layer in a few words: ``dense 256 relu``, ``lstm 32``, ``flatten``, ``conv2d 16 5x5
+    same relu``, ``maxpool2d 2x2 valid``."""
     layer = node.layer
     if node.kind == "dense":
         return f"dense {layer.units} {activation_text(layer.activation_fn)}"
+    if node.kind == "conv2d":
+        act = activation_text(layer.activation_fn)
+        return f"conv2d {layer.filters} {_window_text(node)} {act}"
+    if node.kind in ("maxpool2d", "avgpool2d"):
+        return f"{node.kind} {_window_text(node)}"
+    if node.kind == "reshape":
+        return f"reshape {shape_text(layer._out)}"
+    if node.kind == "upsample2d":
+        return f"upsample2d {layer._size[0]}x{layer._size[1]}"
     if node.kind == "activation":
         return activation_text(layer.activation_fn)
     if node.kind in ("rnn", "lstm"):

@@ -8,8 +8,11 @@ output array per output, in the model's order and named after its layer:
 ``predict(const float *x, float *out_cls, float *out_recon)``, with ``N_OUTPUTS_CLS``,
 ``N_OUTPUTS_RECON``. A one-unit classifier's decision threshold (the run's, see
 ``training.threshold``) is ``THRESHOLD`` (``THRESHOLD_CLS``): class 1 when the output is above
-it. It needs only ``<math.h>`` (link with ``-lm``). Each operation mirrors
-nnlab's own, in the same order and precision; recurrent layers loop over the time steps.
+it. It needs only ``<math.h>`` (link with ``-lm``). Each operation mirrors nnlab's own, in the
+same order and precision; recurrent layers loop over the time steps. An image is its (height,
+width, channels) values row by row, as nnlab holds it: a convolution is a loop over output
+pixels, kernel taps and channels; pooling, upsampling and the normalizations loop over pixels
+and channels (batchnorm with the scale and shift of its running averages).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from nnlab.export.base import (
     outputs_text,
     recurrent_shapes,
 )
+from nnlab.export.c_images import CImages
 
 Array = np.ndarray
 PER_LINE = 6  # numbers per line in the weight arrays
@@ -80,7 +84,7 @@ HELPERS = {
 }
 
 
-class CWriter(Writer):
+class CWriter(CImages, Writer):
     format = "c"
 
     def __init__(self, model: Any, meta: dict, info: dict):
@@ -279,8 +283,13 @@ class CWriter(Writer):
     def act_elu(self, node, fn, x):
         return self._apply(x, "elu", self.number(fn.alpha))
 
-    def act_softmax(self, node, fn, x):
-        self.emit(f"{self.helper('softmax')}({x.name}, {x.size});")
+    def act_softmax(self, node, fn, x):  # over the last axis: each row of it
+        k = x.shape[-1]
+        if x.size == k:
+            self.emit(f"{self.helper('softmax')}({x.name}, {k});")
+        else:
+            self.emit(f"for (int r = 0; r < {x.size // k}; r++)")
+            self.emit(f"    {self.helper('softmax')}({x.name} + r * {k}, {k});")
         return x
 
     def _elementwise(self, node, fn, x):

@@ -4,8 +4,10 @@ The file has ``predict(X)`` (raw inputs in, the model's outputs out: the input s
 a dict of outputs by name for a model with several), the weights (inlined as base64 of their
 little-endian bytes, or in a .npz beside the file), and a command line that reads and writes
 files like ``nnlab predict`` (it carries the code of ``nnlab.export.standalone``). Each operation
-mirrors nnlab's own, in the same order and dtype, so the outputs match ``nnlab predict`` to
-rounding; recurrent layers are a loop over the time steps.
+mirrors nnlab's own, in the same order and dtype, on batches of the same size
+(``nnlab.nn.model.PREDICT_BATCH`` samples; convolutions a block of samples at a time, as
+nnlab), so the outputs equal ``nnlab predict``'s bit for bit; recurrent layers are a loop over
+the time steps. Images are (batch, height, width, channels), as in nnlab.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from nnlab.export.base import (
     outputs_text,
     recurrent_shapes,
 )
+from nnlab.export.numpy_images import IMAGE_HELPERS, NumpyImages
 from nnlab.nn.graph import head_names
+from nnlab.nn.model import PREDICT_BATCH
 
 Array = np.ndarray
 WEIGHTS = ("inline", "npz")
@@ -67,10 +71,11 @@ def _softmax(z):
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 """,
+    **IMAGE_HELPERS,
 }
 
 
-class NumpyWriter(Writer):
+class NumpyWriter(NumpyImages, Writer):
     format = "numpy"
 
     def __init__(self, model: Any, meta: dict, info: dict):
@@ -342,12 +347,19 @@ INFO = {info}
 # ---------------------------------------------------------------- the network
 {helpers}
 
+def _network(x):
+    \"\"\"The network on a batch of inputs x, shaped as the model takes them.\"\"\"
+{body}
+    return {out}
+
+
 def predict(X):
     \"\"\"Outputs {out_shapes} for raw inputs X: {in_shapes}.\"\"\"
     x = np.asarray(X, dtype=np.{dtype})
 {check}
-{body}
-    return {out}
+    # batches of {batch} samples, as nnlab predict (the sums of the products depend on it)
+    parts = [_network(x[i : i + {batch}]) for i in range(0, max(len(x), 1), {batch})]
+    {join}
 
 
 # ----------------------------------------------- reading and writing files, as nnlab predict
@@ -411,6 +423,12 @@ def write(
         check=_input_check(model, info["n_inputs"]),
         body="\n".join(f"    {line}" for line in w.lines),
         out=out,
+        batch=PREDICT_BATCH,
+        join=(
+            "return np.concatenate(parts)"
+            if len(outs) == 1
+            else "return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}"
+        ),
         io_code=io_code,
     )
     files: dict[Path, str | bytes] = {output: program}

@@ -11,8 +11,17 @@ IR version ``IR_VERSION``: dense layers are MatMul and Add; activations are ONNX
 and gelu (tanh approximation) are composed from them (and, for float64 models, elu, selu and
 softplus, which onnxruntime implements for float only, and leaky_relu, whose alpha is a float
 attribute); dropout, the identity at inference, adds no node; joins are Concat (last axis) and
-Add; flatten is Flatten. Recurrent layers are the ``RNN`` and ``LSTM`` operators (gates
-reordered into ONNX's i, o, f, c; the time axis first, as they want it, by Transpose), except
+Add; flatten is Flatten. Images are NCHW in ONNX (nnlab's are NHWC): a value is transposed
+where a layer that wants the other layout reads it, so a convolutional network transposes
+once after its reshape and once before its flatten. conv2d is Conv, maxpool2d MaxPool,
+avgpool2d AveragePool (count_include_pad 0), global_avgpool2d GlobalAveragePool, upsample2d
+Resize (nearest), batchnorm BatchNormalization (the running averages), layernorm
+LayerNormalization (last axis), reshape Reshape; for float64 models, whose Conv, AveragePool,
+GlobalAveragePool and Resize onnxruntime implements for float only, a convolution is a sum over
+the kernel's taps of Slice and Einsum, average pooling a sum of Slices divided by the count,
+global pooling ReduceMean and upsampling Expand. Recurrent layers are the ``RNN`` and ``LSTM``
+operators (gates reordered into ONNX's i, o, f, c; the time axis first, as they want it, by
+Transpose), except
 where onnxruntime could not run them: for float64 models (it has no double kernels) and for an
 rnn activation the RNN operator does not offer (selu, silu, gelu, softmax), the recurrence is
 unrolled over the time steps into MatMul, Add and the activation's operators, as nnlab computes
@@ -36,6 +45,7 @@ from nnlab.export.base import (
     network_text,
     recurrent_shapes,
 )
+from nnlab.export.onnx_images import OnnxImages
 from nnlab.nn.activations import GELU, SELU, Activation
 
 OPSET = 17
@@ -68,7 +78,7 @@ def rnn_activation(fn: Activation) -> dict | None:
     return None
 
 
-class OnnxWriter(Writer):
+class OnnxWriter(OnnxImages, Writer):
     format = "onnx"
 
     def __init__(self, model: Any, meta: dict, info: dict, reserved: tuple[str, ...] = ()):
@@ -77,6 +87,8 @@ class OnnxWriter(Writer):
         self.nodes: list = []
         self.initializers: list = []
         self._names: set[str] = {"input", *reserved}  # reserved: the graph's output names
+        self.nchw: set[str] = set()  # the image tensors laid out NCHW (the others: NHWC)
+        self._transposed: dict[str, str] = {}  # a tensor -> its copy in the other layout
 
     def name(self, base: str) -> str:
         """A tensor name not used yet."""
@@ -300,8 +312,8 @@ class OnnxWriter(Writer):
         relu = self.op("Max", [z, self.const(f"{p}.zero", 0.0)], f"{p}.relu")
         return Value(self.op("Add", [t, relu], p), x.shape)
 
-    def act_softmax(self, node, fn, x):
-        return self._unary(node, x, "Softmax", axis=-1)
+    def act_softmax(self, node, fn, x):  # over the channels: axis 1 of an NCHW image
+        return self._unary(node, x, "Softmax", axis=1 if x.name in self.nchw else -1)
 
     def act_silu(self, node, fn, x):
         p = f"layers.{node.index}.silu"

@@ -3,6 +3,7 @@
 Nothing here knows about files, configs on disk or the command line.
 """
 
+from nnlab.nn import conv, norm, pooling  # noqa: F401  (register the image and normalization layers)
 from nnlab.nn.activations import ACTIVATIONS
 from nnlab.nn.es import ES  # noqa: F401  (registers es)
 from nnlab.nn.initializers import INITIALIZERS

@@ -49,7 +49,11 @@ def planning() -> Iterator[list[tuple[int, int]]]:
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """(fan_in, fan_out) of a weight of this shape: (inputs, outputs) for a dense kernel."""
+    """(fan_in, fan_out) of a weight of this shape, as Keras and PyTorch compute them: (inputs,
+    outputs) for a dense kernel (inputs, outputs); for a convolution kernel (kh, kw, in
+    channels, filters), the receptive field kh * kw times the input channels and times the
+    filters (PyTorch holds the same kernel as (filters, in channels, kh, kw) and gets the same
+    numbers); a vector's length for both."""
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:
@@ -143,7 +147,10 @@ class Constant(Initializer):
 
     value: Annotated[
         float | list[float] | list[list[float]],
-        Doc("the value; a list sets each entry (shape (inputs, units) for a dense kernel)"),
+        Doc(
+            "the value; a list sets each entry (shape (inputs, units) for a dense kernel, "
+            "(kh, kw, in channels, filters) for a convolution's)"
+        ),
     ] = 0.0
     draws = 0
 

@@ -1,12 +1,18 @@
 """Layers: each a dataclass whose fields are its config keys, built into arrays by ``build``.
 
 A layer's ``forward`` caches what its ``backward`` needs and returns an array it owns (reused on
-the next call with the same shape: copy it to keep it). ``backward(dY)`` writes the parameter
-gradients into ``self.grads`` (views into the model's flat gradient vector) and returns dL/dX.
+the next call: copy it to keep it). ``backward(dY)`` writes the parameter gradients into
+``self.grads`` (views into the model's flat gradient vector) and returns dL/dX.
+
+Arrays have the batch as their first axis and a layer's own axes last: (batch, features) for
+dense layers, (batch, time, features) for sequences and (batch, height, width, channels) for
+images (NHWC, as Keras and TensorFlow). The convolution, pooling and normalization layers are in
+``nnlab.nn.conv`` and ``nnlab.nn.norm``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -50,6 +56,9 @@ class Layer:
     grads: dict[str, Array] = field(default_factory=dict, init=False, repr=False)
     #: names of parameters that weight decay and L2 leave alone
     no_decay: tuple[str, ...] = field(default=(), init=False, repr=False)
+    #: state that is not trained by gradients but saved with the weights (batchnorm's running
+    #: averages); the model replaces the arrays by views into its flat ``buffers`` vector
+    buffers: dict[str, Array] = field(default_factory=dict, init=False, repr=False)
     rng: np.random.Generator | None = field(default=None, init=False, repr=False)
     _bufs: dict = field(default_factory=dict, init=False, repr=False)
     rng_stream = "train"  # the seed stream ``rng`` comes from (see Model.set_rng)
@@ -75,13 +84,25 @@ class Layer:
     def backward_logits(self, dZ: Array, need_dx: bool = True) -> Array | None:
         raise NotImplementedError
 
-    def _buf(self, key: str, shape: tuple[int, ...], dtype) -> Array:
-        """A scratch array owned by the layer, one per (key, shape): batches of a size seen
-        before reuse their arrays instead of allocating."""
-        b = self._bufs.get((key, shape))
-        if b is None or b.dtype != dtype:
-            b = self._bufs[(key, shape)] = np.empty(shape, dtype)
-        return b
+    def _buf(self, key: str, shape: tuple[int, ...], dtype, fill: float | None = None) -> Array:
+        """A scratch array owned by the layer, one per key: the front of a flat array that
+        grows to the largest size asked for, so batches of every size (training's, the last
+        smaller one, evaluation's) share one allocation. With ``fill`` the array is set to that
+        value when first made, and later calls of the same shape see what was written to it
+        (the borders of a padded image, which are never written, keep the fill)."""
+        n = math.prod(shape)
+        flat = self._bufs.get(key)
+        if flat is None or flat.dtype != dtype or flat.size < n:
+            flat = np.empty(n, dtype) if fill is None else np.full(n, fill, dtype)
+            self._bufs[key] = flat
+        return flat[:n].reshape(shape)
+
+    def _ones(self, n: int, dtype) -> Array:
+        """A vector of n ones (kept): a product with it sums rows, faster than np.sum."""
+        flat = self._bufs.get("ones")
+        if flat is None or flat.dtype != dtype or flat.size < n:
+            flat = self._bufs["ones"] = np.ones(n, dtype)
+        return flat[:n]
 
 
 def product(a: Array, b: Array, out: Array) -> Array:
@@ -147,10 +168,7 @@ class Dense(Layer):
         X = self._X
         product(X.T, dZ, self.grads["W"])
         if self.use_bias:  # a matrix-vector product sums the rows faster than np.sum(axis=0)
-            ones = self._bufs.get(("ones", X.shape[0]))
-            if ones is None:
-                ones = self._bufs[("ones", X.shape[0])] = np.ones(X.shape[0], dZ.dtype)
-            product(ones, dZ, self.grads["b"])
+            product(self._ones(X.shape[0], dZ.dtype), dZ, self.grads["b"])
         if not need_dx:
             return None
         dX = self._buf("dX", X.shape, dZ.dtype)  # (batch, inputs)
@@ -229,3 +247,50 @@ class Flatten(Layer):
 
     def backward(self, dY, need_dx=True):
         return dY.reshape(dY.shape[0], *self._shape)
+
+
+@LAYERS.register("reshape")
+@dataclass(eq=False)
+class Reshape(Layer):
+    """Gives each sample a new shape with the same values in the same order (row-major): a row
+    of 784 MNIST pixels becomes a 28x28x1 image with ``target_shape: [28, 28, 1]`` (height,
+    width, channels). One entry may be -1: whatever the other entries leave."""
+
+    target_shape: Annotated[
+        list[int], Doc("the shape of a sample, without the batch axis; one entry may be -1")
+    ]
+
+    @staticmethod
+    def __post_check__(p: dict, path: str) -> None:
+        shape = p["target_shape"]
+        where = f"{path}.target_shape"
+        if not shape:
+            raise ConfigError("give at least one dimension, e.g. [28, 28, 1]", where)
+        if shape.count(-1) > 1 or any(d < 1 and d != -1 for d in shape):
+            raise ConfigError(
+                f"dimensions must be >= 1, with at most one -1 (inferred); got {shape}", where
+            )
+
+    def build(self, input_shape, rng, dtype):
+        n = math.prod(input_shape)
+        known = math.prod(d for d in self.target_shape if d != -1)
+        shape = [n // known if d == -1 else d for d in self.target_shape]
+        if math.prod(shape) != n:
+            why = (
+                f"the other dimensions hold {known} values, which do not divide {n}"
+                if -1 in self.target_shape
+                else f"that shape holds {math.prod(shape)} values"
+            )
+            raise ConfigError(
+                f"cannot reshape an input of shape {input_shape} ({n} values per sample) to "
+                f"{self.target_shape}: {why}",
+                "target_shape",
+            )
+        self._in, self._out = tuple(input_shape), tuple(shape)
+        return self._out
+
+    def forward(self, X, training=False):
+        return X.reshape(X.shape[0], *self._out)
+
+    def backward(self, dY, need_dx=True):
+        return dY.reshape(dY.shape[0], *self._in)

@@ -8,7 +8,10 @@ layers is a chain and takes a straight path.
 All parameters live in one flat vector ``theta`` (and their gradients in ``grad``); each layer's
 ``params``/``grads`` are views into them. Optimizers update the flat vectors in a few NumPy calls
 whatever the number of layers, and a gradient check perturbs one vector. Parameters that weight
-decay applies to (kernels) come first: ``theta[:n_decay]``.
+decay applies to (kernels) come first: ``theta[:n_decay]``. State that layers update without
+gradients (batchnorm's running averages) lives in a second flat vector, ``buffers``, with the
+layers' ``buffers`` dicts as views into it: saved with the weights and in checkpoints, never
+touched by an optimizer (PyTorch's buffers).
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from nnlab.nn.initializers import planning
 from nnlab.nn.layers import INPUT, LAYERS, Layer
 
 Array = np.ndarray
+#: samples per forward pass of ``Model.predict`` (and of the exported NumPy program, which
+#: computes in the same batches: OpenBLAS sums a product's terms in an order that depends on
+#: its number of rows, so the batches are part of the numbers)
+PREDICT_BATCH = 1024
 
 
 class Model:
@@ -82,12 +89,18 @@ class Model:
     def _build_layers(self, rng: np.random.Generator) -> list[tuple[int, ...]]:
         """Build every layer in order; returns their output shapes."""
         shapes: list[tuple[int, ...]] = []
+        # whether a layer or one it reads, directly or not, has parameters: only then does
+        # backpropagation need the gradient of its output (a reshape first needs none)
+        self.trained_upstream: list[bool] = []
         for i, layer in enumerate(self.layers):
             in_shape = self._joined_shape(i, shapes)
+            upstream = any(s >= 0 and self.trained_upstream[s] for s in self.sources[i])
             try:
                 shapes.append(tuple(layer.build(in_shape, rng, self.dtype)))
-            except ConfigError as e:
-                raise ConfigError(e.detail, e.path or f"model.layers[{i}]") from None
+            except ConfigError as e:  # a layer names its own key (or none): prefix its place
+                where = f"model.layers[{i}]" + (f".{e.path}" if e.path else "")
+                raise ConfigError(e.detail, where) from None
+            self.trained_upstream.append(upstream or bool(layer.params))
         return shapes
 
     @classmethod
@@ -185,6 +198,7 @@ class Model:
     # ------------------------------------------------------------------ parameters
 
     def _flatten(self) -> None:
+        self._flatten_buffers()
         entries = []  # (decay?, layer index, key, array)
         for i, layer in enumerate(self.layers):
             for key, value in layer.params.items():
@@ -209,6 +223,20 @@ class Model:
             self.param_slices.append(slice(offset, offset + n))
             offset += n
 
+    def _flatten_buffers(self) -> None:
+        entries = [
+            (i, k, v) for i, layer in enumerate(self.layers) for k, v in layer.buffers.items()
+        ]
+        self.buffers = np.empty(sum(v.size for _, _, v in entries), self.dtype)
+        self.buffer_names: list[str] = []
+        offset = 0
+        for i, key, value in entries:
+            view = self.buffers[offset : offset + value.size].reshape(value.shape)
+            view[...] = value
+            self.layers[i].buffers[key] = view
+            self.buffer_names.append(f"layers.{i}.{key}")
+            offset += value.size
+
     @property
     def n_params(self) -> int:
         return int(self.theta.size)
@@ -220,15 +248,25 @@ class Model:
             layer = self.layers[int(i)]
             yield name, layer.params[key], layer.grads[key]
 
+    def named_buffers(self) -> Iterator[tuple[str, Array]]:
+        """(name, view) for each buffer (``layers.2.running_mean``)."""
+        for name in self.buffer_names:
+            i, key = name.split(".")[1:]
+            yield name, self.layers[int(i)].buffers[key]
+
     def state_dict(self) -> dict[str, Array]:
-        return {name: value.copy() for name, value, _ in self.named_parameters()}
+        """Copies of every parameter and buffer by name (``layers.0.W``), as PyTorch's."""
+        state = {name: value.copy() for name, value, _ in self.named_parameters()}
+        state.update((name, value.copy()) for name, value in self.named_buffers())
+        return state
 
     def load_state_dict(self, state: dict[str, Array]) -> None:
-        names = set(self.param_names)
+        names = set(self.param_names) | set(self.buffer_names)
         if set(state) != names:
             missing, extra = sorted(names - set(state)), sorted(set(state) - names)
             raise ValueError(f"parameters do not match: missing {missing}, unexpected {extra}")
-        for name, value, _ in self.named_parameters():
+        targets = [(n, v) for n, v, _ in self.named_parameters()] + list(self.named_buffers())
+        for name, value in targets:
             if state[name].shape != value.shape:
                 raise ValueError(f"{name}: shape {state[name].shape}, expected {value.shape}")
             value[...] = state[name]
@@ -296,17 +334,7 @@ class Model:
         (an array the model may own: copy it to keep it); training leaves it off, so the first
         layer skips that product."""
         if self.chain:
-            if isinstance(logits, list):
-                (logits,) = logits
-            last = len(self.layers) - 1
-            for i in range(last, -1, -1):
-                layer = self.layers[i]
-                need_dx = i > 0 or need_input_grad
-                if logits and i == last:
-                    dY = layer.backward_logits(dY, need_dx=need_dx)
-                else:
-                    dY = layer.backward(dY, need_dx=need_dx)
-            return dY if need_input_grad else None
+            return self._backward_chain(dY, logits, need_input_grad)
         flags = self._logit_flags(logits)
         grads: list[Array | None] = [None] * len(self.layers)
         dX: Array | None = None  # dL/d(input), summed over the layers that read it
@@ -319,13 +347,13 @@ class Model:
             if g is None:
                 continue
             srcs = self.sources[i]
-            need_dx = any(s >= 0 for s in srcs) or (need_input_grad and -1 in srcs)
+            wanted = [need_input_grad or (s >= 0 and self.trained_upstream[s]) for s in srcs]
+            need_dx = any(wanted)
             layer = self.layers[i]
             back = layer.backward_logits if flags[i] else layer.backward
             dx = back(g, need_dx)
             if not need_dx:
                 continue
-            wanted = [s >= 0 or need_input_grad for s in srcs]
             if len(srcs) == 1:
                 parts = [(srcs[0], dx)]
             elif self.joins[i] == "sum":  # each input gets its own copy: backward works in place
@@ -348,6 +376,25 @@ class Model:
             n = next(g.shape[0] for g in (dY if self.n_outputs > 1 else [dY]) if g is not None)
             dX = np.zeros((n, *self.input_shape), self.dtype)
         return dX
+
+    def _backward_chain(
+        self, dY: Array, logits: bool | list[bool], need_input_grad: bool
+    ) -> Array | None:
+        """``backward`` of a chain: each layer from the last, down to the first layer with
+        parameters (or to the input, with ``need_input_grad``)."""
+        if isinstance(logits, list):
+            (logits,) = logits
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
+            layer = self.layers[i]
+            need_dx = need_input_grad or (i > 0 and self.trained_upstream[i - 1])
+            if logits and i == last:
+                dY = layer.backward_logits(dY, need_dx=need_dx)
+            else:
+                dY = layer.backward(dY, need_dx=need_dx)
+            if not need_dx:  # no layer below has parameters
+                break
+        return dY if need_input_grad else None
 
     def _logit_flags(self, logits: bool | list[bool]) -> list[bool]:
         flags = [False] * len(self.layers)
@@ -383,7 +430,7 @@ class Model:
             return
         grads[i] = g if grads[i] is None else grads[i] + g
 
-    def predict(self, X: Array, batch_size: int = 1024):
+    def predict(self, X: Array, batch_size: int = PREDICT_BATCH):
         """Evaluation-mode outputs for any number of samples, as new arrays (a list of arrays
         for a model with several outputs)."""
         X = np.asarray(X, dtype=self.dtype)

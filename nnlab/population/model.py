@@ -40,6 +40,7 @@ class StackedModel(Model):
         self.dtype = template.dtype
         self.sources, self.joins = template.sources, template.joins
         self.outputs, self.chain = template.outputs, template.chain
+        self.trained_upstream = template.trained_upstream  # (backward stops below them)
         self.input_shape = template.input_shape
         self.shapes = template.shapes
         self.n_decay = template.n_decay
