@@ -66,6 +66,20 @@ def _series(run: Run, metric: str) -> tuple[Array, Array]:
     return x, y
 
 
+#: the most points a curve keeps (TensorBoard keeps 1000 of a scalar's): a 10^6-epoch run's
+#: curve is drawn from this many epochs, evenly spaced, the first and the last among them
+MAX_POINTS = 5000
+
+
+def thin(epochs: Array, *values: Array | None, limit: int = MAX_POINTS) -> tuple:
+    """``epochs`` (e,) and each of ``values`` (e,) at no more than ``limit`` evenly spaced
+    epochs, the first and the last kept; as they are when there are no more than that."""
+    if len(epochs) <= limit:
+        return (epochs, *values)
+    keep = np.unique(np.linspace(0, len(epochs) - 1, limit).round().astype(np.intp))
+    return (epochs[keep], *(None if v is None else v[keep] for v in values))
+
+
 def _check(runs: list[Run], metric: str, band: str) -> None:
     available = sorted({c for r in runs for c in r.metrics.columns} - {"epoch"})
     if metric not in available:
@@ -90,7 +104,7 @@ def curves(
         diffs = differences([r.config for r in runs], [r.flat for r in runs])
         names = labels(runs)
         return [
-            Curve(name, *_series(r, metric), keys=d)
+            Curve(name, *thin(*_series(r, metric)), keys=d)
             for r, name, d in zip(runs, names, diffs, strict=True)
         ]
     groups: dict[str, list[Run]] = {}
@@ -101,7 +115,7 @@ def curves(
     names = labels(firsts, skip=(SEED_KEY,))
     out = []
     for name, d, members in zip(names, diffs, groups.values(), strict=True):
-        epochs, mean, low, high = band_of([_series(r, metric) for r in members], band)
+        epochs, mean, low, high = thin(*band_of([_series(r, metric) for r in members], band))
         out.append(Curve(f"{name} (n={len(members)})", epochs, mean, low, high, len(members), d))
     return out
 

@@ -211,3 +211,25 @@ def test_an_image_of_many_runs_has_a_short_legend_and_no_warning(grid, tmp_path)
     box = legend.get_window_extent(renderer)
     for ax in fig.get_axes():  # the legend covers no panel
         assert not box.overlaps(ax.get_window_extent(renderer))
+
+
+def test_a_long_run_is_drawn_from_at_most_max_points_epochs_first_and_last_kept(tmp_path):
+    """A 10^6-epoch run's curve would be a million points in the image and in the report:
+    plot and report keep MAX_POINTS evenly spaced epochs, the values those epochs had."""
+    from nnlab.plot import MAX_POINTS, thin
+    from nnlab.report.data import report_data
+
+    n = MAX_POINTS * 3 + 7
+    acc = tuple(float(i % 1000) / 1000 for i in range(n))
+    for s in (0, 1):
+        make_run(tmp_path / "runs", f"long-s{s}", [f"training.seed={s}"], acc, acc)
+    runs = load_runs([tmp_path / "runs"], warn=pytest.fail)
+    for line in (*curves(runs, "val_accuracy"), *curves(runs, "val_accuracy", True)):
+        epochs = np.asarray(line.epochs)
+        assert len(epochs) == MAX_POINTS and epochs[0] == 1 and epochs[-1] == n
+        assert np.all(np.diff(epochs) > 0)
+        np.testing.assert_array_equal(line.values, (epochs - 1) % 1000 / 1000)
+    (drawn,) = report_data(runs)["curves"]["lines"]["val_accuracy"]
+    assert len(drawn["epochs"]) == MAX_POINTS and drawn["epochs"][-1] == n
+    x = np.arange(1.0, MAX_POINTS + 1)
+    assert all(a is b for a, b in zip(thin(x, x, None), (x, x, None), strict=True))

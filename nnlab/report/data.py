@@ -16,7 +16,7 @@ from nnlab.compare.render import interval_note
 from nnlab.compare.table import Run, Table, build_table, metric_names, record
 from nnlab.errors import ConfigError, NnlabError
 from nnlab.metrics import higher_is_better
-from nnlab.plot import DASHES, IMAGE_COLOURS, Curve, band_of, legend
+from nnlab.plot import DASHES, IMAGE_COLOURS, Curve, band_of, legend, thin
 from nnlab.report.groups import Group, clean, find_groups, group_of, rounded
 from nnlab.report.sweep import sweep_data
 from nnlab.stats import MARKERS
@@ -161,9 +161,10 @@ def _verdicts(table: Table) -> dict:
 
 
 def _curves(runs: list[Run], groups: list[Group], columns: list[str]) -> dict:
-    """Per metric, each group's curve: the epochs, the mean over its runs and the min-max band
-    (5 significant digits); and the colour of each group: a value of the swept axis when the
-    groups outnumber the colours, as in ``nnlab plot``."""
+    """Per metric, each group's curve: the epochs (at most ``plot.MAX_POINTS`` of them, evenly
+    spaced), the mean over its runs and the min-max band (5 significant digits); and the colour
+    of each group: a value of the swept axis when the groups outnumber the colours, as in
+    ``nnlab plot``."""
     out: dict[str, Any] = {}
     for m in columns:
         lines = []
@@ -172,7 +173,7 @@ def _curves(runs: list[Run], groups: list[Group], columns: list[str]) -> dict:
             series = [s for s in series if len(s[0])]
             if not series:
                 continue
-            epochs, mean, low, high = band_of(series)
+            epochs, mean, low, high = thin(*band_of(series))
             band = len(series) > 1
             lines.append(
                 {"group": g, "epochs": epochs.astype(int).tolist(), "mean": rounded(mean),
