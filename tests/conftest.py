@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,3 +265,48 @@ def c_compiler() -> str:
     if cc is None:
         pytest.skip("no C compiler (cc, gcc or clang) on this machine")
     return cc
+
+
+C_MAIN = r"""
+#include <stdio.h>
+#include "model.h"
+
+int main(void)
+{
+    REAL x[N_INPUTS], out[N_OUTPUTS];
+#ifdef N_CLASSES
+    for (int k = 0; k < N_CLASSES; k++)
+        printf("%s%c", CLASS_NAMES[k], k + 1 < N_CLASSES ? ',' : '\n');
+#endif
+    for (;;) {
+        for (int i = 0; i < N_INPUTS; i++)
+            if (scanf(SCAN, &x[i]) != 1) return 0;
+        predict(x, out);
+        for (int j = 0; j < N_OUTPUTS; j++)
+            printf(PRINT "%c", out[j], j + 1 < N_OUTPUTS ? ' ' : '\n');
+    }
+}
+"""
+
+
+def run_c_header(folder: Path, X: np.ndarray, double: bool) -> list[str]:
+    """The lines a program printed that includes ``folder/model.h`` (an exported model),
+    built with strict warnings as errors and fed the rows of ``X`` (float or double): the
+    class names first for a classifier, then a line of outputs per row."""
+    head = ('#define REAL double\n#define SCAN "%lf"\n#define PRINT "%.17g"\n' if double
+            else '#define REAL float\n#define SCAN "%f"\n#define PRINT "%.9g"\n')  # fmt: skip
+    (folder / "main.c").write_text(head + C_MAIN)
+    flags = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
+    build = subprocess.run(
+        [c_compiler(), *flags, "main.c", "-o", "model", "-lm"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    text = "\n".join(" ".join(repr(float(v)) for v in row) for row in X)
+    proc = subprocess.run(
+        [str(folder / "model")], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()

@@ -11,13 +11,12 @@ in test_mnist_training.py (slow).
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import c_compiler, run_nnlab, run_without_nnlab, train_run
+from conftest import run_c_header, run_nnlab, run_without_nnlab, train_run
 from nnlab.config import load_config, resolve
 from nnlab.data.digits import digits
 from nnlab.errors import ConfigError
@@ -514,43 +513,16 @@ def test_onnx_export_of_a_cnn_runs_in_onnxruntime(trained, name, tmp_path):
         assert {"GlobalAveragePool", "Concat", "Add"} <= ops
 
 
-C_MAIN = r"""
-#include <stdio.h>
-#include "model.h"
-
-int main(void)
-{
-    REAL x[N_INPUTS], out[N_OUTPUTS];
-    for (;;) {
-        for (int i = 0; i < N_INPUTS; i++)
-            if (scanf(SCAN, &x[i]) != 1) return 0;
-        predict(x, out);
-        for (int j = 0; j < N_OUTPUTS; j++)
-            printf(PRINT "%c", out[j], j + 1 < N_OUTPUTS ? ' ' : '\n');
-    }
-}
-"""
-
-
 @pytest.mark.parametrize("name", ["cnn", "cnn64"])
 def test_c_export_of_a_cnn_compiles_with_werror_and_equals_predict(trained, name, tmp_path):
-    cc = c_compiler()
     run = trained[name]
     X = digits().X[:200].astype(np.float64)
     ref = _reference(run, X, tmp_path)["output"]
     export(run, "c", tmp_path / "model.h")
     double = name == "cnn64"
-    head = ('#define REAL double\n#define SCAN "%lf"\n#define PRINT "%.17g"\n' if double
-            else '#define REAL float\n#define SCAN "%f"\n#define PRINT "%.9g"\n')  # fmt: skip
-    (tmp_path / "main.c").write_text(head + C_MAIN)
-    flags = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
-    build_ = subprocess.run(
-        [cc, *flags, "main.c", "-o", "model", "-lm"], cwd=tmp_path, capture_output=True, text=True
-    )
-    assert build_.returncode == 0, build_.stderr
-    text = "\n".join(" ".join(repr(float(v)) for v in row) for row in X)
-    proc = subprocess.run([str(tmp_path / "model")], input=text, capture_output=True, text=True)
-    out = np.loadtxt(proc.stdout.splitlines(), ndmin=2)
+    names, *lines = run_c_header(tmp_path, X, double)  # a classifier: its class names first
+    assert names.split(",") == [str(k) for k in range(10)]
+    out = np.loadtxt(lines, ndmin=2)
     assert np.abs(out - ref).max() <= (1e-5 if not double else 1e-12)
 
 

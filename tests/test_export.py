@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, c_compiler, invoke_nnlab, run_without_nnlab, train_run
+from conftest import (
+    CONFIGS,
+    c_compiler,
+    invoke_nnlab,
+    run_c_header,
+    run_without_nnlab,
+    train_run,
+)
 from nnlab.data.digits import digits
 from nnlab.export import export
 from nnlab.export.base import ExportError
@@ -204,50 +211,13 @@ def test_onnx_export_without_the_onnx_package_says_how_to_install_it(models, tmp
 
 # ---------------------------------------------------------------- c
 
-MAIN_C = r"""
-#include <stdio.h>
-#include "model.h"
-
-int main(void)
-{
-    REAL x[N_INPUTS], out[N_OUTPUTS];
-#ifdef N_CLASSES
-    for (int k = 0; k < N_CLASSES; k++)
-        printf("%s%c", CLASS_NAMES[k], k + 1 < N_CLASSES ? ',' : '\n');
-#endif
-    for (;;) {
-        for (int i = 0; i < N_INPUTS; i++)
-            if (scanf(SCAN, &x[i]) != 1) return 0;
-        predict(x, out);
-        for (int j = 0; j < N_OUTPUTS; j++)
-            printf(PRINT "%c", out[j], j + 1 < N_OUTPUTS ? ' ' : '\n');
-    }
-}
-"""
-
 
 @pytest.mark.parametrize("name", MODELS)
 def test_c_header_compiles_and_matches_predict(models, name, tmp_path):
-    cc = c_compiler()
     run, X = models[name]
     _, ref = reference(run, X, tmp_path)
     export(run, "c", tmp_path / "model.h")
-    double = ref.dtype == np.float64
-    (tmp_path / "main.c").write_text(
-        ("#define REAL double\n#define SCAN \"%lf\"\n#define PRINT \"%.17g\"\n" if double else
-         "#define REAL float\n#define SCAN \"%f\"\n#define PRINT \"%.9g\"\n") + MAIN_C
-    )  # fmt: skip
-    flags = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
-    build = subprocess.run(
-        [cc, *flags, "main.c", "-o", "model", "-lm"], cwd=tmp_path, capture_output=True, text=True
-    )
-    assert build.returncode == 0, build.stderr
-    text = "\n".join(" ".join(repr(float(v)) for v in row) for row in X.astype(ref.dtype))
-    proc = subprocess.run(
-        [str(tmp_path / "model")], input=text, capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = run_c_header(tmp_path, X.astype(ref.dtype), ref.dtype == np.float64)
     info = model_info(*load_model(run))
     if info["task"] == "classification":
         assert lines.pop(0).split(",") == info["classes"]
