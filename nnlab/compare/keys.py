@@ -238,14 +238,3 @@ def fmt_short(x: Any) -> str:
     """A config value for a legend: as ``fmt_config``, floats with 6 significant digits at most
     (``0.000215443`` for ``logspace``'s ``0.000215443469003``)."""
     return f"{x:.6g}" if isinstance(x, float) and x == x else fmt_config(x)
-
-
-def describe_differences(
-    configs: list[dict], flats: list[dict[str, Any]], skip: tuple[str, ...] = ()
-) -> list[str] | None:
-    """``initializer=he_normal lr=0.01`` for each config: the keys that differ between them, by
-    their short names; None when nothing differs."""
-    diffs = differences(configs, flats, skip)
-    if not diffs or not diffs[0]:
-        return None
-    return [" ".join(f"{k}={v}" for k, v in d.items()) for d in diffs]
